@@ -1,0 +1,105 @@
+"""Settings for one library home, from one place.
+
+Precedence, lowest first: built-in defaults, ``<home>/config.toml``, ``CLAPDEX_*``
+environment variables, then explicit overrides (command-line flags). The home itself
+comes from ``--home``, else ``CLAPDEX_HOME``, else ``~/.clapdex``.
+
+``config.toml`` holds the same keys as the fields below, e.g.::
+
+    catalog = "postgresql://clapdex@127.0.0.1/clapdex"
+    weights = "/models/CLAP_weights_2023.pth"
+    roots = ["/srv/sfx"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CLAPDEX_"
+CONFIG_FILE = "config.toml"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, misspelt or of the wrong type."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    home: Path
+    # SQLAlchemy URL of the catalog; empty means SQLite inside the home.
+    catalog: str = ""
+    # Vector store: "faiss" (files inside the home) or a qdrant:// URL.
+    store: str = "faiss"
+    model: str = "msclap-2023"
+    # Path to a weights file; empty means the model's default source (the Hugging Face cache).
+    weights: str = ""
+    device: str = "auto"
+    batch_size: int = 16
+    # Library roots served by the UI; files outside them are never read for a user.
+    roots: tuple[str, ...] = ()
+
+    @property
+    def catalog_url(self) -> str:
+        return self.catalog or f"sqlite:///{self.home / 'catalog.sqlite'}"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.home / "vectors"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(ENV_PREFIX + "HOME") or Path.home() / ".clapdex").expanduser()
+
+
+def _coerce(name: str, value: Any) -> Any:
+    field = {f.name: f for f in dataclasses.fields(Settings)}[name]
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "int":
+            return int(value)
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                value = [part for part in value.split(os.pathsep) if part]
+            return tuple(str(v) for v in value)
+        if kind == "Path":
+            return Path(value).expanduser()
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r} has an invalid value {value!r}: {exc}") from None
+
+
+def load_settings(home: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Settings for ``home`` (or the default home), with ``overrides`` applied last.
+
+    Overrides whose value is None are ignored, so CLI flags can be passed straight through.
+    """
+    home_path = Path(home).expanduser() if home else default_home()
+    names = {f.name for f in dataclasses.fields(Settings)} - {"home"}
+    values: dict[str, Any] = {}
+
+    config_path = home_path / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            from_file = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
+        unknown = set(from_file) - names
+        if unknown:
+            raise ConfigError(f"{config_path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        values.update(from_file)
+
+    for name in names:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None:
+            values[name] = env
+
+    unknown = set(overrides) - names
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(unknown)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+
+    return Settings(home=home_path, **{k: _coerce(k, v) for k, v in values.items()})
