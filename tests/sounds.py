@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 
@@ -35,3 +37,44 @@ def concatenate(path: Path, *parts: Path) -> Path:
 
 def _run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True)
+
+
+def esc10_clips(count: int) -> list[Path]:
+    """The first ``count`` ESC-10 recordings, one class after another."""
+    from checkpoints import shared_dir
+
+    classes = sorted((shared_dir() / "data" / "esc10").iterdir())
+    return [sorted(folder.glob("*.ogg"))[0] for folder in classes[:count]]
+
+
+def build_library(folder: Path) -> dict[str, Path]:
+    """A small sound library: several formats, nested folders, real recordings and bad files.
+
+    ``long.wav`` is 20 s whose second window (7-14 s) is, sample for sample, ``tone.wav``.
+    """
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    (folder / "recordings").mkdir()
+    files = {
+        "tone": sox_tone(folder / "tone.wav", 7),
+        "stereo": sox_tone(folder / "sub" / "stereo.flac", 3, channels=2, tone="square 220"),
+        "mp3": ffmpeg_tone(folder / "sub" / "deeper" / "beep.mp3", 2, frequency=1500),
+        "m4a": ffmpeg_tone(folder / "sub" / "chirp.m4a", 2, frequency=300),
+    }
+    with tempfile.TemporaryDirectory() as parts:
+        before = sox_tone(Path(parts) / "before.wav", 7, tone="square 200")
+        after = sox_tone(Path(parts) / "after.wav", 6, tone="sawtooth 3000")
+        files["long"] = concatenate(folder / "long.wav", before, files["tone"], after)
+    for number, clip in enumerate(esc10_clips(2)):
+        files[f"esc{number}"] = folder / "recordings" / clip.name
+        shutil.copyfile(clip, files[f"esc{number}"])
+    files["corrupt"] = folder / "sub" / "corrupt.flac"
+    files["corrupt"].write_bytes(b"fLaC" + bytes(range(256)) * 20)
+    files["text"] = folder / "notes.wav"
+    files["text"].write_text("not audio, despite the name\n")
+    files["empty"] = folder / "empty.ogg"
+    files["empty"].write_bytes(b"")
+    (folder / "readme.txt").write_text("not an audio extension: never scanned\n")
+    return files
+
+
+BAD = ("corrupt", "text", "empty")

@@ -1,0 +1,6 @@
+"""What is stored and how it is read: settings, the catalog, vector stores and the query engine.
+
+Import from the modules: ``search.config``, ``search.catalog``, ``search.store``,
+``search.engine`` (``Searcher``, ``Hit``); the package itself loads nothing, so reading
+settings or the catalog does not pull in the models.
+"""
