@@ -1,0 +1,51 @@
+"""Text and audio encoders behind one interface: ``load_encoder(name, weights=..., device=...)``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .weights import MissingWeightsError
+
+__all__ = ["Encoder", "MissingWeightsError", "list_models", "load_encoder"]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    name: str
+    sample_rate: int  # Hz of the audio embed_audio expects
+    window_seconds: float  # longest clip embed_audio takes
+    dim: int
+    weights_id: str  # short fingerprint of the loaded weights
+    logit_scale: float  # multiplier for cosine similarities
+    device: object
+
+    def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """(n, dim) float32, rows L2-normalised."""
+
+    def embed_audio(self, waveforms: list[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """Mono float32 clips at ``sample_rate``, each at most one window -> (n, dim) float32, unit rows."""
+
+
+# name -> "module:loader"; imported on use so `import encoders` stays light.
+_MODELS = {
+    "msclap-2023": "encoders.msclap:load_msclap_2023",
+}
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def load_encoder(name: str, weights=None, device: str = "cpu", **kwargs) -> Encoder:
+    """Load model ``name``; ``weights`` is a file path or None (environment, then Hugging Face cache).
+
+    ``device``: "cpu", "cuda", "cuda:1" or "auto". Other keyword arguments go to the model's loader
+    (msclap-2023: ``cache_dir``, ``batch_size``).
+    """
+    if name not in _MODELS:
+        raise ValueError(f"Unknown encoder {name!r}; available: {', '.join(list_models())}")
+    module_name, loader = _MODELS[name].split(":")
+    return getattr(importlib.import_module(module_name), loader)(weights=weights, device=device, **kwargs)

@@ -1,0 +1,404 @@
+"""MS-CLAP 2023 (Elizalde, Deshmukh, Wang; arXiv 2309.05767) for embedding text and audio.
+
+Audio: log-mel (computed here, batched ``torch.stft``) -> HTSAT-tiny, hosted by transformers'
+``ClapAudioModel`` (bn0, bicubic 965 -> 1024 frames, 256x256 "image", Swin stages, mean of the
+final tokens) -> projection. Text: caption + " <|endoftext|>" -> GPT-2, hidden state at the
+end-of-text token -> projection. Both projections: linear1, GELU, linear2, dropout, residual,
+LayerNorm; outputs are L2-normalised so inner product is cosine similarity.
+
+Deliberate differences from the official wrapper (msclap 1.3.4), which clapdex treats as bugs:
+  * no random crop: clips longer than one window raise ValueError (callers cut windows);
+  * mono only: 2-D input raises ValueError (average channels, don't concatenate them);
+  * text is pooled at the last attended token, not at count(id != 0) - 1, so a literal "!"
+    (GPT-2 id 0, the official pad id) no longer shifts the pooled position;
+  * captions longer than 77 tokens are truncated to 77 with end-of-text kept last;
+  * captions are padded to the longest in the batch, not to 77 (causal attention: same result).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
+
+from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023
+
+NAME = "msclap-2023"
+
+
+@dataclass(frozen=True)
+class MSClapConfig:
+    # Fixed by the official code; the checkpoint's shapes cannot tell these.
+    sample_rate: int = 44100
+    window_seconds: float = 7.0
+    n_fft: int = 1024
+    hop_length: int = 320
+    mel_bins: int = 64
+    log_amin: float = 1e-10
+    spec_size: int = 256
+    patch_size: int = 4
+    freq_ratio: int = 4  # transformers derives it as spec_size // mel_bins
+    mlp_ratio: float = 4.0
+    max_text_tokens: int = 77
+    end_of_text: str = " <|endoftext|>"
+    gpt2_head_dim: int = 64
+    projection_dropout: float = 0.5
+    # Read from the checkpoint (values shown are the released weights').
+    htsat_embed_dim: int = 96
+    htsat_depths: tuple[int, ...] = (2, 2, 6, 2)
+    htsat_heads: tuple[int, ...] = (4, 8, 16, 32)
+    htsat_window: int = 8
+    gpt2_layers: int = 12
+    gpt2_embed_dim: int = 768
+    gpt2_inner_dim: int = 3072
+    gpt2_positions: int = 1024
+    gpt2_vocab: int = 50257
+    projection_dim: int = 1024
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_seconds * self.sample_rate)
+
+    @property
+    def audio_features(self) -> int:
+        return self.htsat_embed_dim * 2 ** (len(self.htsat_depths) - 1)
+
+
+HTSAT = "audio_encoder.base.htsat."
+GPT2 = "caption_encoder.base."
+STFT_REAL = HTSAT + "spectrogram_extractor.stft.conv_real.weight"
+STFT_IMAG = HTSAT + "spectrogram_extractor.stft.conv_imag.weight"
+MEL_FILTERS = HTSAT + "logmel_extractor.melW"
+# Official keys with no counterpart here: ClapAudioModel builds its own shifted-window
+# masks, and the AudioSet classifier is not part of the embedding.
+UNUSED_KEY_MARKERS = (".attn_mask", HTSAT + "tscam_conv.", HTSAT + "head.")
+
+# Official key prefix -> ours, and HTSAT (Swin) names -> transformers' ClapAudio names.
+PREFIXES = (
+    (HTSAT, "audio_tower.audio_encoder."),
+    ("audio_encoder.projection.", "audio_projection."),
+    (GPT2, "text_tower."),
+    ("caption_encoder.projection.", "text_projection."),
+)
+HTSAT_RENAMES = (
+    ("bn0.", "batch_norm."),
+    (".norm1.", ".layernorm_before."),
+    (".norm2.", ".layernorm_after."),
+    (".attn.relative_position", ".attention.self.relative_position"),
+    (".attn.proj.", ".attention.output.dense."),
+    (".mlp.fc1.", ".intermediate.dense."),
+    (".mlp.fc2.", ".output.dense."),
+)
+QKV = ".attn.qkv."
+QUERY_KEY_VALUE = tuple(f".attention.self.{part}." for part in ("query", "key", "value"))
+
+
+def _tensor(state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in state:
+        raise ValueError(f"Not an MS-CLAP 2023 checkpoint: key {key!r} is missing")
+    return state[key]
+
+
+def _count(state: dict[str, torch.Tensor], prefix: str) -> int:
+    """How many consecutive ``prefix{i}.`` sub-modules the state dict holds."""
+    count = 0
+    while any(key.startswith(f"{prefix}{count}.") for key in state):
+        count += 1
+    return count
+
+
+def config_from_state_dict(state: dict[str, torch.Tensor]) -> MSClapConfig:
+    stages = _count(state, HTSAT + "layers.")
+    depths = tuple(_count(state, HTSAT + f"layers.{i}.blocks.") for i in range(stages))
+    # relative_position_bias_table: ((2 * window - 1) ** 2, heads)
+    tables = [_tensor(state, HTSAT + f"layers.{i}.blocks.0.attn.relative_position_bias_table") for i in range(stages)]
+    gpt2_embed_dim = _tensor(state, GPT2 + "wte.weight").shape[1]
+    config = MSClapConfig(
+        htsat_embed_dim=_tensor(state, HTSAT + "patch_embed.proj.weight").shape[0],
+        htsat_depths=depths,
+        htsat_heads=tuple(table.shape[1] for table in tables),
+        htsat_window=(math.isqrt(tables[0].shape[0]) + 1) // 2 if tables else 0,
+        gpt2_layers=_count(state, GPT2 + "h."),
+        gpt2_embed_dim=gpt2_embed_dim,
+        # GPT-2 Conv1D weights are (in, out)
+        gpt2_inner_dim=_tensor(state, GPT2 + "h.0.mlp.c_fc.weight").shape[1],
+        gpt2_positions=_tensor(state, GPT2 + "wpe.weight").shape[0],
+        gpt2_vocab=_tensor(state, GPT2 + "wte.weight").shape[0],
+        projection_dim=_tensor(state, "audio_encoder.projection.linear1.weight").shape[0],
+    )
+    if stages == 0 or 0 in depths:
+        raise ValueError(f"Not an MS-CLAP 2023 checkpoint: HTSAT stages with blocks {depths}")
+    if config.spec_size // config.mel_bins != config.freq_ratio:
+        raise ValueError("spec_size // mel_bins must equal freq_ratio")
+    if _tensor(state, MEL_FILTERS).shape != (config.n_fft // 2 + 1, config.mel_bins):
+        raise ValueError(f"{MEL_FILTERS} has shape {tuple(state[MEL_FILTERS].shape)}, "
+                         f"expected ({config.n_fft // 2 + 1}, {config.mel_bins})")
+    return config
+
+
+def stft_window(conv_real: torch.Tensor, conv_imag: torch.Tensor) -> torch.Tensor:
+    """The analysis window behind torchlibrosa's Conv1d DFT kernels (n_fft // 2 + 1, 1, n_fft).
+
+    Row k is window * cos(2 pi k n / n_fft) (real) and -window * sin(...) (imag), so row 0 of
+    the real kernel is the window itself; the other rows are checked, since torch.stft can
+    only apply a windowed DFT.
+    """
+    n_freq, _, n_fft = conv_real.shape
+    window = conv_real[0, 0].double()
+    phase = 2 * math.pi * torch.outer(torch.arange(n_freq), torch.arange(n_fft)).remainder(n_fft).double() / n_fft
+    error = max((conv_real[:, 0].double() - window * phase.cos()).abs().max().item(),
+                (conv_imag[:, 0].double() + window * phase.sin()).abs().max().item())
+    if conv_real.shape != conv_imag.shape or n_freq != n_fft // 2 + 1 or error > 1e-4:
+        raise ValueError(f"STFT kernels in {STFT_REAL} / {STFT_IMAG} are not a windowed DFT (error {error:.2g})")
+    return window.float()
+
+
+def to_our_key(key: str) -> str | None:
+    """Our name for an official key (None for keys we do not use); q/k/v split aside."""
+    if key == "logit_scale":
+        return key
+    for official, ours in PREFIXES:
+        if key.startswith(official):
+            key = ours + key[len(official):]
+            if official == HTSAT:
+                for old, new in HTSAT_RENAMES:
+                    key = key.replace(old, new)
+            return key
+    return None
+
+
+def to_official_key(key: str) -> str:
+    """Inverse of ``to_our_key``, for error messages."""
+    for part in QUERY_KEY_VALUE:
+        key = key.replace(part, QKV)
+    for official, ours in PREFIXES:
+        if key.startswith(ours):
+            key = official + key[len(ours):]
+            if official == HTSAT:
+                for old, new in reversed(HTSAT_RENAMES):
+                    key = key.replace(new, old)
+    return key
+
+
+class LogMelSpectrogram(nn.Module):
+    """torchlibrosa's Spectrogram + LogmelFilterBank (power 2, ref 1, no top_db) in one torch.stft."""
+
+    def __init__(self, window: torch.Tensor, mel_filters: torch.Tensor, hop_length: int, amin: float):
+        super().__init__()
+        self.register_buffer("window", window)  # (n_fft,)
+        self.register_buffer("mel_filters", mel_filters)  # (n_fft // 2 + 1, mel_bins)
+        self.hop_length = hop_length
+        self.amin = amin
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # waveforms: (batch, samples) -> (batch, frames, mel_bins); 7 s at 44.1 kHz -> 965 frames
+        spectrum = torch.stft(waveforms, n_fft=self.window.shape[0], hop_length=self.hop_length,
+                              window=self.window, center=True, pad_mode="reflect", return_complex=True)
+        power = spectrum.real.square() + spectrum.imag.square()  # (batch, freq, frames)
+        mel = power.transpose(1, 2) @ self.mel_filters
+        return 10.0 * torch.log10(mel.clamp(min=self.amin))
+
+
+class Projection(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, dropout: float):
+        super().__init__()
+        self.linear1 = nn.Linear(in_dim, out_dim, bias=False)
+        self.linear2 = nn.Linear(out_dim, out_dim, bias=False)
+        self.drop = nn.Dropout(dropout)
+        self.layer_norm = nn.LayerNorm(out_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        embedded = self.linear1(features)
+        return self.layer_norm(embedded + self.drop(self.linear2(F.gelu(embedded))))
+
+
+class MSClapModel(nn.Module):
+    def __init__(self, config: MSClapConfig, stft_window: torch.Tensor, mel_filters: torch.Tensor):
+        super().__init__()
+        self.config = config
+        self.log_mel = LogMelSpectrogram(stft_window, mel_filters, config.hop_length, config.log_amin)
+        self.audio_tower = ClapAudioModel(ClapAudioConfig(
+            spec_size=config.spec_size,
+            patch_size=config.patch_size,
+            patch_stride=[config.patch_size, config.patch_size],
+            num_mel_bins=config.mel_bins,
+            window_size=config.htsat_window,
+            patch_embeds_hidden_size=config.htsat_embed_dim,
+            depths=list(config.htsat_depths),
+            num_attention_heads=list(config.htsat_heads),
+            mlp_ratio=config.mlp_ratio,
+            hidden_size=config.audio_features,
+            hidden_act="gelu",
+            qkv_bias=True,
+            enable_fusion=False,
+            drop_path_rate=0.0,
+        ))
+        self.audio_projection = Projection(config.audio_features, config.projection_dim, config.projection_dropout)
+        self.text_tower = GPT2Model(GPT2Config(
+            vocab_size=config.gpt2_vocab,
+            n_positions=config.gpt2_positions,
+            n_embd=config.gpt2_embed_dim,
+            n_layer=config.gpt2_layers,
+            n_head=config.gpt2_embed_dim // config.gpt2_head_dim,
+            n_inner=config.gpt2_inner_dim,
+        ))
+        self.text_projection = Projection(config.gpt2_embed_dim, config.projection_dim, config.projection_dropout)
+        self.logit_scale = nn.Parameter(torch.zeros(()))
+
+    def embed_audio(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # waveforms: (batch, window_samples) -> (batch, projection_dim), not normalised
+        log_mel = self.log_mel(waveforms)[:, None]  # (batch, 1, frames, mel_bins)
+        features = self.audio_tower(input_features=log_mel).pooler_output  # (batch, audio_features)
+        return self.audio_projection(features)
+
+    def embed_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # input_ids, attention_mask: (batch, tokens), right-padded -> (batch, projection_dim)
+        hidden = self.text_tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        end_of_text = attention_mask.sum(dim=-1) - 1
+        return self.text_projection(hidden[torch.arange(hidden.shape[0], device=hidden.device), end_of_text])
+
+    @classmethod
+    def from_official_state_dict(cls, state: dict[str, torch.Tensor]) -> "MSClapModel":
+        config = config_from_state_dict(state)
+        model = cls(config, stft_window(_tensor(state, STFT_REAL), _tensor(state, STFT_IMAG)), state[MEL_FILTERS].float())
+        ours: dict[str, torch.Tensor] = {}
+        unexpected = []
+        for key, value in state.items():
+            if key in (STFT_REAL, STFT_IMAG, MEL_FILTERS) or any(marker in key for marker in UNUSED_KEY_MARKERS):
+                continue
+            name = to_our_key(key)
+            if name is None:
+                unexpected.append(key)
+            elif QKV in name:
+                # qkv: (3 * dim, ...) stacked query, key, value
+                for part, chunk in zip(QUERY_KEY_VALUE, value.chunk(3, dim=0)):
+                    ours[name.replace(QKV, part)] = chunk
+            else:
+                ours[name] = value
+        own_buffers = {"log_mel.window", "log_mel.mel_filters"}
+        expected = set(model.state_dict()) - own_buffers
+        missing = sorted({to_official_key(name) for name in expected - set(ours)})
+        unexpected += sorted(to_official_key(name) for name in set(ours) - expected)
+        if missing or unexpected:
+            raise ValueError(f"Not an MS-CLAP 2023 checkpoint with this layout: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
+        try:
+            model.load_state_dict(ours, strict=False)
+        except RuntimeError as error:  # shape mismatches: the architecture is inconsistent
+            raise ValueError(f"MS-CLAP 2023 checkpoint tensors have inconsistent shapes: {error}") from error
+        return model.eval()
+
+
+def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """Short stable id of the weights: sha256 over a few tensors that any fine-tune changes."""
+    digest = hashlib.sha256()
+    for key in ("logit_scale", "audio_encoder.projection.linear1.weight", "caption_encoder.projection.linear1.weight",
+                HTSAT + "patch_embed.proj.weight", GPT2 + "wpe.weight"):
+        digest.update(key.encode())
+        digest.update(state[key].detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_gpt2_tokenizer(folder: Path) -> GPT2TokenizerFast:
+    # from_pretrained, not GPT2TokenizerFast(vocab_file=...): the latter silently builds an
+    # empty vocabulary in transformers 5.x.
+    tokenizer = GPT2TokenizerFast.from_pretrained(str(folder))
+    ids = tokenizer("a dog barking")["input_ids"]
+    if ids != [64, 3290, 48961]:
+        raise RuntimeError(f"GPT-2 tokenizer from {folder} is broken: 'a dog barking' -> {ids}, expected [64, 3290, 48961]")
+    return tokenizer
+
+
+class MSClap2023Encoder:
+    """The ``encoders.Encoder`` interface over ``MSClapModel``: numpy in, unit-norm float32 numpy out."""
+
+    name = NAME
+
+    def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
+                 device: torch.device, batch_size: int = 32):
+        self.model = model.to(device)
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.weights_id = weights_id
+        self.device = device
+        self.batch_size = batch_size
+        self.sample_rate = self.config.sample_rate
+        self.window_seconds = self.config.window_seconds
+        self.dim = self.config.projection_dim
+        self.end_of_text_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        # The multiplier for cosine similarities (exp of the stored log-scale), as CLIP uses it.
+        self.logit_scale = model.logit_scale.detach().exp().item()
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
+        limit = self.config.max_text_tokens
+        rows = self.tokenizer([text + self.config.end_of_text for text in texts])["input_ids"]
+        rows = [row if len(row) <= limit else row[: limit - 1] + [self.end_of_text_id] for row in rows]
+        longest = max(len(row) for row in rows)
+        input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
+        attention_mask = torch.zeros(len(rows), longest, dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+        return input_ids, attention_mask
+
+    def fill_window(self, waveform) -> np.ndarray:
+        """A mono clip of at most one window, tiled to exactly one window as msclap does:
+        repeated ceil(window / length) times, then cut to the window."""
+        samples = np.asarray(waveform, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"embed_audio takes mono 1-D arrays; got shape {samples.shape}. "
+                             "Average the channels first, e.g. audio.mean(axis=0).")
+        window = self.config.window_samples
+        if samples.shape[0] == 0:
+            raise ValueError("embed_audio got an empty clip")
+        if samples.shape[0] > window:
+            raise ValueError(f"embed_audio takes at most {window} samples ({self.window_seconds} s at "
+                             f"{self.sample_rate} Hz); got {samples.shape[0]}. Cut longer audio into windows first.")
+        return np.tile(samples, -(-window // samples.shape[0]))[:window]
+
+    @torch.inference_mode()
+    def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        texts = list(texts)
+        batches = []
+        for start in range(0, len(texts), batch_size or self.batch_size):
+            input_ids, attention_mask = self.tokenize(texts[start : start + (batch_size or self.batch_size)])
+            embedded = self.model.embed_text(input_ids.to(self.device), attention_mask.to(self.device))
+            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
+        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
+        windows = [self.fill_window(waveform) for waveform in waveforms]
+        batches = []
+        for start in range(0, len(windows), batch_size or self.batch_size):
+            batch = torch.from_numpy(np.stack(windows[start : start + (batch_size or self.batch_size)]))
+            embedded = self.model.embed_audio(batch.to(self.device))
+            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
+        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
+
+
+def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",
+                     cache_dir: str | Path | None = None, batch_size: int = 32) -> MSClap2023Encoder:
+    """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub)."""
+    path = resolve_msclap_2023(weights, cache_dir)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise ValueError(f"{path} is not an MS-CLAP checkpoint: expected a dict with a 'model' state dict")
+    state = checkpoint["model"]
+    model = MSClapModel.from_official_state_dict(state)
+    tokenizer = load_gpt2_tokenizer(resolve_gpt2_tokenizer(path, cache_dir))
+    return MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), resolve_device(device), batch_size)

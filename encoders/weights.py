@@ -1,0 +1,69 @@
+"""Finding model files: an explicit path, ``CLAPDEX_WEIGHTS``, or the Hugging Face cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+WEIGHTS_ENV = "CLAPDEX_WEIGHTS"
+MSCLAP_REPO = "microsoft/msclap"
+MSCLAP_2023_FILENAME = "CLAP_weights_2023.pth"
+GPT2_TOKENIZER_REPO = "gpt2"
+GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Model files are neither where we were told nor obtainable from Hugging Face."""
+
+
+HOW_TO_GET_WEIGHTS = f"""\
+Get the MS-CLAP 2023 weights in one of these ways:
+  * on a machine with network access, download them once into the Hugging Face cache:
+      huggingface-cli download {MSCLAP_REPO} {MSCLAP_2023_FILENAME}
+      huggingface-cli download {GPT2_TOKENIZER_REPO} {' '.join(GPT2_TOKENIZER_FILES)}
+    later runs find them there, also offline (HF_HUB_OFFLINE=1; HF_HOME or HF_HUB_CACHE
+    select the cache);
+  * or pass --weights PATH (weights=PATH in Python), or set {WEIGHTS_ENV}=PATH, where PATH
+    is {MSCLAP_2023_FILENAME} from https://huggingface.co/{MSCLAP_REPO}, with
+    {' and '.join(GPT2_TOKENIZER_FILES)} of https://huggingface.co/{GPT2_TOKENIZER_REPO} next to it."""
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as set now, not only as it was when huggingface_hub was imported."""
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return constants.HF_HUB_OFFLINE or value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _download(repo_id: str, filename: str, cache_dir: str | Path | None) -> Path:
+    try:
+        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=hub_offline()))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        where = "offline mode is on and it is not in the cache" if hub_offline() else f"download failed: {error}"
+        raise MissingWeightsError(
+            f"Could not get {filename} from the Hugging Face repository {repo_id} ({where}).\n{HOW_TO_GET_WEIGHTS}"
+        ) from error
+
+
+def resolve_msclap_2023(weights: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
+    """Path of ``CLAP_weights_2023.pth``: ``weights``, else ``$CLAPDEX_WEIGHTS``, else the hub."""
+    given = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+    if given is None:
+        return _download(MSCLAP_REPO, MSCLAP_2023_FILENAME, cache_dir)
+    path = Path(given).expanduser()
+    if not path.is_file():
+        source = "weights argument" if weights is not None else WEIGHTS_ENV
+        raise MissingWeightsError(f"Weights file {path} (from the {source}) does not exist.\n{HOW_TO_GET_WEIGHTS}")
+    return path
+
+
+def resolve_gpt2_tokenizer(weights_path: Path, cache_dir: str | Path | None = None) -> Path:
+    """Folder holding ``vocab.json`` and ``merges.txt``: next to the weights, else the hub."""
+    if all((weights_path.parent / name).is_file() for name in GPT2_TOKENIZER_FILES):
+        return weights_path.parent
+    folders = {_download(GPT2_TOKENIZER_REPO, name, cache_dir).parent for name in GPT2_TOKENIZER_FILES}
+    if len(folders) != 1:
+        raise MissingWeightsError(f"GPT-2 tokenizer files ended up in different folders: {sorted(folders)}")
+    return folders.pop()
