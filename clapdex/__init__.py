@@ -1,0 +1,1 @@
+"""clapdex: semantic search for sound libraries. ``clapdex.cli`` is the command line."""

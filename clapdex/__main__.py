@@ -1,0 +1,3 @@
+from clapdex.cli import main
+
+raise SystemExit(main())

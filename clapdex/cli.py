@@ -1,0 +1,106 @@
+"""The ``clapdex`` command: one verb per stage, each a thin call into the packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from encoders import MissingWeightsError
+from encoders.audio import AudioDecodeError
+from indexer import index_paths
+from search.catalog import Catalog, ModelMismatchError
+from search.config import ConfigError, Settings, load_settings
+from search.engine import Hit, Searcher
+
+# Errors that are the user's to fix: reported in one message, without a traceback.
+USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecodeError, FileNotFoundError)
+
+
+def index(settings: Settings, args: argparse.Namespace) -> int:
+    with tqdm(unit=" files", file=sys.stderr, disable=None) as bar:
+        report = index_paths(settings, args.paths, progress=lambda path, outcome: bar.update())
+    print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {len(report.errors)} errors")
+    for path, reason in report.errors:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def search(settings: Settings, args: argparse.Namespace) -> int:
+    with Searcher(settings) as searcher:
+        print_hits(searcher.search_text(args.text, top=args.top), args.json)
+    return 0
+
+
+def similar(settings: Settings, args: argparse.Namespace) -> int:
+    with Searcher(settings) as searcher:
+        print_hits(searcher.similar(args.file, top=args.top), args.json)
+    return 0
+
+
+def status(settings: Settings, args: argparse.Namespace) -> int:
+    with Catalog(settings.catalog_url) as catalog:
+        counts, model, errors = catalog.counts(), catalog.model(), catalog.errors()
+        print(f"home:    {settings.home}")
+        print(f"model:   {model or 'none yet (nothing indexed)'}")
+        print(f"files:   {counts['indexed']} indexed, {counts['error']} errors, {counts['pending']} pending")
+        print(f"windows: {counts['windows']}")
+        for record in errors:
+            print(f"error: {record.path}: {record.error}")
+    return 0
+
+
+def print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        return
+    print(f"{'rank':>4}  {'score':>6}  {'start-end (s)':>13}  path")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:>4}  {hit.score:>6.3f}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clapdex", description="Semantic search for sound libraries.")
+    parser.add_argument("--home", help="library home (default: $CLAPDEX_HOME or ~/.clapdex)")
+    parser.add_argument("--catalog", help="catalog database URL (default: SQLite in the home)")
+    parser.add_argument("--model", help="encoder model name (default: msclap-2023)")
+    parser.add_argument("--weights", help="path to the model weights file")
+    parser.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:1, ...")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    verb = verbs.add_parser("index", help="index the audio files under folders or files")
+    verb.add_argument("paths", nargs="+", metavar="PATH")
+    verb.set_defaults(run=index)
+
+    verb = verbs.add_parser("search", help="find sounds matching a text description")
+    verb.add_argument("text")
+    add_hit_options(verb)
+    verb.set_defaults(run=search)
+
+    verb = verbs.add_parser("similar", help="find sounds like an audio file")
+    verb.add_argument("file")
+    add_hit_options(verb)
+    verb.set_defaults(run=similar)
+
+    verb = verbs.add_parser("status", help="what is indexed, with which model, and which files failed")
+    verb.set_defaults(run=status)
+    return parser
+
+
+def add_hit_options(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("--top", type=int, default=10, metavar="K", help="how many files to list (default 10)")
+    verb.add_argument("--json", action="store_true", help="print a JSON array of hits")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.home, catalog=args.catalog, model=args.model, weights=args.weights, device=args.device)
+        return args.run(settings, args)
+    except USER_ERRORS as exc:
+        print(f"clapdex: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
