@@ -97,7 +97,9 @@ def add_hit_options(verb: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.home, catalog=args.catalog, model=args.model, weights=args.weights, device=args.device)
+        settings = load_settings(
+            args.home, catalog=args.catalog, model=args.model, weights=args.weights, device=args.device
+        )
         return args.run(settings, args)
     except USER_ERRORS as exc:
         print(f"clapdex: {exc}", file=sys.stderr)

@@ -92,7 +92,9 @@ def windows(
     starts = list(range(0, total - size + 1, hop))
     if starts[-1] + size < total:
         starts.append(total - size)
-    return [Window(start / sample_rate, (start + size) / sample_rate, samples[start : start + size]) for start in starts]
+    return [
+        Window(start / sample_rate, (start + size) / sample_rate, samples[start : start + size]) for start in starts
+    ]
 
 
 def _read_soundfile(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:

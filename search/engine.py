@@ -105,8 +105,7 @@ class Searcher:
         if len(mono) == 0:
             raise ValueError("the query clip is empty")
         pieces = [window.samples for window in windows(mono, rate, self.encoder.window_seconds)]
-        size = self.settings.batch_size
-        embedded = np.concatenate([self.encoder.embed_audio(pieces[i : i + size]) for i in range(0, len(pieces), size)])
+        embedded = self.encoder.embed_audio(pieces, batch_size=self.settings.batch_size)
         return _unit(embedded.mean(axis=0))
 
     def search_vector(self, query: np.ndarray, top: int = 10, exclude_file_id: int | None = None) -> list[Hit]:
@@ -125,7 +124,9 @@ class Searcher:
             self.catalog.rollback()
         return sorted(best.values(), key=lambda hit: hit.score, reverse=True)[:top]
 
-    def _best_window_per_file(self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None) -> dict[int, Hit]:
+    def _best_window_per_file(
+        self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None
+    ) -> dict[int, Hit]:
         known = self.catalog.windows_by_id(ids)
         best: dict[int, Hit] = {}
         # Scores arrive best first, so a file's first window is its best.

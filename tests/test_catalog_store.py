@@ -21,7 +21,8 @@ def catalog(tmp_path):
 
 def add_file(catalog, path, spans=((0.0, 7.0), (7.0, 14.0))):
     record = catalog.upsert_file(path, root="/lib", size=100, mtime=1.5)
-    return record, catalog.replace_windows(record, spans, duration=14.0, sample_rate=44100, channels=2, codec="wav/pcm_16")
+    spans = catalog.replace_windows(record, spans, duration=14.0, sample_rate=44100, channels=2, codec="wav/pcm_16")
+    return record, spans
 
 
 def test_catalog_is_sqlite_in_wal_mode(catalog):
