@@ -1,0 +1,72 @@
+"""The corpus builder's caption rules and clip writer, on small files made with sox (no network)."""
+
+import shutil
+import subprocess
+
+import pytest
+import soundfile
+
+from encoders.training import corpus, sources
+from encoders.training.sources import Source
+
+SOURCES = {source.name: source for source in sources.SOURCES}
+
+
+def test_names_become_words_without_filler_numbers_or_package_names():
+    assert corpus.words_of("EvilConfirm2alt") == ["evil", "confirm", "alt"]
+    assert corpus.caption_from_path("usr/share/games/boswars/sounds/sd_hard01.wav", Source("boswars-data")) == "snare drum hard"
+    assert corpus.caption_from_path("usr/share/games/x/sounds/weapons/expl_big.ogg", Source("x")) == "explosion big (weapons)"
+
+
+def test_per_source_templates_keep_unit_names_as_context():
+    megaglest = SOURCES["megaglest-data"]
+    assert corpus.caption_from_path("techs/megapack/factions/magic/units/archer/sounds/archer_ack3.wav",
+                                    megaglest) == "voice of a archer unit answering an order"
+    assert corpus.kind_of("units/archer/sounds/archer_ack3.wav", "", 0.5, megaglest) == "speech"
+    keyboard = SOURCES["keyboardsounds"]
+    assert corpus.caption_from_path("keyboardsounds/profiles/mx-blue/release_back.mp3",
+                                    keyboard) == "backspace key released on a mechanical computer keyboard"
+
+
+def test_chord_names_and_kinds():
+    assert corpus.guitar_strum_caption("Fsharp minor7b5_UP_02") == (
+        "acoustic guitar strumming a F sharp minor seventh flat five chord, upstroke")
+    assert corpus.kind_of("sounds/wolf-growl.ogg", "wolf growl", 1.0, Source("x")) == "animal"
+    assert corpus.kind_of("sounds/wind.ogg", "wind", 8.0, Source("x")) == "ambience"
+
+
+def test_licence_is_the_last_matching_copyright_stanza():
+    stanzas = [(["*"], "GPL-2+"), (["drumkits/Kit.h2drumkit", "sounds/*.ogg"], "CC0"), (["debian/*"], "MIT")]
+    assert corpus.licence_of("usr/share/hydrogen/data/drumkits/Kit/kick.wav", stanzas) == "CC0"
+    assert corpus.licence_of("usr/share/games/x/sounds/a.ogg", stanzas) == "CC0"
+    assert corpus.licence_of("usr/share/games/x/music/a.ogg", stanzas) == "GPL-2+"
+
+
+def test_general_midi_file_is_well_formed():
+    slots = corpus._general_midi_slots()
+    song = corpus._midi_file(slots)
+    assert song[:4] == b"MThd" and song.endswith(b"\xff\x2f\x00")
+    assert len({origin for origin, *_ in slots}) == len(slots)
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox makes the test files")
+def test_clip_writer_crops_skips_silence_and_deduplicates(tmp_path):
+    def sox(name, *effects, rate="44101", channels="2"):
+        subprocess.run(["sox", "-n", "-r", rate, "-c", channels, str(tmp_path / name), "synth", *effects], check=True)
+        return tmp_path / name
+
+    long_tone = sox("tone.wav", "12", "sine", "440", "fade", "0", "12", "1")
+    same_quieter = tmp_path / "tone-quiet.flac"
+    subprocess.run(["sox", str(long_tone), "-r", "39063", "-c", "1", str(same_quieter), "vol", "0.5"], check=True)
+    other = sox("noise.ogg", "2", "pinknoise", rate="22050", channels="1")
+    silent = sox("silence.wav", "2", "sine", "440", "vol", "0")
+    clips = tmp_path / "clips"
+
+    tone = corpus.make_clip(long_tone, clips, max_seconds=10)
+    assert tone.duration == pytest.approx(10, abs=0.01)
+    written, rate = soundfile.read(clips / tone.fingerprint[:2] / f"{tone.fingerprint}.ogg")
+    assert rate == corpus.SAMPLE_RATE and written.ndim == 1
+    assert corpus.make_clip(same_quieter, clips, max_seconds=10).fingerprint == tone.fingerprint
+    assert corpus.make_clip(other, clips, max_seconds=10).fingerprint != tone.fingerprint
+    with pytest.raises(corpus.SkipClip):
+        corpus.make_clip(silent, clips, max_seconds=10)
