@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import av
 import numpy as np
@@ -20,8 +20,8 @@ import torchaudio.functional
 class AudioDecodeError(Exception):
     """A file could not be read as audio: missing, unreadable, corrupt, empty or not audio."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
+    def __init__(self, path: str | os.PathLike | BinaryIO, reason: str):
+        self.path = _name_of(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
@@ -42,11 +42,14 @@ class Window(NamedTuple):
     samples: np.ndarray
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
-    """Decode ``path`` to mono float32 at ``sample_rate``, with what the file itself holds."""
+def read_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+    """Decode ``path`` (a file name, or an open binary file such as an upload) to mono float32
+    at ``sample_rate``, with what the file itself holds."""
     try:
         samples, info = _read_soundfile(path)
     except soundfile.LibsndfileError:
+        if not _is_file_name(path):
+            path.seek(0)  # libsndfile read part of it before giving up
         samples, info = _read_ffmpeg(path)
     if samples.shape[0] == 0:
         raise AudioDecodeError(path, "no audio samples")
@@ -55,7 +58,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> tuple[np.ndarray, A
     return resample(mono, info.sample_rate, sample_rate), info
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+def load_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> np.ndarray:
     """Decode ``path`` to a 1-D float32 array at ``sample_rate``; raises AudioDecodeError."""
     return read_audio(path, sample_rate)[0]
 
@@ -97,7 +100,15 @@ def windows(
     ]
 
 
-def _read_soundfile(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
+def _is_file_name(source) -> bool:
+    return isinstance(source, (str, os.PathLike))
+
+
+def _name_of(source) -> str:
+    return os.fspath(source) if _is_file_name(source) else getattr(source, "name", None) or "uploaded audio"
+
+
+def _read_soundfile(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, AudioInfo]:
     with soundfile.SoundFile(path) as sound:
         samples = sound.read(dtype="float32", always_2d=True)
         info = AudioInfo(
@@ -109,9 +120,9 @@ def _read_soundfile(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
     return samples, info
 
 
-def _read_ffmpeg(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
+def _read_ffmpeg(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, AudioInfo]:
     try:
-        with av.open(os.fspath(path)) as container:
+        with av.open(os.fspath(path) if _is_file_name(path) else path) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(path, "no audio stream")
             stream = container.streams.audio[0]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -87,6 +89,35 @@ class Searcher:
     def search_audio(self, samples: np.ndarray, sample_rate: int, top: int = 10) -> list[Hit]:
         """Files that sound like ``samples`` (mono, or (frames, channels)) at ``sample_rate``."""
         return self.search_vector(self.embed_clip(samples, sample_rate), top)
+
+    def search_audio_file(
+        self, source: str | os.PathLike | BinaryIO, top: int = 10, max_seconds: float | None = None
+    ) -> list[Hit]:
+        """Files that sound like the audio file ``source`` (a path or an open upload), of which
+        only the first ``max_seconds`` count."""
+        rate = self.encoder.sample_rate
+        samples = load_audio(source, rate)
+        if max_seconds is not None:
+            samples = samples[: round(max_seconds * rate)]
+        return self.search_audio(samples, rate, top)
+
+    def library_file(self, path: str | os.PathLike) -> Path:
+        """``path``, resolved, if it is an indexed file inside its library root; else PermissionError.
+
+        Everything a user can reach through a query result goes through here, so no parameter
+        can name a file outside the indexed roots (no ``..``, no symlink out of a root).
+        """
+        record = self.catalog.file(os.path.abspath(path))
+        self.catalog.rollback()
+        refused = PermissionError(f"{path} is not a file of this library")
+        if record is None or record.status != INDEXED:
+            raise refused
+        resolved = Path(record.path).resolve()
+        # Configured roots are the authority; without them, the root the file was indexed under.
+        allowed = [Path(root).resolve() for root in self.settings.roots or (record.root,)]
+        if not any(resolved.is_relative_to(root) for root in allowed):
+            raise refused
+        return resolved
 
     def similar(self, path: str | os.PathLike, top: int = 10) -> list[Hit]:
         """Files that sound like the file at ``path``, not counting that file itself."""
