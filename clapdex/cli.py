@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 
 from tqdm import tqdm
@@ -12,8 +14,9 @@ from encoders import MissingWeightsError
 from encoders.audio import AudioDecodeError
 from indexer import index_paths
 from search.catalog import Catalog, ModelMismatchError
-from search.config import ConfigError, Settings, load_settings
+from search.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from search.engine import Hit, Searcher
+from ui import APP, MAX_UPLOAD_BYTES
 
 # Errors that are the user's to fix: reported in one message, without a traceback.
 USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecodeError, FileNotFoundError)
@@ -52,6 +55,22 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def ui(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve the page with Streamlit, handing it these settings through CLAPDEX_* variables."""
+    environment = dict(os.environ)
+    for name in ("home", "catalog", "model", "weights", "device"):
+        environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
+    environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
+        "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20), "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]
+    print(f"clapdex: serving {settings.home} on http://{args.host}:{args.port}", file=sys.stderr)
+    return subprocess.run(command, env=environment).returncode
+
+
 def print_hits(hits: list[Hit], as_json: bool) -> None:
     if as_json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
@@ -83,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     verb.add_argument("file")
     add_hit_options(verb)
     verb.set_defaults(run=similar)
+
+    verb = verbs.add_parser("ui", help="serve the search page in the browser")
+    verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    verb.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    verb.set_defaults(run=ui)
 
     verb = verbs.add_parser("status", help="what is indexed, with which model, and which files failed")
     verb.set_defaults(run=status)
