@@ -22,8 +22,8 @@ class MissingWeightsError(FileNotFoundError):
 HOW_TO_GET_WEIGHTS = f"""\
 Get the MS-CLAP 2023 weights in one of these ways:
   * on a machine with network access, download them once into the Hugging Face cache:
-      huggingface-cli download {MSCLAP_REPO} {MSCLAP_2023_FILENAME}
-      huggingface-cli download {GPT2_TOKENIZER_REPO} {' '.join(GPT2_TOKENIZER_FILES)}
+      hf download {MSCLAP_REPO} {MSCLAP_2023_FILENAME}
+      hf download {GPT2_TOKENIZER_REPO} {' '.join(GPT2_TOKENIZER_FILES)}
     later runs find them there, also offline (HF_HUB_OFFLINE=1; HF_HOME or HF_HUB_CACHE
     select the cache);
   * or pass --weights PATH (weights=PATH in Python), or set {WEIGHTS_ENV}=PATH, where PATH
