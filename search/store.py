@@ -24,8 +24,14 @@ class VectorStore(Protocol):
 
     def remove(self, ids: np.ndarray) -> int: ...
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine scores and ids, each (len(queries), min(k, len(self))), best first."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores and ids, each (len(queries), min(k, candidates)), best first.
+
+        ``allowed_ids`` restricts the search to those windows (the catalog's answer to a
+        filter); the restriction is applied inside the search, not to its results.
+        """
         ...
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray: ...
@@ -67,12 +73,23 @@ class FaissStore:
         ids = np.asarray(ids, dtype=np.int64)
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids))) if len(ids) else 0
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        k = min(k, len(self))
+        params = None
+        candidates = len(self)
+        if allowed_ids is not None:
+            allowed_ids = np.asarray(allowed_ids, dtype=np.int64)
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
+            candidates = min(candidates, len(allowed_ids))
+        k = min(k, candidates)
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-        return self.index.search(queries, k)
+        scores, ids = self.index.search(queries, k, params=params)
+        # Fewer allowed ids than k in the index leave -1 slots; drop them from every row alike.
+        keep = (ids >= 0).all(axis=0)
+        return scores[:, keep], ids[:, keep]
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         if not len(ids):

@@ -106,3 +106,21 @@ def test_store_removes_saves_atomically_and_reloads(tmp_path):
 def test_empty_store_searches_to_nothing(tmp_path):
     scores, ids = FaissStore(tmp_path / "windows.faiss", 8).search(unit_rows(2), 5)
     assert scores.shape == ids.shape == (2, 0)
+
+
+def test_store_search_restricted_to_allowed_ids_still_fills_the_page(tmp_path):
+    store = FaissStore(tmp_path / "windows.faiss", 8)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((200, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.add(np.arange(1000, 1200), vectors)
+    allowed = np.arange(1000, 1200, 20)  # a selective filter: 10 of 200
+
+    scores, ids = store.search(vectors[:2], 5, allowed_ids=allowed)
+    assert ids.shape == (2, 5) and set(ids.ravel()) <= set(allowed)
+    expected = np.argsort(-(vectors[allowed - 1000] @ vectors[:2].T), axis=0)[:5].T
+    assert (ids == allowed[expected]).all()
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # Fewer allowed windows than asked for: all of them, no padding.
+    assert store.search(vectors[:1], 50, allowed_ids=allowed)[1].shape == (1, 10)
+    assert store.search(vectors[:1], 5, allowed_ids=np.array([], np.int64))[1].shape == (1, 0)
