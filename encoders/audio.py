@@ -2,19 +2,26 @@
 
 libsndfile (through soundfile) reads WAV, FLAC, AIFF, Ogg Vorbis, Opus and MP3 quickly and
 exactly; what it rejects (M4A/AAC, odd containers) goes through FFmpeg (through PyAV).
+
+Files are read block by block (``AudioStream``, ``stream_windows``), so a multi-hour
+recording costs a few blocks and one window of memory, not the whole file. Resampling is
+libswresample's (through PyAV): a polyphase filter whose cost does not grow with the rate
+ratio, where a sinc kernel built from the reduced fraction (44101 -> 44100 Hz) would be huge.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
 import av
 import numpy as np
 import soundfile
-import torch
-import torchaudio.functional
+
+# Native frames read at a time: about 1.5 s at 44.1 kHz, a few MB even for 16 channels.
+BLOCK_FRAMES = 65536
 
 
 class AudioDecodeError(Exception):
@@ -34,6 +41,7 @@ class AudioInfo:
     channels: int
     codec: str
     duration: float
+    bit_depth: int | None = None  # of integer PCM or float samples; None for lossy codecs
 
 
 class Window(NamedTuple):
@@ -42,20 +50,107 @@ class Window(NamedTuple):
     samples: np.ndarray
 
 
+class AudioStream:
+    """An audio file opened for reading in blocks of mono float32 at ``sample_rate``.
+
+    ``sample_rate``, ``channels``, ``codec`` and ``bit_depth`` describe the file and are
+    known once opened; ``info()`` (with the duration) once ``blocks()`` has been read to the
+    end, since compressed streams only know their length by decoding it.
+    """
+
+    def __init__(self, source: str | os.PathLike | BinaryIO, sample_rate: int):
+        self.source, self.target_rate = source, sample_rate
+        self.frames = 0  # native frames decoded so far
+        try:
+            self._sound = soundfile.SoundFile(source)
+        except soundfile.LibsndfileError:
+            if not _is_file_name(source):
+                source.seek(0)  # libsndfile read part of it before giving up
+            self._sound = None
+            self._open_ffmpeg()
+        except OSError as exc:  # permissions, a directory, a vanished file
+            raise AudioDecodeError(source, exc.strerror or str(exc)) from None
+        else:
+            self.sample_rate, self.channels = self._sound.samplerate, self._sound.channels
+            self.codec = f"{self._sound.format}/{self._sound.subtype}".lower()
+            self.bit_depth = _SUBTYPE_BITS.get(self._sound.subtype)
+
+    def _open_ffmpeg(self) -> None:
+        try:
+            self._container = av.open(os.fspath(self.source) if _is_file_name(self.source) else self.source)
+        except av.FFmpegError as exc:
+            # FFmpeg's own words: "Invalid data found when processing input", "No such file or directory".
+            raise AudioDecodeError(self.source, f"not readable as audio: {exc.strerror or exc}") from None
+        if not self._container.streams.audio:
+            self._container.close()
+            raise AudioDecodeError(self.source, "no audio stream")
+        self._stream = self._container.streams.audio[0]
+        context = self._stream.codec_context
+        if not context.sample_rate:
+            self._container.close()
+            raise AudioDecodeError(self.source, f"unsupported audio codec {context.name or 'unknown'}")
+        self.sample_rate, self.channels = context.sample_rate, context.channels
+        self.codec = f"{self._container.format.name.split(',')[0]}/{context.name}"
+        self.bit_depth = context.bits_per_raw_sample or None if context.name.startswith(("pcm", "flac", "alac")) else None
+
+    def close(self) -> None:
+        (self._sound or self._container).close()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def info(self) -> AudioInfo:
+        return AudioInfo(self.sample_rate, self.channels, self.codec, self.frames / self.sample_rate, self.bit_depth)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Mono float32 blocks at the target rate, in order; raises AudioDecodeError midway on
+        corrupt data, and at the end if there was no audio at all."""
+        native = self._native_blocks_soundfile() if self._sound is not None else self._native_blocks_ffmpeg()
+        yield from _resample_blocks((_clean(to_mono(block)) for block in native), self.sample_rate, self.target_rate)
+        if self.frames == 0:
+            raise AudioDecodeError(self.source, "no audio samples")
+
+    def _native_blocks_soundfile(self) -> Iterator[np.ndarray]:
+        try:
+            for block in self._sound.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                self.frames += len(block)
+                yield block
+        except soundfile.LibsndfileError as exc:
+            raise AudioDecodeError(self.source, f"not readable as audio: {exc}") from None
+
+    def _native_blocks_ffmpeg(self) -> Iterator[np.ndarray]:
+        # Planar float keeps every channel apart and at full precision; we mix to mono ourselves.
+        to_planar_float = av.AudioResampler(format="fltp")
+        try:
+            for frame in self._container.decode(self._stream):
+                for planar in to_planar_float.resample(frame):
+                    yield self._counted(planar.to_ndarray().T)
+            for planar in to_planar_float.resample(None):
+                yield self._counted(planar.to_ndarray().T)
+        except av.FFmpegError as exc:
+            raise AudioDecodeError(self.source, f"not readable as audio: {exc.strerror or exc}") from None
+
+    def _counted(self, block: np.ndarray) -> np.ndarray:
+        self.frames += len(block)
+        return block
+
+
+_SUBTYPE_BITS = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
+    "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
+}
+
+
 def read_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
     """Decode ``path`` (a file name, or an open binary file such as an upload) to mono float32
-    at ``sample_rate``, with what the file itself holds."""
-    try:
-        samples, info = _read_soundfile(path)
-    except soundfile.LibsndfileError:
-        if not _is_file_name(path):
-            path.seek(0)  # libsndfile read part of it before giving up
-        samples, info = _read_ffmpeg(path)
-    if samples.shape[0] == 0:
-        raise AudioDecodeError(path, "no audio samples")
-    # A corrupt float file can hold NaN or inf, which would poison every similarity score.
-    mono = np.nan_to_num(to_mono(samples), nan=0.0, posinf=0.0, neginf=0.0)
-    return resample(mono, info.sample_rate, sample_rate), info
+    at ``sample_rate``, with what the file itself holds. The whole file is held: for long
+    files, use ``stream_windows``."""
+    with AudioStream(path, sample_rate) as stream:
+        samples = np.concatenate(list(stream.blocks()))
+        return samples, stream.info()
 
 
 def load_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> np.ndarray:
@@ -70,10 +165,60 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Mono ``samples`` from ``from_rate`` to ``to_rate`` (libswresample), as float32."""
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
     if from_rate == to_rate:
-        return np.ascontiguousarray(samples, dtype=np.float32)
-    resampled = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(samples)), from_rate, to_rate)
-    return resampled.numpy().astype(np.float32, copy=False)
+        return samples
+    pieces = list(_resample_blocks((samples[i : i + BLOCK_FRAMES] for i in range(0, len(samples), BLOCK_FRAMES)),
+                                   from_rate, to_rate))
+    return np.concatenate(pieces) if pieces else np.empty(0, np.float32)
+
+
+def _resample_blocks(blocks: Iterable[np.ndarray], from_rate: int, to_rate: int) -> Iterator[np.ndarray]:
+    if from_rate == to_rate:
+        yield from (block for block in blocks if len(block))
+        return
+    # One resampler for the whole stream keeps the filter's state across block boundaries.
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
+    for block in blocks:
+        if not len(block):
+            continue
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block)[np.newaxis], format="flt", layout="mono")
+        frame.sample_rate = from_rate
+        for out in resampler.resample(frame):
+            yield out.to_ndarray()[0]
+    for out in resampler.resample(None):
+        yield out.to_ndarray()[0]
+
+
+def _clean(samples: np.ndarray) -> np.ndarray:
+    # A corrupt float file can hold NaN or inf, which would poison every similarity score.
+    return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def stream_windows(
+    blocks: Iterable[np.ndarray], sample_rate: int, window_seconds: float, hop_seconds: float | None = None
+) -> Iterator[Window]:
+    """The windows ``windows`` would cut from the concatenated ``blocks``, holding only about
+    one window of samples at a time."""
+    size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
+    held = np.empty(0, np.float32)
+    held_from = 0  # sample index of held[0]
+    total = next_start = covered = 0
+    for block in blocks:
+        held = np.concatenate([held, block]) if len(held) else np.asarray(block, np.float32)
+        total += len(block)
+        while next_start + size <= total:
+            at = next_start - held_from
+            yield Window(next_start / sample_rate, (next_start + size) / sample_rate, held[at : at + size].copy())
+            covered, next_start = next_start + size, next_start + hop
+        # Keep what a later window may need: from the next start, and the last full window for the end.
+        keep_from = max(held_from, min(next_start, total - size))
+        held, held_from = held[keep_from - held_from :], keep_from
+    if 0 < total <= size and covered == 0:
+        yield Window(0.0, total / sample_rate, held.copy())
+    elif total > size and covered < total:
+        yield Window((total - size) / sample_rate, total / sample_rate, held[len(held) - size :].copy())
 
 
 def windows(
@@ -85,10 +230,7 @@ def windows(
     more window is aligned to the end, so every window is full length and no sound is
     missed. Audio shorter than one window is one short window (the encoder tiles it).
     """
-    size = round(window_seconds * sample_rate)
-    hop = round((hop_seconds or window_seconds) * sample_rate)
-    if size <= 0 or hop <= 0:
-        raise ValueError(f"window ({window_seconds} s) and hop ({hop_seconds} s) must be positive")
+    size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
     total = len(samples)
     if total <= size:
         return [Window(0.0, total / sample_rate, samples)]
@@ -100,50 +242,17 @@ def windows(
     ]
 
 
+def _window_sizes(sample_rate: int, window_seconds: float, hop_seconds: float | None) -> tuple[int, int]:
+    size = round(window_seconds * sample_rate)
+    hop = round((hop_seconds or window_seconds) * sample_rate)
+    if size <= 0 or hop <= 0:
+        raise ValueError(f"window ({window_seconds} s) and hop ({hop_seconds} s) must be positive")
+    return size, hop
+
+
 def _is_file_name(source) -> bool:
     return isinstance(source, (str, os.PathLike))
 
 
 def _name_of(source) -> str:
     return os.fspath(source) if _is_file_name(source) else getattr(source, "name", None) or "uploaded audio"
-
-
-def _read_soundfile(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, AudioInfo]:
-    with soundfile.SoundFile(path) as sound:
-        samples = sound.read(dtype="float32", always_2d=True)
-        info = AudioInfo(
-            sample_rate=sound.samplerate,
-            channels=sound.channels,
-            codec=f"{sound.format}/{sound.subtype}".lower(),
-            duration=samples.shape[0] / sound.samplerate,
-        )
-    return samples, info
-
-
-def _read_ffmpeg(path: str | os.PathLike | BinaryIO) -> tuple[np.ndarray, AudioInfo]:
-    try:
-        with av.open(os.fspath(path) if _is_file_name(path) else path) as container:
-            if not container.streams.audio:
-                raise AudioDecodeError(path, "no audio stream")
-            stream = container.streams.audio[0]
-            # Planar float keeps every channel apart and at full precision; we mix to mono ourselves.
-            to_planar_float = av.AudioResampler(format="fltp")
-            chunks = []
-            for frame in container.decode(stream):
-                chunks.extend(planar.to_ndarray() for planar in to_planar_float.resample(frame))
-            chunks.extend(planar.to_ndarray() for planar in to_planar_float.resample(None))
-            if not chunks:
-                raise AudioDecodeError(path, "no audio samples")
-            samples = np.concatenate(chunks, axis=1).T
-            rate = stream.codec_context.sample_rate
-            info = AudioInfo(
-                sample_rate=rate,
-                channels=samples.shape[1],
-                codec=f"{container.format.name.split(',')[0]}/{stream.codec_context.name}",
-                duration=samples.shape[0] / rate,
-            )
-    except av.FFmpegError as exc:
-        # FFmpeg's own words: "Invalid data found when processing input", "No such file or directory".
-        raise AudioDecodeError(path, f"not readable as audio: {exc.strerror or exc}") from None
-    return samples, info
-

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile
 from sounds import ffmpeg_tone, sox_tone
 
-from encoders.audio import AudioDecodeError, load_audio, read_audio, windows
+from encoders.audio import AudioDecodeError, load_audio, read_audio, resample, stream_windows, windows
 
 RATE = 44100
 
@@ -97,3 +100,73 @@ def test_windows_are_full_length_slices_of_the_samples():
     cut = windows(samples, 100, 7.0)
     assert all(len(w.samples) == 700 for w in cut)
     assert [w.samples[0] for w in cut] == [0, 700, 1300]
+
+
+@pytest.mark.parametrize("native_rate", [8000, 39063, 44101, 192000])
+def test_odd_and_extreme_rates_resample_accurately_and_quickly(native_rate):
+    seconds = 2
+    time = np.arange(native_rate * seconds) / native_rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * time)).astype(np.float32)
+
+    resampled = resample(tone, native_rate, RATE)
+
+    assert len(resampled) == RATE * seconds
+    expected = 0.5 * np.sin(2 * np.pi * 440 * np.arange(len(resampled)) / RATE)
+    middle = slice(1000, -1000)  # the filter's edges
+    assert np.abs(resampled[middle] - expected[middle]).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    "rate, channels, bits, encoding, expected_bits",
+    [(8000, 1, 16, "signed-integer", 16), (192000, 2, 24, "signed-integer", 24),
+     (48000, 16, 32, "floating-point", 32), (22050, 6, 8, "unsigned-integer", 8)],
+)
+def test_channels_rates_and_bit_depths_as_the_file_holds_them(tmp_path, rate, channels, bits, encoding, expected_bits):
+    path = sox_tone(tmp_path / "x.wav", 1, rate=rate, channels=channels, bits=bits, encoding=encoding)
+
+    samples, info = read_audio(path, RATE)
+
+    assert (info.sample_rate, info.channels, info.bit_depth) == (rate, channels, expected_bits)
+    assert len(samples) == RATE and info.duration == 1.0
+
+
+def test_a_10_ms_clip_is_one_short_window(tmp_path):
+    samples, info = read_audio(sox_tone(tmp_path / "click.wav", 0.01, rate=8000), RATE)
+    assert info.duration == pytest.approx(0.01) and len(samples) == 441
+    assert [(w.start, w.end) for w in windows(samples, RATE, 7.0, 3.5)] == [(0.0, 0.01)]
+
+
+@pytest.mark.parametrize("frames", [1, 699, 700, 701, 1049, 1050, 2000, 2345])
+@pytest.mark.parametrize("block", [1, 7, 333, 5000])
+def test_streamed_windows_equal_windows_cut_from_the_whole(frames, block):
+    samples = np.arange(frames, dtype=np.float32)
+    blocks = (samples[i : i + block] for i in range(0, frames, block))
+
+    streamed = list(stream_windows(blocks, 100, 7.0, 3.5))
+    whole = windows(samples, 100, 7.0, 3.5)
+
+    assert [(w.start, w.end) for w in streamed] == [(w.start, w.end) for w in whole]
+    assert all(np.array_equal(a.samples, b.samples) for a, b in zip(streamed, whole))
+
+
+def test_an_hour_long_file_streams_in_bounded_memory(tmp_path):
+    """An hour at 8 kHz is 2.6 GB of float32 mono at 44.1 kHz; streaming it must not hold it."""
+    path = tmp_path / "hour.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-b", "16", "-c", "1", str(path), "synth", "3600", "brownnoise"],
+                   check=True)
+    probe = f"""
+import resource
+from encoders.audio import AudioStream, stream_windows
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+count = 0
+with AudioStream({str(path)!r}, 44100) as stream:
+    for window in stream_windows(stream.blocks(), 44100, 7.0, 3.5):
+        count += 1
+    info = stream.info()
+print(count, info.duration, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    count, duration, growth_kib = result.stdout.split()
+
+    assert float(duration) == 3600.0 and int(count) == 1028
+    assert int(growth_kib) < 100 * 1024, f"peak memory grew by {int(growth_kib) // 1024} MiB"
