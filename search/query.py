@@ -1,0 +1,158 @@
+"""What a search asks for: a weighted sum of texts and sounds, as rclip writes it.
+
+``"rain + ./thunder.wav - traffic"`` means "like rain and this thunder, unlike traffic";
+``"2:rain + thunder"`` weighs rain twice. The engine embeds every term, scales its unit
+vector by the weight (negative when subtracted) and searches with the normalised sum.
+
+Everything here is hashable (a recorded clip is held as its file's bytes), so the engine
+can cache a term's embedding and a page can keep a query across reruns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+# A term is a path when it looks like one; "lo-fi hiss" and "AC/DC hum" stay text.
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac")
+_PATH_PREFIXES = ("./", "../", "/", "~/", ".\\", "..\\")
+# Operators stand alone between spaces, so a hyphen inside a word is never one.
+_OPERATOR = re.compile(r"(?:^|\s+)([+-])(?:\s+|$)")
+_WEIGHT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+):(.+)$", re.DOTALL)
+
+
+class QueryError(ValueError):
+    """The query text cannot be read; the message says why, for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclasses.dataclass(frozen=True)
+class Sound:
+    """An audio file, or the part of it between ``start`` and ``end`` seconds."""
+
+    path: str
+    start: float | None = None
+    end: float | None = None
+
+    def __post_init__(self):
+        if (self.start is None) != (self.end is None):
+            raise QueryError("a time range needs both a start and an end")
+        if self.start is not None and not 0 <= self.start < self.end:
+            raise QueryError(f"the time range {self.start:g}-{self.end:g} s is empty or negative")
+
+    @property
+    def is_region(self) -> bool:
+        return self.start is not None
+
+    def __str__(self) -> str:
+        name = Path(self.path).name
+        return f"{name} {format_time(self.start)}–{format_time(self.end)}" if self.is_region else name
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """A sound handed over as a file's bytes: an upload or a microphone recording."""
+
+    data: bytes = dataclasses.field(repr=False)
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    source: Text | Sound | Clip
+    weight: float = 1.0  # negative: "unlike this"
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    terms: tuple[Term, ...]
+    # "More like this" leaves out the file it started from: it would always come first.
+    exclude_path: str | None = None
+
+    @classmethod
+    def text(cls, text: str) -> Query:
+        return cls((Term(Text(text)),))
+
+    @classmethod
+    def sound(cls, path: str, start: float | None = None, end: float | None = None) -> Query:
+        """Files like ``path`` (or a time range of it), other than ``path`` itself."""
+        return cls((Term(Sound(path, start, end)),), exclude_path=path)
+
+    @classmethod
+    def clip(cls, data: bytes, name: str) -> Query:
+        return cls((Term(Clip(data, name)),))
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def __str__(self) -> str:
+        parts = []
+        for term in self.terms:
+            magnitude = abs(term.weight)
+            weighted = f"{magnitude:g}:{term.source}" if magnitude != 1 else str(term.source)
+            parts.append(("- " if term.weight < 0 else "+ " if parts else "") + weighted)
+        return " ".join(parts)
+
+
+def parse_query(text: str) -> Query:
+    """``"2:rain + ./thunder.wav - traffic"`` -> terms; a plain description is one text term."""
+    text = text.strip()
+    if not text:
+        return Query(())
+    pieces = _OPERATOR.split(text)
+    # re.split with one group alternates: term, operator, term, operator, term...
+    signs = [1.0] + [1.0 if operator == "+" else -1.0 for operator in pieces[1::2]]
+    terms = []
+    for sign, piece in zip(signs, pieces[0::2]):
+        weight, body = _weighted(piece.strip())
+        if not body:
+            raise QueryError(f"{text!r} has a + or - with no term beside it")
+        source: Text | Sound = Sound(body) if looks_like_path(body) else Text(body)
+        terms.append(Term(source, sign * weight))
+    if all(term.weight <= 0 for term in terms):
+        raise QueryError("a query needs at least one term to add, not only ones to subtract")
+    return Query(tuple(terms))
+
+
+def looks_like_path(term: str) -> bool:
+    return term.startswith(_PATH_PREFIXES) or term.lower().endswith(AUDIO_SUFFIXES)
+
+
+def parse_time(text: str) -> float:
+    """Seconds from ``"75"``, ``"1:15"``, ``"1:15.5"`` or ``"1:02:03"``."""
+    text = text.strip()
+    try:
+        seconds = 0.0
+        for part in text.split(":"):
+            seconds = seconds * 60 + float(part)
+    except ValueError:
+        raise QueryError(f"{text!r} is not a time; write seconds (75) or minutes:seconds (1:15)") from None
+    if seconds < 0:
+        raise QueryError(f"{text!r} is before the start of the file")
+    return seconds
+
+
+def format_time(seconds: float) -> str:
+    minutes, secs = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def _weighted(piece: str) -> tuple[float, str]:
+    match = _WEIGHT.match(piece)
+    if match is None:
+        return 1.0, piece
+    weight = float(match.group(1))
+    if weight == 0:
+        raise QueryError(f"the weight in {piece!r} is zero, which leaves the term out")
+    return weight, match.group(2).strip()

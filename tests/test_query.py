@@ -1,0 +1,67 @@
+"""Query arithmetic as rclip writes it, and the times a user types."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.query import Clip, Query, QueryError, Sound, Term, Text, parse_query, parse_time
+
+
+def test_a_plain_description_is_one_text_term():
+    assert parse_query("glass shattering on concrete, close") == Query((Term(Text("glass shattering on concrete, close")),))
+
+
+def test_terms_are_added_and_subtracted_and_paths_are_sounds():
+    query = parse_query("rain + ./thunder.wav - traffic")
+
+    assert query.terms == (Term(Text("rain")), Term(Sound("./thunder.wav")), Term(Text("traffic"), -1.0))
+
+
+def test_weights_scale_terms():
+    query = parse_query("2:golden retriever + 0.5:/sfx/pool.flac - 1.5:fruit")
+
+    assert [term.weight for term in query.terms] == [2.0, 0.5, -1.5]
+    assert query.terms[1].source == Sound("/sfx/pool.flac")
+
+
+def test_hyphens_and_slashes_inside_words_are_not_operators_or_paths():
+    query = parse_query("lo-fi hiss + AC/DC amp hum")
+
+    assert query.terms == (Term(Text("lo-fi hiss")), Term(Text("AC/DC amp hum")))
+
+
+@pytest.mark.parametrize("text", ["rain +  ", "- traffic", "0:rain"])
+def test_unreadable_arithmetic_is_a_sentence(text):
+    with pytest.raises(QueryError):
+        parse_query(text)
+
+
+def test_queries_print_as_typed_and_hash_so_embeddings_can_be_cached():
+    query = parse_query("2:rain + thunder.wav - traffic")
+
+    assert str(query) == "2:rain + thunder.wav - traffic"
+    assert hash(query) == hash(parse_query("2:rain + thunder.wav - traffic"))
+    assert hash(Query.clip(b"RIFF", "mic.wav")) == hash(Query.clip(b"RIFF", "mic.wav"))
+    assert str(Query((Term(Clip(b"", "mic.wav")),))) == "mic.wav"
+
+
+def test_a_region_query_leaves_out_its_own_file():
+    query = Query.sound("/sfx/long.wav", 12.0, 15.0)
+
+    assert query.exclude_path == "/sfx/long.wav"
+    assert str(query) == "long.wav 0:12.0–0:15.0"
+    with pytest.raises(QueryError):
+        Sound("/sfx/long.wav", 15.0, 12.0)
+    with pytest.raises(QueryError):
+        Sound("/sfx/long.wav", 15.0, None)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("75", 75.0), ("1:15", 75.0), ("0:12.5", 12.5), ("1:02:03", 3723.0)])
+def test_times_read_as_seconds_or_minutes(text, seconds):
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "1:xx", "-3"])
+def test_a_bad_time_is_a_sentence(text):
+    with pytest.raises(QueryError):
+        parse_time(text)
