@@ -1,7 +1,8 @@
-"""Finding the audio files under the paths a user names."""
+"""Finding the audio files under the paths a user names, and telling whether one changed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -52,3 +53,35 @@ def _walk(root: Path, seen_folders: set[tuple[int, int]]) -> Iterator[Found]:
         for name in sorted(names):
             if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
                 yield Found(os.path.join(folder, name), str(root))
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """A digest of the file's bytes: what identifies a file across renames and touches."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs"})
+
+
+def network_filesystem(path: str | os.PathLike, mounts: str = "/proc/mounts") -> str | None:
+    """The network file system type ``path`` lives on (from ``mounts``), or None if local."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/mounts escapes spaces in mount points as \040.
+        mount_point = fields[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type if best_type in NETWORK_FILESYSTEMS else None

@@ -3,19 +3,29 @@
 A window's primary key is its vector's id in the vector store, so a search hit maps straight
 back to a file and a time span. SQLite (WAL) by default; any SQLAlchemy URL works, PostgreSQL
 included, because everything here goes through the ORM with bound parameters.
+
+A file is catalogued in two steps: the scan records it as 'pending' with what its header and
+tags say (searchable by name and metadata at once), then embedding gives it windows and
+marks it 'indexed', or 'error' with the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Sequence
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import (
-    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event, func, select,
+    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, delete, event, exists, func,
+    or_, select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+
+from search.filters import Filters
 
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
 
@@ -41,13 +51,39 @@ class File(Base):
     sample_rate: Mapped[int | None] = mapped_column(Integer)
     channels: Mapped[int | None] = mapped_column(Integer)
     codec: Mapped[str | None] = mapped_column(String(64))
+    bit_depth: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(8), index=True)  # extension family: FORMATS' values
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)  # BWF bext, else a comment tag, else iXML's note
+    originator: Mapped[str | None] = mapped_column(Text)  # BWF bext, else the artist tag
+    ucs_cat_id: Mapped[str | None] = mapped_column(String(64), index=True)  # "DOORWood"
+    ucs_category: Mapped[str | None] = mapped_column(String(64), index=True)  # "DOOR"
+    ucs_subcategory: Mapped[str | None] = mapped_column(String(64))  # "Wood"
+    # Everything else the tags, bext and iXML chunks said, as JSON, for display.
+    extra: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    hop: Mapped[float | None] = mapped_column(Float)  # seconds between window starts
     indexed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
 
     windows: Mapped[list[Window]] = relationship(
         back_populates="file", cascade="all, delete-orphan", order_by="Window.start"
     )
+    tag_rows: Mapped[list[FileTag]] = relationship(cascade="all, delete-orphan", order_by="FileTag.tag")
+
+    @property
+    def tags(self) -> list[str]:
+        return [row.tag for row in self.tag_rows]
+
+
+class FileTag(Base):
+    """One keyword of a file (genre, keywords, category tags), lower case, for filtering."""
+
+    __tablename__ = "file_tags"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
 
 
 class Window(Base):
@@ -60,6 +96,32 @@ class Window(Base):
     end: Mapped[float] = mapped_column(Float)
 
     file: Mapped[File] = relationship(back_populates="windows")
+
+
+# File extension -> the format family filters name.
+FORMATS = {
+    ".wav": "wav", ".flac": "flac", ".aif": "aiff", ".aiff": "aiff", ".ogg": "ogg", ".oga": "ogg",
+    ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a",  # m4a: AAC, in MP4 or raw ADTS
+}
+
+
+@dataclasses.dataclass
+class Metadata:
+    """What a file says about itself before it is decoded: header, tags, bext, iXML, UCS name."""
+
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    bit_depth: int | None = None
+    codec: str | None = None
+    title: str | None = None
+    description: str | None = None
+    originator: str | None = None
+    tags: tuple[str, ...] = ()
+    ucs_cat_id: str | None = None
+    ucs_category: str | None = None
+    ucs_subcategory: str | None = None
+    extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Meta(Base):
@@ -155,14 +217,116 @@ class Catalog:
     def file(self, path: str) -> File | None:
         return self.session.scalar(select(File).where(File.path == path))
 
-    def upsert_file(self, path: str, *, root: str, size: int, mtime: float) -> File:
-        """The record for ``path``, created if new, with its size and mtime as seen now."""
+    def upsert_file(self, path: str, *, root: str, size: int, mtime: float, content_hash: str | None = None) -> File:
+        """The record for ``path``, created if new, with its size, mtime and hash as seen now."""
         record = self.file(path)
         if record is None:
-            record = File(path=path, root=root, folder=str(Path(path).parent), name=Path(path).name)
+            record = File(path=path, status=PENDING)
             self.session.add(record)
-        record.root, record.size, record.mtime = root, size, mtime
+        self._place(record, path, root)
+        record.size, record.mtime, record.content_hash = size, mtime, content_hash
         return record
+
+    def move_file(self, record: File, path: str, *, root: str, mtime: float) -> None:
+        """Re-point ``record`` (and so its windows) at ``path``, where its content now lives."""
+        self._place(record, path, root)
+        record.mtime = mtime
+        self.session.flush()
+
+    @staticmethod
+    def _place(record: File, path: str, root: str) -> None:
+        record.path, record.root = path, root
+        record.folder, record.name = str(Path(path).parent), Path(path).name
+        record.format = FORMATS.get(Path(path).suffix.lower())
+
+    def set_metadata(self, record: File, metadata: Metadata, header: bool = True) -> None:
+        """Store what ``metadata`` says of ``record``; ``header=False`` keeps the duration, rate,
+        channels, bit depth and codec already measured by decoding."""
+        names = ("title", "description", "originator", "ucs_cat_id", "ucs_category", "ucs_subcategory")
+        if header:
+            names += ("duration", "sample_rate", "channels", "bit_depth", "codec")
+        for name in names:
+            setattr(record, name, getattr(metadata, name))
+        record.extra = json.dumps(metadata.extra, ensure_ascii=False, sort_keys=True) if metadata.extra else None
+        wanted = sorted({tag.strip().lower()[:255] for tag in metadata.tags if tag.strip()})
+        if wanted != record.tags:
+            record.tag_rows = [FileTag(tag=tag) for tag in wanted]
+
+    def files_with_hash(self, content_hash: str) -> list[File]:
+        return list(self.session.scalars(select(File).where(File.content_hash == content_hash).order_by(File.id)))
+
+    def paths_under(self, folder: str) -> Iterator[tuple[int, str]]:
+        """(id, path) of every catalogued file below ``folder``."""
+        prefix = folder.rstrip(os.sep) + os.sep
+        query = select(File.id, File.path).where(File.path.startswith(prefix, autoescape=True)).order_by(File.path)
+        yield from ((file_id, path) for file_id, path in self.session.execute(query))
+
+    def file_by_id(self, file_id: int) -> File | None:
+        return self.session.get(File, file_id)
+
+    def delete_file(self, record: File) -> list[int]:
+        """Forget ``record``; returns the ids of its windows (vectors now to remove)."""
+        removed = self._drop_windows(record)
+        self.session.delete(record)
+        self.session.flush()
+        return removed
+
+    def mark_pending(self, record: File) -> list[int]:
+        """Queue ``record`` for embedding again; returns the ids of its windows (now stale)."""
+        removed = self._drop_windows(record)
+        record.status, record.error, record.indexed_at = PENDING, None, None
+        self.session.flush()
+        return removed
+
+    def pending_files(self) -> list[File]:
+        return list(self.session.scalars(select(File).where(File.status == PENDING).order_by(File.path)))
+
+    def files(self, status: str | None = None) -> Iterator[File]:
+        query = select(File).order_by(File.path).options(selectinload(File.windows), selectinload(File.tag_rows))
+        if status is not None:
+            query = query.where(File.status == status)
+        yield from self.session.scalars(query)
+
+    def file_ids_of_windows(self, window_ids: Iterable[int]) -> set[int]:
+        wanted = sorted({int(i) for i in window_ids})
+        found: set[int] = set()
+        for offset in range(0, len(wanted), 500):
+            found.update(self.session.scalars(select(Window.file_id).where(Window.id.in_(wanted[offset : offset + 500]))))
+        return found
+
+    def paths_of(self, file_ids: Iterable[int]) -> list[str]:
+        wanted = sorted({int(i) for i in file_ids})
+        paths: list[str] = []
+        for offset in range(0, len(wanted), 500):
+            paths.extend(self.session.scalars(select(File.path).where(File.id.in_(wanted[offset : offset + 500]))))
+        return sorted(paths)
+
+    def indexed_without_windows(self) -> list[str]:
+        has_windows = exists().where(Window.file_id == File.id)
+        return list(self.session.scalars(select(File.path).where(File.status == INDEXED, ~has_windows).order_by(File.path)))
+
+    def exact_duplicates(self) -> list[list[File]]:
+        """Groups of catalogued files with the same content, each in path order."""
+        hashes = select(File.content_hash).where(File.content_hash.is_not(None)).group_by(File.content_hash)
+        hashes = hashes.having(func.count() > 1)
+        rows = self.session.scalars(select(File).where(File.content_hash.in_(hashes)).order_by(File.content_hash, File.path))
+        groups: dict[str, list[File]] = {}
+        for record in rows:
+            groups.setdefault(record.content_hash, []).append(record)
+        return sorted(groups.values(), key=lambda group: group[0].path)
+
+    # --- meta: settings the index was built with
+
+    def meta(self, key: str) -> str | None:
+        return self.session.scalar(select(Meta.value).where(Meta.key == key))
+
+    def set_meta(self, key: str, value: str) -> None:
+        row = self.session.get(Meta, key)
+        if row is None:
+            self.session.add(Meta(key=key, value=value))
+        else:
+            row.value = value
+        self.session.flush()
 
     def replace_windows(
         self,
@@ -173,13 +337,16 @@ class Catalog:
         sample_rate: int,
         channels: int,
         codec: str,
+        bit_depth: int | None = None,
+        hop: float | None = None,
     ) -> tuple[list[int], list[int]]:
         """Give ``record`` new windows and mark it indexed; returns (removed ids, new ids)."""
         removed = self._drop_windows(record)
         new = [Window(start=start, end=end) for start, end in spans]
         record.windows = new
         record.duration, record.sample_rate, record.channels, record.codec = duration, sample_rate, channels, codec
-        record.status, record.error = INDEXED, None
+        record.bit_depth = bit_depth if bit_depth is not None else record.bit_depth
+        record.status, record.error, record.hop = INDEXED, None, hop
         record.indexed_at = datetime.datetime.now(datetime.timezone.utc)
         self.session.flush()  # assigns the new windows' ids
         return removed, [window.id for window in new]
@@ -213,6 +380,15 @@ class Catalog:
     def window_ids(self) -> list[int]:
         return list(self.session.scalars(select(Window.id)))
 
+    def window_ids_matching(self, filters: Filters) -> np.ndarray:
+        """Ids of the windows of indexed files that pass ``filters``, in id order."""
+        query = select(Window.id).join(Window.file).where(File.status == INDEXED, *file_conditions(filters))
+        return np.fromiter(self.session.scalars(query.order_by(Window.id)), dtype=np.int64)
+
+    def file_ids_matching(self, filters: Filters) -> list[int]:
+        """Ids of catalogued files (any status: pending ones are findable by metadata) that pass ``filters``."""
+        return list(self.session.scalars(select(File.id).where(*file_conditions(filters)).order_by(File.id)))
+
     def errors(self) -> list[File]:
         return list(self.session.scalars(select(File).where(File.status == ERROR).order_by(File.path)))
 
@@ -223,6 +399,30 @@ class Catalog:
         counts.update({status: count for status, count in per_status})
         counts["windows"] = self.session.scalar(select(func.count()).select_from(Window)) or 0
         return counts
+
+
+def file_conditions(filters: Filters) -> list:
+    """``filters`` as SQL conditions on File."""
+    conditions = []
+    if filters.min_duration is not None:
+        conditions.append(File.duration >= filters.min_duration)
+    if filters.max_duration is not None:
+        conditions.append(File.duration <= filters.max_duration)
+    if filters.sample_rates:
+        conditions.append(File.sample_rate.in_([int(rate) for rate in filters.sample_rates]))
+    if filters.channels:
+        conditions.append(File.channels.in_([int(count) for count in filters.channels]))
+    if filters.formats:
+        conditions.append(File.format.in_([name.lower() for name in filters.formats]))
+    if filters.folders:
+        below = [File.path.startswith(os.path.abspath(folder).rstrip(os.sep) + os.sep, autoescape=True)
+                 for folder in filters.folders]
+        conditions.append(or_(*below))
+    for tag in filters.tags:
+        conditions.append(exists().where(and_(FileTag.file_id == File.id, FileTag.tag == tag.strip().lower())))
+    if filters.categories:
+        conditions.append(or_(File.ucs_category.in_(filters.categories), File.ucs_cat_id.in_(filters.categories)))
+    return conditions
 
 
 def _tune_sqlite(connection, _record) -> None:

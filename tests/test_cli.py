@@ -69,7 +69,7 @@ def test_status_lists_counts_model_and_errors(indexed_home):
     result = clapdex("status", home=home)
 
     assert result.returncode == 0, result.stderr
-    assert "7 indexed, 3 errors" in result.stdout and "windows: 9" in result.stdout
+    assert "7 indexed, 3 errors" in result.stdout and "windows: 11" in result.stdout
     assert "msclap-2023" in result.stdout
     assert f"error: {library['corrupt']}: " in result.stdout
 

@@ -51,11 +51,12 @@ def test_index_run_catalogs_good_files_and_reports_bad_ones(indexed, library, ti
     assert sorted(path for path, _ in report.errors) == sorted(str(library[name]) for name in BAD)
     assert all(reason for _, reason in report.errors)
     with Catalog(settings.catalog_url) as catalog:
-        assert catalog.counts() == {"pending": 0, "indexed": len(GOOD), "error": len(BAD), "windows": len(GOOD) + 2}
+        assert catalog.counts() == {"pending": 0, "indexed": len(GOOD), "error": len(BAD), "windows": len(GOOD) + 4}
         assert {f.path for f in catalog.errors()} == {str(library[name]) for name in BAD}
         long = catalog.file(str(library["long"]))
         assert (long.status, long.duration, long.channels) == (INDEXED, 20.0, 1)
-        assert [(w.start, w.end) for w in long.windows] == [(0.0, 7.0), (7.0, 14.0), (13.0, 20.0)]
+        # A 3.5 s hop, the last window aligned to the end.
+        assert [(w.start, w.end) for w in long.windows] == [(0.0, 7.0), (3.5, 10.5), (7.0, 14.0), (10.5, 17.5), (13.0, 20.0)]
         assert catalog.model().weights_id == tiny_encoder.weights_id
         assert sorted(open_store(settings, tiny_encoder.dim).ids()) == sorted(catalog.window_ids())
 
@@ -116,7 +117,7 @@ def test_reindex_skips_unchanged_and_reembeds_changed_files(tmp_path, tiny_encod
     assert (changed.indexed, changed.unchanged) == (1, len(GOOD) - 1)
     with Catalog(settings.catalog_url) as catalog:
         stereo = catalog.file(str(files["stereo"]))
-        assert [(w.start, w.end) for w in stereo.windows] == [(0.0, 7.0), (3.0, 10.0)]
+        assert [(w.start, w.end) for w in stereo.windows] == [(0.0, 7.0), (3.0, 10.0)]  # 3.5 s would overshoot
         after = set(catalog.window_ids())
         assert after == (before - old_stereo_ids) | {w.id for w in stereo.windows}
         assert sorted(open_store(settings, tiny_encoder.dim).ids()) == sorted(after)
