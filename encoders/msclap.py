@@ -254,8 +254,11 @@ class MSClapModel(nn.Module):
 
     def embed_audio(self, waveforms: torch.Tensor) -> torch.Tensor:
         # waveforms: (batch, window_samples) -> (batch, projection_dim), not normalised
-        log_mel = self.log_mel(waveforms)[:, None]  # (batch, 1, frames, mel_bins)
-        features = self.audio_tower(input_features=log_mel).pooler_output  # (batch, audio_features)
+        return self.audio_features(self.log_mel(waveforms))
+
+    def audio_features(self, log_mel: torch.Tensor) -> torch.Tensor:
+        # log_mel: (batch, frames, mel_bins) -> (batch, projection_dim), not normalised
+        features = self.audio_tower(input_features=log_mel[:, None]).pooler_output  # (batch, audio_features)
         return self.audio_projection(features)
 
     def embed_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -328,7 +331,7 @@ class MSClap2023Encoder:
     name = NAME
 
     def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
-                 device: torch.device, batch_size: int = 32):
+                 device: torch.device, batch_size: int = 32, precision: str = "auto", compiled: bool = False):
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.config = model.config
@@ -341,6 +344,10 @@ class MSClap2023Encoder:
         self.end_of_text_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         # The multiplier for cosine similarities (exp of the stored log-scale), as CLIP uses it.
         self.logit_scale = model.logit_scale.detach().exp().item()
+        self.autocast_dtype = autocast_dtype(precision, device)
+        # The towers behind the log-mel front end, which stays float32 (its log needs the range).
+        self._audio_features = torch.compile(model.audio_features, dynamic=False) if compiled else model.audio_features
+        self._staging: torch.Tensor | None = None  # pinned host buffer for batches bound for the GPU
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
@@ -355,9 +362,8 @@ class MSClap2023Encoder:
             attention_mask[i, : len(row)] = 1
         return input_ids, attention_mask
 
-    def fill_window(self, waveform) -> np.ndarray:
-        """A mono clip of at most one window, tiled to exactly one window as msclap does:
-        repeated ceil(window / length) times, then cut to the window."""
+    def check_clip(self, waveform) -> np.ndarray:
+        """``waveform`` as float32 if it is a mono clip of one window at most; else ValueError."""
         samples = np.asarray(waveform, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"embed_audio takes mono 1-D arrays; got shape {samples.shape}. "
@@ -368,6 +374,13 @@ class MSClap2023Encoder:
         if samples.shape[0] > window:
             raise ValueError(f"embed_audio takes at most {window} samples ({self.window_seconds} s at "
                              f"{self.sample_rate} Hz); got {samples.shape[0]}. Cut longer audio into windows first.")
+        return samples
+
+    def fill_window(self, waveform) -> np.ndarray:
+        """A mono clip of at most one window, tiled to exactly one window as msclap does:
+        repeated ceil(window / length) times, then cut to the window."""
+        samples = self.check_clip(waveform)
+        window = self.config.window_samples
         return np.tile(samples, -(-window // samples.shape[0]))[:window]
 
     @torch.inference_mode()
@@ -376,24 +389,75 @@ class MSClap2023Encoder:
         batches = []
         for start in range(0, len(texts), batch_size or self.batch_size):
             input_ids, attention_mask = self.tokenize(texts[start : start + (batch_size or self.batch_size)])
-            embedded = self.model.embed_text(input_ids.to(self.device), attention_mask.to(self.device))
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                embedded = self.model.embed_text(input_ids.to(self.device), attention_mask.to(self.device))
             batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
         return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
 
     @torch.inference_mode()
     def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
-        windows = [self.fill_window(waveform) for waveform in waveforms]
-        batches = []
-        for start in range(0, len(windows), batch_size or self.batch_size):
-            batch = torch.from_numpy(np.stack(windows[start : start + (batch_size or self.batch_size)]))
-            embedded = self.model.embed_audio(batch.to(self.device))
-            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
-        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
+        size = batch_size or self.batch_size
+        if self.device.type == "cpu":
+            windows = [self.fill_window(waveform) for waveform in waveforms]
+            batches = [torch.from_numpy(np.stack(windows[start : start + size])) for start in range(0, len(windows), size)]
+        else:
+            clips = [self.check_clip(waveform) for waveform in waveforms]
+            batches = (self.windows_on_device(clips[start : start + size]) for start in range(0, len(clips), size))
+        embedded = [self.embed_windows(batch) for batch in batches]
+        return np.concatenate(embedded) if embedded else np.zeros((0, self.dim), np.float32)
+
+    def embed_windows(self, windows: torch.Tensor) -> np.ndarray:
+        """(batch, window_samples) float32, on any device -> (batch, dim) unit rows."""
+        log_mel = self.model.log_mel(windows.to(self.device))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            embedded = self._audio_features(log_mel)
+        return F.normalize(embedded.float(), dim=-1).cpu().numpy()
+
+    def windows_on_device(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """Clips of at most one window -> (batch, window_samples) on the GPU, tiled there.
+
+        Only the clips' own samples cross the bus (a 5-s clip is 5/7 of its window), through
+        one pinned buffer; tiling on the GPU spares the host a pass over every window.
+        """
+        lengths = [len(clip) for clip in clips]
+        total = sum(lengths)
+        if self._staging is None or self._staging.numel() < total:
+            self._staging = torch.empty(max(total, 1 << 24), dtype=torch.float32).pin_memory()
+        staged = self._staging[:total]
+        np.concatenate(clips, out=staged.numpy())
+        # The copy must end before the buffer is refilled: the caller's .cpu() of the results
+        # waits for the stream that also runs this copy.
+        samples = staged.to(self.device, non_blocking=True)
+        window = self.config.window_samples
+        tiled = torch.empty(len(clips), window, dtype=torch.float32, device=self.device)
+        start = 0
+        for row, length in enumerate(lengths):
+            clip = samples[start : start + length]
+            tiled[row] = clip.repeat(-(-window // length))[:window]
+            start += length
+        return tiled
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The matmul dtype for ``precision``: "auto" is bfloat16 on CUDA (embeddings within cosine
+    0.999 of float32, docs/benchmarks.md) and float32 elsewhere; "fp32" is always float32."""
+    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision not in choices:
+        raise ValueError(f"precision must be one of auto, {', '.join(choices)}; got {precision!r}")
+    return choices[precision]
 
 
 def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None, batch_size: int = 32) -> MSClap2023Encoder:
-    """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub)."""
+                     cache_dir: str | Path | None = None, batch_size: int = 32, precision: str = "auto",
+                     compiled: bool = False) -> MSClap2023Encoder:
+    """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub).
+
+    ``precision``: "auto" (bfloat16 matmuls on CUDA, float32 on the CPU), "fp32", "bf16" or
+    "fp16"; ``compiled`` runs the audio tower through ``torch.compile`` (pays on a GPU for
+    large libraries: compiling takes a while).
+    """
     path = resolve_msclap_2023(weights, cache_dir)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
@@ -401,4 +465,5 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     state = checkpoint["model"]
     model = MSClapModel.from_official_state_dict(state)
     tokenizer = load_gpt2_tokenizer(resolve_gpt2_tokenizer(path, cache_dir))
-    return MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), resolve_device(device), batch_size)
+    return MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), resolve_device(device), batch_size,
+                             precision, compiled)

@@ -6,6 +6,8 @@ they hold; ``open_store`` picks it from ``settings.store``.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -49,64 +51,348 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
     raise ConfigError(f"unknown vector store {settings.store!r}; known: 'faiss'")
 
 
-class FaissStore:
-    """Exact inner-product search (cosine, as the vectors are unit length) in one FAISS file."""
+# Measured on 2 CPU cores (docs/benchmarks.md): exact search stays under about 20 ms a query
+# up to here; beyond it an inverted-file index answers in a few ms at recall@10 >= 0.95.
+EXACT_UP_TO = 100_000
+# Inverted lists probed per query: a share of all lists, and at least a few (measured,
+# docs/benchmarks.md).
+PROBE_SHARE = 1 / 32
+MIN_PROBES = 8
+# Approximate candidates re-scored exactly per wanted hit in the compressed (SQ8) index.
+RERANK_FACTOR = 4
+KINDS = ("auto", "flat", "ivf", "ivf-sq8")
 
-    def __init__(self, path: Path, dim: int):
+
+def ivf_lists_for(count: int) -> int:
+    """About sqrt(count) lists, a power of two: list scans and the coarse search cost alike."""
+    return 2 ** max(6, round(math.log2(math.sqrt(max(count, 1)))))
+
+
+class FaissStore:
+    """Inner-product search (cosine, as the vectors are unit length) in one FAISS file.
+
+    ``kind`` "flat" searches exactly; "ivf" is an inverted file over exact vectors; "ivf-sq8"
+    keeps 8-bit codes in memory (a quarter of the vectors' size) and re-scores its candidates
+    exactly against the float32 vectors memory-mapped from disk beside the index, so memory
+    holds 1 KB per 1024-d window instead of 4. "auto" is exact up to ``exact_up_to`` vectors
+    and rebuilds itself as "ivf" when saved beyond that (or as "ivf-sq8" with ``compress``).
+    Every kind applies ``allowed_ids`` inside the search. With ``gpu`` (default: when CUDA is
+    present) exact search runs as one matrix product on the GPU.
+    """
+
+    def __init__(self, path: Path, dim: int, kind: str = "auto", exact_up_to: int = EXACT_UP_TO,
+                 compress: bool = False, gpu: bool | None = None):
+        if kind not in KINDS:
+            raise ConfigError(f"unknown FAISS index kind {kind!r}; known: {', '.join(KINDS)}")
         self.path = path
         self.dim = dim
+        self.kind = kind
+        self.exact_up_to = exact_up_to
+        self.compress = compress
+        self.nprobe: int | None = None  # None: PROBE_SHARE of the lists, at least MIN_PROBES
+        self.exact_rows = _ExactRows(path, dim)
         if path.exists():
             self.index = faiss.read_index(str(path))
             if self.index.d != dim:
                 raise ConfigError(f"{path} holds {self.index.d}-dim vectors, not {dim}")
         else:
+            # IVF kinds need vectors to train on: they start flat and are built at the first save.
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._gpu = _GpuExact() if (gpu if gpu is not None else _GpuExact.available()) else None
+
+    @property
+    def built_kind(self) -> str:
+        if isinstance(self.index, faiss.IndexIVFScalarQuantizer):
+            return "ivf-sq8"
+        return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
     def __len__(self) -> int:
         return self.index.ntotal
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.built_kind == "ivf-sq8":
+            self.exact_rows.add(ids, vectors)
+        self.index.add_with_ids(vectors, ids)
+        self._changed()
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64)
-        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids))) if len(ids) else 0
+        if not len(ids):
+            return 0
+        if self.built_kind == "ivf-sq8":
+            self.exact_rows.remove(ids)
+        if self.built_kind == "flat":
+            removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        else:  # the id hash of an IVF index takes only an explicit array
+            ids = np.ascontiguousarray(ids)
+            removed = int(self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+        self._changed()
+        return removed
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        params = None
         candidates = len(self)
         if allowed_ids is not None:
             allowed_ids = np.asarray(allowed_ids, dtype=np.int64)
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
             candidates = min(candidates, len(allowed_ids))
         k = min(k, candidates)
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-        scores, ids = self.index.search(queries, k, params=params)
+        if self._gpu is not None and self.built_kind == "flat":
+            scores, ids = self._gpu.search(self, queries, k, allowed_ids)
+        else:
+            with _threads_for(len(queries)):
+                if self.built_kind == "flat":
+                    params = None if allowed_ids is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
+                    scores, ids = self.index.search(queries, k, params=params)
+                else:
+                    scores, ids = self._search_ivf(queries, k, allowed_ids)
         # Fewer allowed ids than k in the index leave -1 slots; drop them from every row alike.
         keep = (ids >= 0).all(axis=0)
         return scores[:, keep], ids[:, keep]
 
+    def _search_ivf(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None):
+        nlist = self.index.nlist
+        nprobe = min(nlist, self.nprobe or max(MIN_PROBES, round(nlist * PROBE_SHARE)))
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        if allowed_ids is not None:
+            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
+            # search meets windows, so a selective filter still fills the page. Where that
+            # means every list, scoring the allowed windows exactly is cheaper.
+            nprobe = math.ceil(nprobe * len(self) / max(len(allowed_ids), 1))
+            if nprobe >= nlist:
+                return _exact_top(queries, *self._exact_vectors(allowed_ids), k)
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=faiss.IDSelectorBatch(allowed_ids))
+        if self.built_kind != "ivf-sq8":
+            return self.index.search(queries, k, params=params)
+        _, candidates = self.index.search(queries, k * RERANK_FACTOR, params=params)
+        rows = [_exact_top(query[None], self.exact_rows.vectors(ids[ids >= 0]), ids[ids >= 0], k)
+                for query, ids in zip(queries, candidates)]
+        width = min(len(ids[0]) for _, ids in rows)
+        return np.concatenate([s[:, :width] for s, _ in rows]), np.concatenate([i[:, :width] for _, i in rows])
+
+    def _exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact vectors of those of ``ids`` that the store holds, and their ids."""
+        try:
+            return self.reconstruct(ids), ids
+        except (RuntimeError, KeyError):  # an allowed id with no vector: score those that have one
+            present = ids[np.isin(ids, self.ids())]
+            return self.reconstruct(present), present
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return np.empty((0, self.dim), np.float32)
-        return np.stack([self.index.reconstruct(int(i)) for i in ids])
+        if self.built_kind == "ivf-sq8":
+            return self.exact_rows.vectors(ids)
+        return self.index.reconstruct_batch(ids)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if self.built_kind == "flat":
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        return _ivf_contents(self.index, with_vectors=False)[0]
 
     def save(self) -> None:
         """Write the whole index atomically: readers see the old file or the new one, never half."""
+        self.build()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        os.close(fd)
+        if self.built_kind == "ivf-sq8":
+            # Exact rows first: a crash between the two writes leaves rows the index doesn't
+            # name, which no search asks for.
+            self.exact_rows.save()
+        _write_atomically(self.path, lambda temp: faiss.write_index(self.index, temp))
+
+    def build(self) -> None:
+        """Turn the index into the kind it should be at its size (``save`` calls this).
+
+        An IVF index is trained on what it holds then, and retrained once it has grown so
+        much that its lists are four times too few.
+        """
+        count = len(self)
+        if self.built_kind == "flat":
+            wanted = self.kind if self.kind != "auto" else ("ivf-sq8" if self.compress else "ivf")
+            if wanted == "flat" or count == 0 or (self.kind == "auto" and count <= self.exact_up_to):
+                return
+        elif ivf_lists_for(count) < 4 * self.index.nlist:
+            return
+        else:
+            wanted = self.built_kind
+        # The vectors may view the old index's memory: keep it until the new one is filled.
+        ids, vectors = self._contents()
+        fresh = _trained_ivf(self.dim, wanted, vectors)
+        fresh.add_with_ids(vectors, ids)
+        self.exact_rows.clear()
+        if wanted == "ivf-sq8":
+            self.exact_rows.add(ids, vectors)
+        self.index = fresh
+        self._changed()
+
+    def _contents(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.built_kind == "flat":
+            flat = faiss.downcast_index(self.index.index)
+            return self.ids(), faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.dim).reshape(-1, self.dim)
+        if self.built_kind == "ivf-sq8":
+            ids = self.ids()
+            return ids, self.exact_rows.vectors(ids)
+        return _ivf_contents(self.index, with_vectors=True)
+
+    def _changed(self) -> None:
+        if self._gpu is not None:
+            self._gpu.stale = True
+
+
+@contextlib.contextmanager
+def _threads_for(queries: int):
+    """No more OpenMP threads than queries: on 2 shared cores one query on 2 spinning threads
+    took 20 ms exact over 10^4 windows, on one thread 1.2 ms (docs/benchmarks.md)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, min(threads, queries)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _trained_ivf(dim: int, kind: str, vectors: np.ndarray) -> faiss.IndexIVF:
+    """An empty IVF index ("ivf" or "ivf-sq8") trained on ``vectors``."""
+    nlist = min(ivf_lists_for(len(vectors)), max(1, len(vectors) // 39))
+    quantizer = faiss.IndexFlatIP(dim)
+    if kind == "ivf":
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+    index.own_fields = True
+    quantizer.this.disown()
+    # k-means needs about 40 points a list and a few rounds; more only lengthens training on a
+    # few cores, and the recall measured with these settings is in docs/benchmarks.md.
+    index.cp.niter = 10
+    sample = vectors[np.sort(np.random.default_rng(0).permutation(len(vectors))[: 64 * nlist])]
+    index.train(sample)
+    # A hash from id to place lets remove, reconstruct and the exact fallback find windows.
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
+
+
+def _ivf_contents(index: faiss.IndexIVF, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    lists = index.invlists
+    ids, codes = [], []
+    for number in range(index.nlist):
+        size = lists.list_size(number)
+        if size:
+            ids.append(np.array(faiss.rev_swig_ptr(lists.get_ids(number), size), dtype=np.int64))
+            if with_vectors:
+                raw = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size)
+                codes.append(np.array(raw, dtype=np.uint8).view(np.float32).reshape(size, index.d))
+    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    if not with_vectors:
+        return all_ids, None
+    return all_ids, np.concatenate(codes) if codes else np.empty((0, index.d), np.float32)
+
+
+def _exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of ``vectors`` (rows named by ``ids``) for each query, exactly."""
+    k = min(k, len(ids))
+    scores = queries @ vectors.T
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.empty((len(queries), 0), np.int64)
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top_scores, order, axis=1).astype(np.float32), ids[np.take_along_axis(top, order, axis=1)]
+
+
+def _write_atomically(path: Path, write) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+class _ExactRows:
+    """Float32 vectors on disk for exact re-scoring: ``<index>.f32`` rows, ``<index>.ids.npy`` their ids.
+
+    Rows are appended as they come; a removed row's id becomes -1 until the next rebuild. The
+    ids file is the truth: rows past its length (from a run that died before saving) are cut.
+    """
+
+    def __init__(self, index_path: Path, dim: int):
+        self.rows_path = index_path.with_name(index_path.name + ".f32")
+        self.ids_path = index_path.with_name(index_path.name + ".ids.npy")
+        self.dim = dim
+        self.row_ids = np.load(self.ids_path) if self.ids_path.exists() else np.empty(0, np.int64)
+        if self.rows_path.exists():
+            os.truncate(self.rows_path, len(self.row_ids) * dim * 4)
+        self._lookup: tuple[np.ndarray, np.ndarray] | None = None
+        self._mapped: np.ndarray | None = None
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.rows_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.rows_path, "ab") as rows:
+            rows.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        self.row_ids = np.concatenate([self.row_ids, ids])
+        self._lookup = self._mapped = None
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.row_ids[np.isin(self.row_ids, ids)] = -1
+        self._lookup = None
+
+    def clear(self) -> None:
+        self.row_ids = np.empty(0, np.int64)
+        self.rows_path.unlink(missing_ok=True)
+        self._lookup = self._mapped = None
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        if self._lookup is None:
+            order = np.argsort(self.row_ids, kind="stable")
+            self._lookup = (self.row_ids[order], order)
+        if self._mapped is None:
+            self._mapped = np.memmap(self.rows_path, dtype=np.float32, mode="r").reshape(-1, self.dim)
+        sorted_ids, order = self._lookup
+        at = np.searchsorted(sorted_ids, ids, side="right") - 1  # the latest row of a re-added id
+        if len(ids) and (at.min() < 0 or (sorted_ids[at] != ids).any()):
+            raise KeyError(f"no stored vectors for ids {ids[sorted_ids[at.clip(0)] != ids][:5].tolist()}")
+        return np.asarray(self._mapped[order[at]])
+
+    def save(self) -> None:
+        if self.rows_path.exists():
+            with open(self.rows_path, "rb+") as rows:
+                os.fsync(rows.fileno())
+        _write_atomically(self.ids_path, lambda temp: np.save(open(temp, "wb"), self.row_ids))
+
+
+class _GpuExact:
+    """Exact search as one matrix product on the GPU, over a float16 copy of a flat index."""
+
+    @staticmethod
+    def available() -> bool:
         try:
-            faiss.write_index(self.index, temp)
-            os.replace(temp, self.path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+            import torch
+        except ImportError:
+            return False
+        return torch.cuda.is_available()
+
+    def __init__(self):
+        self.stale = True
+
+    def search(self, store: FaissStore, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None):
+        import torch
+
+        if self.stale:
+            ids, vectors = store._contents()
+            self.ids = torch.from_numpy(ids).cuda()
+            self.vectors = torch.from_numpy(vectors).cuda().half()
+            self.stale = False
+        vectors, ids = self.vectors, self.ids
+        if allowed_ids is not None:
+            rows = torch.isin(ids, torch.from_numpy(allowed_ids).cuda()).nonzero().squeeze(1)
+            vectors, ids = vectors[rows], ids[rows]
+        scores = torch.from_numpy(queries).cuda().half() @ vectors.T
+        top, at = scores.float().topk(min(k, len(ids)), dim=1)
+        return top.cpu().numpy(), ids[at].cpu().numpy()

@@ -1,0 +1,115 @@
+"""FaissStore's index kinds (exact, IVF, IVF-SQ8 with exact re-scoring): same answers, filters inside."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.store import FaissStore
+
+DIM = 32
+KINDS = ("flat", "ivf", "ivf-sq8")
+
+
+def clustered(count: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 20 centres, as embeddings of a sound library cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, DIM))
+    vectors = centres[rng.integers(0, 20, count)] + 0.5 * rng.standard_normal((count, DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(queries, vectors, ids, k):
+    return ids[np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]]
+
+
+def built(tmp_path, kind, count=3000):
+    store = FaissStore(tmp_path / "windows.faiss", DIM, kind=kind, gpu=False)
+    vectors = clustered(count)
+    ids = np.arange(5000, 5000 + count)
+    store.add(ids, vectors)
+    store.save()
+    return store, ids, vectors
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_saves_reopens_and_probing_every_list_is_exact(tmp_path, kind):
+    _, ids, vectors = built(tmp_path, kind)
+    store = FaissStore(tmp_path / "windows.faiss", DIM, kind=kind, gpu=False)
+    assert store.built_kind == kind and len(store) == len(ids)
+    assert sorted(store.ids()) == list(ids)
+    assert np.allclose(store.reconstruct(ids[[7, 3]]), vectors[[7, 3]], atol=1e-6)
+    if kind != "flat":
+        store.nprobe = store.index.nlist
+    queries = clustered(5, seed=1)
+    scores, found = store.search(queries, 10)
+    assert (found == exact_top(queries, vectors, ids, 10)).all()
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_default_probing_keeps_recall(tmp_path, kind):
+    store, ids, vectors = built(tmp_path, kind)
+    queries = clustered(50, seed=2)
+    _, found = store.search(queries, 10)
+    truth = exact_top(queries, vectors, ids, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
+    assert recall >= 0.9
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("share", [0.003, 0.3])
+def test_filters_apply_inside_the_search_and_fill_the_page(tmp_path, kind, share):
+    store, ids, vectors = built(tmp_path, kind)
+    allowed = np.random.default_rng(3).choice(ids, round(share * len(ids)), replace=False)
+    queries = clustered(3, seed=4)
+    _, found = store.search(queries, 8, allowed_ids=allowed)
+    assert found.shape == (3, 8) and set(found.ravel()) <= set(allowed)
+    if share < 0.01:  # a selective filter is scored exactly
+        assert (found == exact_top(queries, vectors[allowed - 5000], allowed, 8)).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_removed_windows_are_never_found_again(tmp_path, kind):
+    store, ids, vectors = built(tmp_path, kind)
+    gone = ids[:1500]
+    assert store.remove(gone) == 1500
+    store.save()
+    reopened = FaissStore(tmp_path / "windows.faiss", DIM, kind=kind, gpu=False)
+    for candidate in (store, reopened):
+        _, found = candidate.search(vectors[:20], 10)
+        assert not set(found.ravel()) & set(gone)
+        assert found.shape == (20, 10)
+    assert sorted(reopened.ids()) == list(ids[1500:])
+
+
+def test_auto_is_exact_until_the_threshold_then_inverted_file(tmp_path):
+    store = FaissStore(tmp_path / "windows.faiss", DIM, exact_up_to=1000, gpu=False)
+    store.add(np.arange(1000), clustered(1000))
+    store.save()
+    assert store.built_kind == "flat"
+    store.add(np.arange(1000, 1001), clustered(1, seed=5))
+    store.save()
+    assert store.built_kind == "ivf"
+    compressed = FaissStore(tmp_path / "other.faiss", DIM, exact_up_to=1000, compress=True, gpu=False)
+    compressed.add(np.arange(2000), clustered(2000))
+    compressed.save()
+    assert compressed.built_kind == "ivf-sq8"
+
+
+def test_an_inverted_file_is_retrained_when_it_outgrows_its_lists(tmp_path):
+    store = FaissStore(tmp_path / "windows.faiss", DIM, kind="ivf", gpu=False)
+    store.add(np.arange(300), clustered(300))
+    store.save()
+    lists = store.index.nlist
+    store.add(np.arange(300, 40_000), clustered(39_700, seed=6))
+    store.save()
+    assert store.index.nlist >= 4 * lists and len(store) == 40_000
+
+
+def test_compressed_rows_written_after_the_last_save_are_dropped_on_reopening(tmp_path):
+    store, ids, vectors = built(tmp_path, "ivf-sq8")
+    store.add(np.array([1]), clustered(1, seed=7))  # a run that dies before saving
+    reopened = FaissStore(tmp_path / "windows.faiss", DIM, kind="ivf-sq8", gpu=False)
+    assert len(reopened.exact_rows.row_ids) == len(ids)
+    assert (tmp_path / "windows.faiss.f32").stat().st_size == len(ids) * DIM * 4
