@@ -32,6 +32,7 @@ class Encoder(Protocol):
 # name -> "module:loader"; imported on use so `import encoders` stays light.
 _MODELS = {
     "msclap-2023": "encoders.msclap:load_msclap_2023",
+    "clapdex-compact": "encoders.compact:load_compact",
 }
 
 
@@ -43,7 +44,7 @@ def load_encoder(name: str, weights=None, device: str = "cpu", **kwargs) -> Enco
     """Load model ``name``; ``weights`` is a file path or None (environment, then Hugging Face cache).
 
     ``device``: "cpu", "cuda", "cuda:1" or "auto". Other keyword arguments go to the model's loader
-    (msclap-2023: ``cache_dir``, ``batch_size``).
+    (msclap-2023: ``cache_dir``, ``batch_size``; clapdex-compact: ``batch_size``).
     """
     if name not in _MODELS:
         raise ValueError(f"Unknown encoder {name!r}; available: {', '.join(list_models())}")

