@@ -1,0 +1,183 @@
+"""Packed training and validation clips: the shard format, its reader, and crops for training.
+
+Imports numpy and torch only: this runs on the GPU machine, which has no audio decoders.
+
+A shard is an ``.npz`` file (deflate-compressed) holding
+  * ``audio``: uint8, every clip's 8-bit mu-law samples one after another, mono at ``sample_rate``;
+  * ``offsets``: int64 (clips + 1,), clip i is ``audio[offsets[i]:offsets[i + 1]]``;
+  * ``text_features``: float16 (clips, 384), each clip's caption through the frozen text tower;
+  * ``captions``: str (clips,); ``sample_rate``: int;
+  * validation shards also: ``labels`` int64 (clips,), ``class_names`` str (classes,) and
+    ``class_text_features`` float16 (classes, 384), the class prompts through the text tower.
+8-bit mu-law keeps about 38 dB signal-to-noise at any level, far below what a log-mel CNN
+resolves, at half the bytes of int16; deflate saves a little more on quiet clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+MU = 255
+SHARD_PATTERN = "*.npz"
+
+
+def mu_law_encode(samples: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    compressed = np.sign(clipped) * np.log1p(MU * np.abs(clipped)) / np.log1p(MU)
+    return np.round((compressed + 1.0) * (MU / 2)).astype(np.uint8)
+
+
+def mu_law_table() -> torch.Tensor:
+    """(256,) float32: the sample each 8-bit code stands for; indexing it decodes a whole batch at once."""
+    compressed = torch.arange(MU + 1, dtype=torch.float64) * (2 / MU) - 1.0
+    return (torch.sign(compressed) * torch.expm1(compressed.abs() * np.log1p(MU)) / MU).float()
+
+
+def mu_law_decode(codes: np.ndarray) -> np.ndarray:
+    return mu_law_table().numpy()[np.asarray(codes, dtype=np.intp)]
+
+
+@dataclass
+class PackedClips:
+    """Every clip of a folder of shards, in memory (still mu-law: one byte a sample)."""
+
+    audio: np.ndarray  # uint8
+    offsets: np.ndarray  # int64 (clips + 1,)
+    text_features: np.ndarray  # float16 (clips, features)
+    captions: np.ndarray  # str (clips,)
+    sample_rate: int
+    labels: np.ndarray | None = None
+    class_names: np.ndarray | None = None
+    class_text_features: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def clip(self, index: int) -> np.ndarray:
+        return self.audio[self.offsets[index]:self.offsets[index + 1]]
+
+    @property
+    def caption_ids(self) -> np.ndarray:
+        """Clips that share a caption share an id: they are positives for each other, not negatives."""
+        return np.unique(self.captions, return_inverse=True)[1].astype(np.int64)
+
+
+def read_shards(folder: str | Path) -> PackedClips:
+    paths = sorted(Path(folder).glob(SHARD_PATTERN))
+    if not paths:
+        raise FileNotFoundError(f"No {SHARD_PATTERN} shards in {folder}")
+    audio, lengths, text_features, captions, labels = [], [], [], [], []
+    rates, class_names, class_text_features = set(), None, None
+    for path in paths:
+        with np.load(path, allow_pickle=False) as shard:
+            audio.append(shard["audio"])
+            lengths.append(np.diff(shard["offsets"]))
+            text_features.append(shard["text_features"])
+            captions.append(shard["captions"])
+            rates.add(int(shard["sample_rate"]))
+            if "labels" in shard:
+                labels.append(shard["labels"])
+                class_names = shard["class_names"]
+                class_text_features = shard["class_text_features"]
+    if len(rates) != 1:
+        raise ValueError(f"Shards in {folder} mix sample rates {sorted(rates)}")
+    if labels and len(labels) != len(paths):
+        raise ValueError(f"Some shards in {folder} have labels and some do not")
+    return PackedClips(
+        audio=np.concatenate(audio),
+        offsets=np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
+        text_features=np.concatenate(text_features),
+        captions=np.concatenate(captions),
+        sample_rate=rates.pop(),
+        labels=np.concatenate(labels) if labels else None,
+        class_names=class_names,
+        class_text_features=class_text_features,
+    )
+
+
+class RandomCrops(Dataset):
+    """Clip i -> (mu-law codes of a crop of at most ``crop_samples``, caption features, caption id).
+
+    The crop offset comes from (seed, epoch, i) alone, so a run sees the same crops whatever
+    the number of loader workers or GPUs, and a resumed run sees what it would have seen.
+    """
+
+    def __init__(self, clips: PackedClips, crop_samples: int, seed: int):
+        self.clips = clips
+        self.crop_samples = crop_samples
+        self.seed = seed
+        self.epoch = 0
+        self.caption_ids = clips.caption_ids
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int):
+        codes = self.clips.clip(index)
+        if len(codes) > self.crop_samples:
+            start = np.random.default_rng([self.seed, self.epoch, index]).integers(len(codes) - self.crop_samples + 1)
+            codes = codes[start:start + self.crop_samples]
+        return codes, self.clips.text_features[index], self.caption_ids[index]
+
+
+def collate_crops(items, crop_samples: int) -> dict[str, torch.Tensor]:
+    """Pad every crop to ``crop_samples``: the model pools only over each clip's own frames."""
+    codes = np.zeros((len(items), crop_samples), dtype=np.uint8)
+    lengths = np.zeros(len(items), dtype=np.int64)
+    for row, (clip_codes, _, _) in enumerate(items):
+        codes[row, :len(clip_codes)] = clip_codes
+        lengths[row] = len(clip_codes)
+    return {
+        "codes": torch.from_numpy(codes),
+        "lengths": torch.from_numpy(lengths),
+        "text_features": torch.from_numpy(np.stack([item[1] for item in items])),
+        "caption_ids": torch.tensor([item[2] for item in items], dtype=torch.int64),
+    }
+
+
+def decode_batch(codes: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """uint8 codes (batch, samples) -> float32 waveforms with exact silence after each clip."""
+    waveforms = table[codes.long()]
+    return waveforms * (torch.arange(codes.shape[1], device=codes.device)[None] < lengths[:, None])
+
+
+class GlobalBatches(Sampler):
+    """One shuffled order per epoch, cut into global batches; each rank takes its slice of each.
+
+    Unlike DistributedSampler (which deals whole indices round-robin), every global batch is the
+    same whatever the number of ranks, so the contrastive loss over the gathered batch, and so
+    the run, is the same on one GPU or eight. The last incomplete batch is dropped: ranks must
+    gather equal shares.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        if size < batch_size:
+            raise ValueError(f"{size} clips are fewer than one batch of {batch_size}")
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        share = self.batch_size // self.world
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start + self.rank * share:start + (self.rank + 1) * share].tolist()

@@ -1,0 +1,156 @@
+"""Pack a corpus manifest, or ESC-10, into shards the GPU machine reads with numpy alone.
+
+    python -m encoders.training.pack corpus --manifest /work/corpus/manifest.jsonl --out .carry/shards
+    python -m encoders.training.pack esc10 --folder ../shared/data/esc10 --out .carry/esc10
+
+Each clip is decoded here once, to mono at the model rate, cut to at most ``--max-seconds``
+and stored as 8-bit mu-law (32 kB per second at 32 kHz); each caption goes through the frozen
+MiniLM text tower here too (the GPU machine has neither the decoders nor the 88 MB of MiniLM
+weights). The format is described in ``encoders.training.data``. Shards stay under
+``--shard-mib`` (60 MiB by default) as written, so each one fits, with the repository, in one
+64 MiB call to the GPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoders.compact import CompactConfig, MiniLMSentenceEncoder
+from encoders.training.data import mu_law_encode
+from encoders.training.evaluate import PROMPT, esc10_files
+
+log = logging.getLogger("clapdex.pack")
+MIB = 1 << 20
+TEXT_BATCH = 256
+
+
+def write_shards(out: str | Path, clips: Iterable[tuple[np.ndarray, str]], text_features: np.ndarray,
+                 sample_rate: int, shard_mib: float, extra: dict[str, np.ndarray] | None = None,
+                 shared: dict[str, np.ndarray] | None = None) -> list[Path]:
+    """Write ``clips`` ((mu-law codes, caption), in order) as ``shard-NNNNN.npz`` under ``out``.
+
+    ``text_features`` and the arrays in ``extra`` have one row per clip; ``shared`` arrays go
+    into every shard whole. A shard closes before its compressed audio and features pass ``shard_mib``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("shard-*.npz"):
+        stale.unlink()
+    extra, shared = extra or {}, shared or {}
+    limit = shard_mib * MIB
+    paths, codes, captions, first = [], [], [], 0
+
+    def flush() -> None:
+        rows = slice(first, first + len(codes))
+        path = out / f"shard-{len(paths):05d}.npz"
+        np.savez_compressed(
+            path, audio=np.concatenate(codes),
+            offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]).astype(np.int64),
+            text_features=text_features[rows].astype(np.float16), captions=np.array(captions),
+            sample_rate=np.int64(sample_rate), **{name: values[rows] for name, values in extra.items()}, **shared)
+        paths.append(path)
+
+    size = 0
+    row_bytes = text_features.shape[1] * 2
+    for clip_codes, caption in clips:
+        # Fast deflate of the clip alone: an upper estimate of what it adds to the level-6 shard.
+        clip_bytes = len(zlib.compress(clip_codes.tobytes(), 1)) + row_bytes
+        if codes and size + clip_bytes > limit:
+            flush()
+            first += len(codes)
+            codes, captions, size = [], [], 0
+        codes.append(clip_codes)
+        captions.append(caption)
+        size += clip_bytes
+    if codes:
+        flush()
+    oversized = [path for path in paths if path.stat().st_size > limit]
+    if oversized:
+        raise ValueError(f"{oversized[0]} is over {shard_mib} MiB; pack again with a smaller --shard-mib")
+    return paths
+
+
+def decoded(files: list[Path], sample_rate: int, max_samples: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, mu-law codes) for each file that decodes; the others are logged and skipped."""
+    from encoders.audio import AudioDecodeError, load_audio
+
+    for index, path in enumerate(files):
+        try:
+            samples = load_audio(path, sample_rate)
+        except AudioDecodeError as error:
+            log.warning("skipped %s", error)
+            continue
+        if index % 500 == 0:
+            log.info("decoded %d / %d", index, len(files))
+        yield index, mu_law_encode(samples[:max_samples])
+
+
+def caption_features(captions: list[str]) -> np.ndarray:
+    """float16 (n, 384): each distinct caption through MiniLM once."""
+    distinct, inverse = np.unique(np.array(captions), return_inverse=True)
+    features = MiniLMSentenceEncoder(torch.device("cpu"))(distinct.tolist(), TEXT_BATCH).numpy()
+    return features[inverse].astype(np.float16)
+
+
+def pack_manifest(manifest: str | Path, out: str | Path, sample_rate: int = CompactConfig.sample_rate,
+                  max_seconds: float = 10.0, shard_mib: float = 60.0) -> list[Path]:
+    manifest = Path(manifest)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    files = [manifest.parent / row["audio"] for row in rows]
+    kept, codes = [], []
+    for index, clip_codes in decoded(files, sample_rate, round(max_seconds * sample_rate)):
+        kept.append(index)
+        codes.append(clip_codes)
+    captions = [rows[index]["caption"] for index in kept]
+    return write_shards(out, zip(codes, captions), caption_features(captions), sample_rate, shard_mib)
+
+
+def pack_esc10(folder: str | Path, out: str | Path, sample_rate: int = CompactConfig.sample_rate,
+               shard_mib: float = 60.0) -> list[Path]:
+    files, labels, class_names = esc10_files(folder)
+    codes = [clip_codes for _, clip_codes in decoded(files, sample_rate, sys.maxsize)]
+    if len(codes) != len(files):
+        raise ValueError(f"Only {len(codes)} of {len(files)} ESC-10 files decode; the validation set must be whole")
+    prompts = [PROMPT.format(name) for name in class_names]
+    return write_shards(
+        out, zip(codes, (prompts[label] for label in labels)), caption_features([prompts[label] for label in labels]),
+        sample_rate, shard_mib, extra={"labels": np.asarray(labels, dtype=np.int64)},
+        shared={"class_names": np.array(class_names), "class_text_features": caption_features(prompts)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m encoders.training.pack", description=__doc__.split("\n\n")[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    corpus = verbs.add_parser("corpus", help="a manifest.jsonl (audio path relative to it, caption)")
+    corpus.add_argument("--manifest", required=True)
+    corpus.add_argument("--max-seconds", type=float, default=10.0, help="keep at most this much of each clip")
+    esc10 = verbs.add_parser("esc10", help="ESC-10 validation: class folders of recordings")
+    esc10.add_argument("--folder", required=True)
+    for verb in (corpus, esc10):
+        verb.add_argument("--out", required=True)
+        verb.add_argument("--sample-rate", type=int, default=CompactConfig.sample_rate)
+        verb.add_argument("--shard-mib", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.verb == "corpus":
+        paths = pack_manifest(args.manifest, args.out, args.sample_rate, args.max_seconds, args.shard_mib)
+    else:
+        paths = pack_esc10(args.folder, args.out, args.sample_rate, args.shard_mib)
+    for path in paths:
+        with np.load(path) as shard:
+            seconds = len(shard["audio"]) / int(shard["sample_rate"])
+            print(f"{path}\t{len(shard['offsets']) - 1} clips\t{seconds / 3600:.2f} h\t{path.stat().st_size / MIB:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

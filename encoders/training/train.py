@@ -1,0 +1,300 @@
+"""Contrastive training (symmetric InfoNCE, learnt temperature) of clapdex-compact.
+
+    python -m encoders.training.train --shards .carry/shards --eval-shards .carry/esc10 --out runs/a
+    python -m encoders.training.train --manifest /work/corpus/manifest.jsonl --out runs/a   # packs first
+    torchrun --nproc-per-node 8 -m encoders.training.train --shards ... --out ...         # DDP
+
+Every epoch: loss, temperature, validation (ESC-10 zero-shot accuracy, recall@1/5/10,
+precision@10) appended to OUT/log.jsonl; OUT/model.safetensors (float32, loads with
+``load_encoder("clapdex-compact", weights=...)``) and OUT/train_state.pt (optimiser, epoch)
+rewritten, so ``--resume`` continues where the last epoch ended (``--stop-after`` splits a run
+over several time-limited calls). At the end,
+OUT/clapdex-compact.safetensors holds the float16 copy that ships.
+
+Runs are seeded: batch order and crops depend on (seed, epoch) only, dropout is reseeded
+every epoch, so a resumed run reproduces an uninterrupted one. Under torchrun each rank
+takes its share of the same global batches, embeddings are gathered (with gradients) so
+every clip is contrasted with the whole global batch, and batch norms are synchronised: the
+run equals the one-GPU run with the same --batch-size up to floating-point reduction order
+(and cuDNN's non-deterministic kernels). On CUDA the towers run under bf16 autocast; the
+log-mel front end and the loss stay float32.
+
+The loop talks to the model only through ``encode_audio(waveforms, lengths)``,
+``encode_text(text_inputs)`` and ``logit_scale``: another model (msclap-2023 fine-tuning,
+towers frozen by ``requires_grad_(False)``) plugs in by providing those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from encoders.compact import CONFIGS, CompactClap, read_compact, save_compact
+from encoders.msclap import resolve_device
+from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
+                                    read_shards)
+from encoders.training.evaluate import evaluate_model
+
+log = logging.getLogger("clapdex.train")
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+SHIPPED_FILE = "clapdex-compact.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    shards: str | None = None
+    manifest: str | None = None
+    eval_shards: str | None = None
+    esc10: str | None = None
+    model_config: str = "base"
+    epochs: int = 30
+    batch_size: int = 256  # global, over all ranks
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    crop_seconds: float | None = None  # default: the model's window
+    seed: int = 0
+    workers: int = 4
+    device: str = "auto"
+    resume: bool = False
+    stop_after: int | None = None  # end this invocation after that epoch; the schedule still spans `epochs`
+
+
+def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor, logit_scale: torch.Tensor,
+                     all_audio: torch.Tensor, all_text: torch.Tensor, all_caption_ids: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of this rank's rows (unit-norm) against the gathered global batch.
+
+    Clips that share a caption are all positives of each other (the target spreads evenly
+    over them) rather than negatives the model would be pushed to tell apart.
+    """
+    scale = logit_scale.exp()
+    positives = (caption_ids[:, None] == all_caption_ids[None]).float()  # (local, global)
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(scale * audio @ all_text.T, targets)
+                  + F.cross_entropy(scale * text @ all_audio.T, targets))
+
+
+def gather(tensor: torch.Tensor, with_grad: bool) -> torch.Tensor:
+    """Rows of every rank, in rank order; gradients flow back to each rank's own rows."""
+    if not dist.is_initialized():
+        return tensor
+    if with_grad:
+        return torch.cat(torch.distributed.nn.functional.all_gather(tensor))
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor)
+    return torch.cat(parts)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on norms, biases and the temperature (every tensor of fewer than 2 dims)."""
+    decayed = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    plain = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def learning_rate(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def seed_for(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun one process per GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, resolve_device(device_name)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        return dist.get_rank(), world, torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+def prepare_data(config: TrainConfig, rank: int) -> tuple[Path, Path | None]:
+    """Shard folders for training and validation; a manifest or ESC-10 folder is packed once, by rank 0."""
+    shards = Path(config.shards) if config.shards else Path(config.out) / "cache" / "shards"
+    eval_shards = Path(config.eval_shards) if config.eval_shards else None
+    if config.esc10 and not eval_shards:
+        eval_shards = Path(config.out) / "cache" / "esc10"
+    if rank == 0:
+        from encoders.training import pack
+
+        if not config.shards and not any(shards.glob("*.npz")):
+            if not config.manifest:
+                raise ValueError("Give --shards (packed) or --manifest (packed into OUT/cache first)")
+            pack.pack_manifest(config.manifest, shards)
+        if config.esc10 and not config.eval_shards and not any(eval_shards.glob("*.npz")):
+            pack.pack_esc10(config.esc10, eval_shards)
+    if dist.is_initialized():
+        dist.barrier()
+    return shards, eval_shards
+
+
+def train(config: TrainConfig) -> dict:
+    """Train as ``config`` says; returns the last epoch's log record."""
+    rank, world, device = setup_distributed(config.device)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shards, eval_shards = prepare_data(config, rank)
+    clips = read_shards(shards)
+    eval_clips = read_shards(eval_shards) if eval_shards and rank == 0 else None
+
+    if config.resume:
+        model, _ = read_compact(out / MODEL_FILE)
+        state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+        first_epoch = state["epoch"] + 1
+    else:
+        torch.manual_seed(config.seed)
+        model, state, first_epoch = CompactClap(CONFIGS[config.model_config]), None, 1
+    if clips.sample_rate != model.config.sample_rate:
+        raise ValueError(f"Shards are {clips.sample_rate} Hz, the model takes {model.config.sample_rate} Hz")
+    model = model.to(device).train()
+    crop_samples = round((config.crop_seconds or model.config.window_seconds) * model.config.sample_rate)
+    if crop_samples > model.config.window_samples:
+        raise ValueError(f"--crop-seconds must be at most the model's window ({model.config.window_seconds} s)")
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    trained = model
+    if world > 1:
+        if device.type == "cuda":
+            trained = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        trained = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
+    model_module = trained.module if world > 1 else trained
+
+    dataset = RandomCrops(clips, crop_samples, config.seed)
+    batches = GlobalBatches(len(dataset), config.batch_size, config.seed, rank, world)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.workers,
+                        collate_fn=partial(collate_crops, crop_samples=crop_samples),
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    table = mu_law_table().to(device)
+    total_steps = config.epochs * len(batches)
+    step = state["step"] if state is not None else 0
+    use_bf16 = device.type == "cuda"
+    if rank == 0:
+        log.info("%d clips (%.2f h), %d steps an epoch of %d, %d process(es) on %s", len(clips),
+                 clips.lengths.sum() / clips.sample_rate / 3600, len(batches), config.batch_size, world, device)
+    record: dict = {}
+    if rank == 0 and eval_clips is not None and state is None:
+        record = {"epoch": 0, "eval": evaluate_model(model_module, eval_clips, device)}
+        write_log(out, record)
+
+    last_epoch = min(config.epochs, config.stop_after or config.epochs)
+    for epoch in range(first_epoch, last_epoch + 1):
+        dataset.set_epoch(epoch)
+        batches.set_epoch(epoch)
+        torch.manual_seed(seed_for(config.seed, epoch, rank))
+        started, losses = time.monotonic(), []
+        for batch in loader:
+            batch = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, config)
+            waveforms = decode_batch(batch["codes"], batch["lengths"], table)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                audio = trained(waveforms, batch["lengths"], batch["text_features"].float())
+            audio, text = (F.normalize(part.float(), dim=-1) for part in audio)
+            loss = contrastive_loss(audio, text, batch["caption_ids"], model_module.logit_scale,
+                                    gather(audio, True), gather(text, True), gather(batch["caption_ids"], False))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                model_module.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+            losses.append(loss.detach())
+            step += 1
+        mean_loss = torch.stack(losses).mean()
+        if world > 1:
+            dist.all_reduce(mean_loss)
+            mean_loss /= world
+        seconds = time.monotonic() - started
+        if rank == 0:
+            record = {"epoch": epoch, "step": step, "loss": round(mean_loss.item(), 5),
+                      "temperature": round(1 / model_module.logit_scale.exp().item(), 5),
+                      "lr": learning_rate(step - 1, total_steps, config), "seconds": round(seconds, 1),
+                      "clips_per_second": round(len(batches) * config.batch_size / seconds, 1)}
+            if eval_clips is not None:
+                record["eval"] = evaluate_model(model_module, eval_clips, device)
+            write_log(out, record)
+            save_compact(model_module, out / MODEL_FILE)
+            save_state(out / STATE_FILE, {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
+                                          "config": json.dumps(dataclasses.asdict(config))})
+    if rank == 0 and last_epoch == config.epochs:
+        save_compact(model_module, out / SHIPPED_FILE, torch.float16)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return record
+
+
+def write_log(out: Path, record: dict) -> None:
+    line = json.dumps(record)
+    log.info(line)
+    with open(out / "log.jsonl", "a") as file:
+        file.write(line + "\n")
+
+
+def save_state(path: Path, state: dict) -> None:
+    partial_path = path.with_name(path.name + ".partial")
+    torch.save(state, partial_path)
+    partial_path.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainConfig(out="")
+    parser = argparse.ArgumentParser(prog="python -m encoders.training.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--shards", help="folder of packed training shards (encoders.training.pack)")
+    data.add_argument("--manifest", help="manifest.jsonl, packed into OUT/cache/shards on first use")
+    validation = parser.add_mutually_exclusive_group()
+    validation.add_argument("--eval-shards", help="folder of packed ESC-10 shards")
+    validation.add_argument("--esc10", help="ESC-10 folder, packed into OUT/cache/esc10 on first use")
+    parser.add_argument("--model-config", default=defaults.model_config, choices=sorted(CONFIGS))
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global, over all processes")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--crop-seconds", type=float, help="longest training crop (default: the model's window)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="data loader processes per GPU")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    parser.add_argument("--stop-after", type=int, metavar="EPOCH",
+                        help="end this invocation after EPOCH (to fit a time limit); continue with --resume")
+    args = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train(TrainConfig(**args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

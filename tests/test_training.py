@@ -1,0 +1,145 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sounds import sox_tone
+
+from encoders.audio import load_audio
+from encoders.compact import MiniLMSentenceEncoder
+from encoders.training.data import GlobalBatches, MU, mu_law_decode, mu_law_encode, read_shards
+from encoders.training.evaluate import retrieval_scores
+from encoders.training.pack import pack_manifest
+from encoders.training.train import TrainConfig, contrastive_loss, train
+
+# Four kinds of sound, three recordings each, at odd rates and lengths the packer must handle.
+SOUNDS = {
+    "a steady sine tone": "sine 440",
+    "white noise hiss": "whitenoise",
+    "a low square wave buzz": "square 110",
+    "a rising sine sweep": "sine 200-3000",
+}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    (folder / "clips").mkdir()
+    rows = []
+    for number, (caption, tone) in enumerate(SOUNDS.items()):
+        for take, (rate, seconds) in enumerate([(44100, 0.4), (22050, 1.3), (32000, 2.6)]):
+            path = sox_tone(folder / "clips" / f"{number}-{take}.wav", seconds, rate=rate, tone=tone)
+            rows.append({"audio": f"clips/{path.name}", "caption": caption, "kind": "effect", "source": "sox",
+                         "licence": "CC0-1.0", "origin": path.name, "duration": seconds})
+    path = folder / "manifest.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def shards(manifest, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards")
+    pack_manifest(manifest, folder, max_seconds=2.0, shard_mib=0.1)
+    return folder
+
+
+def quantisation_bound(samples):
+    """Half a code step (1 / MU in the compressed domain) through the expansion's slope at the
+    sample, ln(1 + MU) (1 + MU |x|) / MU, with 3% for the slope's growth across that half step."""
+    return np.log1p(MU) * (1 + MU * np.abs(samples)) / MU / MU * 1.03 + 1e-7
+
+
+def test_mu_law_round_trip_within_quantisation_error():
+    samples = np.linspace(-1, 1, 20001, dtype=np.float32)
+    decoded = mu_law_decode(mu_law_encode(samples))
+    assert np.all(np.abs(decoded - samples) <= quantisation_bound(samples))
+    assert mu_law_decode(mu_law_encode(np.zeros(1)))[0] == pytest.approx(0, abs=1e-4)
+
+
+def test_pack_round_trips_audio_and_captions(manifest, shards):
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    clips = read_shards(shards)
+    assert len(sorted(shards.glob("*.npz"))) > 1  # the tiny shard limit forces several
+    assert len(clips) == len(rows) and clips.sample_rate == 32000
+    for index, row in enumerate(rows):
+        original = load_audio(manifest.parent / row["audio"], 32000)[:64000]
+        decoded = mu_law_decode(clips.clip(index))
+        assert decoded.shape == original.shape
+        assert np.all(np.abs(decoded - original) <= quantisation_bound(original))
+        assert clips.captions[index] == row["caption"]
+    features = MiniLMSentenceEncoder(torch.device("cpu"))([rows[0]["caption"]]).numpy()
+    np.testing.assert_allclose(clips.text_features[0], features[0], atol=2e-3)
+    assert len(set(clips.caption_ids)) == len(SOUNDS)
+
+
+def test_global_batches_are_the_same_for_any_number_of_ranks():
+    single = list(GlobalBatches(50, 8, seed=3))
+    shares = [list(GlobalBatches(50, 8, seed=3, rank=rank, world=4)) for rank in range(4)]
+    assert [sum((share[i] for share in shares), []) for i in range(len(single))] == single
+    assert len(single) == 6 and len({i for batch in single for i in batch}) == 48
+
+
+def test_retrieval_scores_by_hand():
+    # Two classes on the axes; three clips. Clip 2 (class 1) lies nearer class 0's query.
+    queries = np.array([[1.0, 0.0], [0.0, 1.0]])
+    audio = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    scores = retrieval_scores(audio, np.array([0, 1, 1]), queries)
+    assert scores["accuracy"] == pytest.approx(2 / 3)
+    # Query 0 ranks clips 0, 2, 1: top-1 relevant. Query 1 ranks 1, 2, 0: top-1 relevant.
+    assert scores["recall@1"] == scores["recall@5"] == 1.0
+    # Top 10 (all three clips): query 0 finds 1 of 3 relevant, query 1 finds 2 of 3 -> macro over the 10 slots.
+    assert scores["precision@10"] == pytest.approx((1 / 10 + 2 / 10) / 2)
+
+
+def test_shared_captions_are_positives():
+    audio = torch.eye(3)
+    text = torch.eye(3)
+    ids = torch.tensor([0, 0, 1])
+    scale = torch.tensor(np.log(100.0))
+    loss = contrastive_loss(audio, text, ids, scale, audio, text, ids)
+    same_caption = contrastive_loss(audio, text[[0, 0, 2]], ids, scale, audio, text[[0, 0, 2]], ids)
+    assert same_caption < loss  # identical captions are rewarded, not punished, for matching both clips
+
+
+def run(out, shards, epochs, **changes):
+    config = TrainConfig(out=str(out), shards=str(shards), model_config="tiny", epochs=epochs, batch_size=6,
+                         learning_rate=3e-3, warmup_steps=1, workers=0, device="cpu", **changes)
+    return train(config)
+
+
+def losses(out):
+    return [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_training_reduces_the_loss(shards, tmp_path):
+    run(tmp_path, shards, epochs=8)
+    history = losses(tmp_path)
+    assert len(history) == 8
+    assert np.mean(history[-2:]) < np.mean(history[:2]) - 0.1
+    from encoders import load_encoder
+
+    encoder = load_encoder("clapdex-compact", weights=tmp_path / "clapdex-compact.safetensors")
+    assert encoder.embed_text(list(SOUNDS)).shape == (4, 32)
+
+
+def test_resume_reproduces_an_uninterrupted_run(shards, tmp_path):
+    run(tmp_path / "straight", shards, epochs=3)
+    run(tmp_path / "resumed", shards, epochs=3, stop_after=2)
+    assert not (tmp_path / "resumed" / "clapdex-compact.safetensors").exists()
+    run(tmp_path / "resumed", shards, epochs=3, resume=True)
+    straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_in_bf16(shards, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    record = run(tmp_path, shards, epochs=2, device="cuda")
+    assert np.isfinite(record["loss"])
