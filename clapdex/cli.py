@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
-from tqdm import tqdm
-
 from encoders import MissingWeightsError
 from encoders.audio import AudioDecodeError
 from indexer import index_paths
+from indexer.progress import describe as describe_progress
+from indexer.progress import read_progress
 from search.catalog import Catalog, ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from search.engine import Hit, Searcher
+from search.engine import Hit, Searcher, open_encoder
+from search.store import open_store
 from ui import APP, MAX_UPLOAD_BYTES
 
 # Errors that are the user's to fix: reported in one message, without a traceback.
@@ -23,11 +25,65 @@ USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecode
 
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
-    with tqdm(unit=" files", file=sys.stderr, disable=None) as bar:
-        report = index_paths(settings, args.paths, progress=lambda path, outcome: bar.update())
-    print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {len(report.errors)} errors")
+    if args.watch:
+        from indexer.watch import watch
+
+        watch(settings, args.paths, open_encoder(settings), interval=args.interval, force_network=args.force_network,
+              after_run=print_index_report, show_progress=True)
+        return 0
+    print_index_report(index_paths(settings, args.paths, checkpoint_files=args.commit_every, show_progress=True))
+    return 0
+
+
+def print_index_report(report) -> None:
+    print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {report.moved} moved, "
+          f"{report.removed} removed, {len(report.errors)} errors", flush=True)
     for path, reason in report.errors:
         print(f"error: {path}: {reason}", file=sys.stderr)
+
+
+def doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer.doctor import examine, repair
+    from indexer.pipeline import embed_pending
+
+    with Catalog(settings.catalog_url) as catalog:
+        model = catalog.model()
+        if model is None:
+            print("nothing indexed yet")
+            return 0
+        store = open_store(settings, model.dim)
+        findings = examine(catalog, store, check_disk=True)
+        for line in findings.lines():
+            print(line)
+        if findings.healthy:
+            print("catalog and vectors agree")
+            return 0
+        if not args.fix:
+            print("run `clapdex doctor --fix` to repair")
+            return 1
+        repair(catalog, store, findings)
+        store.save()
+        catalog.commit()
+    report = embed_pending(settings, show_progress=True)
+    print(f"repaired; {report.indexed} files embedded again, {len(report.errors)} errors")
+    return 0
+
+
+def duplicates(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer.duplicates import exact_duplicates, near_duplicates
+
+    with Catalog(settings.catalog_url) as catalog:
+        model = catalog.model()
+        exact = exact_duplicates(catalog)
+        near = near_duplicates(catalog, open_store(settings, model.dim), args.threshold) if model else []
+    if args.json:
+        print(json.dumps({"exact": exact, "near": [dataclasses.asdict(pair) for pair in near]}, indent=2))
+        return 0
+    for group in exact:
+        print("exact: " + "  ".join(group))
+    for pair in near:
+        print(f"near {pair.score:.4f}: {pair.first}  {pair.second}")
+    print(f"{len(exact)} groups of exact duplicates, {len(near)} near-duplicate pairs (threshold {args.threshold})")
     return 0
 
 
@@ -50,6 +106,9 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"model:   {model or 'none yet (nothing indexed)'}")
         print(f"files:   {counts['indexed']} indexed, {counts['error']} errors, {counts['pending']} pending")
         print(f"windows: {counts['windows']}")
+        run = read_progress(settings.home)
+        if run is not None:
+            print(f"run:     {describe_progress(run)}")
         for record in errors:
             print(f"error: {record.path}: {record.error}")
     return 0
@@ -58,7 +117,7 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
 def ui(settings: Settings, args: argparse.Namespace) -> int:
     """Serve the page with Streamlit, handing it these settings through CLAPDEX_* variables."""
     environment = dict(os.environ)
-    for name in ("home", "catalog", "model", "weights", "device"):
+    for name in ("home", "catalog", "store", "model", "weights", "device"):
         environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
     environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
     command = [
@@ -87,11 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="encoder model name (default: msclap-2023)")
     parser.add_argument("--weights", help="path to the model weights file")
     parser.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--store", help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     verb = verbs.add_parser("index", help="index the audio files under folders or files")
     verb.add_argument("paths", nargs="+", metavar="PATH")
+    verb.add_argument("--watch", action="store_true",
+                      help="keep indexing as files change (polls; refused on network mounts)")
+    verb.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
+                      help="with --watch: seconds between polls (default 10)")
+    verb.add_argument("--force-network", action="store_true", help="with --watch: watch a network mount anyway")
+    verb.add_argument("--commit-every", type=int, default=500, metavar="N",
+                      help="checkpoint catalog and vectors after every N files embedded (default 500)")
     verb.set_defaults(run=index)
+
+    verb = verbs.add_parser("doctor", help="check that catalog, vectors and disk agree")
+    verb.add_argument("--fix", action="store_true", help="repair what is found, embedding files again where needed")
+    verb.set_defaults(run=doctor)
+
+    verb = verbs.add_parser("duplicates", help="list exact and near-duplicate files (deletes nothing)")
+    verb.add_argument("--threshold", type=float, default=0.98, metavar="T",
+                      help="cosine similarity from which two files count as near duplicates (default 0.98)")
+    verb.add_argument("--json", action="store_true", help='print {"exact": [[paths]], "near": [pairs]}')
+    verb.set_defaults(run=duplicates)
 
     verb = verbs.add_parser("search", help="find sounds matching a text description")
     verb.add_argument("text")
@@ -122,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(
-            args.home, catalog=args.catalog, model=args.model, weights=args.weights, device=args.device
+            args.home, catalog=args.catalog, model=args.model, weights=args.weights, device=args.device,
+            store=args.store,
         )
         return args.run(settings, args)
     except USER_ERRORS as exc:

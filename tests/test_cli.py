@@ -33,7 +33,7 @@ def test_index_prints_a_summary_and_each_error(indexed_home):
     _, library, result = indexed_home
 
     assert result.returncode == 0, result.stderr
-    assert "7 indexed, 0 skipped unchanged, 3 errors" in result.stdout
+    assert "7 indexed, 0 skipped unchanged, 0 moved, 0 removed, 3 errors" in result.stdout
     for name in BAD:
         assert f"error: {library[name]}: " in result.stderr
     assert "Traceback" not in result.stderr

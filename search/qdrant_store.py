@@ -1,0 +1,192 @@
+"""Window vectors in Qdrant, with each file's metadata as the points' payload.
+
+``qdrant://host:6333[/collection]`` talks to a server (docker-compose.yml runs one);
+``qdrant+local:///path[#collection]`` keeps the collection in a folder through
+qdrant-client's local mode (tests, single machines). Everything but the client's
+construction is the same for both.
+
+Keeping metadata beside the vectors lets a filtered query be answered by Qdrant alone: the
+``Filters`` become a payload filter applied inside the vector search. Qdrant writes each
+change as it is made, so ``save`` has nothing to do; the index run's repair step keeps the
+catalog and the points in agreement after a crash, as for FAISS.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+from search.catalog import File
+from search.config import ConfigError
+from search.filters import Filters
+
+DEFAULT_COLLECTION = "clapdex"
+_UPSERT_BATCH = 256
+_SCROLL_PAGE = 10_000
+
+
+def parse_qdrant_url(url: str) -> tuple[dict, str]:
+    """QdrantClient keyword arguments and the collection name for a ``--store`` URL."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "qdrant":
+        if not parsed.hostname:
+            raise ConfigError(f"store URL {url!r} names no host; e.g. qdrant://127.0.0.1:6333")
+        collection = parsed.path.strip("/") or DEFAULT_COLLECTION
+        return {"host": parsed.hostname, "port": parsed.port or 6333}, collection
+    if parsed.scheme == "qdrant+local":
+        if not parsed.path:
+            raise ConfigError(f"store URL {url!r} names no folder; e.g. qdrant+local:///srv/clapdex/qdrant")
+        return {"path": parsed.path}, parsed.fragment or DEFAULT_COLLECTION
+    raise ConfigError(f"not a Qdrant store URL: {url!r}")
+
+
+class QdrantStore:
+    """Cosine search over unit vectors keyed by window id; payload: the window's file's metadata."""
+
+    keeps_payload = True
+
+    def __init__(self, url: str, dim: int):
+        from qdrant_client import QdrantClient, models
+
+        self.models = models
+        arguments, self.collection = parse_qdrant_url(url)
+        if "path" in arguments:
+            Path(arguments["path"]).mkdir(parents=True, exist_ok=True)
+        self.client = QdrantClient(**arguments)
+        self.dim = dim
+        if self.client.collection_exists(self.collection):
+            size = self.client.get_collection(self.collection).config.params.vectors.size
+            if size != dim:
+                raise ConfigError(f"Qdrant collection {self.collection!r} holds {size}-dim vectors, not {dim}")
+        else:
+            self.client.create_collection(
+                self.collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+            )
+            if "path" not in arguments:  # local mode scans everything anyway; a server indexes payload
+                for field, schema in _payload_indexes().items():
+                    self.client.create_payload_index(self.collection, field, field_schema=schema)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __len__(self) -> int:
+        return self.client.count(self.collection, exact=True).count
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        ids = [int(i) for i in ids]
+        for offset in range(0, len(ids), _UPSERT_BATCH):
+            points = [
+                self.models.PointStruct(id=point_id, vector=vector.tolist(), payload={})
+                for point_id, vector in zip(ids[offset : offset + _UPSERT_BATCH], vectors[offset : offset + _UPSERT_BATCH])
+            ]
+            self.client.upsert(self.collection, points=points, wait=True)
+
+    def set_payload(self, ids: np.ndarray, record: File) -> None:
+        """Describe the windows ``ids`` by their file ``record`` (after it is stored or moved)."""
+        if len(ids):
+            self.client.overwrite_payload(
+                self.collection, payload=payload_of(record), points=[int(i) for i in ids], wait=True
+            )
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        present = len(self.client.retrieve(self.collection, ids=ids, with_payload=False, with_vectors=False))
+        self.client.delete(self.collection, points_selector=self.models.PointIdsList(points=ids), wait=True)
+        return present
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None, filters: Filters | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores and ids, (len(queries), n), best first; ``allowed_ids`` and ``filters``
+        both restrict the search inside Qdrant."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        conditions = payload_filter(filters or Filters(), self.models)
+        if allowed_ids is not None:
+            conditions.must.append(self.models.HasIdCondition(has_id=[int(i) for i in allowed_ids]))
+            if not len(allowed_ids):
+                return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        rows = [
+            self.client.query_points(
+                self.collection, query=query.tolist(), limit=max(k, 1), query_filter=conditions if conditions.must else None
+            ).points if k > 0 else []
+            for query in queries
+        ]
+        width = min(len(row) for row in rows) if rows else 0
+        scores = np.array([[point.score for point in row[:width]] for row in rows], dtype=np.float32).reshape(-1, width)
+        ids = np.array([[point.id for point in row[:width]] for row in rows], dtype=np.int64).reshape(-1, width)
+        return scores, ids
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return np.empty((0, self.dim), np.float32)
+        found = {point.id: point.vector for point in self.client.retrieve(self.collection, ids=ids, with_vectors=True)}
+        return np.array([found[i] for i in ids], dtype=np.float32)
+
+    def payload(self, point_id: int) -> dict:
+        points = self.client.retrieve(self.collection, ids=[int(point_id)], with_payload=True)
+        return points[0].payload if points else {}
+
+    def ids(self) -> np.ndarray:
+        found: list[int] = []
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection, limit=_SCROLL_PAGE, offset=offset, with_payload=False, with_vectors=False
+            )
+            found.extend(point.id for point in points)
+            if offset is None:
+                return np.array(sorted(found), dtype=np.int64)
+
+    def save(self) -> None:
+        """Nothing to do: Qdrant has written every change already."""
+
+
+def payload_of(record: File) -> dict:
+    folders, folder = [], Path(record.folder)
+    for parent in (folder, *folder.parents):
+        folders.append(str(parent))
+    return {
+        "file_id": record.id, "path": record.path, "name": record.name, "folders": folders,
+        "format": record.format, "duration": record.duration, "sample_rate": record.sample_rate,
+        "channels": record.channels, "tags": record.tags,
+        "categories": [value for value in (record.ucs_category, record.ucs_cat_id) if value],
+    }
+
+
+def payload_filter(filters: Filters, models=None):
+    """``filters`` as a Qdrant payload filter on ``payload_of``'s fields (``must`` empty: none)."""
+    if models is None:
+        from qdrant_client import models
+    must = []
+    if filters.min_duration is not None or filters.max_duration is not None:
+        must.append(models.FieldCondition(
+            key="duration", range=models.Range(gte=filters.min_duration, lte=filters.max_duration)
+        ))
+    for key, values in (("sample_rate", [int(v) for v in filters.sample_rates]),
+                        ("channels", [int(v) for v in filters.channels]),
+                        ("format", [v.lower() for v in filters.formats]),
+                        ("folders", [os.path.abspath(v).rstrip(os.sep) or os.sep for v in filters.folders]),
+                        ("categories", list(filters.categories))):
+        if values:
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=values)))
+    for tag in filters.tags:  # all of them
+        must.append(models.FieldCondition(key="tags", match=models.MatchValue(value=tag.strip().lower())))
+    return models.Filter(must=must)
+
+
+def _payload_indexes():
+    from qdrant_client import models
+
+    return {
+        "folders": models.PayloadSchemaType.KEYWORD, "format": models.PayloadSchemaType.KEYWORD,
+        "tags": models.PayloadSchemaType.KEYWORD, "categories": models.PayloadSchemaType.KEYWORD,
+        "sample_rate": models.PayloadSchemaType.INTEGER, "channels": models.PayloadSchemaType.INTEGER,
+        "duration": models.PayloadSchemaType.FLOAT,
+    }
