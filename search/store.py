@@ -46,9 +46,17 @@ class VectorStore(Protocol):
 
 
 def open_store(settings: Settings, dim: int) -> VectorStore:
+    """``settings.store``: "faiss" (files in the home), or a Qdrant URL: ``qdrant://host:6333``
+    for a server, ``qdrant+local:///folder`` for qdrant-client's local mode."""
     if settings.store == "faiss":
         return FaissStore(settings.vectors_dir / "windows.faiss", dim)
-    raise ConfigError(f"unknown vector store {settings.store!r}; known: 'faiss'")
+    if settings.store.startswith(("qdrant://", "qdrant+local://")):
+        from search.qdrant_store import QdrantStore  # qdrant-client is an optional dependency
+
+        return QdrantStore(settings.store, dim)
+    raise ConfigError(
+        f"unknown vector store {settings.store!r}; known: 'faiss', 'qdrant://HOST:PORT', 'qdrant+local:///FOLDER'"
+    )
 
 
 # Measured on 2 CPU cores (docs/benchmarks.md): exact search stays under about 20 ms a query
