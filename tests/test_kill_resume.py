@@ -1,0 +1,107 @@
+"""kill -9 an index run at several moments, rerun, and get what one uninterrupted run gets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sounds import ffmpeg_tone, sox_tone
+
+from indexer import index_paths
+from search.catalog import Catalog
+from search.config import load_settings
+from search.store import open_store
+
+CLAPDEX = Path(sys.executable).with_name("clapdex")
+
+
+def start_index(home: Path, library: Path, weights: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLAPDEX_BATCH_SIZE": "2"}
+    command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(weights),
+               "index", str(library), "--commit-every", "1"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def indexed_count(home: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{home / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as connection:
+            return connection.execute("SELECT count(*) FROM files WHERE status != 'pending'").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or its tables not yet
+        return -1
+
+
+def outcome(home: Path, dim: int) -> dict:
+    """path -> (status, [(start, end, vector)]), after checking catalog and vectors agree."""
+    settings = load_settings(home)
+    with Catalog(settings.catalog_url) as catalog:
+        store = open_store(settings, dim)
+        ids = catalog.window_ids()
+        assert len(ids) == len(set(ids)) and sorted(store.ids()) == sorted(ids), "catalog and vectors disagree"
+        return {
+            record.path: (record.status, [(w.start, w.end, store.reconstruct(np.array([w.id]))[0]) for w in record.windows])
+            for record in catalog.files()
+        }
+
+
+def assert_same(resumed: dict, reference: dict) -> None:
+    assert sorted(resumed) == sorted(reference)
+    for path, (status, windows) in reference.items():
+        assert resumed[path][0] == status, path
+        assert [w[:2] for w in resumed[path][1]] == [w[:2] for w in windows], path
+        for (_, _, got), (_, _, expected) in zip(resumed[path][1], windows):
+            assert np.allclose(got, expected, atol=1e-4), path
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("library")
+    for number in range(10):
+        sox_tone(folder / f"tone{number:02d}.wav", 1 + number % 4 * 2.5, tone=f"sine {200 + 90 * number}")
+    ffmpeg_tone(folder / "coded.mp3", 4, frequency=900)
+    (folder / "broken.flac").write_bytes(b"fLaC" + bytes(500))
+    return folder
+
+
+def status(home: Path) -> str:
+    return subprocess.run([str(CLAPDEX), "--home", str(home), "status"], capture_output=True, text=True).stdout
+
+
+def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_path, library, tiny_weights, tiny_encoder):
+    reference_settings = load_settings(tmp_path / "reference-home", batch_size=2)
+    index_paths(reference_settings, [library], encoder=tiny_encoder)
+    reference = outcome(reference_settings.home, tiny_encoder.dim)
+
+    home = tmp_path / "home"
+    kills, while_running = [], ""
+    # Kill during startup or the scan, then after 3 and after 7 files are done.
+    for target in (0, 3, 7):
+        run = start_index(home, library, tiny_weights)
+        while run.poll() is None and indexed_count(home) < target:
+            time.sleep(0.02)
+        if target == 0:
+            time.sleep(1.0)
+        if target == 3:
+            time.sleep(1.1)  # the progress file is written once a second
+            while_running = status(home)
+        if run.poll() is None:
+            run.send_signal(signal.SIGKILL)
+            kills.append(target)
+        run.wait(timeout=60)
+        if target == 3:
+            assert "interrupted while embedding" in status(home)
+    assert len(kills) >= 2, f"the runs finished before they could be killed: {kills}"
+    assert "run:     embedding " in while_running and "files/s" in while_running and "ETA" in while_running
+
+    final = start_index(home, library, tiny_weights)
+    assert final.wait(timeout=300) == 0, final.stderr.read()
+
+    assert_same(outcome(home, tiny_encoder.dim), reference)
+    after = status(home)
+    assert "11 indexed, 1 errors, 0 pending" in after and "last run finished" in after
