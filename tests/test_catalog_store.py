@@ -1,4 +1,4 @@
-"""The catalog (real SQLite) and the FAISS vector store, each on its own."""
+"""The catalog (real SQLite and real PostgreSQL) and the FAISS vector store, each on its own."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from search.catalog import ERROR, INDEXED, Catalog, ModelIdentity, ModelMismatchError
+from postgres import fresh_database
+from search.catalog import ERROR, INDEXED, Catalog, Metadata, ModelIdentity, ModelMismatchError
+from search.filters import Filters
 from search.config import load_settings
 from search.store import FaissStore, open_store
 
 MODEL = ModelIdentity("msclap-2023", "sha256:abc", 8)
 
 
-@pytest.fixture
-def catalog(tmp_path):
-    with Catalog(f"sqlite:///{tmp_path / 'home' / 'catalog.sqlite'}") as opened:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'home' / 'catalog.sqlite'}" if request.param == "sqlite" else fresh_database()
+    with Catalog(url) as opened:
         yield opened
 
 
@@ -25,8 +28,9 @@ def add_file(catalog, path, spans=((0.0, 7.0), (7.0, 14.0))):
     return record, spans
 
 
-def test_catalog_is_sqlite_in_wal_mode(catalog):
-    assert catalog.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+def test_catalog_is_sqlite_in_wal_mode(tmp_path):
+    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        assert catalog.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
 
 def test_files_get_windows_whose_ids_map_back_to_them(catalog):
@@ -60,8 +64,9 @@ def test_errors_drop_windows_and_are_listed(catalog):
     assert catalog.counts() == {"pending": 0, "indexed": 1, "error": 1, "windows": 2}
 
 
-def test_the_first_model_is_claimed_and_another_refused(tmp_path):
-    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_first_model_is_claimed_and_another_refused(tmp_path, backend):
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}" if backend == "sqlite" else fresh_database()
     with Catalog(url) as catalog:
         catalog.check_model(MODEL)  # an empty index accepts any model
         catalog.claim_model(MODEL)
@@ -72,6 +77,51 @@ def test_the_first_model_is_claimed_and_another_refused(tmp_path):
         other = ModelIdentity("msclap-2023", "sha256:def", 8)
         with pytest.raises(ModelMismatchError, match="sha256:abc.*sha256:def"):
             catalog.check_model(other)
+
+
+def catalogue(catalog, path, duration, rate, channels, tags=(), cat_id=None, category=None, content_hash=None):
+    record = catalog.upsert_file(path, root="/lib", size=1, mtime=1.0, content_hash=content_hash)
+    catalog.set_metadata(record, Metadata(duration=duration, sample_rate=rate, channels=channels, tags=tags,
+                                          ucs_cat_id=cat_id, ucs_category=category))
+    _, ids = catalog.replace_windows(record, [(0.0, min(duration, 7.0))], duration=duration, sample_rate=rate,
+                                     channels=channels, codec="x")
+    return ids[0]
+
+
+def test_filters_become_sql_over_indexed_files(catalog):
+    door = catalogue(catalog, "/lib/doors/DOORWood_Creak_JD_Lib.wav", 3.0, 48000, 2, ("Wood", "creak"), "DOORWood", "DOOR")
+    rain = catalogue(catalog, "/lib/rain/heavy.flac", 30.0, 44100, 2, ("weather",))
+    bird = catalogue(catalog, "/lib/rain/birds/dawn.mp3", 12.0, 44100, 1, ("weather", "birds"))
+    odd = catalogue(catalog, "/lib/rain_and_more/x.wav", 1.0, 96000, 16)  # a sibling folder sharing a prefix
+    pending = catalog.upsert_file("/lib/rain/new.wav", root="/lib", size=1, mtime=1.0)
+    catalog.commit()
+
+    def matching(**given):
+        return catalog.window_ids_matching(Filters(**given)).tolist()
+
+    assert matching() == sorted([door, rain, bird, odd])
+    assert matching(min_duration=2.0, max_duration=12.0) == sorted([door, bird])
+    assert matching(sample_rates=(44100,)) == sorted([rain, bird])
+    assert matching(channels=(1, 16)) == sorted([bird, odd])
+    assert matching(formats=("flac", "mp3")) == sorted([rain, bird])
+    assert matching(folders=("/lib/rain",)) == sorted([rain, bird])
+    assert matching(folders=("/lib/rain/birds/", "/lib/doors")) == sorted([door, bird])
+    assert matching(tags=("weather",)) == sorted([rain, bird])
+    assert matching(tags=("Weather", "birds")) == [bird]  # all of them, any case
+    assert matching(categories=("DOOR",)) == [door] and matching(categories=("DOORWood",)) == [door]
+    assert matching(categories=("DOORMetal",)) == []
+    assert matching(formats=("wav",), max_duration=2.0) == [odd]
+    # Pending files match by metadata before they have windows.
+    assert pending.id in catalog.file_ids_matching(Filters(folders=("/lib/rain",)))
+
+
+def test_exact_duplicates_are_grouped_by_content_hash(catalog):
+    catalogue(catalog, "/lib/a.wav", 1.0, 44100, 1, content_hash="h1")
+    catalogue(catalog, "/lib/b/a-copy.wav", 1.0, 44100, 1, content_hash="h1")
+    catalogue(catalog, "/lib/c.wav", 1.0, 44100, 1, content_hash="h2")
+    catalog.commit()
+
+    assert [[f.path for f in group] for group in catalog.exact_duplicates()] == [["/lib/a.wav", "/lib/b/a-copy.wav"]]
 
 
 def unit_rows(count, dim=8, seed=0):
