@@ -129,6 +129,8 @@ class _IndexRun:
             self.checkpoint()
         except BaseException:
             self.catalog.close()
+            if hasattr(getattr(self, "store", None), "close"):
+                self.store.close()
             raise
 
     def __enter__(self) -> _IndexRun:
@@ -138,6 +140,9 @@ class _IndexRun:
         if exc_type is not None:
             self.catalog.rollback()
         self.catalog.close()
+        # Qdrant's local mode lets one client at a time open its folder.
+        if hasattr(self.store, "close"):
+            self.store.close()
 
     def checkpoint(self) -> None:
         # Vectors first: dying between the two leaves vectors the catalog does not name, or
