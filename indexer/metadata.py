@@ -30,7 +30,7 @@ _TAG_NAMES = {
     "artist": ("TPE1", "artist", "\xa9ART"),
     "album": ("TALB", "album", "\xa9alb"),
     "genre": ("TCON", "genre", "\xa9gen"),
-    "comment": ("COMM", "comment", "description", "\xa9cmt"),
+    "comment": ("COMM", "TXXX:comment", "comment", "description", "\xa9cmt"),  # ffmpeg writes TXXX:comment
     "keywords": ("TXXX:keywords", "keywords", "----:com.apple.iTunes:keywords"),
 }
 _TAG_KEY_TO_NAME = {key.lower(): name for name, keys in _TAG_NAMES.items() for key in keys}

@@ -78,3 +78,33 @@ def build_library(folder: Path) -> dict[str, Path]:
 
 
 BAD = ("corrupt", "text", "empty")
+
+
+def append_riff_chunks(path: Path, chunks: dict[bytes, bytes]) -> Path:
+    """Append chunks (id -> data) to a RIFF WAVE file and fix its RIFF size, as BWF tools do."""
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    for chunk_id, body in chunks.items():
+        data += chunk_id + len(body).to_bytes(4, "little") + body + b"\0" * (len(body) & 1)
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def bext_chunk(description: str, originator: str, reference: str = "REF0001") -> bytes:
+    """An EBU Tech 3285 broadcast extension chunk (version 1)."""
+    fixed = (
+        description.encode().ljust(256, b"\0") + originator.encode().ljust(32, b"\0")
+        + reference.encode().ljust(32, b"\0") + b"2024-05-01" + b"12:30:00" + (0).to_bytes(8, "little")
+        + (1).to_bytes(2, "little") + bytes(64) + bytes(10) + bytes(180)
+    )
+    return fixed + b"A=PCM,F=48000,W=24,M=mono\r\n"
+
+
+def tagged(path: Path, seconds: float, **tags: str) -> Path:
+    """A tone file written by ffmpeg with ``tags`` as its container's metadata."""
+    metadata = [option for key, value in tags.items() for option in ("-metadata", f"{key}={value}")]
+    _run(
+        "ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"sine=f=500:d={seconds}", *metadata, str(path),
+    )
+    return path
