@@ -85,10 +85,11 @@ class AudioStream:
             self._container.close()
             raise AudioDecodeError(self.source, "no audio stream")
         self._stream = self._container.streams.audio[0]
-        context = self._stream.codec_context
-        if not context.sample_rate:
+        context = self._stream.codec_context  # None when FFmpeg has no decoder for the codec
+        if context is None or not context.sample_rate:
+            tag = getattr(self._stream, "codec_tag", None) or "unknown"
             self._container.close()
-            raise AudioDecodeError(self.source, f"unsupported audio codec {context.name or 'unknown'}")
+            raise AudioDecodeError(self.source, f"unsupported audio codec ({tag})")
         self.sample_rate, self.channels = context.sample_rate, context.channels
         self.codec = f"{self._container.format.name.split(',')[0]}/{context.name}"
         self.bit_depth = context.bits_per_raw_sample or None if context.name.startswith(("pcm", "flac", "alac")) else None
