@@ -1,32 +1,49 @@
 """Queries to ranked files: embed the query, find the nearest windows, rank files by their best.
 
 The vector store holds one vector per window; a file is as relevant as its best-matching
-window, and a hit says where in the file that window is.
+window, and a hit says where in the file that window is. Filters become the set of window
+ids the store may return, so they act inside the vector search and a selective filter
+still fills a page. Keywords rank files on their own; the two rankings are fused by
+weighted reciprocal rank.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import io
+import math
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from sqlalchemy import ColumnElement, and_, func, select
 
 from encoders import list_models, load_encoder
 from encoders.audio import load_audio, resample, to_mono, windows
-from search.catalog import INDEXED, Catalog, ModelIdentity, Window
+from search import keyword as keywords
+from search.catalog import INDEXED, Catalog, File, FileTag, ModelIdentity, Window, file_conditions
 from search.config import ConfigError, Settings
+from search.filters import Filters
+from search.query import Clip, Query, QueryError, Sound, Text
 from search.store import open_store
 
 # Windows fetched per wanted file at first; files with many close windows need more.
 OVERSAMPLE = 8
+# Files ranked per query. Pages and the other sort orders work within these: sorting the
+# whole library by name is a listing, not a search.
+RESULT_LIMIT = 500
+# Reciprocal rank fusion's constant: how much rank 1 outweighs rank 10 (60 is the usual choice).
+RRF_K = 60
+SORTS = ("relevance", "name", "shortest", "longest", "folder")
 
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
     path: str  # absolute
-    score: float  # cosine similarity of the best window, in [-1, 1]
+    score: float | None  # cosine similarity of the best window, in [-1, 1]; None without a sound query
     start: float  # seconds: where the best window is in the file
     end: float
     duration: float | None
@@ -39,18 +56,72 @@ class Hit:
     sample_rate: int | None
     channels: int | None
     codec: str | None
+    format: str | None = None  # "wav", "flac", "mp3"... as filters name it
+    bit_depth: int | None = None
+    title: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    ucs_cat_id: str | None = None  # "DOORWood"
+    ucs_category: str | None = None  # "DOOR"
+    keyword_match: bool = False  # the file matched the keywords
 
     @classmethod
-    def of(cls, window: Window, score: float) -> Hit:
+    def of(cls, window: Window, score: float | None, keyword_match: bool = False) -> Hit:
         file = window.file
         return cls(
             path=file.path, score=score, start=window.start, end=window.end, duration=file.duration,
             file_id=file.id, window_id=window.id, name=file.name, folder=file.folder, root=file.root,
             size=file.size, sample_rate=file.sample_rate, channels=file.channels, codec=file.codec,
+            format=file.format, bit_depth=file.bit_depth, title=file.title, description=file.description,
+            tags=tuple(file.tags), ucs_cat_id=file.ucs_cat_id, ucs_category=file.ucs_category,
+            keyword_match=keyword_match,
+        )
+
+    @property
+    def folder_in_library(self) -> str:
+        """The folder as the user knows it: from the library root's own name down."""
+        return os.path.join(os.path.basename(self.root.rstrip(os.sep)), os.path.relpath(self.folder, self.root)).removesuffix(
+            os.sep + "."
         )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    hits: list[Hit]  # this page's
+    total: int  # files ranked, at most RESULT_LIMIT
+    page: int  # from 0
+    page_size: int
+    best_score: float | None = None  # the highest cosine of the search, on any page
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.page_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryStatus:
+    model: str | None  # None until something is indexed
+    indexed: int  # files
+    pending: int
+    errors: list[tuple[str, str]]  # (path, reason)
+    segments: int  # windows: the units the vector search ranks
+
+
+@dataclasses.dataclass(frozen=True)
+class Facets:
+    """What the library holds, for offering filters: each list sorted, durations in seconds."""
+
+    min_duration: float
+    max_duration: float
+    sample_rates: list[int]
+    channels: list[int]
+    formats: list[str]
+    folders: list[str]
+    tags: list[str]
+    categories: list[str]
 
 
 def open_encoder(settings: Settings):
@@ -60,10 +131,20 @@ def open_encoder(settings: Settings):
 
 
 class Searcher:
-    """The query side of one library: the encoder is loaded once and checked against the index."""
+    """The query side of one library: the encoder is loaded once and checked against the index.
 
-    def __init__(self, settings: Settings, encoder=None):
+    ``library_only`` is for the page: sounds named in a query must then be indexed files
+    inside the library roots, and clips are cut to ``max_clip_seconds``. The command line
+    leaves it off, so ``clapdex similar ~/Downloads/x.wav`` reads any file its user can.
+    One Searcher may serve several threads (the page's sessions); calls take turns.
+    """
+
+    def __init__(
+        self, settings: Settings, encoder=None, *, library_only: bool = False, max_clip_seconds: float | None = None
+    ):
         self.settings = settings
+        self.library_only = library_only
+        self.max_clip_seconds = max_clip_seconds
         self.encoder = encoder or open_encoder(settings)
         self.catalog = Catalog(settings.catalog_url)
         try:
@@ -73,6 +154,11 @@ class Searcher:
             self.catalog.close()
             raise
         self.catalog.rollback()
+        # A SQLAlchemy session and a torch model are not for concurrent use.
+        self._lock = threading.RLock()
+        # Typing a query, then paging and filtering, embeds the same words again and again.
+        self.embed_text = functools.lru_cache(maxsize=1024)(self._embed_text)
+        self._embed_clip_bytes = functools.lru_cache(maxsize=16)(self._embed_clip_bytes_uncached)
 
     def close(self) -> None:
         self.catalog.close()
@@ -83,12 +169,55 @@ class Searcher:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    # --- the one search
+
+    def search(
+        self,
+        query: Query | None = None,
+        *,
+        filters: Filters = Filters(),
+        keywords_text: str = "",
+        keyword_weight: float = 0.5,
+        page: int = 0,
+        page_size: int = 10,
+        sort: str = "relevance",
+    ) -> Results:
+        """Files matching ``query`` (texts and sounds) and/or ``keywords_text``, within ``filters``.
+
+        ``keyword_weight`` in [0, 1] is the keywords' share of the fused ranking: 0 ranks by
+        sound alone (keywords only mark hits), 1 by keywords alone (the sound query only
+        scores them).
+        """
+        if sort not in SORTS:
+            raise QueryError(f"unknown sort {sort!r}; one of {', '.join(SORTS)}")
+        if not 0 <= keyword_weight <= 1:
+            raise QueryError("the keyword weight is a share between 0 and 1")
+        keyword_query = keywords.parse_keywords(keywords_text)
+        with self._lock:
+            try:
+                vector = self.embed_query(query) if query else None
+                ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
+                ranked = self._sorted(ranked, sort)
+                shown = ranked[page * page_size : (page + 1) * page_size]
+                hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched})
+            finally:
+                self.catalog.rollback()
+        return Results(hits, len(ranked), page, page_size, best_score)
+
+    # --- the older single-purpose calls, each one search
+
     def search_text(self, text: str, top: int = 10) -> list[Hit]:
-        return self.search_vector(self.encoder.embed_text([text])[0], top)
+        return self.search(Query.text(text), page_size=top).hits
 
     def search_audio(self, samples: np.ndarray, sample_rate: int, top: int = 10) -> list[Hit]:
         """Files that sound like ``samples`` (mono, or (frames, channels)) at ``sample_rate``."""
-        return self.search_vector(self.embed_clip(samples, sample_rate), top)
+        with self._lock:
+            vector = self.embed_clip(samples, sample_rate)
+            try:
+                ranked = self._rank_by_vector(vector, {}, None)[:top]
+                return self._hits([(file_id, 0.0) for file_id, _ in ranked], vector, set())
+            finally:
+                self.catalog.rollback()
 
     def search_audio_file(
         self, source: str | os.PathLike | BinaryIO, top: int = 10, max_seconds: float | None = None
@@ -101,14 +230,99 @@ class Searcher:
             samples = samples[: round(max_seconds * rate)]
         return self.search_audio(samples, rate, top)
 
+    def similar(self, path: str | os.PathLike, top: int = 10) -> list[Hit]:
+        """Files that sound like the file at ``path``, not counting that file itself."""
+        return self.search(Query.sound(os.path.abspath(path)), page_size=top).hits
+
+    # --- embedding queries
+
+    def embed_query(self, query: Query) -> np.ndarray:
+        """The unit vector of the weighted sum of the terms' unit vectors."""
+        with self._lock:
+            total = np.zeros(self.encoder.dim, np.float32)
+            for term in query.terms:
+                total += term.weight * self._embed_source(term.source)
+            if not np.linalg.norm(total) > 1e-6:
+                raise QueryError("the query's terms cancel out; change a weight or remove a term")
+            return _unit(total)
+
+    def _embed_source(self, source: Text | Sound | Clip) -> np.ndarray:
+        if isinstance(source, Text):
+            return self.embed_text(source.text)
+        if isinstance(source, Clip):
+            return self._embed_clip_bytes(source.data, source.name)
+        return self._embed_sound(source)
+
+    def _embed_text(self, text: str) -> np.ndarray:
+        vector = self.encoder.embed_text([text])[0]
+        vector.flags.writeable = False  # shared by every later call through the cache
+        return vector
+
+    def _embed_clip_bytes_uncached(self, data: bytes, name: str) -> np.ndarray:
+        clip = io.BytesIO(data)
+        clip.name = name  # the decoder guesses the format from it
+        rate = self.encoder.sample_rate
+        samples = load_audio(clip, rate)
+        if self.max_clip_seconds is not None:
+            samples = samples[: round(self.max_clip_seconds * rate)]
+        vector = self.embed_clip(samples, rate)
+        vector.flags.writeable = False
+        return vector
+
+    def _embed_sound(self, sound: Sound) -> np.ndarray:
+        path = self._sound_path(sound.path)
+        record = self.catalog.file(str(path))
+        if record is not None and record.status == INDEXED and record.windows:
+            # An indexed file's vectors are stored: a whole file, or one of its windows, is free.
+            stored = [w for w in record.windows if not sound.is_region or (w.start, w.end) == (sound.start, sound.end)]
+            if stored:
+                vectors = self.store.reconstruct(np.array([w.id for w in stored], dtype=np.int64))
+                return _unit(vectors.mean(axis=0))
+        rate = self.encoder.sample_rate
+        samples = load_audio(path, rate)
+        if sound.is_region:
+            samples = samples[round(sound.start * rate) : round(sound.end * rate)]
+            if len(samples) == 0:
+                raise QueryError(f"{sound} lies past the end of the file")
+        return self.embed_clip(samples, rate)
+
+    def _sound_path(self, path: str) -> Path:
+        """Where a query's sound is: for the page, only an indexed library file (a bare name is
+        looked up); for the command line, any file."""
+        if not self.library_only:
+            return Path(os.path.abspath(os.path.expanduser(path)))
+        if os.path.isabs(path):
+            return self.library_file(path)
+        named = list(self.catalog.session.scalars(
+            select(File.path).where(File.name == os.path.basename(path), File.status == INDEXED).limit(2)
+        ))
+        if not named:
+            raise QueryError(f"no file named {os.path.basename(path)} is indexed in this library")
+        if len(named) > 1:
+            raise QueryError(f"several files are named {os.path.basename(path)}; give its full path")
+        return self.library_file(named[0])
+
+    def embed_clip(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """One unit vector for a clip of any length: the mean of its windows' embeddings."""
+        rate = self.encoder.sample_rate
+        mono = resample(to_mono(samples), sample_rate, rate)
+        if len(mono) == 0:
+            raise QueryError("the query clip is empty")
+        pieces = [window.samples for window in windows(mono, rate, self.encoder.window_seconds)]
+        embedded = self.encoder.embed_audio(pieces, batch_size=self.settings.batch_size)
+        return _unit(embedded.mean(axis=0))
+
+    # --- serving files
+
     def library_file(self, path: str | os.PathLike) -> Path:
         """``path``, resolved, if it is an indexed file inside its library root; else PermissionError.
 
         Everything a user can reach through a query result goes through here, so no parameter
         can name a file outside the indexed roots (no ``..``, no symlink out of a root).
         """
-        record = self.catalog.file(os.path.abspath(path))
-        self.catalog.rollback()
+        with self._lock:
+            record = self.catalog.file(os.path.abspath(path))
+            self.catalog.rollback()
         refused = PermissionError(f"{path} is not a file of this library")
         if record is None or record.status != INDEXED:
             raise refused
@@ -119,54 +333,179 @@ class Searcher:
             raise refused
         return resolved
 
-    def similar(self, path: str | os.PathLike, top: int = 10) -> list[Hit]:
-        """Files that sound like the file at ``path``, not counting that file itself."""
-        path = os.path.abspath(path)
-        record = self.catalog.file(path)
-        if record is None or record.status != INDEXED or not record.windows:
-            rate = self.encoder.sample_rate
-            return self.search_audio(load_audio(path, rate), rate, top)
-        stored = self.store.reconstruct(np.array([window.id for window in record.windows], dtype=np.int64))
-        return self.search_vector(_unit(stored.mean(axis=0)), top, exclude_file_id=record.id)
+    # --- what the library holds
 
-    def embed_clip(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-        """One unit vector for a clip of any length: the mean of its windows' embeddings."""
-        rate = self.encoder.sample_rate
-        mono = resample(to_mono(samples), sample_rate, rate)
-        if len(mono) == 0:
-            raise ValueError("the query clip is empty")
-        pieces = [window.samples for window in windows(mono, rate, self.encoder.window_seconds)]
-        embedded = self.encoder.embed_audio(pieces, batch_size=self.settings.batch_size)
-        return _unit(embedded.mean(axis=0))
+    def status(self) -> LibraryStatus:
+        with self._lock:
+            try:
+                counts, model = self.catalog.counts(), self.catalog.model()
+                errors = [(record.path, record.error or "unknown") for record in self.catalog.errors()]
+            finally:
+                self.catalog.rollback()
+        return LibraryStatus(
+            model=str(model) if model else None, indexed=counts[INDEXED], pending=counts["pending"],
+            errors=errors, segments=counts["windows"],
+        )
 
-    def search_vector(self, query: np.ndarray, top: int = 10, exclude_file_id: int | None = None) -> list[Hit]:
-        """The ``top`` files whose best window is nearest ``query``, best first."""
-        total = len(self.store)
-        wanted = min(total, top * OVERSAMPLE)
-        best: dict[int, Hit] = {}
-        try:
-            while wanted > 0:
-                scores, ids = self.store.search(query[np.newaxis], wanted)
-                best = self._best_window_per_file(scores[0], ids[0], exclude_file_id)
-                if len(best) >= top or wanted >= total:
-                    break
-                wanted = min(total, wanted * 4)
-        finally:
-            self.catalog.rollback()
-        return sorted(best.values(), key=lambda hit: hit.score, reverse=True)[:top]
+    def exact_duplicates(self) -> list[list[str]]:
+        """Groups of paths with the same content (by hash), each group in path order."""
+        with self._lock:
+            try:
+                return [[record.path for record in group] for group in self.catalog.exact_duplicates()]
+            finally:
+                self.catalog.rollback()
 
-    def _best_window_per_file(
+    def facets(self) -> Facets:
+        with self._lock:
+            session = self.catalog.session
+            indexed = File.status == INDEXED
+            try:
+                low, high = session.execute(select(func.min(File.duration), func.max(File.duration)).where(indexed)).one()
+
+                def distinct_values(column):
+                    rows = session.scalars(select(column).where(indexed, column.is_not(None)).distinct())
+                    return sorted(rows)
+
+                tags = session.scalars(select(FileTag.tag).join(File, File.id == FileTag.file_id).where(indexed).distinct())
+                return Facets(
+                    min_duration=low or 0.0, max_duration=high or 0.0,
+                    sample_rates=distinct_values(File.sample_rate), channels=distinct_values(File.channels),
+                    formats=distinct_values(File.format), folders=distinct_values(File.folder),
+                    tags=sorted(tags), categories=distinct_values(File.ucs_category),
+                )
+            finally:
+                self.catalog.rollback()
+
+    # --- ranking
+
+    def _rank(
+        self,
+        vector: np.ndarray | None,
+        query: Query | None,
+        filters: Filters,
+        keyword_query: keywords.KeywordQuery,
+        keyword_weight: float,
+    ) -> tuple[list[tuple[int, float, bool]], float | None]:
+        """(file id, relevance, matched the keywords), best first, at most RESULT_LIMIT; and the
+        best cosine of any file (None without a sound query)."""
+        restrict = indexed_matching(filters)
+        excluded = None
+        if query is not None and query.exclude_path is not None:
+            excluded = self.catalog.file(os.path.abspath(query.exclude_path))
+        by_vector: list[tuple[int, float]] = []
+        if vector is not None:
+            by_vector = self._rank_by_vector(vector, self._restriction(filters), excluded.id if excluded else None)
+        best_score = by_vector[0][1] if by_vector else None
+        if not keyword_query:
+            if vector is None:  # filters alone: a listing of what they let through
+                listed = select(File.id).where(restrict).order_by(File.name, File.id).limit(RESULT_LIMIT)
+                return [(file_id, 0.0, False) for file_id in self.catalog.session.scalars(listed)], None
+            return [(file_id, score, False) for file_id, score in by_vector], best_score
+        if excluded is not None:
+            restrict = and_(restrict, File.id != excluded.id)
+        by_keyword = keywords.ranked_file_ids(self.catalog.session, keyword_query, restrict, RESULT_LIMIT)
+        if vector is None:
+            return [(file_id, 1.0 / (RRF_K + rank), True) for rank, file_id in enumerate(by_keyword, 1)], None
+        fused: dict[int, float] = {}
+        for rank, (file_id, _) in enumerate(by_vector, 1):
+            fused[file_id] = (1 - keyword_weight) / (RRF_K + rank)
+        for rank, file_id in enumerate(by_keyword, 1):
+            fused[file_id] = fused.get(file_id, 0.0) + keyword_weight / (RRF_K + rank)
+        matched = set(by_keyword)
+        ranked = sorted(
+            ((file_id, relevance, file_id in matched) for file_id, relevance in fused.items() if relevance > 0),
+            key=lambda item: item[1], reverse=True,
+        )
+        return ranked[:RESULT_LIMIT], best_score
+
+    def _restriction(self, filters: Filters) -> dict:
+        """How the store is told ``filters``: as its own payload filter where it keeps the
+        metadata beside the vectors (Qdrant), else as the windows the catalog lets through."""
+        if not filters:
+            return {}
+        if getattr(self.store, "keeps_payload", False):
+            return {"filters": filters}
+        return {"allowed_ids": self.catalog.window_ids_matching(filters)}
+
+    def _rank_by_vector(
+        self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None
+    ) -> list[tuple[int, float]]:
+        """(file id, best window's cosine) for the nearest files, best first."""
+        allowed = restriction.get("allowed_ids")
+        total = len(self.store) if allowed is None else len(allowed)
+        wanted = min(total, RESULT_LIMIT * OVERSAMPLE)
+        best: dict[int, float] = {}
+        while wanted > 0:
+            scores, ids = self.store.search(vector[np.newaxis], wanted, **restriction)
+            best = self._best_score_per_file(scores[0], ids[0], exclude_file_id)
+            # Fewer than asked for: the filter let no more through.
+            if len(best) >= RESULT_LIMIT or wanted >= total or ids.shape[1] < wanted:
+                break
+            wanted = min(total, wanted * 4)
+        return sorted(best.items(), key=lambda item: item[1], reverse=True)[:RESULT_LIMIT]
+
+    def _best_score_per_file(
         self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None
-    ) -> dict[int, Hit]:
-        known = self.catalog.windows_by_id(ids)
-        best: dict[int, Hit] = {}
+    ) -> dict[int, float]:
+        file_of = self._file_ids_of_windows(ids)
+        best: dict[int, float] = {}
         # Scores arrive best first, so a file's first window is its best.
         for score, window_id in zip(scores.tolist(), ids.tolist()):
-            window = known.get(window_id)
-            if window is None or window.file_id == exclude_file_id or window.file_id in best:
+            file_id = file_of.get(window_id)
+            if file_id is None or file_id == exclude_file_id or file_id in best:
                 continue
-            best[window.file_id] = Hit.of(window, score)
+            best[file_id] = score
         return best
+
+    def _file_ids_of_windows(self, ids: np.ndarray) -> dict[int, int]:
+        wanted = sorted({int(i) for i in ids})
+        found: dict[int, int] = {}
+        # Chunked so the IN list stays within every backend's bound-parameter limit.
+        for offset in range(0, len(wanted), 500):
+            rows = self.catalog.session.execute(
+                select(Window.id, Window.file_id).where(Window.id.in_(wanted[offset : offset + 500]))
+            )
+            found.update((window_id, file_id) for window_id, file_id in rows)
+        return found
+
+    def _sorted(self, ranked: list[tuple[int, float, bool]], sort: str) -> list[tuple[int, float, bool]]:
+        if sort == "relevance" or not ranked:
+            return ranked
+        key_column = {"name": File.name, "shortest": File.duration, "longest": File.duration, "folder": File.folder}[sort]
+        keys: dict[int, object] = {}
+        file_ids = [file_id for file_id, _, _ in ranked]
+        for offset in range(0, len(file_ids), 500):
+            rows = self.catalog.session.execute(
+                select(File.id, key_column, File.name).where(File.id.in_(file_ids[offset : offset + 500]))
+            )
+            keys.update((file_id, (key if key is not None else 0, name.lower())) for file_id, key, name in rows)
+        if sort == "name":
+            return sorted(ranked, key=lambda item: keys[item[0]][1])
+        return sorted(ranked, key=lambda item: keys[item[0]], reverse=sort == "longest")
+
+    def _hits(self, ranked: list, vector: np.ndarray | None, keyword_matches: set[int]) -> list[Hit]:
+        """Hits for ``ranked`` files in that order, each at its best window for ``vector``
+        (the first window without one)."""
+        file_ids = [item[0] for item in ranked]
+        records = {record.id: record for record in self.catalog.session.scalars(select(File).where(File.id.in_(file_ids)))}
+        hits = []
+        for file_id in file_ids:
+            record = records.get(file_id)
+            if record is None or not record.windows:
+                continue
+            if vector is None:
+                hits.append(Hit.of(record.windows[0], None, file_id in keyword_matches))
+                continue
+            stored = self.store.reconstruct(np.array([w.id for w in record.windows], dtype=np.int64))
+            scores = stored @ vector
+            best = int(np.argmax(scores))
+            hits.append(Hit.of(record.windows[best], float(scores[best]), file_id in keyword_matches))
+        return hits
+
+
+def indexed_matching(filters: Filters) -> ColumnElement[bool]:
+    """A WHERE clause on ``File``: indexed, and passing ``filters``."""
+    return and_(File.status == INDEXED, *file_conditions(filters))
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -83,14 +83,19 @@ def search_page(browser, url):
     return page
 
 
-def test_text_query_shows_results_with_players(served, browser):
-    url, _ = served
-    page = search_page(browser, url)
-    page.get_by_label("Describe the sound").fill("a steady electronic tone")
+def run_search(page, text: str = "") -> None:
+    page.get_by_label("Describe the sound", exact=True).fill(text)
     page.get_by_role("button", name="Search", exact=True).click()
 
-    expect(page.locator("audio")).to_have_count(7, timeout=60_000)
+
+def test_text_query_shows_results_with_players_and_waveforms(served, browser):
+    url, _ = served
+    page = search_page(browser, url)
+    run_search(page, "a steady electronic tone")
+
+    expect(page.get_by_test_id("stAudio")).to_have_count(7, timeout=60_000)
     expect(page.get_by_text("best match").first).to_be_visible()
+    expect(page.get_by_role("img")).to_have_count(7)  # a waveform per hit
     page.screenshot(path=ARTIFACTS / "text-query.png", full_page=True)
     assert page.get_by_text("Traceback").count() == 0
 
@@ -102,10 +107,40 @@ def test_query_by_example_finds_the_source_window(served, browser):
     expect(page.get_by_text("tone.wav").first).to_be_visible(timeout=30_000)  # the upload is listed
     page.get_by_role("button", name="Search", exact=True).click()
 
-    expect(page.locator("audio")).to_have_count(7, timeout=60_000)
-    expect(page.get_by_text("long.wav")).to_be_visible()
+    expect(page.get_by_test_id("stAudio")).to_have_count(7, timeout=60_000)
     expect(page.get_by_text("best match 0:07.0–0:14.0 of 0:20.0")).to_be_visible()
     # Players point at audio the server actually delivers.
-    source = page.locator("audio").first.get_attribute("src")
+    source = page.get_by_test_id("stAudio").first.get_attribute("src")
     assert source and page.request.get(source if source.startswith("http") else url + source).ok
     page.screenshot(path=ARTIFACTS / "example-query.png", full_page=True)
+
+
+def test_more_like_this_and_a_format_filter(served, browser):
+    url, _ = served
+    page = search_page(browser, url)
+    run_search(page, "a steady electronic tone")
+    expect(page.get_by_test_id("stAudio")).to_have_count(7, timeout=60_000)
+
+    card = page.locator(".st-key-hit-1, [class*='st-key-hit-']").filter(has_text="tone.wav").first
+    card.get_by_role("button", name="More like this").click()
+    expect(page.get_by_text("Sounds like tone.wav")).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stAudio")).to_have_count(6)
+    page.get_by_role("tab", name="Search").click()
+    page.screenshot(path=ARTIFACTS / "more-like-this.png", full_page=True)
+
+    page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="Format").click()
+    page.get_by_role("option", name="FLAC").click()
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("stAudio")).to_have_count(1, timeout=60_000)
+    expect(page.get_by_text("stereo.flac")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "filtered.png", full_page=True)
+
+
+def test_library_view(served, browser):
+    url, _ = served
+    page = search_page(browser, url)
+    page.get_by_role("tab", name="Library").click()
+
+    expect(page.get_by_text("Files indexed")).to_be_visible()
+    expect(page.get_by_text("Files that could not be read")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "library.png", full_page=True)

@@ -12,6 +12,7 @@ from search.config import load_settings
 from ui import APP, MAX_UPLOAD_BYTES
 
 TIMEOUT = 120  # the first run loads the model
+READABLE = 7
 
 
 @pytest.fixture(scope="module")
@@ -22,77 +23,173 @@ def library_home(tmp_path_factory, tiny_weights, tiny_encoder):
     return home, library
 
 
-@pytest.fixture
-def page(library_home, tiny_weights, monkeypatch):
+@pytest.fixture(scope="module")
+def opened_once(library_home, tiny_weights):
+    """Open the home once per module: the cached searcher (and its model) serves every test."""
     home, _ = library_home
-    monkeypatch.setenv("CLAPDEX_HOME", str(home))
-    monkeypatch.setenv("CLAPDEX_WEIGHTS", str(tiny_weights))
-    monkeypatch.setenv("CLAPDEX_DEVICE", "cpu")
-    st.cache_resource.clear()  # each test's page opens its own home
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLAPDEX_HOME", str(home))
+        patch.setenv("CLAPDEX_WEIGHTS", str(tiny_weights))
+        patch.setenv("CLAPDEX_DEVICE", "cpu")
+        st.cache_resource.clear()
+        yield
+        st.cache_resource.clear()
+
+
+@pytest.fixture
+def page(opened_once):
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.run()
     assert not app.exception
     return app
 
 
-def players(app: AppTest):
-    return [element.proto for element in app.get("audio")]
+def search(app: AppTest, text: str = "", keywords: str = "") -> AppTest:
+    app.text_input[0].input(text)
+    app.text_input[1].input(keywords)
+    app.button[0].click()
+    app.run()
+    assert not app.exception
+    return app
 
 
-def results(app: AppTest) -> list[dict]:
-    """One dict per listed file: its heading, caption, score and player, in page order."""
-    captions = [caption.value for caption in app.caption if caption.value.startswith("best match")]
-    return [
-        {"heading": heading.value, "caption": caption, "score": float(metric.value), "player": player}
-        for heading, caption, metric, player in zip(app.markdown, captions, app.metric, players(app), strict=True)
-    ]
+def results(app: AppTest) -> dict[str, dict]:
+    """Per listed file name, in page order: its caption, score and player."""
+    headings = [m.value for m in app.markdown if m.value.startswith("**") and "  \n`" in m.value]
+    names = [heading.split("**")[1].split(". ", 1)[1] for heading in headings]
+    captions = [c.value for c in app.caption if c.value.startswith(("best match", "segment"))]
+    players = [element.proto for element in app.get("audio")]
+    assert len(names) == len(captions) == len(players)
+    scores = {}
+    for metric in app.metric:
+        if metric.label == "match":
+            scores[len(scores)] = float(metric.value)
+    return {
+        name: {"rank": rank, "caption": caption, "score": scores.get(rank), "player": player}
+        for rank, (name, caption, player) in enumerate(zip(names, captions, players))
+    }
 
 
-def test_text_query_lists_files_with_players_at_the_matched_time(page, library_home):
-    page.text_input[0].input("a steady electronic tone")
-    page.button[0].click()
-    page.run()
+def click(app: AppTest, label: str, index: int = 0) -> AppTest:
+    [button for button in app.button if button.label == label][index].click()
+    app.run()
+    assert not app.exception
+    return app
 
-    assert not page.exception and not page.error
-    # Seven readable files in the library; all are listed, best first, each with a player.
-    listed = results(page)
-    scores = [result["score"] for result in listed]
-    assert len(listed) == 7 and scores == sorted(scores, reverse=True)
-    assert all(result["player"].url for result in listed)
+
+def test_text_query_lists_files_with_players_of_the_matched_region(page):
+    listed = results(search(page, "a steady electronic tone"))
+
+    assert not page.error and len(listed) == READABLE
+    scores = [entry["score"] for entry in listed.values()]
+    assert scores == sorted(scores, reverse=True)
+    assert all(entry["player"].url and entry["player"].end_time > entry["player"].start_time for entry in listed.values())
+    assert len(page.get("image")) == READABLE  # a waveform each
+    assert any("kHz" in caption.value and "WAV" in caption.value for caption in page.caption)
 
 
 def test_example_upload_finds_the_window_it_came_from(page, library_home):
     _, library = library_home
     page.file_uploader[0].set_value(("query.wav", library["tone"].read_bytes(), "audio/wav"))
-    page.button[0].click()
+    listed = results(search(page))
+
+    assert not page.error
+    # The clip itself, and long.wav whose 7-14 s window is the clip sample for sample.
+    assert listed["tone.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert listed["long.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert listed["long.wav"]["caption"].startswith("best match 0:07.0–0:14.0")
+    assert (listed["long.wav"]["player"].start_time, listed["long.wav"]["player"].end_time) == (7, 14)
+
+
+def test_more_like_this_leaves_out_its_own_file(page):
+    listed = results(search(page, "a steady electronic tone"))
+    click(page, "More like this", listed["tone.wav"]["rank"])
+
+    again = results(page)
+    assert "tone.wav" not in again and len(again) == READABLE - 1
+    assert next(iter(again)) == "long.wav" and again["long.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_time_range_of_a_result_finds_the_file_holding_it(page):
+    listed = results(search(page, "a steady electronic tone"))
+    rank = listed["long.wav"]["rank"]
+    page.text_input(key=f"from-{_file_id(page, rank)}").input("0:07")
+    page.text_input(key=f"to-{_file_id(page, rank)}").input("14")
+    click(page, "Find similar", rank)
+
+    again = results(page)
+    assert "long.wav" not in again
+    assert next(iter(again)) == "tone.wav" and again["tone.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert any("Sounds like **long.wav 0:07.0–0:14.0**" in markdown.value for markdown in page.markdown)
+
+
+def _file_id(app: AppTest, rank: int) -> str:
+    keys = [button.key for button in app.button if button.key and button.key.startswith("more-")]
+    return keys[rank].removeprefix("more-")
+
+
+def test_a_sidebar_filter_applies_inside_the_search(page):
+    page.sidebar.multiselect(key="formats").select("m4a")
+    page.sidebar.selectbox(key="page_size").select(5)
+    listed = results(search(page, "a steady electronic tone"))
+
+    assert list(listed) == ["chirp.m4a"]
+
+
+def test_keywords_with_boolean_syntax(page):
+    assert sorted(results(search(page, keywords="beep, chirp"))) == ["beep.mp3", "chirp.m4a"]
+    assert "beep.mp3" not in results(search(page, keywords="sub -beep"))
+
+
+def test_pages_move_through_the_results(page):
+    page.sidebar.selectbox(key="page_size").select(5)
+    first = results(search(page, "a steady electronic tone"))
+    second = results(click(page, "Next"))
+
+    assert len(first) == 5 and len(second) == READABLE - 5 and not set(first) & set(second)
+    assert any(caption.value == "page 2 of 2" for caption in page.caption)
+
+
+def test_a_spectrogram_is_drawn_on_demand(page):
+    search(page, "a steady electronic tone")
+    page.toggle(key=[toggle.key for toggle in page.toggle][0]).set_value(True)
     page.run()
 
-    assert not page.exception and not page.error
-    by_name = {result["heading"].split("**")[1].split(". ", 1)[1]: result for result in results(page)}
-    # The clip itself, and long.wav whose second window is the clip sample for sample.
-    assert by_name["tone.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert by_name["long.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert by_name["long.wav"]["caption"].startswith("best match 0:07.0–0:14.0")
-    assert by_name["long.wav"]["player"].start_time == 7
+    assert len(page.get("image")) == READABLE + 1
 
 
 def test_oversized_upload_is_refused_with_a_sentence(page):
     page.file_uploader[0].set_value(("big.wav", b"\0" * (MAX_UPLOAD_BYTES + 1), "audio/wav"))
-    page.button[0].click()
-    page.run()
+    search(page)
 
-    assert not page.exception
     assert "at most 20 MB" in page.error[0].value
-    assert not players(page)
+    assert not page.get("audio")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("rain + nowhere.wav", "No file named nowhere.wav"),
+    ("rain + /etc/passwd.wav", "not a file of this library"),
+    ("- rain", "no term beside it"),
+])
+def test_query_mistakes_are_sentences(page, text, expected):
+    search(page, text)
+
+    assert expected in page.error[0].value and "Traceback" not in page.error[0].value
 
 
 def test_unreadable_upload_is_an_error_sentence_not_a_traceback(page):
     page.file_uploader[0].set_value(("notes.wav", b"just some text", "audio/wav"))
-    page.button[0].click()
-    page.run()
+    search(page)
 
-    assert not page.exception
-    assert "not readable as audio" in page.error[0].value or "Format not recognised" in page.error[0].value
+    assert page.error[0].value.startswith("That clip could not be read")
+
+
+def test_library_view_counts_files_segments_and_errors(page):
+    metrics = {metric.label: metric.value for metric in page.metric}
+
+    assert metrics["Files indexed"] == str(READABLE) and metrics["Unreadable files"] == "3"
+    assert int(metrics["Segments"]) > READABLE  # long files have several
+    assert len(page.dataframe[0].value) == 3
 
 
 def test_missing_library_is_reported_on_the_page(tmp_path, monkeypatch):

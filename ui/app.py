@@ -1,4 +1,5 @@
-"""The clapdex page: search a library by text or by an example clip, listen to the hits.
+"""The clapdex page: search a library by description, example, recording or keywords; listen
+to the matched moments; see the library's state and its duplicates.
 
 Run through ``clapdex ui`` (which passes the library settings in CLAPDEX_* variables);
 the page talks to ``search`` only.
@@ -6,75 +7,98 @@ the page talks to ``search`` only.
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import streamlit as st
 
+from encoders.audio import AudioDecodeError
 from search.config import load_settings
 from search.engine import Searcher
-from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES
+from search.query import AUDIO_SUFFIXES, Query, QueryError, parse_query
+from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
 
-TOP_CHOICES = (10, 20, 50)
-# What the browser is told each file is; it plays what it can.
-AUDIO_TYPES = {
-    ".wav": "audio/wav", ".flac": "audio/flac", ".aif": "audio/aiff", ".aiff": "audio/aiff",
-    ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
-    ".m4a": "audio/mp4", ".aac": "audio/aac",
-}
+QUERY_HELP = (
+    "Describe the sound. Add and subtract terms, and name library files, as in "
+    "`rain + thunder_01.wav - traffic`; weigh a term with `2:rain`."
+)
+KEYWORD_HELP = (
+    "Searched in file names, folders, tags, descriptions and UCS categories. A space means AND, "
+    "a comma OR, a leading - NOT: `door -metal, gate`. Quote a phrase: `\"wood door\"`."
+)
 
 
 @st.cache_resource(show_spinner="Loading the model…")
 def open_searcher() -> Searcher:
     # One model per server process, shared by every session and query.
-    return Searcher(load_settings())
+    return Searcher(load_settings(), library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
+
+
+def sentence(exc: Exception) -> str:
+    """What went wrong, for a person: never a traceback."""
+    if isinstance(exc, AudioDecodeError):
+        return f"That clip could not be read: {exc.reason}."
+    if isinstance(exc, PermissionError | QueryError):
+        return str(exc)[:1].upper() + str(exc)[1:] + "."
+    return f"Something went wrong: {exc or exc.__class__.__name__}."
 
 
 def show_error(message: str) -> None:
     st.error(message, icon=":material/error:")
 
 
-def format_time(seconds: float) -> str:
-    minutes, secs = divmod(max(seconds, 0.0), 60)
-    return f"{int(minutes)}:{secs:04.1f}"
+def query_form() -> None:
+    with st.form("query"):
+        text = st.text_input("Describe the sound", placeholder="glass shattering on concrete, close", help=QUERY_HELP)
+        keywords = st.text_input("Keywords", placeholder="door -metal, gate", help=KEYWORD_HELP)
+        upload_column, record_column = st.columns(2)
+        upload = upload_column.file_uploader(
+            "…or search by example", type=[suffix.lstrip(".") for suffix in AUDIO_SUFFIXES],
+            help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB; the first {MAX_QUERY_SECONDS:.0f} s are used.",
+        )
+        recording = record_column.audio_input("…or record one", help=f"The first {MAX_QUERY_SECONDS:.0f} s are used.")
+        submitted = st.form_submit_button("Search", type="primary")
+    if submitted:
+        state.search_for(build_query(text, upload, recording), keywords.strip())
 
 
-def run_query(searcher: Searcher, text: str, upload, top: int):
-    if upload is not None:
-        data = upload.getvalue()
+def build_query(text: str, upload, recording) -> Query | None:
+    """The description's terms plus any example clips, all added together."""
+    terms = parse_query(text).terms
+    for clip in (upload, recording):
+        if clip is None:
+            continue
+        data = clip.getvalue()
         if len(data) > MAX_UPLOAD_BYTES:
-            raise ValueError(
-                f"The uploaded file is {len(data) / 2**20:.1f} MB; query clips may be at most "
-                f"{MAX_UPLOAD_BYTES // 2**20} MB."
+            raise QueryError(
+                f"the clip is {len(data) / 2**20:.1f} MB; query clips may be at most {MAX_UPLOAD_BYTES // 2**20} MB"
             )
-        clip = io.BytesIO(data)
-        clip.name = upload.name
-        return searcher.search_audio_file(clip, top=top, max_seconds=MAX_QUERY_SECONDS)
-    if text.strip():
-        return searcher.search_text(text.strip(), top=top)
-    return None
+        terms += Query.clip(data, clip.name).terms
+    return Query(terms) if terms else None
 
 
-def render_hits(searcher: Searcher, hits) -> None:
-    if not hits:
-        st.info("No matching sounds in this library.")
+def search_view(searcher: Searcher, options: sidebar.Options) -> None:
+    try:
+        query_form()
+    except (QueryError, ValueError) as exc:
+        show_error(sentence(exc))
         return
-    for rank, hit in enumerate(hits, start=1):
-        path = Path(hit.path)
-        with st.container(border=True):
-            left, right = st.columns([3, 1])
-            left.markdown(f"**{rank}. {path.name}**  \n`{path.parent}`")
-            right.metric("match", f"{hit.score:.3f}", help="cosine similarity between query and sound")
-            st.caption(
-                f"best match {format_time(hit.start)}–{format_time(hit.end)}"
-                f" of {format_time(hit.duration)}"
-            )
-            try:
-                audio = searcher.library_file(path).read_bytes()
-            except OSError as exc:
-                st.warning(f"This file cannot be played: {exc.strerror or exc}.")
-                continue
-            st.audio(audio, format=AUDIO_TYPES.get(path.suffix.lower(), "audio/wav"), start_time=int(hit.start))
+    if message := state.take_message():
+        show_error(message)
+    if not state.searched():
+        return
+    query, keywords = state.query(), state.keywords()
+    if query is None and not keywords and not options.filters:
+        st.info("Type a description or keywords, upload or record a clip, or choose filters first.")
+        return
+    if query is not None:
+        st.markdown(f"Sounds like **{query}**" + (f", keywords `{keywords}`" if keywords else ""))
+    try:
+        found = searcher.search(
+            query, filters=options.filters, keywords_text=keywords, keyword_weight=options.keyword_weight,
+            page=state.page(), page_size=options.page_size, sort=options.sort,
+        )
+    except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
+        show_error(sentence(exc))
+        return
+    results.render(searcher, found)
 
 
 def main() -> None:
@@ -84,31 +108,18 @@ def main() -> None:
 
     try:
         searcher = open_searcher()
+        options = sidebar.read_options(searcher.facets(), searcher.settings.roots)
     except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
         show_error(f"The library could not be opened: {exc}")
         st.stop()
 
-    with st.form("query"):
-        text = st.text_input("Describe the sound", placeholder="glass shattering on concrete, close")
-        upload = st.file_uploader(
-            "…or search by example",
-            type=[suffix.lstrip(".") for suffix in AUDIO_TYPES],
-            help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB; the first {MAX_QUERY_SECONDS:.0f} s are used.",
-        )
-        top = st.selectbox("Results", TOP_CHOICES, index=0)
-        submitted = st.form_submit_button("Search", type="primary")
-
-    if not submitted:
-        return
-    try:
-        hits = run_query(searcher, text, upload, top)
-    except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
-        show_error(str(exc) or exc.__class__.__name__)
-        return
-    if hits is None:
-        st.info("Type a description or upload a clip first.")
-        return
-    render_hits(searcher, hits)
+    search_tab, library_tab, duplicates_tab = st.tabs(["Search", "Library", "Duplicates"])
+    with search_tab:
+        search_view(searcher, options)
+    with library_tab:
+        views.library(searcher)
+    with duplicates_tab:
+        views.duplicates(searcher)
 
 
 main()

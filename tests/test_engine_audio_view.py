@@ -1,0 +1,69 @@
+"""Waveform and spectrogram pictures with the region marked, and regions cut out as WAV."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+from sounds import concatenate, ffmpeg_tone, sox_tone
+
+from search.audio_view import (
+    BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, region_wav, spectrogram_png, waveform_png,
+)
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("view")
+    quiet = sox_tone(folder / "quiet.wav", 2, tone="sine 300 vol 0.1", channels=2, rate=48000)
+    loud = sox_tone(folder / "loud.wav", 2, tone="square 300", channels=2, rate=48000)
+    return concatenate(folder / "long.wav", quiet, loud, quiet)
+
+
+def picture(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_waveform_shades_the_region_and_scales_to_the_loudest_peak(long_file):
+    samples = display_samples(long_file)
+    assert len(samples) == 6 * DISPLAY_RATE
+
+    pixels = picture(waveform_png(samples, region=(2.0, 4.0), width=600, height=80))
+
+    assert pixels.shape == (80, 600, 3)
+    # The loud square wave (2-4 s) fills its columns top to bottom in the accent colour.
+    assert (pixels[4, 250] == REGION_WAVE).all() and (pixels[75, 250] == REGION_WAVE).all()
+    # The quiet tone outside stays near the middle, on the plain background.
+    assert (pixels[40, 100] == WAVE).all() and (pixels[5, 100] == BACKGROUND).all()
+    assert (pixels[5, 199] == BACKGROUND).all() and (pixels[5, 200] == REGION_WAVE).all()
+
+
+def test_spectrogram_frames_the_region(long_file):
+    pixels = picture(spectrogram_png(display_samples(long_file), region=(2.0, 4.0), width=600, height=120))
+
+    assert pixels.shape == (120, 600, 3)
+    assert (pixels[60, 200] == REGION_EDGE).all() and (pixels[60, 399] == REGION_EDGE).all()
+
+
+def test_empty_and_tiny_inputs_still_draw():
+    assert picture(waveform_png(np.zeros(0, np.float32))).shape[1] > 0
+    assert picture(spectrogram_png(np.zeros(10, np.float32), region=(0.0, 0.001))).shape[1] > 0
+
+
+def test_a_region_keeps_the_file_rate_and_channels(long_file):
+    frames, rate = soundfile.read(io.BytesIO(region_wav(long_file, 2.0, 4.0)), always_2d=True)
+    original, _ = soundfile.read(long_file, always_2d=True)
+
+    assert rate == 48000 and frames.shape == (96000, 2)
+    np.testing.assert_allclose(frames, original[96000:192000], atol=1e-4)
+
+
+def test_a_region_of_a_file_only_ffmpeg_reads_is_mono_at_its_rate(tmp_path):
+    chirp = ffmpeg_tone(tmp_path / "chirp.m4a", 3, rate=22050)
+
+    frames, rate = soundfile.read(io.BytesIO(region_wav(chirp, 1.0, 2.0, sample_rate=22050)))
+
+    assert rate == 22050 and frames.ndim == 1 and len(frames) == 22050

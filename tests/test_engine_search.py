@@ -1,0 +1,205 @@
+"""The query engine over a real indexed library: every kind of query, filters inside the
+vector search, keyword fusion, pages and sorting. Random weights make semantic ranking
+meaningless, so these check exact properties: a clip matches itself, windows, filters,
+orders, Boolean keywords."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from sounds import build_library
+
+from indexer import index_paths
+from search.config import load_settings
+from search.engine import Searcher
+from search.filters import Filters
+from search.query import Query, QueryError, Sound, Term, Text, parse_query
+
+GOOD = {"tone": "tone.wav", "stereo": "stereo.flac", "mp3": "beep.mp3", "m4a": "chirp.m4a", "long": "long.wav"}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, tiny_encoder):
+    files = build_library(tmp_path_factory.mktemp("engine") / "sounds")
+    settings = load_settings(tmp_path_factory.mktemp("engine-home"), batch_size=8)
+    index_paths(settings, [files["tone"].parent], encoder=tiny_encoder)
+    return settings, files
+
+
+@pytest.fixture(scope="module")
+def searcher(library, tiny_encoder):
+    with Searcher(library[0], encoder=tiny_encoder) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def page_searcher(library, tiny_encoder):
+    """As the page opens it: sounds only from the library, clips bounded."""
+    with Searcher(library[0], encoder=tiny_encoder, library_only=True, max_clip_seconds=30) as opened:
+        yield opened
+
+
+def names(results) -> list[str]:
+    return [hit.name for hit in results.hits]
+
+
+def test_pages_partition_the_ranking_best_first(searcher):
+    everything = searcher.search(Query.text("a steady tone"), page_size=50)
+    pages = [searcher.search(Query.text("a steady tone"), page=number, page_size=3) for number in range(3)]
+
+    assert everything.total == 7 and pages[0].pages == 3
+    assert sum((names(page) for page in pages), []) == names(everything)
+    scores = [hit.score for hit in everything.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(("sort", "key", "reverse"), [
+    ("name", lambda hit: hit.name.lower(), False),
+    ("shortest", lambda hit: hit.duration, False),
+    ("longest", lambda hit: hit.duration, True),
+])
+def test_sorting_orders_the_ranked_files(searcher, sort, key, reverse):
+    hits = searcher.search(Query.text("a steady tone"), sort=sort, page_size=50).hits
+
+    assert len(hits) == 7 and hits == sorted(hits, key=key, reverse=reverse)
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    (Filters(formats=("m4a",)), ["chirp.m4a"]),
+    (Filters(channels=(2,)), None),  # every stereo file: checked below
+    (Filters(min_duration=10.0), ["long.wav"]),
+    (Filters(max_duration=2.5, formats=("mp3", "m4a")), None),
+])
+def test_a_selective_filter_still_fills_the_page(searcher, library, filters, expected):
+    """Filters act inside the vector search: a page of one still finds a file whose every
+    window ranks below the unfiltered top."""
+    unfiltered = searcher.search(Query.text("a steady tone"), page_size=50).hits
+    allowed = [hit for hit in unfiltered if _passes(hit, filters)]
+
+    results = searcher.search(Query.text("a steady tone"), filters=filters, page_size=1)
+
+    assert results.total == len(allowed) > 0
+    assert names(results) == [allowed[0].name]
+    if expected is not None:
+        assert [hit.name for hit in allowed] == expected
+
+
+def _passes(hit, filters: Filters) -> bool:
+    return (
+        (not filters.formats or hit.format in filters.formats)
+        and (not filters.channels or hit.channels in filters.channels)
+        and (filters.min_duration is None or hit.duration >= filters.min_duration)
+        and (filters.max_duration is None or hit.duration <= filters.max_duration)
+    )
+
+
+def test_a_folder_filter_takes_files_below_it(searcher, library):
+    _, files = library
+    results = searcher.search(Query.text("x"), filters=Filters(folders=(str(files["stereo"].parent),)), page_size=50)
+
+    assert sorted(names(results)) == ["beep.mp3", "chirp.m4a", "stereo.flac"]
+
+
+def test_filters_alone_list_what_they_let_through_by_name(searcher):
+    results = searcher.search(filters=Filters(formats=("wav",)), page_size=50)
+
+    assert names(results) == ["long.wav", "tone.wav"] and all(hit.score is None for hit in results.hits)
+
+
+def test_a_time_range_finds_the_file_that_holds_those_samples(searcher, library):
+    _, files = library
+    hits = searcher.search(Query.sound(str(files["long"]), 7.0, 14.0), page_size=2).hits
+
+    assert hits[0].name == "tone.wav" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert "long.wav" not in [hit.name for hit in hits]  # more like this leaves its own file out
+
+
+def test_a_time_range_of_an_unindexed_file_is_decoded(searcher, library, tmp_path):
+    _, files = library
+    copy = shutil.copyfile(files["long"], tmp_path / "elsewhere.wav")
+
+    hits = searcher.search(Query.sound(str(copy), 7.0, 14.0), page_size=2).hits
+
+    assert {hit.name for hit in hits} == {"tone.wav", "long.wav"}
+    assert all(hit.score == pytest.approx(1.0, abs=1e-3) for hit in hits)
+    assert {hit.name: (hit.start, hit.end) for hit in hits}["long.wav"] == (7.0, 14.0)
+
+
+def test_a_clip_query_from_bytes_matches_itself(page_searcher, library):
+    _, files = library
+    hits = page_searcher.search(Query.clip(files["tone"].read_bytes(), "recording.wav"), page_size=2).hits
+
+    assert {hit.name for hit in hits} == {"tone.wav", "long.wav"}
+    assert all(hit.score == pytest.approx(1.0, abs=1e-3) for hit in hits)
+
+
+def test_arithmetic_is_the_normalised_weighted_sum(searcher):
+    rain, thunder = searcher.embed_text("rain"), searcher.embed_text("thunder")
+    expected = 2 * rain / np.linalg.norm(rain) - thunder / np.linalg.norm(thunder)
+
+    vector = searcher.embed_query(parse_query("2:rain - thunder"))
+
+    np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-6)
+    with pytest.raises(QueryError, match="cancel"):
+        searcher.embed_query(Query((Term(Text("rain")), Term(Text("rain"), -1.0))))
+
+
+def test_repeated_text_is_embedded_once(searcher):
+    searcher.embed_text.cache_clear()
+    searcher.search(Query.text("door creak"), page=0)
+    searcher.search(Query.text("door creak"), page=1)
+
+    assert searcher.embed_text.cache_info().hits >= 1 and searcher.embed_text.cache_info().misses == 1
+
+
+def test_the_page_names_sounds_by_library_file_name_only(page_searcher, library):
+    _, files = library
+    hits = page_searcher.search(parse_query("tone.wav + 0.01:hum"), page_size=2).hits
+    assert {hit.name for hit in hits} == {"tone.wav", "long.wav"}
+
+    with pytest.raises(PermissionError):
+        page_searcher.search(Query((Term(Sound("/etc/passwd")),)))
+    with pytest.raises(PermissionError):
+        page_searcher.search(Query((Term(Sound(str(files["tone"].parent / ".." / "x.wav"))),)))
+    with pytest.raises(QueryError, match="no file named"):
+        page_searcher.search(parse_query("rain + missing.wav"))
+
+
+def test_keywords_alone_rank_matching_files(searcher):
+    results = searcher.search(keywords_text="beep, chirp", page_size=50)
+
+    assert sorted(names(results)) == ["beep.mp3", "chirp.m4a"]
+    assert all(hit.keyword_match and hit.score is None for hit in results.hits)
+
+
+def test_keyword_weight_moves_the_fused_ranking(searcher):
+    text = Query.text("a steady tone")
+    by_sound = names(searcher.search(text, page_size=50))
+
+    only_sound = searcher.search(text, keywords_text="chirp", keyword_weight=0.0, page_size=50)
+    only_keywords = searcher.search(text, keywords_text="chirp, beep", keyword_weight=1.0, page_size=50)
+    fused = searcher.search(text, keywords_text="chirp", keyword_weight=0.5, page_size=50)
+
+    assert names(only_sound) == by_sound
+    assert [hit.keyword_match for hit in only_sound.hits] == [name == "chirp.m4a" for name in by_sound]
+    assert sorted(names(only_keywords)) == ["beep.mp3", "chirp.m4a"]
+    assert all(hit.score is not None for hit in only_keywords.hits)  # still scored against the sound
+    # Half weight: chirp's two shares, 0.5/(K+r) + 0.5/(K+1), beat any file's single 0.5/(K+1).
+    assert names(fused)[0] == "chirp.m4a" and fused.total == 7
+
+
+def test_bad_sort_and_weight_are_sentences(searcher):
+    with pytest.raises(QueryError, match="sort"):
+        searcher.search(Query.text("x"), sort="size")
+    with pytest.raises(QueryError, match="between 0 and 1"):
+        searcher.search(Query.text("x"), keywords_text="x", keyword_weight=2)
+
+
+def test_facets_offer_what_the_library_holds(searcher):
+    facets = searcher.facets()
+
+    assert facets.formats == ["flac", "m4a", "mp3", "ogg", "wav"]
+    assert facets.channels == [1, 2] and 44100 in facets.sample_rates
+    assert facets.max_duration == pytest.approx(20.0)

@@ -1,0 +1,40 @@
+"""The library's state and its duplicates, as the catalog records them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from search.engine import Searcher
+
+
+def library(searcher: Searcher) -> None:
+    status = searcher.status()
+    indexed, pending, errors, segments = st.columns(4)
+    indexed.metric("Files indexed", status.indexed)
+    pending.metric("Waiting to be indexed", status.pending)
+    errors.metric("Unreadable files", len(status.errors))
+    segments.metric("Segments", status.segments, help="Windows of audio the search compares, several per long file.")
+    total = status.indexed + status.pending + len(status.errors)
+    if total:
+        done = (status.indexed + len(status.errors)) / total
+        st.progress(done, text=f"{done:.0%} of the catalogued files are indexed or found unreadable")
+    st.caption(f"Model: {status.model or 'none yet: nothing is indexed'}")
+    if status.errors:
+        st.subheader("Files that could not be read")
+        st.dataframe(
+            [{"file": path, "reason": reason} for path, reason in status.errors], hide_index=True, width="stretch",
+        )
+
+
+def duplicates(searcher: Searcher) -> None:
+    groups = searcher.exact_duplicates()
+    st.caption("Files with exactly the same content. Nothing is deleted here; this only lists them.")
+    if not groups:
+        st.info("No exact duplicates in this library.")
+        return
+    st.write(f"{len(groups)} groups of identical files")
+    for number, group in enumerate(groups, start=1):
+        with st.container(border=True):
+            st.markdown(f"**Group {number}** · {len(group)} copies")
+            for path in group:
+                st.code(path, language=None)
