@@ -16,12 +16,14 @@ from indexer.progress import describe as describe_progress
 from indexer.progress import read_progress
 from search.catalog import Catalog, ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from search.engine import Hit, Searcher, open_encoder
+from search.engine import SORTS, Hit, Searcher, open_encoder
+from search.filters import Filters
+from search.query import Query, QueryError, parse_query, parse_time
 from search.store import open_store
 from ui import APP, MAX_UPLOAD_BYTES
 
 # Errors that are the user's to fix: reported in one message, without a traceback.
-USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecodeError, FileNotFoundError)
+USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecodeError, FileNotFoundError, QueryError)
 
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,14 +90,31 @@ def duplicates(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def search(settings: Settings, args: argparse.Namespace) -> int:
-    with Searcher(settings) as searcher:
-        print_hits(searcher.search_text(args.text, top=args.top), args.json)
-    return 0
+    return run_search(settings, args, parse_query(args.text) or None)
 
 
 def similar(settings: Settings, args: argparse.Namespace) -> int:
+    if (args.start is None) != (args.end is None):
+        raise QueryError("--start and --end go together")
+    start, end = (parse_time(args.start), parse_time(args.end)) if args.start is not None else (None, None)
+    return run_search(settings, args, Query.sound(os.path.abspath(args.file), start, end))
+
+
+def run_search(settings: Settings, args: argparse.Namespace, query: Query | None) -> int:
+    filters = Filters(
+        min_duration=args.min_duration, max_duration=args.max_duration, sample_rates=tuple(args.rate),
+        channels=tuple(args.channels), formats=tuple(args.format),
+        folders=tuple(os.path.abspath(folder) for folder in args.folder), tags=tuple(args.tag),
+        categories=tuple(args.category),
+    )
+    if query is None and not args.keywords and not filters:
+        raise QueryError("give a description, --keywords or a filter")
     with Searcher(settings) as searcher:
-        print_hits(searcher.similar(args.file, top=args.top), args.json)
+        results = searcher.search(
+            query, filters=filters, keywords_text=args.keywords, keyword_weight=args.keyword_weight,
+            page_size=args.top, sort=args.sort,
+        )
+        print_hits(results.hits, args.json)
     return 0
 
 
@@ -136,7 +155,8 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
         return
     print(f"{'rank':>4}  {'score':>6}  {'start-end (s)':>13}  path")
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:>4}  {hit.score:>6.3f}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
+        score = f"{hit.score:>6.3f}" if hit.score is not None else f"{'-':>6}"  # keywords or filters alone
+        print(f"{rank:>4}  {score}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,13 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     verb.add_argument("--json", action="store_true", help='print {"exact": [[paths]], "near": [pairs]}')
     verb.set_defaults(run=duplicates)
 
-    verb = verbs.add_parser("search", help="find sounds matching a text description")
-    verb.add_argument("text")
+    verb = verbs.add_parser("search", help="find sounds matching a description, keywords and filters")
+    verb.add_argument("text", nargs="?", default="", help='a description; terms add and subtract: "rain + ./thunder.wav - 2:traffic"')
     add_hit_options(verb)
     verb.set_defaults(run=search)
 
     verb = verbs.add_parser("similar", help="find sounds like an audio file")
     verb.add_argument("file")
+    verb.add_argument("--start", metavar="TIME", help="with --end: only this time range of the file (75, 1:15)")
+    verb.add_argument("--end", metavar="TIME")
     add_hit_options(verb)
     verb.set_defaults(run=similar)
 
@@ -193,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
 def add_hit_options(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--top", type=int, default=10, metavar="K", help="how many files to list (default 10)")
     verb.add_argument("--json", action="store_true", help="print a JSON array of hits")
+    verb.add_argument("--sort", choices=SORTS, default="relevance", help="order of the listed files (default relevance)")
+    verb.add_argument("--keywords", default="", metavar="WORDS",
+                      help='names, folders, tags, descriptions: space AND, comma OR, -NOT ("door -metal, gate")')
+    verb.add_argument("--keyword-weight", type=float, default=0.5, metavar="W",
+                      help="keywords' share of the ranking beside the description, 0 to 1 (default 0.5)")
+    filters = verb.add_argument_group("filters (applied inside the search; repeat a flag for any of several values)")
+    filters.add_argument("--min-duration", type=float, metavar="SECONDS")
+    filters.add_argument("--max-duration", type=float, metavar="SECONDS")
+    filters.add_argument("--rate", type=int, action="append", default=[], metavar="HZ", help="sample rate")
+    filters.add_argument("--channels", type=int, action="append", default=[], metavar="N")
+    filters.add_argument("--format", action="append", default=[], metavar="EXT", help="wav, flac, aiff, mp3, ...")
+    filters.add_argument("--folder", action="append", default=[], metavar="DIR", help="files anywhere below DIR")
+    filters.add_argument("--tag", action="append", default=[], metavar="TAG", help="files with every --tag given")
+    filters.add_argument("--category", action="append", default=[], metavar="UCS", help="UCS category or CatID")
 
 
 def main(argv: list[str] | None = None) -> int:
