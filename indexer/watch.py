@@ -45,11 +45,12 @@ def watch(
     stop: threading.Event | None = None,
     after_run: Callable[[IndexReport], None] | None = None,
     show_progress: bool = False,
+    mounts: str = "/proc/mounts",
 ) -> None:
     """Index ``paths`` now, then again after every settled change, until ``stop`` is set."""
     paths = [os.path.abspath(path) for path in paths]
     for path in paths:
-        kind = network_filesystem(path)
+        kind = network_filesystem(path, mounts)
         if kind and not force_network:
             raise ConfigError(
                 f"{path} is on a network file system ({kind}): watching it would poll the server for every "
