@@ -212,6 +212,9 @@ class _IndexRun:
         return record
 
     def unchanged(self, record: File) -> File:
+        if record.status == INDEXED and record.hop != HOP_SECONDS:
+            # Windows cut with another hop (an index from an older clapdex): cut and embed again.
+            self.store.remove(np.array(self.catalog.mark_pending(record), dtype=np.int64))
         self.report.unchanged += 1
         self.notify(record.path, "unchanged")
         return record

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, delete, event, exists, func,
+    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, event, exists, func,
     or_, select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload

@@ -103,3 +103,18 @@ def test_the_scan_catalogues_pending_files_with_metadata_before_embedding(librar
 
     resumed = index_paths(settings, [library], encoder=tiny_encoder)
     assert (resumed.indexed, resumed.unchanged) == (3, 3)
+
+
+def test_files_windowed_with_another_hop_are_embedded_again(library, tmp_path, tiny_encoder):
+    settings = load_settings(tmp_path / "home", batch_size=4)
+    index_paths(settings, [library], encoder=tiny_encoder)
+    with Catalog(settings.catalog_url) as catalog:
+        catalog.file(str(library / "sub" / "b.flac")).hop = 7.0  # as an index built with another hop
+        catalog.commit()
+
+    report = index_paths(settings, [library], encoder=tiny_encoder)
+
+    assert (report.indexed, report.unchanged) == (1, 3)
+    with Catalog(settings.catalog_url) as catalog:
+        assert catalog.file(str(library / "sub" / "b.flac")).hop == 3.5
+    state(settings, tiny_encoder.dim)
