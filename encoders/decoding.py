@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from encoders.audio import AudioDecodeError, AudioInfo, read_audio
+from .audio import AudioDecodeError, AudioInfo, read_audio
 
 # Files in flight per worker: enough to hide one slow file, few enough to bound memory.
 AHEAD_PER_WORKER = 4

@@ -406,6 +406,7 @@ class MSClap2023Encoder:
         embedded = [self.embed_windows(batch) for batch in batches]
         return np.concatenate(embedded) if embedded else np.zeros((0, self.dim), np.float32)
 
+    @torch.inference_mode()
     def embed_windows(self, windows: torch.Tensor) -> np.ndarray:
         """(batch, window_samples) float32, on any device -> (batch, dim) unit rows."""
         log_mel = self.model.log_mel(windows.to(self.device))

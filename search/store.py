@@ -59,12 +59,13 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
     )
 
 
-# Measured on 2 CPU cores (docs/benchmarks.md): exact search stays under about 20 ms a query
-# up to here; beyond it an inverted-file index answers in a few ms at recall@10 >= 0.95.
-EXACT_UP_TO = 100_000
+# Measured on 2 CPU cores (docs/benchmarks.md): exact search takes about 1.5 ms a query at
+# 10^4 windows and 20 ms at 10^5, growing with the count; an inverted file answers in under
+# 1 ms at 10^5 with recall@10 0.998. Past 5 * 10^4 (about 10 ms exact) the inverted file wins.
+EXACT_UP_TO = 50_000
 # Inverted lists probed per query: a share of all lists, and at least a few (measured,
 # docs/benchmarks.md).
-PROBE_SHARE = 1 / 32
+PROBE_SHARE = 1 / 64
 MIN_PROBES = 8
 # Approximate candidates re-scored exactly per wanted hit in the compressed (SQ8) index.
 RERANK_FACTOR = 4

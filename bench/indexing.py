@@ -1,0 +1,239 @@
+"""Indexing throughput: clapdex against the official msclap 1.3.4 wrapper, same files, same run.
+
+Random weights in the official layout at the real sizes (tests/checkpoints.py), written
+where the benchmark runs. Stages, each saved to --out as soon as it ends:
+
+  rates     the device's measured matrix-multiply rates (bf16, fp32) and the audio
+            tower's FLOPs per window (torch.utils.flop_counter), so windows/s can be set
+            against what the arithmetic allows
+  encoder   clapdex's encoder alone on windows already on the device: fp32 and bf16 at
+            --batch, windows/s and the fraction of the matmul rate it reaches
+  wrapper   CLAPWrapper.get_audio_embeddings on the files (its own file reading swapped for
+            soundfile, as the image's torchaudio has no torchcodec backend)
+  clapdex   files -> decode_files workers -> windows -> encoder, end to end, files/s and
+            windows/s: one pass over the files (the worker pool's start included) and a
+            steady state (the list several times over); vectors of the files of one window
+            compared with the wrapper's (cosine)
+  compiled  the encoder through torch.compile (last: compiling takes a while)
+
+    python bench/indexing.py --audio /work/shared/data/esc10 --out indexing.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from checkpoints import FULL, write_tiny_msclap_checkpoint  # noqa: E402
+
+from encoders.audio import windows  # noqa: E402
+from encoders.msclap import load_msclap_2023  # noqa: E402
+from encoders.decoding import decode_files, default_workers  # noqa: E402
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """FLOP/s of one size x size x size product, median of 10 after 3 warm-ups, random data."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    times = []
+    for round_ in range(13):
+        synchronize(device)
+        started = time.perf_counter()
+        a @ b
+        synchronize(device)
+        if round_ >= 3:
+            times.append(time.perf_counter() - started)
+    return 2 * size**3 / float(np.median(times))
+
+
+def flops_per_window(encoder) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    window = torch.randn(2, encoder.config.window_samples, device=encoder.device)
+    log_mel = encoder.model.log_mel(window)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        encoder.model.audio_features(log_mel)
+    return counter.get_total_flops() / 2
+
+
+def windows_per_second(encoder, batch: int, repeats: int) -> float:
+    generator = torch.Generator(device=encoder.device).manual_seed(0)
+    # Several input sets, so no timing reuses one batch from cache.
+    inputs = [0.1 * torch.randn(batch, encoder.config.window_samples, device=encoder.device, generator=generator)
+              for _ in range(3)]
+    for warm in inputs:
+        encoder.embed_windows(warm)
+    synchronize(encoder.device)
+    started = time.perf_counter()
+    for round_ in range(repeats):
+        encoder.embed_windows(inputs[round_ % len(inputs)])
+    synchronize(encoder.device)
+    return batch * repeats / (time.perf_counter() - started)
+
+
+def build_wrapper(weights: Path, device: torch.device):
+    spec = importlib.util.spec_from_file_location("make_reference", ROOT / "tests" / "parity" / "make_reference.py")
+    make_reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_reference)
+    official = make_reference.build_official(weights, FULL)
+    if device.type == "cuda":
+        official.clap.cuda()
+        official.use_cuda = True
+    import soundfile
+
+    def read_audio_with_soundfile(self, audio_path, resample=True):
+        # The wrapper's read_audio with torchaudio.load swapped for soundfile: (channels, time).
+        import torchaudio.transforms as T
+
+        samples, sample_rate = soundfile.read(audio_path, dtype="float32", always_2d=True)
+        audio_time_series = torch.from_numpy(samples.T.copy())
+        resample_rate = self.args.sampling_rate
+        if resample and resample_rate != sample_rate:
+            audio_time_series = T.Resample(sample_rate, resample_rate)(audio_time_series)
+        return audio_time_series, resample_rate
+
+    type(official).read_audio = read_audio_with_soundfile
+    return official
+
+
+def index_end_to_end(encoder, paths: list[str], workers: int, batch: int) -> tuple[np.ndarray, list[int], float]:
+    """Vectors of every window in file order, windows per file, seconds from the first file opened."""
+    started = time.perf_counter()
+    pending, vectors, per_file = [], [], []
+    for decoded in decode_files(paths, encoder.sample_rate, workers):
+        if decoded.error:
+            raise RuntimeError(f"{decoded.path}: {decoded.error}")
+        cut = windows(decoded.samples, encoder.sample_rate, encoder.window_seconds)
+        per_file.append(len(cut))
+        pending += [window.samples for window in cut]
+        if len(pending) >= batch:
+            vectors.append(encoder.embed_audio(pending[:batch], batch_size=batch))
+            pending = pending[batch:]
+    if pending:
+        vectors.append(encoder.embed_audio(pending, batch_size=batch))
+    synchronize(encoder.device)
+    return np.concatenate(vectors), per_file, time.perf_counter() - started
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, required=True, help="folder of audio files (searched recursively)")
+    parser.add_argument("--limit", type=int, help="first N files only")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=12, help="batches timed per encoder setting")
+    parser.add_argument("--list-repeats", type=int, default=8,
+                        help="the steady-state pass indexes the file list this many times over")
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--matmul-size", type=int, default=8192)
+    parser.add_argument("--stages", nargs="+", default=["rates", "encoder", "wrapper", "clapdex", "compiled"])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    paths = sorted(str(p) for p in args.audio.rglob("*") if p.suffix.lower() in {".ogg", ".wav", ".flac", ".mp3"})
+    paths = paths[: args.limit] if args.limit else paths
+    for path in paths:  # every reader below starts from the page cache
+        Path(path).read_bytes()
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": platform.node(), "cpus": os.cpu_count(), "workers": args.workers,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__, "files": len(paths), "batch": args.batch,
+        "command": " ".join(["python"] + sys.argv),
+    }
+
+    def save(stage: str, values: dict) -> None:
+        results[stage] = values
+        args.out.write_text(json.dumps(results, indent=1))
+        print(stage, json.dumps(values), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="clapdex-weights-") as folder:
+        weights = write_tiny_msclap_checkpoint(Path(folder), full=True)
+        encoders = {precision: load_msclap_2023(weights, device=device, batch_size=args.batch, precision=precision)
+                    for precision in ("fp32", "bf16")}
+        flops = flops_per_window(encoders["fp32"])
+        if "rates" in args.stages:
+            save("rates", {"flops_per_window": flops,
+                           "matmul_flops_bf16": matmul_rate(device, torch.bfloat16, args.matmul_size),
+                           "matmul_flops_fp32": matmul_rate(device, torch.float32, args.matmul_size)})
+        if "encoder" in args.stages:
+            encoder_rates = {}
+            for precision, encoder in encoders.items():
+                rate = windows_per_second(encoder, args.batch, args.repeats)
+                encoder_rates[precision] = {"windows_per_s": rate, "flops_per_s": rate * flops}
+            save("encoder", encoder_rates)
+
+        wrapper_vectors = None
+        if "wrapper" in args.stages:
+            official = build_wrapper(weights, device)
+            official.get_audio_embeddings(paths[:8], resample=True)  # warm-up: kernels, allocator
+            synchronize(device)
+            started = time.perf_counter()
+            wrapper_vectors = official.get_audio_embeddings(paths, resample=True).float().cpu().numpy()
+            synchronize(device)
+            elapsed = time.perf_counter() - started
+            save("wrapper", {"files_per_s": len(paths) / elapsed, "windows_per_s": len(paths) / elapsed,
+                             "seconds": elapsed})
+            del official
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+
+        if "clapdex" in args.stages:
+            clapdex = {}
+            for precision, encoder in encoders.items():
+                index_end_to_end(encoder, paths[: args.batch], args.workers, args.batch)  # warm-up
+                vectors, per_file, once = index_end_to_end(encoder, paths, args.workers, args.batch)
+                # The list over and over: a library's steady state, the pool's start spread thin.
+                _, steady_per_file, steady = index_end_to_end(encoder, paths * args.list_repeats, args.workers, args.batch)
+                row = {"one_pass": {"files": len(paths), "seconds": once, "files_per_s": len(paths) / once,
+                                    "windows_per_s": sum(per_file) / once},
+                       "steady": {"files": len(steady_per_file), "seconds": steady,
+                                  "files_per_s": len(steady_per_file) / steady,
+                                  "windows_per_s": sum(steady_per_file) / steady}}
+                if wrapper_vectors is not None:
+                    # Files of one window (at most 7 s): the wrapper crops longer ones at random.
+                    first = np.cumsum([0] + per_file[:-1])
+                    single = np.array(per_file) == 1
+                    cosine = np.sum(unit(vectors[first[single]]) * unit(wrapper_vectors[single]), axis=1)
+                    row |= {"compared_files": int(single.sum()), "cosine_to_wrapper_min": float(cosine.min()),
+                            "cosine_to_wrapper_mean": float(cosine.mean()),
+                            "speedup_files_per_s_steady": row["steady"]["files_per_s"] / results["wrapper"]["files_per_s"],
+                            "speedup_files_per_s_one_pass": row["one_pass"]["files_per_s"] / results["wrapper"]["files_per_s"]}
+                clapdex[precision] = row
+            save("clapdex", clapdex)
+
+        if "compiled" in args.stages:
+            started = time.perf_counter()
+            compiled = load_msclap_2023(weights, device=device, batch_size=args.batch, precision="bf16", compiled=True)
+            probe = 0.1 * torch.randn(4, compiled.config.window_samples, device=device)
+            reference = encoders["bf16"].embed_windows(probe)
+            first = compiled.embed_windows(torch.cat([probe, probe.new_zeros(args.batch - 4, probe.shape[1])]))[:4]
+            compile_s = time.perf_counter() - started
+            rate = windows_per_second(compiled, args.batch, args.repeats)
+            save("compiled", {"windows_per_s": rate, "flops_per_s": rate * flops, "compile_s": compile_s,
+                              "cosine_to_eager_bf16_min": float(np.sum(unit(first) * unit(reference), axis=1).min())})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""What runs on a CUDA device: the encoder's bf16 and GPU-tiling paths, and exact GPU search.
+
+Marked ``gpu``; skipped, with the reason, where CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from search.store import FaissStore
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def unit(rows):
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clips(count, rng):
+    # lengths from a tenth of a window to a whole one: tiled differently
+    return [0.1 * rng.standard_normal(int(44100 * seconds)).astype(np.float32)
+            for seconds in np.linspace(0.7, 7.0, count)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_gpu_embeddings_stay_within_cosine_0999_of_the_cpu(tiny_weights, tiny_encoder, precision):
+    from encoders.msclap import load_msclap_2023
+
+    on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision=precision)
+    audio = clips(9, np.random.default_rng(0))
+    cosine = np.sum(on_gpu.embed_audio(audio, batch_size=4) * tiny_encoder.embed_audio(audio), axis=1)
+    assert cosine.min() > 0.999
+    texts = ["a dog barking", "rain on a tin roof, close", "!"]
+    assert np.sum(on_gpu.embed_text(texts) * tiny_encoder.embed_text(texts), axis=1).min() > 0.999
+
+
+def test_tiling_on_the_gpu_matches_the_cpu(tiny_weights, tiny_encoder):
+    from encoders.msclap import load_msclap_2023
+
+    on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32")
+    audio = clips(5, np.random.default_rng(1))
+    tiled = on_gpu.windows_on_device(audio).cpu().numpy()
+    assert np.array_equal(tiled, np.stack([tiny_encoder.fill_window(clip) for clip in audio]))
+
+
+def test_exact_gpu_search_agrees_with_faiss_and_filters_inside(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = unit(rng.standard_normal((5000, 64)))
+    ids = np.arange(100, 5100)
+    on_gpu = FaissStore(tmp_path / "gpu.faiss", 64, kind="flat", gpu=True)
+    on_cpu = FaissStore(tmp_path / "cpu.faiss", 64, kind="flat", gpu=False)
+    for store in (on_gpu, on_cpu):
+        store.add(ids, vectors)
+    queries = unit(rng.standard_normal((4, 64)))
+    gpu_scores, gpu_ids = on_gpu.search(queries, 10)
+    cpu_scores, cpu_ids = on_cpu.search(queries, 10)
+    assert np.allclose(gpu_scores, cpu_scores, atol=2e-3)
+    assert np.mean(gpu_ids == cpu_ids) > 0.9  # float16 vectors may swap near-ties
+    allowed = ids[::250]
+    _, filtered = on_gpu.search(queries, 5, allowed_ids=allowed)
+    assert filtered.shape == (4, 5) and set(filtered.ravel()) <= set(allowed)
+    on_gpu.remove(ids[:2500])
+    assert not set(on_gpu.search(queries, 10)[1].ravel()) & set(ids[:2500])
