@@ -10,7 +10,7 @@ where the benchmark runs. Stages, each saved to --out as soon as it ends:
             --batch, windows/s and the fraction of the matmul rate it reaches
   wrapper   CLAPWrapper.get_audio_embeddings on the files (its own file reading swapped for
             soundfile, as the image's torchaudio has no torchcodec backend)
-  clapdex   files -> decode_files workers -> windows -> encoder, end to end, files/s and
+  clapdex   files -> decode_windows workers -> windows -> encoder, end to end, files/s and
             windows/s: one pass over the files (the worker pool's start included) and a
             steady state (the list several times over); vectors of the files of one window
             compared with the wrapper's (cosine)
@@ -39,9 +39,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from checkpoints import FULL, write_tiny_msclap_checkpoint  # noqa: E402
 
-from encoders.audio import windows  # noqa: E402
 from encoders.msclap import load_msclap_2023  # noqa: E402
-from encoders.decoding import decode_files, default_workers  # noqa: E402
+from encoders.decoding import decode_windows, default_workers  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -114,22 +113,29 @@ def build_wrapper(weights: Path, device: torch.device):
 
 
 def index_end_to_end(encoder, paths: list[str], workers: int, batch: int) -> tuple[np.ndarray, list[int], float]:
-    """Vectors of every window in file order, windows per file, seconds from the first file opened."""
+    """Vectors of every window in file order, windows per file, seconds from the first file opened.
+
+    The indexer's own path: decode_windows' pieces pooled into full batches for the encoder.
+    """
     started = time.perf_counter()
-    pending, vectors, per_file = [], [], []
-    for decoded in decode_files(paths, encoder.sample_rate, workers):
-        if decoded.error:
-            raise RuntimeError(f"{decoded.path}: {decoded.error}")
-        cut = windows(decoded.samples, encoder.sample_rate, encoder.window_seconds)
-        per_file.append(len(cut))
-        pending += [window.samples for window in cut]
+    pending, placed, vectors = [], [], []  # windows waiting; (file, window) of each embedded row
+    per_file = [0] * len(paths)
+    for piece in decode_windows(paths, encoder.sample_rate, encoder.window_seconds, workers=workers):
+        if piece.error:
+            raise RuntimeError(f"{paths[piece.number]}: {piece.error}")
+        for samples in piece.samples:
+            placed.append((piece.number, per_file[piece.number]))
+            per_file[piece.number] += 1
+            pending.append(samples)
         if len(pending) >= batch:
             vectors.append(encoder.embed_audio(pending[:batch], batch_size=batch))
             pending = pending[batch:]
     if pending:
         vectors.append(encoder.embed_audio(pending, batch_size=batch))
     synchronize(encoder.device)
-    return np.concatenate(vectors), per_file, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    order = sorted(range(len(placed)), key=placed.__getitem__)  # files arrive interleaved
+    return np.concatenate(vectors)[order], per_file, elapsed
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

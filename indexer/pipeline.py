@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from encoders.audio import AudioDecodeError, AudioInfo, AudioStream, Window, stream_windows
+from encoders.audio import AudioInfo, Window
+from encoders.decoding import decode_windows
 from indexer.doctor import examine, repair
 from indexer.metadata import read_metadata
 from indexer.progress import ProgressFile
@@ -275,22 +276,18 @@ class _IndexRun:
             self.store_ready(waiting)
 
     def cut(self, pending: list[File]) -> Iterator[tuple[_FileJob, Window | None]]:
-        """Each pending file's windows as they are decoded, then (job, None) when it is done."""
-        rate, window_seconds = self.encoder.sample_rate, self.encoder.window_seconds
-        for record in pending:
-            job = _FileJob(record)
-            try:
-                with AudioStream(record.path, rate) as audio:
-                    for window in stream_windows(audio.blocks(), rate, window_seconds, HOP_SECONDS):
-                        job.windows.append((window.start, window.end))
-                        yield job, window
-                    job.info = audio.info()
-            except AudioDecodeError as exc:
-                job.error = exc.reason
-            except Exception as exc:  # a decoder's surprise about one file must not end the run
-                job.error = f"{type(exc).__name__}: {exc}"
-            job.decoded = True
-            yield job, None
+        """Each pending file's windows as they are decoded (by worker processes, files
+        interleaved), then (job, None) when it is done."""
+        jobs = [_FileJob(record) for record in pending]
+        paths = [record.path for record in pending]
+        for piece in decode_windows(paths, self.encoder.sample_rate, self.encoder.window_seconds, HOP_SECONDS):
+            job = jobs[piece.number]
+            for start, end, samples in zip(piece.starts, piece.ends, piece.samples):
+                job.windows.append((start, end))
+                yield job, Window(start, end, samples)
+            if piece.done:
+                job.info, job.error, job.decoded = piece.info, piece.error, True
+                yield job, None
 
     def embed(self, pool: list[tuple[_FileJob, Window]]) -> None:
         if not pool:

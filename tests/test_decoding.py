@@ -1,12 +1,14 @@
-"""The parallel decoder: same samples as reading in this process, in order, errors as values."""
+"""The parallel decoder: the windows this process would cut, every file's pieces in order, errors as values."""
 
 from __future__ import annotations
 
 import numpy as np
 import soundfile
 
-from encoders.audio import read_audio
-from encoders.decoding import decode_files
+from encoders.audio import read_audio, windows
+from encoders.decoding import WINDOWS_PER_PIECE, decode_windows
+
+RATE = 8000  # a small model rate keeps the test quick; windows of 0.25 s
 
 
 def write_tone(path, seconds, rate=22050, channels=2):
@@ -17,26 +19,43 @@ def write_tone(path, seconds, rate=22050, channels=2):
 
 
 def library(tmp_path):
-    paths = [write_tone(tmp_path / f"tone{i}.flac", 0.5 + i / 4) for i in range(6)]
+    # the last file holds more windows than one piece carries
+    paths = [write_tone(tmp_path / f"tone{i}.flac", 0.1 + i * 0.6) for i in range(5)]
     (tmp_path / "notes.wav").write_text("not audio")
     return paths[:3] + [tmp_path / "notes.wav", tmp_path / "missing.wav"] + paths[3:]
 
 
-def test_workers_decode_what_this_process_decodes_in_the_same_order(tmp_path):
+def by_file(pieces):
+    files = {}
+    for piece in pieces:
+        entry = files.setdefault(piece.number, {"windows": [], "done": 0})
+        assert not entry["done"], "a piece after the file's last"
+        entry["windows"] += list(zip(piece.starts, piece.ends, piece.samples))
+        if piece.done:
+            entry |= {"done": 1, "info": piece.info, "error": piece.error}
+    return files
+
+
+def test_workers_cut_the_windows_this_process_cuts(tmp_path):
     paths = library(tmp_path)
-    here = list(decode_files(paths, 44100, workers=0))
-    pooled = list(decode_files(paths, 44100, workers=2))
-    assert [d.path for d in pooled] == [str(p) for p in paths] == [d.path for d in here]
-    for mine, theirs, path in zip(pooled, here, paths):
-        assert (mine.error is None) == (theirs.error is None)
-        if mine.error is None:
-            expected, info = read_audio(path, 44100)
-            assert np.array_equal(mine.samples, expected) and np.array_equal(theirs.samples, expected)
-            assert mine.info == info and mine.samples.dtype == np.float32
+    here = by_file(decode_windows(paths, RATE, 0.25, 0.125, workers=0))
+    pooled = by_file(decode_windows(paths, RATE, 0.25, 0.125, workers=2))
+    assert sorted(pooled) == sorted(here) == list(range(len(paths)))
+    for number, path in enumerate(paths):
+        mine, theirs = pooled[number], here[number]
+        assert mine["done"] and (mine["error"] is None) == (theirs["error"] is None)
+        if mine["error"] is None:
+            samples, info = read_audio(path, RATE)
+            expected = windows(samples, RATE, 0.25, 0.125)
+            assert mine["info"] == info
+            assert [(s, e) for s, e, _ in mine["windows"]] == [(w.start, w.end) for w in expected]
+            for (_, _, got), want in zip(mine["windows"], expected):
+                assert got.dtype == np.float32 and np.allclose(got, want.samples, atol=1e-6)
+    assert len(pooled[len(paths) - 1]["windows"]) > WINDOWS_PER_PIECE
 
 
 def test_unreadable_files_come_back_with_their_reason(tmp_path):
-    decoded = {d.path: d for d in decode_files(library(tmp_path), 44100, workers=2)}
-    for name in ("notes.wav", "missing.wav"):
-        broken = decoded[str(tmp_path / name)]
-        assert broken.samples is None and broken.info is None and broken.error
+    paths = library(tmp_path)
+    files = by_file(decode_windows(paths, RATE, 0.25, workers=2))
+    for number in (3, 4):  # notes.wav, missing.wav
+        assert files[number]["error"] and files[number]["info"] is None and not files[number]["windows"]
