@@ -62,7 +62,7 @@ def assert_same(resumed: dict, reference: dict) -> None:
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     folder = tmp_path_factory.mktemp("library")
-    for number in range(10):
+    for number in range(24):
         sox_tone(folder / f"tone{number:02d}.wav", 1 + number % 4 * 2.5, tone=f"sine {200 + 90 * number}")
     ffmpeg_tone(folder / "coded.mp3", 4, frequency=900)
     (folder / "broken.flac").write_bytes(b"fLaC" + bytes(500))
@@ -79,29 +79,36 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
     reference = outcome(reference_settings.home, tiny_encoder.dim)
 
     home = tmp_path / "home"
-    kills, while_running = [], ""
-    # Kill during startup or the scan, then after 3 and after 7 files are done.
-    for target in (0, 3, 7):
+    kills, seen_running, seen_interrupted = [], [], []
+    # Kill during startup or the scan, then after 4 and after 12 files are done.
+    for target in (0, 4, 12):
         run = start_index(home, library, tiny_weights)
         while run.poll() is None and indexed_count(home) < target:
             time.sleep(0.02)
         if target == 0:
             time.sleep(1.0)
-        if target == 3:
-            time.sleep(1.1)  # the progress file is written once a second
-            while_running = status(home)
+        else:
+            # Another process sees the run's progress (written once a second) while it goes on.
+            deadline = time.monotonic() + 5
+            while run.poll() is None and time.monotonic() < deadline:
+                shown = status(home)
+                if "ETA" in shown and run.poll() is None:
+                    seen_running.append(shown)
+                    break
+                time.sleep(0.2)
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
             kills.append(target)
+            run.wait(timeout=60)
+            seen_interrupted.append(status(home))
         run.wait(timeout=60)
-        if target == 3:
-            assert "interrupted while embedding" in status(home)
     assert len(kills) >= 2, f"the runs finished before they could be killed: {kills}"
-    assert "run:     embedding " in while_running and "files/s" in while_running and "ETA" in while_running
+    assert seen_running and all("run:     embedding " in shown and "files/s" in shown for shown in seen_running)
+    assert any("interrupted while" in shown for shown in seen_interrupted)
 
     final = start_index(home, library, tiny_weights)
     assert final.wait(timeout=300) == 0, final.stderr.read()
 
     assert_same(outcome(home, tiny_encoder.dim), reference)
     after = status(home)
-    assert "11 indexed, 1 errors, 0 pending" in after and "last run finished" in after
+    assert "25 indexed, 1 errors, 0 pending" in after and "last run finished" in after
