@@ -17,6 +17,8 @@ Deliberate differences from the official wrapper (msclap 1.3.4), which clapdex t
 
 from __future__ import annotations
 
+import concurrent.futures
+import copy
 import hashlib
 import math
 from dataclasses import dataclass
@@ -348,6 +350,7 @@ class MSClap2023Encoder:
         # The towers behind the log-mel front end, which stays float32 (its log needs the range).
         self._audio_features = torch.compile(model.audio_features, dynamic=False) if compiled else model.audio_features
         self._staging: torch.Tensor | None = None  # pinned host buffer for batches bound for the GPU
+        self.replicas: list[MSClap2023Encoder] = []  # the same model on further devices
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
@@ -394,8 +397,14 @@ class MSClap2023Encoder:
             batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
         return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
 
-    @torch.inference_mode()
     def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
+        if self.replicas:
+            return self._embed_audio_on_every_device(list(waveforms), batch_size)
+        return self.embed_audio_here(waveforms, batch_size)
+
+    @torch.inference_mode()
+    def embed_audio_here(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
+        """``embed_audio`` on this encoder's own device only."""
         size = batch_size or self.batch_size
         if self.device.type == "cpu":
             windows = [self.fill_window(waveform) for waveform in waveforms]
@@ -405,6 +414,16 @@ class MSClap2023Encoder:
             batches = (self.windows_on_device(clips[start : start + size]) for start in range(0, len(clips), size))
         embedded = [self.embed_windows(batch) for batch in batches]
         return np.concatenate(embedded) if embedded else np.zeros((0, self.dim), np.float32)
+
+    def _embed_audio_on_every_device(self, waveforms: list, batch_size: int | None) -> np.ndarray:
+        # Contiguous shares, one per device, each embedded there on its own thread (the GIL is
+        # released inside CUDA work); rows come back in the callers' order, as one device gives.
+        encoders = [self, *self.replicas]
+        bounds = np.linspace(0, len(waveforms), len(encoders) + 1).round().astype(int)
+        shares = [(encoder, waveforms[start:end]) for encoder, start, end in zip(encoders, bounds, bounds[1:])]
+        with concurrent.futures.ThreadPoolExecutor(len(encoders)) as pool:
+            parts = list(pool.map(lambda job: job[0].embed_audio_here(job[1], batch_size), shares))
+        return np.concatenate(parts)
 
     @torch.inference_mode()
     def embed_windows(self, windows: torch.Tensor) -> np.ndarray:
@@ -455,6 +474,9 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
                      compiled: bool = False) -> MSClap2023Encoder:
     """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub).
 
+    ``device`` may name several, "cuda:0,cuda:1": audio batches are then shared among them
+    (text runs on the first), with the rows one device would give.
+
     ``precision``: "auto" (bfloat16 matmuls on CUDA, float32 on the CPU), "fp32", "bf16" or
     "fp16"; ``compiled`` runs the audio tower through ``torch.compile`` (pays on a GPU for
     large libraries: compiling takes a while).
@@ -466,5 +488,9 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     state = checkpoint["model"]
     model = MSClapModel.from_official_state_dict(state)
     tokenizer = load_gpt2_tokenizer(resolve_gpt2_tokenizer(path, cache_dir))
-    return MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), resolve_device(device), batch_size,
-                             precision, compiled)
+    first, *more = [resolve_device(name.strip()) for name in str(device).split(",")]
+    replicas = [copy.deepcopy(model) for _ in more]
+    encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled)
+    encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled)
+                        for replica, device in zip(replicas, more)]
+    return encoder

@@ -344,7 +344,7 @@ class _ExactRows:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.rows_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.rows_path, "ab") as rows:
-            rows.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+            np.ascontiguousarray(vectors, dtype=np.float32).tofile(rows)
         self.row_ids = np.concatenate([self.row_ids, ids])
         self._lookup = self._mapped = None
 
