@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import search.store as store_module
 from search.store import FaissStore
 
 DIM = 32
@@ -83,7 +84,8 @@ def test_removed_windows_are_never_found_again(tmp_path, kind):
     assert sorted(reopened.ids()) == list(ids[1500:])
 
 
-def test_auto_is_exact_until_the_threshold_then_inverted_file(tmp_path):
+def test_auto_is_exact_then_inverted_file_then_compressed(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "COMPRESS_FROM", 3000)
     store = FaissStore(tmp_path / "windows.faiss", DIM, exact_up_to=1000, gpu=False)
     store.add(np.arange(1000), clustered(1000))
     store.save()
@@ -91,6 +93,12 @@ def test_auto_is_exact_until_the_threshold_then_inverted_file(tmp_path):
     store.add(np.arange(1000, 1001), clustered(1, seed=5))
     store.save()
     assert store.built_kind == "ivf"
+    store.add(np.arange(1001, 3000), clustered(1999, seed=8))
+    store.save()
+    assert store.built_kind == "ivf-sq8" and sorted(store.ids()) == list(range(3000))
+    store.remove(np.arange(2000))
+    store.save()
+    assert store.built_kind == "ivf-sq8"
     compressed = FaissStore(tmp_path / "other.faiss", DIM, exact_up_to=1000, compress=True, gpu=False)
     compressed.add(np.arange(2000), clustered(2000))
     compressed.save()
