@@ -18,6 +18,7 @@ Deliberate differences from the official wrapper (msclap 1.3.4), which clapdex t
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import hashlib
 import math
@@ -389,6 +390,12 @@ class MSClap2023Encoder:
     @torch.inference_mode()
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         texts = list(texts)
+        if self.device.type == "cpu" and len(texts) == 1:
+            with one_cpu_thread():
+                return self._embed_text(texts, batch_size)
+        return self._embed_text(texts, batch_size)
+
+    def _embed_text(self, texts: list[str], batch_size: int | None) -> np.ndarray:
         batches = []
         for start in range(0, len(texts), batch_size or self.batch_size):
             input_ids, attention_mask = self.tokenize(texts[start : start + (batch_size or self.batch_size)])
@@ -456,6 +463,19 @@ class MSClap2023Encoder:
             tiled[row] = clip.repeat(-(-window // length))[:window]
             start += length
         return tiled
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """One intra-op thread for a lone query. On 2 cores shared with other busy jobs, GPT-2 on
+    one caption took 513 ms (p50) on 2 threads, which spin waiting for each other, and 70 ms
+    on one (docs/benchmarks.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
