@@ -114,12 +114,13 @@ class _FileJob:
 class _IndexRun:
     def __init__(self, settings: Settings, encoder, progress: Progress | None, checkpoint_files: int,
                  show_progress: bool):
+        self.tracker = ProgressFile(settings.home)
+        self.tracker.start("starting", None)  # before the model loads: status stops showing the last run
         self.encoder = encoder or open_encoder(settings)
         self.batch_size, self.checkpoint_files = settings.batch_size, max(1, checkpoint_files)
         self.notify = progress or (lambda path, outcome: None)
         self.show_progress = show_progress
         self.report = IndexReport()
-        self.tracker = ProgressFile(settings.home)
         self.catalog = Catalog(settings.catalog_url)
         try:
             self.catalog.claim_model(ModelIdentity.of(self.encoder))

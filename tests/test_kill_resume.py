@@ -80,25 +80,26 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
 
     home = tmp_path / "home"
     kills, seen_running, seen_interrupted = [], [], []
-    # Kill during startup or the scan, then after 4 and after 12 files are done.
-    for target in (0, 4, 12):
+    # Kill during startup or the scan, then after 4 and after 8 more files are done.
+    for step in (0, 4, 8):
+        target = max(indexed_count(home), 0) + step
         run = start_index(home, library, tiny_weights)
         while run.poll() is None and indexed_count(home) < target:
             time.sleep(0.02)
-        if target == 0:
+        if step == 0:
             time.sleep(1.0)
         else:
             # Another process sees the run's progress (written once a second) while it goes on.
             deadline = time.monotonic() + 5
             while run.poll() is None and time.monotonic() < deadline:
                 shown = status(home)
-                if "ETA" in shown and run.poll() is None:
+                if "run:     embedding " in shown and "ETA" in shown and run.poll() is None:
                     seen_running.append(shown)
                     break
                 time.sleep(0.2)
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
-            kills.append(target)
+            kills.append(step)
             run.wait(timeout=60)
             seen_interrupted.append(status(home))
         run.wait(timeout=60)
