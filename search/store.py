@@ -184,8 +184,7 @@ class FaissStore:
         if self.built_kind != "ivf-sq8":
             return self.index.search(queries, k, params=params)
         _, candidates = self.index.search(queries, k * RERANK_FACTOR, params=params)
-        rows = [_exact_top(query[None], self.exact_rows.vectors(ids[ids >= 0]), ids[ids >= 0], k)
-                for query, ids in zip(queries, candidates)]
+        rows = [_exact_top(query[None], *self._exact_vectors(ids[ids >= 0]), k) for query, ids in zip(queries, candidates)]
         width = min(len(ids[0]) for _, ids in rows)
         return np.concatenate([s[:, :width] for s, _ in rows]), np.concatenate([i[:, :width] for _, i in rows])
 
@@ -193,8 +192,9 @@ class FaissStore:
         """The exact vectors of those of ``ids`` that the store holds, and their ids."""
         try:
             return self.reconstruct(ids), ids
-        except (RuntimeError, KeyError):  # an allowed id with no vector: score those that have one
-            present = ids[np.isin(ids, self.ids())]
+        except (RuntimeError, KeyError):  # an id with no vector: score those that have one
+            held = self.exact_rows.row_ids if self.built_kind == "ivf-sq8" else self.ids()
+            present = ids[np.isin(ids, held[held >= 0])]
             return self.reconstruct(present), present
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
