@@ -14,10 +14,10 @@ Why these numbers:
     rate PANN-style taggers use and the rate the training corpus is stored at. 14 kHz caps
     the mel range where lossy sources have nothing left.
   * 64 mel bands and a 10 ms hop give a 64 x 501 image per 5 s window: the conv stack costs
-    about 1.6 GMAC per window (tens of ms on a laptop CPU) and 1.2 M parameters with the
-    default widths, under 5 MB as float32, about 2.5 MB as float16: small enough to ship as
-    package data. Sound-effect libraries are mostly short one-shots (median 0.8 s in the
-    corpus), so capacity beyond this buys little until there is more data.
+    about 1.6 GMAC per window (24 ms on one CPU thread) with 1.2 M parameters; with both
+    projections the model has 2.0 M parameters, 8 MB as float32 and 4 MB as float16: small
+    enough to ship as package data. Sound-effect libraries are mostly short one-shots (median
+    0.8 s in the corpus), so capacity beyond this buys little until there is more data.
   * Windows are 5 s: long enough for ambiences and ESC-10's 5 s clips, short enough that a
     window tends to hold one event, which is what a search hit should point at.
   * Shorter clips are padded with silence to the window and pooled only over their own

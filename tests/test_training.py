@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from sounds import sox_tone
 
 from encoders.audio import load_audio
-from encoders.compact import MiniLMSentenceEncoder
+from encoders.compact import CONFIGS, CompactClap, MiniLMSentenceEncoder
 from encoders.training.data import GlobalBatches, MU, mu_law_decode, mu_law_encode, read_shards
 from encoders.training.evaluate import retrieval_scores
 from encoders.training.pack import pack_manifest
@@ -143,3 +143,54 @@ def test_training_on_cuda_in_bf16(shards, tmp_path):
         pytest.skip("needs a CUDA device")
     record = run(tmp_path, shards, epochs=2, device="cuda")
     assert np.isfinite(record["loss"])
+
+
+def gathered_gradients(rank, world, port, batch, state, results):
+    """One rank of a CPU (gloo) DDP step: the contrastive loss over the gathered batch, backward."""
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from encoders.training.train import gather
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = CompactClap(CONFIGS["tiny"])
+    model.load_state_dict(state)
+    ddp = DistributedDataParallel(model.eval())  # eval: batch norms use stored statistics on every rank
+    share = len(batch["lengths"]) // world
+    rows = slice(rank * share, (rank + 1) * share)
+    audio, text = (torch.nn.functional.normalize(part, dim=-1) for part in
+                   ddp(batch["waveforms"][rows], batch["lengths"][rows], batch["text_features"][rows]))
+    ids = batch["caption_ids"][rows]
+    contrastive_loss(audio, text, ids, model.logit_scale, gather(audio, True), gather(text, True),
+                     gather(ids, False)).backward()
+    if rank == 0:
+        results.update({name: p.grad.clone() for name, p in model.named_parameters()})
+    dist.destroy_process_group()
+
+
+def test_gathered_loss_on_two_ranks_has_the_one_process_gradient():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    model = CompactClap(CONFIGS["tiny"]).eval()
+    generator = torch.Generator().manual_seed(1)
+    batch = {"waveforms": torch.randn(8, 16000, generator=generator) * 0.2,
+             "lengths": torch.tensor([16000, 9000, 4000, 16000, 700, 16000, 12000, 3000]),
+             "text_features": torch.randn(8, 384, generator=generator),
+             "caption_ids": torch.tensor([0, 1, 2, 3, 0, 4, 5, 6])}
+    audio, text = (torch.nn.functional.normalize(part, dim=-1) for part in
+                   model(batch["waveforms"], batch["lengths"], batch["text_features"]))
+    contrastive_loss(audio, text, batch["caption_ids"], model.logit_scale, audio, text, batch["caption_ids"]).backward()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(gathered_gradients, args=(2, port, batch, model.state_dict(), results), nprocs=2)
+        for name, parameter in model.named_parameters():
+            torch.testing.assert_close(results[name], parameter.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -10,7 +10,8 @@ Each class is one text query, ``PROMPT`` with the class name ("the sound of a do
     clips most similar to the query;
   * precision@10: share of a query's 10 most similar clips that are of its class, averaged
     over classes (macro).
-Clips longer than the encoder's window are embedded window by window and averaged.
+Clips longer than the encoder's window (a few ESC-10 files run to 7 s) are embedded window by
+window and averaged; shorter ones are padded with silence, as the encoder does.
 """
 
 from __future__ import annotations
@@ -62,16 +63,29 @@ def esc10_files(folder: str | Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, [class_name(path.name) for path in classes]
 
 
-def embed_clips(encoder, clips: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """One unit vector per clip: the normalised mean of its windows' embeddings."""
-    from encoders.audio import windows
+def window_bounds(length: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of back-to-back windows covering ``length`` samples, the last one aligned to the
+    end (as ``encoders.audio.windows`` cuts with hop = window); a short clip is one short window."""
+    if length <= size:
+        return [(0, length)]
+    starts = list(range(0, length - size + 1, size))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return [(start, start + size) for start in starts]
 
-    cuts = [[window.samples for window in windows(clip, encoder.sample_rate, encoder.window_seconds)]
-            for clip in clips]
-    embedded = encoder.embed_audio([window for cut in cuts for window in cut], batch_size)
-    bounds = np.cumsum([0] + [len(cut) for cut in cuts])
+
+def mean_of_windows(embedded: np.ndarray, counts: list[int]) -> np.ndarray:
+    """Window embeddings, ``counts[i]`` of them for clip i -> one unit vector per clip."""
+    bounds = np.cumsum([0] + counts)
     means = np.stack([embedded[start:end].mean(axis=0) for start, end in zip(bounds[:-1], bounds[1:])])
     return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+def embed_clips(encoder, clips: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    size = round(encoder.window_seconds * encoder.sample_rate)
+    cuts = [[clip[start:end] for start, end in window_bounds(len(clip), size)] for clip in clips]
+    return mean_of_windows(encoder.embed_audio([window for cut in cuts for window in cut], batch_size),
+                           [len(cut) for cut in cuts])
 
 
 def evaluate_encoder(encoder, folder: str | Path = ESC10) -> dict[str, float]:
@@ -86,28 +100,30 @@ def evaluate_encoder(encoder, folder: str | Path = ESC10) -> dict[str, float]:
 
 @torch.inference_mode()
 def evaluate_model(model, clips, device: torch.device, batch_size: int = 64) -> dict[str, float]:
-    """A model in training (``encode_audio``/``encode_text``) on packed clips with labels and class features.
-
-    Packed clips are at most one window long (ESC-10: 5 s), embedded whole.
-    """
+    """A model in training (``encode_audio``/``encode_text``, ``config.window_samples``) on packed
+    clips with labels and class text features, windowed exactly as ``evaluate_encoder`` does."""
     from encoders.training.data import mu_law_table
 
     table = mu_law_table().to(device)
+    size = model.config.window_samples
+    windows = [(index, start, end) for index in range(len(clips))
+               for start, end in window_bounds(len(clips.clip(index)), size)]
     was_training = model.training
     model.eval()
     audio = []
-    for start in range(0, len(clips), batch_size):
-        rows = range(start, min(start + batch_size, len(clips)))
-        longest = max(len(clips.clip(row)) for row in rows)
-        codes = torch.zeros(len(rows), longest, dtype=torch.long)
-        for i, row in enumerate(rows):
-            codes[i, :len(clips.clip(row))] = torch.from_numpy(clips.clip(row).astype(np.int64))
-        lengths = torch.from_numpy(clips.lengths[start:start + len(rows)]).to(device)
-        waveforms = table[codes.to(device)] * (torch.arange(longest, device=device)[None] < lengths[:, None])
+    for first in range(0, len(windows), batch_size):
+        batch = windows[first:first + batch_size]
+        codes = torch.zeros(len(batch), size, dtype=torch.long)
+        for row, (index, start, end) in enumerate(batch):
+            codes[row, :end - start] = torch.from_numpy(clips.clip(index)[start:end].astype(np.int64))
+        lengths = torch.tensor([end - start for _, start, end in batch], device=device)
+        waveforms = table[codes.to(device)] * (torch.arange(size, device=device)[None] < lengths[:, None])
         audio.append(F.normalize(model.encode_audio(waveforms, lengths).float(), dim=-1).cpu())
     queries = model.encode_text(torch.from_numpy(clips.class_text_features).float().to(device))
     model.train(was_training)
-    return retrieval_scores(torch.cat(audio).numpy(), clips.labels, F.normalize(queries.float(), dim=-1).cpu().numpy())
+    counts = np.bincount([index for index, _, _ in windows], minlength=len(clips)).tolist()
+    return retrieval_scores(mean_of_windows(torch.cat(audio).numpy(), counts), clips.labels,
+                            F.normalize(queries.float(), dim=-1).cpu().numpy())
 
 
 def main(argv: list[str] | None = None) -> int:
