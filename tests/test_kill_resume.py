@@ -15,6 +15,7 @@ import pytest
 from sounds import ffmpeg_tone, sox_tone
 
 from indexer import index_paths
+from indexer.progress import describe, read_progress
 from search.catalog import Catalog
 from search.config import load_settings
 from search.store import open_store
@@ -88,24 +89,27 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
             time.sleep(0.02)
         if step == 0:
             time.sleep(1.0)
-        else:
-            # Another process sees the run's progress (written once a second) while it goes on.
-            deadline = time.monotonic() + 5
+        elif step == 8:
+            # Another process (this one) sees the run's progress, written once a second, while it goes on.
+            deadline = time.monotonic() + 3
             while run.poll() is None and time.monotonic() < deadline:
-                shown = status(home)
-                if "run:     embedding " in shown and "ETA" in shown and run.poll() is None:
-                    seen_running.append(shown)
+                progress = read_progress(home)
+                if progress and progress["running"] and progress.get("eta_seconds") is not None:
+                    seen_running.append(describe(progress))
                     break
-                time.sleep(0.2)
+                time.sleep(0.05)
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
             kills.append(step)
             run.wait(timeout=60)
-            seen_interrupted.append(status(home))
+            progress = read_progress(home)
+            if progress is not None:  # none yet if killed while Python was still starting
+                seen_interrupted.append(describe(progress))
         run.wait(timeout=60)
     assert len(kills) >= 2, f"the runs finished before they could be killed: {kills}"
-    assert seen_running and all("run:     embedding " in shown and "files/s" in shown for shown in seen_running)
-    assert any("interrupted while" in shown for shown in seen_interrupted)
+    assert all(line.startswith("embedding ") and "files/s" in line and "ETA" in line for line in seen_running)
+    assert seen_running, "no progress seen while a run was embedding"
+    assert seen_interrupted and all("interrupted while" in line for line in seen_interrupted)
 
     final = start_index(home, library, tiny_weights)
     assert final.wait(timeout=300) == 0, final.stderr.read()
