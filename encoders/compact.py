@@ -132,6 +132,23 @@ class LogMel(nn.Module):
             return torch.log(mel + self.log_offset)
 
 
+def spec_augment(mel: torch.Tensor, freq_masks: int, freq_width: int, time_masks: int,
+                 time_width: int) -> torch.Tensor:
+    """SpecAugment on (batch, mel, frames) log-mels: each clip gets its own random bands of mel bins
+    and of frames (each up to the given width) set to that clip's mean level."""
+    batch, bins, frames = mel.shape
+    fill = mel.mean(dim=(1, 2), keepdim=True)
+    keep = torch.ones_like(mel, dtype=torch.bool)
+    for count, width, size, axis in ((freq_masks, freq_width, bins, 1), (time_masks, time_width, frames, 2)):
+        positions = torch.arange(size, device=mel.device)[None]
+        for _ in range(count):
+            widths = torch.randint(0, width + 1, (batch, 1), device=mel.device)
+            starts = (torch.rand(batch, 1, device=mel.device) * (size - widths).clamp(min=1)).long()
+            masked = (positions >= starts) & (positions < starts + widths)  # (batch, size)
+            keep &= ~(masked[:, :, None] if axis == 1 else masked[:, None, :])
+    return torch.where(keep, mel, fill)
+
+
 class ConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -156,9 +173,14 @@ class AudioTower(nn.Module):
         self.mel_norm = nn.BatchNorm1d(config.mel_bins)
         widths = (1, *config.channels)
         self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in zip(widths, widths[1:])))
+        # Training only, set by the trainer: (frequency masks, their widest, time masks, their widest).
+        self.spec_augment: tuple[int, int, int, int] | None = None
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.mel_norm(self.log_mel(waveforms))[:, None]  # (batch, 1, mel, frames)
+        mel = self.log_mel(waveforms)
+        if self.training and self.spec_augment:
+            mel = spec_augment(mel, *self.spec_augment)
+        x = self.mel_norm(mel)[:, None]  # (batch, 1, mel, frames)
         x = self.blocks(x).mean(dim=2)  # (batch, channels, pooled frames)
         # The pooled frames that saw any of the clip: ceil(frames / reduction), at least one.
         frames = torch.div(lengths, self.config.hop_length, rounding_mode="floor") + 1

@@ -194,3 +194,41 @@ def test_gathered_loss_on_two_ranks_has_the_one_process_gradient():
         mp.spawn(gathered_gradients, args=(2, port, batch, model.state_dict(), results), nprocs=2)
         for name, parameter in model.named_parameters():
             torch.testing.assert_close(results[name], parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_vorbis_parts_unpack_to_train_and_validation_shards_and_train_with_augmentation(tmp_path):
+    from encoders.training.pack import is_validation, pack_index, unpack
+
+    # Corpus clips are 32 kHz, as the corpus builder writes them.
+    (tmp_path / "clips").mkdir()
+    rows = []
+    for number, (caption, tone) in enumerate(SOUNDS.items()):
+        for take, seconds in enumerate([0.4, 1.3, 2.6]):
+            path = sox_tone(tmp_path / "clips" / f"{number}-{take}.wav", seconds, rate=32000, tone=tone)
+            rows.append({"audio": f"clips/{path.name}", "caption": caption.split()[-1], "kind": "effect",
+                         "source": "sox", "licence": "CC0-1.0", "origin": path.name, "duration": seconds})
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary = pack_index(manifest, tmp_path / "parts", part_mib=0.05)
+    assert summary["clips"] == len(rows) and summary["parts"] > 1
+    counts = unpack([tmp_path / "parts"], tmp_path / "unpacked", workers=2)
+    held_out = sum(is_validation(row, 0.05) for row in rows)
+    assert counts == {"train": len(rows) - held_out, "validation": held_out}
+    train_clips = read_shards(tmp_path / "unpacked" / "train")
+    assert train_clips.weights is not None and len(train_clips) == counts["train"]
+    # Refined captions: short ones gain a describing noun.
+    assert all(caption.endswith("sound effect") for caption in train_clips.captions)
+    record = run(tmp_path / "run", tmp_path / "unpacked" / "train", epochs=2, val_shards=str(tmp_path / "unpacked" / "train"),
+                 freq_masks=2, time_masks=2, gain_db=6.0, mixup=0.5)
+    assert 0.0 <= record["validation"]["mean_recall@10"] <= 1.0
+    assert (tmp_path / "run" / "best.safetensors").exists()
+    assert (tmp_path / "run" / "clapdex-compact.safetensors").exists()
+
+
+def test_caption_refinement():
+    from encoders.training.captions import refine
+
+    assert refine("burp", "effect") == "burp sound effect"
+    assert refine("lavarumble (ambience)", "ambience") == "lava rumble, ambient background sound (ambience)"
+    assert refine("music", "music") == "a piece of music"
+    assert refine("key pressed on a mechanical computer keyboard", "ui") == "key pressed on a mechanical computer keyboard"

@@ -614,12 +614,69 @@ def summarise(kept: list[dict], out: Path, skipped: collections.Counter) -> dict
     }
 
 
+def long_windows(out: Path, max_seconds: float, limit_seconds: float, window_seconds: float = 5.0,
+                 workers: int = 2) -> list[dict]:
+    """More clips from the long files: a clip the build cropped at ``max_seconds`` (ambiences, music,
+    long effects) is decoded again up to ``limit_seconds`` and what lies past the crop is cut into
+    back-to-back ``window_seconds`` windows, each a clip of its own with the file's caption, kind,
+    source and licence (a window shorter than half a window is dropped). Appended to manifest.jsonl
+    (``window`` = its start in seconds); reruns add nothing twice."""
+    manifest = out / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    decoded = json.loads((out / "cache" / f"decoded-{SAMPLE_RATE}-{max_seconds:g}s.json").read_text())
+    by_fingerprint = {v["fingerprint"]: path for path, v in decoded.items() if "fingerprint" in v}
+    have = {row["audio"] for row in rows}
+    long_rows = [row for row in rows if "window" not in row and row["duration"] >= max_seconds - 0.01]
+    jobs = [(by_fingerprint[Path(row["audio"]).stem], str(out / "clips"), max_seconds, limit_seconds, window_seconds)
+            for row in long_rows if Path(row["audio"]).stem in by_fingerprint]
+    added = []
+    with multiprocessing.Pool(workers) as pool:
+        for row, windows in zip(long_rows, pool.imap(_long_windows_job, jobs, chunksize=2)):
+            for start, clip in windows:
+                audio = f"clips/{clip.fingerprint[:2]}/{clip.fingerprint}.ogg"
+                if audio not in have:
+                    have.add(audio)
+                    added.append({**row, "audio": audio, "duration": clip.duration, "window": start})
+    with open(manifest, "a") as file:
+        for row in added:
+            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows += added
+    (out / "summary.json").write_text(json.dumps(summarise(rows, out, collections.Counter()), indent=2))
+    return added
+
+
+def _long_windows_job(job) -> list[tuple[float, Clip]]:
+    path, clips, max_seconds, limit_seconds, window_seconds = job
+    try:
+        samples = trim(decode(Path(path), limit_seconds), limit_seconds)
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the rest
+        log.warning("%s: %s", path, error)
+        return []
+    size, first = int(window_seconds * SAMPLE_RATE), int(max_seconds * SAMPLE_RATE)
+    windows = []
+    for start in range(first, samples.size - size // 2 + 1, size):
+        window = samples[start:start + size]
+        if float(np.abs(window).max()) < MIN_PEAK:
+            continue
+        key = fingerprint(window) + f"w{start // SAMPLE_RATE}"
+        target = Path(clips) / key[:2] / f"{key}.ogg"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            peak = float(np.abs(window).max())
+            soundfile.write(target, window * (0.89 / peak) if peak > 0.89 else window, SAMPLE_RATE,
+                            format="OGG", subtype="VORBIS")
+        windows.append((start / SAMPLE_RATE, Clip(key, round(window.size / SAMPLE_RATE, 3))))
+    return windows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="corpus folder: clips/, manifest.jsonl, summary.json, cache/")
     parser.add_argument("--sources", help="comma-separated package names (default: all, in priority order)")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="crop every clip to this length")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes")
+    parser.add_argument("--long-windows", type=float, metavar="SECONDS",
+                        help="only add windows of the long files up to SECONDS to an existing corpus")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     selected = list(rules.SOURCES)
@@ -631,6 +688,10 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             parser.error(f"unknown sources: {', '.join(sorted(unknown))}")
         selected = [s for s in rules.SOURCES if s.name in wanted]
+    if args.long_windows:
+        added = long_windows(args.out, args.max_seconds, args.long_windows, workers=args.workers)
+        print(f"{len(added)} windows, {sum(row['duration'] for row in added) / 3600:.2f} h added")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     summary = build(args.out, selected, args.max_seconds, args.workers)
     print(json.dumps(summary, indent=2))

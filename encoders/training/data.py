@@ -54,6 +54,7 @@ class PackedClips:
     labels: np.ndarray | None = None
     class_names: np.ndarray | None = None
     class_text_features: np.ndarray | None = None
+    weights: np.ndarray | None = None  # float32 (clips,): each clip's share in the loss (1 if absent)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -75,7 +76,7 @@ def read_shards(folder: str | Path) -> PackedClips:
     paths = sorted(Path(folder).glob(SHARD_PATTERN))
     if not paths:
         raise FileNotFoundError(f"No {SHARD_PATTERN} shards in {folder}")
-    audio, lengths, text_features, captions, labels = [], [], [], [], []
+    audio, lengths, text_features, captions, labels, weights = [], [], [], [], [], []
     rates, class_names, class_text_features = set(), None, None
     for path in paths:
         with np.load(path, allow_pickle=False) as shard:
@@ -84,6 +85,8 @@ def read_shards(folder: str | Path) -> PackedClips:
             text_features.append(shard["text_features"])
             captions.append(shard["captions"])
             rates.add(int(shard["sample_rate"]))
+            if "weights" in shard:
+                weights.append(shard["weights"])
             if "labels" in shard:
                 labels.append(shard["labels"])
                 class_names = shard["class_names"]
@@ -101,6 +104,7 @@ def read_shards(folder: str | Path) -> PackedClips:
         labels=np.concatenate(labels) if labels else None,
         class_names=class_names,
         class_text_features=class_text_features,
+        weights=np.concatenate(weights).astype(np.float32) if len(weights) == len(paths) else None,
     )
 
 
@@ -129,14 +133,15 @@ class RandomCrops(Dataset):
         if len(codes) > self.crop_samples:
             start = np.random.default_rng([self.seed, self.epoch, index]).integers(len(codes) - self.crop_samples + 1)
             codes = codes[start:start + self.crop_samples]
-        return codes, self.clips.text_features[index], self.caption_ids[index]
+        weight = 1.0 if self.clips.weights is None else float(self.clips.weights[index])
+        return codes, self.clips.text_features[index], self.caption_ids[index], weight
 
 
 def collate_crops(items, crop_samples: int) -> dict[str, torch.Tensor]:
     """Pad every crop to ``crop_samples``: the model pools only over each clip's own frames."""
     codes = np.zeros((len(items), crop_samples), dtype=np.uint8)
     lengths = np.zeros(len(items), dtype=np.int64)
-    for row, (clip_codes, _, _) in enumerate(items):
+    for row, (clip_codes, *_) in enumerate(items):
         codes[row, :len(clip_codes)] = clip_codes
         lengths[row] = len(clip_codes)
     return {
@@ -144,6 +149,7 @@ def collate_crops(items, crop_samples: int) -> dict[str, torch.Tensor]:
         "lengths": torch.from_numpy(lengths),
         "text_features": torch.from_numpy(np.stack([item[1] for item in items])),
         "caption_ids": torch.tensor([item[2] for item in items], dtype=torch.int64),
+        "weights": torch.tensor([item[3] for item in items], dtype=torch.float32),
     }
 
 

@@ -126,6 +126,45 @@ def evaluate_model(model, clips, device: torch.device, batch_size: int = 64) -> 
                             F.normalize(queries.float(), dim=-1).cpu().numpy())
 
 
+@torch.inference_mode()
+def corpus_retrieval(model, clips, device: torch.device, batch_size: int = 256) -> dict[str, float]:
+    """Held-out corpus clips (no labels): each clip's first window against the distinct captions.
+    audio_to_text recall@k: share of clips whose caption is among the k captions nearest to it;
+    text_to_audio recall@k: share of captions with one of their clips among the k nearest clips."""
+    from encoders.training.data import mu_law_table
+
+    table = mu_law_table().to(device)
+    size = model.config.window_samples
+    was_training = model.training
+    model.eval()
+    audio = []
+    for first in range(0, len(clips), batch_size):
+        indices = range(first, min(first + batch_size, len(clips)))
+        codes = torch.full((len(indices), size), 128, dtype=torch.long)
+        lengths = torch.zeros(len(indices), dtype=torch.long)
+        for row, index in enumerate(indices):
+            clip = clips.clip(index)[:size]
+            codes[row, :len(clip)] = torch.from_numpy(clip.astype(np.int64))
+            lengths[row] = len(clip)
+        lengths = lengths.to(device)
+        waveforms = table[codes.to(device)] * (torch.arange(size, device=device)[None] < lengths[:, None])
+        audio.append(F.normalize(model.encode_audio(waveforms, lengths).float(), dim=-1))
+    audio = torch.cat(audio)
+    ids = torch.from_numpy(clips.caption_ids).to(device)
+    first_of = np.unique(clips.caption_ids, return_index=True)[1]
+    text = F.normalize(model.encode_text(torch.from_numpy(clips.text_features[first_of]).float().to(device)).float(), dim=-1)
+    model.train(was_training)
+    similarity = audio @ text.T  # (clips, captions)
+    a2t = similarity.argsort(dim=1, descending=True) == ids[:, None]
+    t2a = ids[similarity.T.argsort(dim=1, descending=True)] == torch.arange(len(text), device=device)[:, None]
+    scores = {}
+    for k in RECALL_AT:
+        scores[f"audio_to_text_recall@{k}"] = a2t[:, :k].any(dim=1).float().mean().item()
+        scores[f"text_to_audio_recall@{k}"] = t2a[:, :k].any(dim=1).float().mean().item()
+    scores["mean_recall@10"] = 0.5 * (scores["audio_to_text_recall@10"] + scores["text_to_audio_recall@10"])
+    return scores
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m encoders.training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="clapdex-compact", help="a name from encoders.list_models()")

@@ -14,9 +14,11 @@ weights). The format is described in ``encoders.training.data``. Shards stay und
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
+import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,7 +37,7 @@ TEXT_BATCH = 256
 
 def write_shards(out: str | Path, clips: Iterable[tuple[np.ndarray, str]], text_features: np.ndarray,
                  sample_rate: int, shard_mib: float, extra: dict[str, np.ndarray] | None = None,
-                 shared: dict[str, np.ndarray] | None = None) -> list[Path]:
+                 shared: dict[str, np.ndarray] | None = None, compress: bool = True) -> list[Path]:
     """Write ``clips`` ((mu-law codes, caption), in order) as ``shard-NNNNN.npz`` under ``out``.
 
     ``text_features`` and the arrays in ``extra`` have one row per clip; ``shared`` arrays go
@@ -52,7 +54,7 @@ def write_shards(out: str | Path, clips: Iterable[tuple[np.ndarray, str]], text_
     def flush() -> None:
         rows = slice(first, first + len(codes))
         path = out / f"shard-{len(paths):05d}.npz"
-        np.savez_compressed(
+        (np.savez_compressed if compress else np.savez)(
             path, audio=np.concatenate(codes),
             offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]).astype(np.int64),
             text_features=text_features[rows].astype(np.float16), captions=np.array(captions),
@@ -73,7 +75,7 @@ def write_shards(out: str | Path, clips: Iterable[tuple[np.ndarray, str]], text_
         size += clip_bytes
     if codes:
         flush()
-    oversized = [path for path in paths if path.stat().st_size > limit]
+    oversized = [path for path in paths if compress and path.stat().st_size > limit]
     if oversized:
         raise ValueError(f"{oversized[0]} is over {shard_mib} MiB; pack again with a smaller --shard-mib")
     return paths
@@ -127,6 +129,94 @@ def pack_esc10(folder: str | Path, out: str | Path, sample_rate: int = CompactCo
         shared={"class_names": np.array(class_names), "class_text_features": caption_features(prompts)})
 
 
+# ---------------------------------------------------------------- Vorbis clips for the GPU machine
+# The packed mu-law corpus is about twice the size of the Vorbis clips it came from, so for the GPU
+# the clips travel as they are (tar parts of at most --part-mib, one a call) with an index of
+# captions and caption features, and are decoded there (soundfile, carried as a wheel) by
+# ``unpack``, which writes ordinary shards.
+
+INDEX_FILE = "index.npz"
+# Speech is a sixth of the clips and music is long: each counts this much in the loss.
+KIND_WEIGHTS = {"speech": 0.3, "music": 0.5}
+VALIDATION_SHARE = 0.05
+
+
+def is_validation(row: dict, share: float = VALIDATION_SHARE) -> bool:
+    """Held-out corpus slice for model selection: a stable hash of the clip's source package and
+    origin, so every source gives about ``share`` of its clips and all windows of one file fall
+    on the same side."""
+    key = f"{row['source'].split('@')[0]}/{row['origin']}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % 10_000 < share * 10_000
+
+
+def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0) -> dict:
+    """``out/index.npz`` (clip paths, refined captions and their MiniLM features, loss weights, the
+    validation flag) and ``out/part-N.tar`` (the Vorbis clips, uncompressed tar)."""
+    from encoders.training.captions import refine
+
+    manifest, out = Path(manifest), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("part-*.tar"), out / INDEX_FILE]:
+        stale.unlink(missing_ok=True)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    captions = [refine(row["caption"], row["kind"]) for row in rows]
+    np.savez_compressed(
+        out / INDEX_FILE, audio=np.array([row["audio"] for row in rows]), captions=np.array(captions),
+        text_features=caption_features(captions), kinds=np.array([row["kind"] for row in rows]),
+        weights=np.array([KIND_WEIGHTS.get(row["kind"], 1.0) for row in rows], dtype=np.float32),
+        validation=np.array([is_validation(row) for row in rows]))
+    parts, size, tar = 0, 0.0, None
+    for row in rows:
+        path = manifest.parent / row["audio"]
+        if tar is None or size + path.stat().st_size > part_mib * MIB:
+            if tar is not None:
+                tar.close()
+            tar, size = tarfile.open(out / f"part-{parts}.tar", "w"), 0.0
+            parts += 1
+        tar.add(path, arcname=row["audio"])
+        size += path.stat().st_size + 1024
+    if tar is not None:
+        tar.close()
+    validation = sum(is_validation(row) for row in rows)
+    return {"clips": len(rows), "validation": validation, "parts": parts,
+            "distinct_captions": len(set(captions))}
+
+
+def _decode_ogg(path: str) -> np.ndarray:
+    import soundfile
+
+    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    if rate != CompactConfig.sample_rate:
+        raise ValueError(f"{path} is {rate} Hz")
+    return mu_law_encode(samples.mean(axis=1))
+
+
+def unpack(folders: list[str | Path], out: str | Path, workers: int = 16, shard_mib: float = 1024.0) -> dict:
+    """On the GPU machine: every part-*.tar under ``folders`` opened, the clips of the index (in the
+    first folder that has one) decoded in ``workers`` processes, and written as uncompressed shards
+    to ``out/train`` and ``out/validation`` (with a ``weights`` array)."""
+    import multiprocessing
+
+    folders, out = [Path(folder) for folder in folders], Path(out)
+    clips = out / "clips"
+    for folder in folders:
+        for part in sorted(folder.glob("part-*.tar")):
+            with tarfile.open(part) as tar:
+                tar.extractall(clips, filter="data")
+    index_path = next(folder / INDEX_FILE for folder in folders if (folder / INDEX_FILE).exists())
+    with np.load(index_path) as index:
+        index = {name: index[name] for name in index.files}
+    with multiprocessing.Pool(workers) as pool:
+        codes = pool.map(_decode_ogg, [str(clips / audio) for audio in index["audio"]], chunksize=32)
+    counts = {}
+    for name, rows in (("train", ~index["validation"]), ("validation", index["validation"])):
+        rows = np.flatnonzero(rows)
+        write_shards(out / name, ((codes[i], index["captions"][i]) for i in rows), index["text_features"][rows],
+                     CompactConfig.sample_rate, shard_mib, extra={"weights": index["weights"][rows]}, compress=False)
+        counts[name] = len(rows)
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m encoders.training.pack", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -135,12 +225,26 @@ def main(argv: list[str] | None = None) -> int:
     corpus.add_argument("--max-seconds", type=float, default=10.0, help="keep at most this much of each clip")
     esc10 = verbs.add_parser("esc10", help="ESC-10 validation: class folders of recordings")
     esc10.add_argument("--folder", required=True)
+    index = verbs.add_parser("index", help="Vorbis clips in tar parts plus an index, for the GPU machine")
+    index.add_argument("--manifest", required=True)
+    index.add_argument("--out", required=True)
+    index.add_argument("--part-mib", type=float, default=46.0)
+    unpacked = verbs.add_parser("unpack", help="(GPU machine) tar parts + index -> OUT/train, OUT/validation shards")
+    unpacked.add_argument("folders", nargs="+")
+    unpacked.add_argument("--out", required=True)
+    unpacked.add_argument("--workers", type=int, default=16)
     for verb in (corpus, esc10):
         verb.add_argument("--out", required=True)
         verb.add_argument("--sample-rate", type=int, default=CompactConfig.sample_rate)
         verb.add_argument("--shard-mib", type=float, default=60.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.verb == "index":
+        print(json.dumps(pack_index(args.manifest, args.out, args.part_mib)))
+        return 0
+    if args.verb == "unpack":
+        print(json.dumps(unpack(args.folders, args.out, args.workers)))
+        return 0
     if args.verb == "corpus":
         paths = pack_manifest(args.manifest, args.out, args.sample_rate, args.max_seconds, args.shard_mib)
     else:

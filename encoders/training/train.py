@@ -52,13 +52,14 @@ from encoders.compact import CONFIGS, CompactClap, read_compact, save_compact
 from encoders.msclap import resolve_device
 from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
                                     read_shards)
-from encoders.training.evaluate import evaluate_model
+from encoders.training.evaluate import corpus_retrieval, evaluate_model
 
 log = logging.getLogger("clapdex.train")
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 SHIPPED_FILE = "clapdex-compact.safetensors"
+BEST_FILE = "best.safetensors"
 
 
 @dataclass
@@ -80,20 +81,63 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     stop_after: int | None = None  # end this invocation after that epoch; the schedule still spans `epochs`
+    val_shards: str | None = None  # held-out corpus slice: model selection (best.safetensors) by its recall
+    # Regularisation (the corpus is small): SpecAugment masks, random gain, in-batch mixup.
+    freq_masks: int = 0
+    freq_width: int = 8  # mel bins
+    time_masks: int = 0
+    time_width: int = 40  # frames (10 ms)
+    gain_db: float = 0.0  # each crop's level moves by up to +-gain_db
+    mixup: float = 0.0  # share of rows replaced by a mix of two clips and of their caption features
 
 
 def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor, logit_scale: torch.Tensor,
-                     all_audio: torch.Tensor, all_text: torch.Tensor, all_caption_ids: torch.Tensor) -> torch.Tensor:
+                     all_audio: torch.Tensor, all_text: torch.Tensor, all_caption_ids: torch.Tensor,
+                     weights: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE of this rank's rows (unit-norm) against the gathered global batch.
 
     Clips that share a caption are all positives of each other (the target spreads evenly
-    over them) rather than negatives the model would be pushed to tell apart.
+    over them) rather than negatives the model would be pushed to tell apart. ``weights``
+    (local rows) scale each row's share of the loss (speech and music count less).
     """
     scale = logit_scale.exp()
     positives = (caption_ids[:, None] == all_caption_ids[None]).float()  # (local, global)
     targets = positives / positives.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(scale * audio @ all_text.T, targets)
-                  + F.cross_entropy(scale * text @ all_audio.T, targets))
+    rows = 0.5 * (F.cross_entropy(scale * audio @ all_text.T, targets, reduction="none")
+                  + F.cross_entropy(scale * text @ all_audio.T, targets, reduction="none"))
+    if weights is None:
+        return rows.mean()
+    return (rows * weights).sum() / weights.sum()
+
+
+def augment(batch: dict[str, torch.Tensor], waveforms: torch.Tensor, config: TrainConfig, rank: int,
+            generator: torch.Generator) -> torch.Tensor:
+    """Random gain per crop, then in-batch mixup: a ``config.mixup`` share of the rows become
+    lam * clip + (1 - lam) * another clip of the batch, lam ~ U(0.3, 0.7), with caption features
+    mixed alike and a caption id of their own (a mix is nobody else's positive). In place on
+    ``batch``; returns the waveforms."""
+    rows, device = waveforms.shape[0], waveforms.device
+    if config.gain_db:
+        gain_db = (torch.rand(rows, 1, generator=generator) * 2 - 1) * config.gain_db
+        waveforms = waveforms * (10 ** (gain_db / 20)).to(device)
+    if config.mixup:
+        mixed = torch.nonzero(torch.rand(rows, generator=generator) < config.mixup).flatten()
+        if len(mixed):
+            partners = torch.randint(0, rows, (len(mixed),), generator=generator)
+            lam = (0.3 + 0.4 * torch.rand(len(mixed), 1, generator=generator)).to(device)
+            mixed, partners = mixed.to(device), partners.to(device)
+            waveforms = waveforms.clone()
+            waveforms[mixed] = lam * waveforms[mixed] + (1 - lam) * waveforms[partners]
+            text = batch["text_features"].float()
+            text[mixed] = lam * text[mixed] + (1 - lam) * text[partners]
+            batch["text_features"] = text
+            batch["lengths"] = batch["lengths"].clone()
+            batch["lengths"][mixed] = torch.maximum(batch["lengths"][mixed], batch["lengths"][partners])
+            batch["caption_ids"] = batch["caption_ids"].clone()
+            batch["caption_ids"][mixed] = -1 - (rank * rows + mixed)
+            batch["weights"] = batch["weights"].clone()
+            batch["weights"][mixed] = 0.5 * (batch["weights"][mixed] + batch["weights"][partners])
+    return waveforms
 
 
 def gather(tensor: torch.Tensor, with_grad: bool) -> torch.Tensor:
@@ -168,6 +212,7 @@ def train(config: TrainConfig) -> dict:
     shards, eval_shards = prepare_data(config, rank)
     clips = read_shards(shards)
     eval_clips = read_shards(eval_shards) if eval_shards and rank == 0 else None
+    val_clips = read_shards(config.val_shards) if config.val_shards and rank == 0 else None
 
     if config.resume:
         model, _ = read_compact(out / MODEL_FILE)
@@ -179,6 +224,8 @@ def train(config: TrainConfig) -> dict:
     if clips.sample_rate != model.config.sample_rate:
         raise ValueError(f"Shards are {clips.sample_rate} Hz, the model takes {model.config.sample_rate} Hz")
     model = model.to(device).train()
+    if config.freq_masks or config.time_masks:
+        model.audio_tower.spec_augment = (config.freq_masks, config.freq_width, config.time_masks, config.time_width)
     crop_samples = round((config.crop_seconds or model.config.window_seconds) * model.config.sample_rate)
     if crop_samples > model.config.window_samples:
         raise ValueError(f"--crop-seconds must be at most the model's window ({model.config.window_seconds} s)")
@@ -205,6 +252,7 @@ def train(config: TrainConfig) -> dict:
         log.info("%d clips (%.2f h), %d steps an epoch of %d, %d process(es) on %s", len(clips),
                  clips.lengths.sum() / clips.sample_rate / 3600, len(batches), config.batch_size, world, device)
     record: dict = {}
+    best = state.get("best", -1.0) if state is not None else -1.0
     if rank == 0 and eval_clips is not None and state is None:
         record = {"epoch": 0, "eval": evaluate_model(model_module, eval_clips, device)}
         write_log(out, record)
@@ -214,17 +262,19 @@ def train(config: TrainConfig) -> dict:
         dataset.set_epoch(epoch)
         batches.set_epoch(epoch)
         torch.manual_seed(seed_for(config.seed, epoch, rank))
+        generator = torch.Generator().manual_seed(seed_for(config.seed, epoch, rank, 1))
         started, losses = time.monotonic(), []
         for batch in loader:
             batch = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, config)
-            waveforms = decode_batch(batch["codes"], batch["lengths"], table)
+            waveforms = augment(batch, decode_batch(batch["codes"], batch["lengths"], table), config, rank, generator)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 audio = trained(waveforms, batch["lengths"], batch["text_features"].float())
             audio, text = (F.normalize(part.float(), dim=-1) for part in audio)
             loss = contrastive_loss(audio, text, batch["caption_ids"], model_module.logit_scale,
-                                    gather(audio, True), gather(text, True), gather(batch["caption_ids"], False))
+                                    gather(audio, True), gather(text, True), gather(batch["caption_ids"], False),
+                                    batch["weights"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -244,12 +294,20 @@ def train(config: TrainConfig) -> dict:
                       "clips_per_second": round(len(batches) * config.batch_size / seconds, 1)}
             if eval_clips is not None:
                 record["eval"] = evaluate_model(model_module, eval_clips, device)
+            if val_clips is not None:
+                record["validation"] = corpus_retrieval(model_module, val_clips, device)
+                if record["validation"]["mean_recall@10"] > best:
+                    best = record["validation"]["mean_recall@10"]
+                    record["best"] = True
+                    save_compact(model_module, out / BEST_FILE)
             write_log(out, record)
             save_compact(model_module, out / MODEL_FILE)
             save_state(out / STATE_FILE, {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
-                                          "config": json.dumps(dataclasses.asdict(config))})
+                                          "config": json.dumps(dataclasses.asdict(config)), "best": best})
     if rank == 0 and last_epoch == config.epochs:
-        save_compact(model_module, out / SHIPPED_FILE, torch.float16)
+        # The shipped copy: the epoch that did best on the held-out slice, else the last.
+        chosen, _ = read_compact(out / BEST_FILE) if (out / BEST_FILE).exists() else (model_module, None)
+        save_compact(chosen, out / SHIPPED_FILE, torch.float16)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
@@ -279,6 +337,14 @@ def main(argv: list[str] | None = None) -> int:
     validation = parser.add_mutually_exclusive_group()
     validation.add_argument("--eval-shards", help="folder of packed ESC-10 shards")
     validation.add_argument("--esc10", help="ESC-10 folder, packed into OUT/cache/esc10 on first use")
+    parser.add_argument("--val-shards", help="held-out corpus shards: best.safetensors and the shipped copy are the "
+                        "epoch with the best mean recall@10 on them")
+    parser.add_argument("--freq-masks", type=int, default=defaults.freq_masks, help="SpecAugment mel-band masks")
+    parser.add_argument("--freq-width", type=int, default=defaults.freq_width)
+    parser.add_argument("--time-masks", type=int, default=defaults.time_masks, help="SpecAugment frame masks")
+    parser.add_argument("--time-width", type=int, default=defaults.time_width)
+    parser.add_argument("--gain-db", type=float, default=defaults.gain_db, help="random level change per crop")
+    parser.add_argument("--mixup", type=float, default=defaults.mixup, help="share of rows mixed with another clip")
     parser.add_argument("--model-config", default=defaults.model_config, choices=sorted(CONFIGS))
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global, over all processes")
