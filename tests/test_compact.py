@@ -90,3 +90,13 @@ def test_cuda_matches_cpu(tiny_checkpoint, tiny_compact):
     clip = [np.random.default_rng(3).standard_normal(20000).astype(np.float32) * 0.2]
     np.testing.assert_allclose(on_gpu.embed_audio(clip), tiny_compact.embed_audio(clip), atol=1e-3)
     np.testing.assert_allclose(on_gpu.embed_text(["a bell"]), tiny_compact.embed_text(["a bell"]), atol=1e-3)
+
+
+def test_shipped_model_is_the_default_and_small():
+    from encoders.compact import PACKAGED_WEIGHTS
+
+    assert PACKAGED_WEIGHTS.exists() and PACKAGED_WEIGHTS.stat().st_size < 10 * 2**20
+    encoder = load_encoder("clapdex-compact")
+    texts = encoder.embed_text(["a dog barking", "rain falling on a roof"])
+    assert texts.shape == (2, 512)
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-3)
