@@ -7,6 +7,7 @@ A shard is an ``.npz`` file (deflate-compressed) holding
   * ``offsets``: int64 (clips + 1,), clip i is ``audio[offsets[i]:offsets[i + 1]]``;
   * ``text_features``: float16 (clips, 384), each clip's caption through the frozen text tower;
   * ``captions``: str (clips,); ``sample_rate``: int;
+  * optionally ``weights``: float32 (clips,), each clip's share in the loss (``pack unpack`` writes it);
   * validation shards also: ``labels`` int64 (clips,), ``class_names`` str (classes,) and
     ``class_text_features`` float16 (classes, 384), the class prompts through the text tower.
 8-bit mu-law keeps about 38 dB signal-to-noise at any level, far below what a log-mel CNN

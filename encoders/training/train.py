@@ -4,12 +4,16 @@
     python -m encoders.training.train --manifest /work/corpus/manifest.jsonl --out runs/a   # packs first
     torchrun --nproc-per-node 8 -m encoders.training.train --shards ... --out ...         # DDP
 
-Every epoch: loss, temperature, validation (ESC-10 zero-shot accuracy, recall@1/5/10,
-precision@10) appended to OUT/log.jsonl; OUT/model.safetensors (float32, loads with
+Every epoch: loss, temperature, held-out corpus recall (``--val-shards``: the shipped copy is
+the epoch that did best there) and, if given, ESC-10 numbers (``--eval-shards``, for measuring
+only, never for choosing) appended to OUT/log.jsonl; OUT/model.safetensors (float32, loads with
 ``load_encoder("clapdex-compact", weights=...)``) and OUT/train_state.pt (optimiser, epoch)
 rewritten, so ``--resume`` continues where the last epoch ended (``--stop-after`` splits a run
 over several time-limited calls). At the end,
-OUT/clapdex-compact.safetensors holds the float16 copy that ships.
+OUT/clapdex-compact.safetensors holds the float16 copy that ships. Regularisation for a small
+corpus: SpecAugment masks (``--freq-masks``/``--time-masks``), random gain (``--gain-db``),
+in-batch mixup of clips and caption features (``--mixup``), per-clip loss weights from the
+shards (speech and music count less), weight decay and projection dropout.
 
 Runs are seeded: batch order and crops depend on (seed, epoch) only, dropout is reseeded
 every epoch, so a resumed run reproduces an uninterrupted one. Under torchrun each rank
