@@ -15,7 +15,7 @@ import pytest
 from sounds import ffmpeg_tone, sox_tone
 
 from indexer import index_paths
-from indexer.progress import describe, read_progress
+from search.progress import describe, read_progress
 from search.catalog import Catalog
 from search.config import load_settings
 from search.store import open_store
@@ -27,7 +27,9 @@ def start_index(home: Path, library: Path, weights: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLAPDEX_BATCH_SIZE": "2"}
     command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(weights),
                "index", str(library), "--commit-every", "1"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run.home = home
+    return run
 
 
 def indexed_count(home: Path) -> int:
@@ -70,6 +72,26 @@ def library(tmp_path_factory):
     return folder
 
 
+def run_paced(run: subprocess.Popen, until, active: float = 0.05, paused: float = 0.25) -> None:
+    """Let ``run`` go on in short bursts, stopped (SIGSTOP) in between, until ``until()`` holds or it
+    ends. However fast the machine, the run is then caught mid-way, at a moment the test chose:
+    stopping a process changes nothing of what it computes. Its start-up (imports, the model)
+    runs unpaced."""
+    def started() -> bool:
+        progress = read_progress(run.home) or {}
+        return progress.get("pid") == run.pid and progress.get("phase") != "starting"
+
+    while run.poll() is None and not started():
+        time.sleep(0.01)
+    while run.poll() is None:
+        os.kill(run.pid, signal.SIGCONT)
+        time.sleep(active)
+        os.kill(run.pid, signal.SIGSTOP)
+        if until():
+            return
+        time.sleep(paused)
+
+
 def status(home: Path) -> str:
     return subprocess.run([str(CLAPDEX), "--home", str(home), "status"], capture_output=True, text=True).stdout
 
@@ -85,19 +107,20 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
     for step in (0, 4, 8):
         target = max(indexed_count(home), 0) + step
         run = start_index(home, library, tiny_weights)
-        while run.poll() is None and indexed_count(home) < target:
-            time.sleep(0.02)
         if step == 0:
             time.sleep(1.0)
-        elif step == 8:
+        elif step == 4:
+            run_paced(run, lambda: indexed_count(home) >= target)
+        else:
             # Another process (this one) sees the run's progress, written once a second, while it goes on.
-            deadline = time.monotonic() + 3
-            while run.poll() is None and time.monotonic() < deadline:
+            def embedding_with_eta() -> bool:
                 progress = read_progress(home)
-                if progress and progress["running"] and progress.get("eta_seconds") is not None:
+                if indexed_count(home) >= target and progress and progress["running"] and progress.get("eta_seconds") is not None:
                     seen_running.append(describe(progress))
-                    break
-                time.sleep(0.05)
+                    return True
+                return False
+
+            run_paced(run, embedding_with_eta)
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
             kills.append(step)
