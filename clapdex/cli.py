@@ -11,13 +11,12 @@ import sys
 
 from encoders import MissingWeightsError
 from encoders.audio import AudioDecodeError
-from indexer import index_paths
-from indexer.progress import describe as describe_progress
-from indexer.progress import read_progress
 from search.catalog import Catalog, ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from search.engine import SORTS, Hit, Searcher, open_encoder
 from search.filters import Filters
+from search.progress import describe as describe_progress
+from search.progress import read_progress
 from search.query import Query, QueryError, parse_query, parse_time
 from search.store import open_store
 from ui import APP, MAX_UPLOAD_BYTES
@@ -27,10 +26,16 @@ USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecode
 
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer import index_paths  # torch and the model: only for the verbs that embed
+
     if args.watch:
         from indexer.watch import watch
 
-        watch(settings, args.paths, open_encoder(settings), interval=args.interval, force_network=args.force_network,
+        with Catalog(settings.catalog_url) as catalog:
+            encoder, notice = open_encoder(settings, catalog.model())
+        if notice:
+            print(f"clapdex: {notice}", file=sys.stderr)
+        watch(settings, args.paths, encoder, interval=args.interval, force_network=args.force_network,
               after_run=print_index_report, show_progress=True)
         return 0
     print_index_report(index_paths(settings, args.paths, checkpoint_files=args.commit_every, show_progress=True))
@@ -38,6 +43,8 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def print_index_report(report) -> None:
+    if report.notice:
+        print(f"clapdex: {report.notice}", file=sys.stderr)
     print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {report.moved} moved, "
           f"{report.removed} removed, {len(report.errors)} errors", flush=True)
     for path, reason in report.errors:
@@ -72,7 +79,7 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def duplicates(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.duplicates import exact_duplicates, near_duplicates
+    from search.duplicates import exact_duplicates, near_duplicates
 
     with Catalog(settings.catalog_url) as catalog:
         model = catalog.model()

@@ -20,6 +20,7 @@ class Encoder(Protocol):
     dim: int
     weights_id: str  # short fingerprint of the loaded weights
     logit_scale: float  # multiplier for cosine similarities
+    batch_size: int  # clips or texts per model call unless a call says otherwise
     device: object
 
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:

@@ -490,7 +490,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",
-                     cache_dir: str | Path | None = None, batch_size: int = 32, precision: str = "auto",
+                     cache_dir: str | Path | None = None, batch_size: int | None = None, precision: str = "auto",
                      compiled: bool = False) -> MSClap2023Encoder:
     """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub).
 
@@ -509,6 +509,8 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     model = MSClapModel.from_official_state_dict(state)
     tokenizer = load_gpt2_tokenizer(resolve_gpt2_tokenizer(path, cache_dir))
     first, *more = [resolve_device(name.strip()) for name in str(device).split(",")]
+    # A GPU needs large batches to be kept busy (measured in bench/indexing.py); a CPU doesn't.
+    batch_size = batch_size or (256 if first.type == "cuda" else 32)
     replicas = [copy.deepcopy(model) for _ in more]
     encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled)
     encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled)

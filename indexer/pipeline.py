@@ -31,7 +31,7 @@ from encoders.audio import AudioInfo, Window
 from encoders.decoding import decode_windows
 from indexer.doctor import examine, repair
 from indexer.metadata import read_metadata
-from indexer.progress import ProgressFile
+from search.progress import ProgressFile
 from indexer.scan import Found, content_hash, scan
 from search.catalog import ERROR, INDEXED, PENDING, Catalog, File, Metadata, ModelIdentity
 from search.config import Settings
@@ -61,6 +61,7 @@ class IndexReport:
     moved: int = 0
     removed: int = 0
     errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
+    notice: str | None = None  # about the model chosen for the user, when it is not the obvious one
 
     def summary(self) -> dict[str, int]:
         return {"indexed": self.indexed, "unchanged": self.unchanged, "moved": self.moved,
@@ -116,13 +117,14 @@ class _IndexRun:
                  show_progress: bool):
         self.tracker = ProgressFile(settings.home)
         self.tracker.start("starting", None)  # before the model loads: status stops showing the last run
-        self.encoder = encoder or open_encoder(settings)
-        self.batch_size, self.checkpoint_files = settings.batch_size, max(1, checkpoint_files)
+        self.checkpoint_files = max(1, checkpoint_files)
         self.notify = progress or (lambda path, outcome: None)
         self.show_progress = show_progress
         self.report = IndexReport()
         self.catalog = Catalog(settings.catalog_url)
         try:
+            self.encoder, self.report.notice = (encoder, None) if encoder else open_encoder(settings, self.catalog.model())
+            self.batch_size = settings.batch_size or self.encoder.batch_size
             self.catalog.claim_model(ModelIdentity.of(self.encoder))
             self.catalog.set_meta("window_seconds", str(self.encoder.window_seconds))
             self.catalog.set_meta("hop_seconds", str(HOP_SECONDS))
@@ -131,7 +133,7 @@ class _IndexRun:
             self.checkpoint()
         except BaseException:
             self.catalog.close()
-            if hasattr(getattr(self, "store", None), "close"):
+            if hasattr(self, "store"):
                 self.store.close()
             raise
 
@@ -142,9 +144,7 @@ class _IndexRun:
         if exc_type is not None:
             self.catalog.rollback()
         self.catalog.close()
-        # Qdrant's local mode lets one client at a time open its folder.
-        if hasattr(self.store, "close"):
-            self.store.close()
+        self.store.close()
 
     def checkpoint(self) -> None:
         # Vectors first: dying between the two leaves vectors the catalog does not name, or

@@ -34,11 +34,14 @@ class Settings:
     catalog: str = ""
     # Vector store: "faiss" (files inside the home) or a qdrant:// URL.
     store: str = "faiss"
-    model: str = "msclap-2023"
+    # Empty: the model the index was built with; for a new index MS-CLAP 2023, or where its
+    # weights cannot be had, the compact model that ships with clapdex.
+    model: str = ""
     # Path to a weights file; empty means the model's default source (the Hugging Face cache).
     weights: str = ""
     device: str = "auto"
-    batch_size: int = 16
+    # Windows per model call; 0 lets the encoder choose for its device.
+    batch_size: int = 0
     # Library roots served by the UI; files outside them are never read for a user.
     roots: tuple[str, ...] = ()
 

@@ -21,12 +21,15 @@ from typing import BinaryIO
 import numpy as np
 from sqlalchemy import ColumnElement, and_, func, select
 
-from encoders import list_models, load_encoder
-from encoders.audio import load_audio, resample, to_mono, windows
+from encoders import Encoder, MissingWeightsError, list_models, load_encoder
+from encoders.audio import AudioDecodeError, load_audio, resample, to_mono, windows  # noqa: F401 - the page catches it from here
+from search import duplicates
 from search import keyword as keywords
 from search.catalog import INDEXED, Catalog, File, FileTag, ModelIdentity, Window, file_conditions
 from search.config import ConfigError, Settings
 from search.filters import Filters
+from search.progress import describe as describe_progress
+from search.progress import read_progress
 from search.query import Clip, Query, QueryError, Sound, Text
 from search.store import open_store
 
@@ -108,6 +111,7 @@ class LibraryStatus:
     pending: int
     errors: list[tuple[str, str]]  # (path, reason)
     segments: int  # windows: the units the vector search ranks
+    progress: str | None  # the current or last index run, in words; None before any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +128,35 @@ class Facets:
     categories: list[str]
 
 
-def open_encoder(settings: Settings):
-    if settings.model not in list_models():
-        raise ConfigError(f"unknown model {settings.model!r}; available: {', '.join(list_models())}")
-    return load_encoder(settings.model, weights=settings.weights or None, device=settings.device)
+DEFAULT_MODEL = "msclap-2023"
+SHIPPED_MODEL = "clapdex-compact"
+
+
+def open_encoder(settings: Settings, indexed: ModelIdentity | None = None) -> tuple[Encoder, str | None]:
+    """The encoder for a library, and a notice for the user when it is not the one they might expect.
+
+    The model named in ``settings``; else the one the index was built with (``indexed``); for a
+    new index MS-CLAP 2023, or, where its weights cannot be had and none were named, the
+    compact model that ships with clapdex, so a fresh offline machine still works.
+    """
+    name = settings.model or (indexed.name if indexed else "")
+    if name and name not in list_models():
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    weights = settings.weights or None
+    if name or weights:
+        return load_encoder(name or DEFAULT_MODEL, weights=weights, device=settings.device), None
+    try:
+        return load_encoder(DEFAULT_MODEL, device=settings.device), None
+    except MissingWeightsError as missing:
+        try:
+            encoder = load_encoder(SHIPPED_MODEL, device=settings.device)
+        except MissingWeightsError:
+            raise missing from None
+    return encoder, (
+        f"The MS-CLAP 2023 weights are not on this machine, so this library uses {SHIPPED_MODEL}, the "
+        f"small model that ships with clapdex. For MS-CLAP 2023, get its weights (see the README) and "
+        f"index into a new home with --model {DEFAULT_MODEL}."
+    )
 
 
 class Searcher:
@@ -145,9 +174,9 @@ class Searcher:
         self.settings = settings
         self.library_only = library_only
         self.max_clip_seconds = max_clip_seconds
-        self.encoder = encoder or open_encoder(settings)
         self.catalog = Catalog(settings.catalog_url)
         try:
+            self.encoder, self.notice = (encoder, None) if encoder else open_encoder(settings, self.catalog.model())
             self.catalog.check_model(ModelIdentity.of(self.encoder))
             self.store = open_store(settings, self.encoder.dim)
         except BaseException:
@@ -162,6 +191,7 @@ class Searcher:
 
     def close(self) -> None:
         self.catalog.close()
+        self.store.close()
 
     def __enter__(self) -> Searcher:
         return self
@@ -309,7 +339,7 @@ class Searcher:
         if len(mono) == 0:
             raise QueryError("the query clip is empty")
         pieces = [window.samples for window in windows(mono, rate, self.encoder.window_seconds)]
-        embedded = self.encoder.embed_audio(pieces, batch_size=self.settings.batch_size)
+        embedded = self.encoder.embed_audio(pieces, batch_size=self.settings.batch_size or None)
         return _unit(embedded.mean(axis=0))
 
     # --- serving files
@@ -342,16 +372,25 @@ class Searcher:
                 errors = [(record.path, record.error or "unknown") for record in self.catalog.errors()]
             finally:
                 self.catalog.rollback()
+        run = read_progress(self.settings.home)
         return LibraryStatus(
             model=str(model) if model else None, indexed=counts[INDEXED], pending=counts["pending"],
-            errors=errors, segments=counts["windows"],
+            errors=errors, segments=counts["windows"], progress=describe_progress(run) if run else None,
         )
 
     def exact_duplicates(self) -> list[list[str]]:
         """Groups of paths with the same content (by hash), each group in path order."""
         with self._lock:
             try:
-                return [[record.path for record in group] for group in self.catalog.exact_duplicates()]
+                return duplicates.exact_duplicates(self.catalog)
+            finally:
+                self.catalog.rollback()
+
+    def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> list[duplicates.NearPair]:
+        """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples, trims)."""
+        with self._lock:
+            try:
+                return duplicates.near_duplicates(self.catalog, self.store, threshold)
             finally:
                 self.catalog.rollback()
 

@@ -42,6 +42,10 @@ class VectorStore(Protocol):
 
     def save(self) -> None: ...
 
+    def close(self) -> None:
+        """Release memory maps, files and connections (Qdrant's local mode lets one client open a folder)."""
+        ...
+
     def __len__(self) -> int: ...
 
 
@@ -119,6 +123,10 @@ class FaissStore:
         if isinstance(self.index, faiss.IndexIVFScalarQuantizer):
             return "ivf-sq8"
         return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
+
+    def close(self) -> None:
+        self.exact_rows.release()
+        self._gpu = None
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -357,6 +365,9 @@ class _ExactRows:
     def remove(self, ids: np.ndarray) -> None:
         self.row_ids[np.isin(self.row_ids, ids)] = -1
         self._lookup = None
+
+    def release(self) -> None:
+        self._lookup = self._mapped = None
 
     def clear(self) -> None:
         self.row_ids = np.empty(0, np.int64)

@@ -11,7 +11,7 @@ def test_defaults_live_in_the_home(tmp_path, monkeypatch):
     assert settings.home == tmp_path
     assert settings.catalog_url == f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     assert settings.vectors_dir == tmp_path / "vectors"
-    assert settings.model == "msclap-2023"
+    assert settings.model == ""  # the index's own model, or the default for a new one
 
 
 def test_home_from_environment(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 from sounds import esc10_clips
 
 from indexer import index_paths
-from indexer.duplicates import exact_duplicates, near_duplicates
+from search.duplicates import exact_duplicates, near_duplicates
 from search.catalog import Catalog
 from search.config import load_settings
 from search.store import open_store

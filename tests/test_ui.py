@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 import streamlit as st
-from sounds import build_library
+from sounds import build_library, esc10_clips, sox_tone
 from streamlit.testing.v1 import AppTest
 
 from indexer import index_paths
@@ -202,3 +205,39 @@ def test_missing_library_is_reported_on_the_page(tmp_path, monkeypatch):
     assert not app.exception
     assert "could not be opened" in app.error[0].value
     assert "nowhere.pth" in app.error[0].value
+
+
+@pytest.fixture(scope="module")
+def duplicates_home(tmp_path_factory, tiny_weights, tiny_encoder):
+    """A library holding a clip, a byte-for-byte copy of it and a quieter re-encode."""
+    folder = tmp_path_factory.mktemp("dup-library")
+    original = esc10_clips(1)[0]
+    shutil.copyfile(original, folder / "original.ogg")
+    shutil.copyfile(original, folder / "copy.ogg")
+    subprocess.run(["sox", str(original), str(folder / "quieter.wav"), "gain", "-6"], check=True)
+    sox_tone(folder / "tone.wav", 3)
+    home = tmp_path_factory.mktemp("dup-home")
+    index_paths(load_settings(home), [folder], encoder=tiny_encoder)
+    return home, folder
+
+
+def test_duplicates_view_lists_identical_files_and_near_duplicates(duplicates_home, tiny_weights, monkeypatch):
+    home, folder = duplicates_home
+    monkeypatch.setenv("CLAPDEX_HOME", str(home))
+    monkeypatch.setenv("CLAPDEX_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("CLAPDEX_DEVICE", "cpu")
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.run()
+    similarity = next(slider for slider in app.slider if slider.label == "Similarity at least")
+    similarity.set_value(0.995).run()
+    st.cache_resource.clear()
+
+    assert not app.exception
+    assert any(m.value.startswith("**Group 1** · 2 copies") for m in app.markdown)
+    assert {code.value for code in app.code} >= {str(folder / "original.ogg"), str(folder / "copy.ogg")}
+    near = next(frame.value for frame in app.dataframe if "near duplicate" in frame.value.columns)
+    pairs = {frozenset((row["file"], row["near duplicate"])) for _, row in near.iterrows()}
+    # The re-encode pairs with the original (and so with its copy); the tone with nothing.
+    assert frozenset((str(folder / "original.ogg"), str(folder / "quieter.wav"))) in pairs
+    assert all(str(folder / "tone.wav") not in pair for pair in pairs)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from encoders.audio import AudioDecodeError
 from search.config import load_settings
-from search.engine import Searcher
+from search.engine import AudioDecodeError, Searcher
 from search.query import AUDIO_SUFFIXES, Query, QueryError, parse_query
 from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
 
@@ -112,6 +111,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
         show_error(f"The library could not be opened: {exc}")
         st.stop()
+    if searcher.notice:
+        st.info(searcher.notice, icon=":material/info:")
 
     search_tab, library_tab, duplicates_tab = st.tabs(["Search", "Library", "Duplicates"])
     with search_tab:

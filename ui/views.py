@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from search.duplicates import DEFAULT_THRESHOLD as NEAR_DEFAULT
 from search.engine import Searcher
 
 
@@ -18,6 +19,8 @@ def library(searcher: Searcher) -> None:
     if total:
         done = (status.indexed + len(status.errors)) / total
         st.progress(done, text=f"{done:.0%} of the catalogued files are indexed or found unreadable")
+    if status.progress:
+        st.caption(f"Indexing: {status.progress}")
     st.caption(f"Model: {status.model or 'none yet: nothing is indexed'}")
     if status.errors:
         st.subheader("Files that could not be read")
@@ -27,14 +30,30 @@ def library(searcher: Searcher) -> None:
 
 
 def duplicates(searcher: Searcher) -> None:
+    st.caption("Nothing is deleted here; this only lists them.")
     groups = searcher.exact_duplicates()
-    st.caption("Files with exactly the same content. Nothing is deleted here; this only lists them.")
+    st.subheader("Identical files")
     if not groups:
         st.info("No exact duplicates in this library.")
-        return
-    st.write(f"{len(groups)} groups of identical files")
+    else:
+        st.write(f"{len(groups)} groups of files with exactly the same content")
     for number, group in enumerate(groups, start=1):
         with st.container(border=True):
             st.markdown(f"**Group {number}** · {len(group)} copies")
             for path in group:
                 st.code(path, language=None)
+
+    st.subheader("Same sound, other bytes")
+    threshold = st.slider(
+        "Similarity at least", 0.90, 1.0, NEAR_DEFAULT, 0.005,
+        help="Cosine similarity of the two files' embeddings. Re-encodes, gain changes and resamples "
+        "score near 1; raise it if different sounds are listed.",
+    )
+    pairs = searcher.near_duplicates(threshold)
+    if not pairs:
+        st.info("No near duplicates at this similarity.")
+        return
+    st.dataframe(
+        [{"file": pair.first, "near duplicate": pair.second, "similarity": pair.score} for pair in pairs],
+        hide_index=True, width="stretch",
+    )

@@ -1,0 +1,64 @@
+"""Which model a library uses when the user names none: the index's own, else MS-CLAP 2023,
+else (no weights to be had) the compact model that ships with clapdex."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sounds import sox_tone
+
+from encoders import MissingWeightsError
+from search.config import load_settings
+from search.engine import open_encoder
+
+CLAPDEX = Path(sys.executable).with_name("clapdex")
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No MS-CLAP weights anywhere: an empty Hugging Face cache and no network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("CLAPDEX_WEIGHTS", raising=False)
+    monkeypatch.delenv("CLAPDEX_MODEL", raising=False)
+    return dict(os.environ)
+
+
+def test_a_new_library_without_msclap_weights_uses_the_shipped_model(tmp_path, offline):
+    encoder, notice = open_encoder(load_settings(tmp_path / "home", device="cpu"))
+    assert encoder.name == "clapdex-compact"
+    assert "ships with clapdex" in notice and "--model msclap-2023" in notice
+
+
+def test_named_weights_are_never_swapped_for_another_model(tmp_path, offline):
+    settings = load_settings(tmp_path / "home", device="cpu", weights=str(tmp_path / "CLAP_weights_2023.pth"))
+    with pytest.raises(MissingWeightsError):
+        open_encoder(settings)
+
+
+def test_a_library_keeps_the_model_it_was_built_with(tmp_path, offline, tiny_weights):
+    library = tmp_path / "library"
+    library.mkdir()
+    sox_tone(library / "tone.wav", 2)
+    home = str(tmp_path / "home")
+
+    def clapdex(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(CLAPDEX), "--home", home, "--device", "cpu", *args], env=offline,
+                              capture_output=True, text=True, timeout=300)
+
+    built = clapdex("index", str(library))
+    assert built.returncode == 0, built.stderr
+    assert "clapdex-compact, the small model that ships with clapdex" in built.stderr
+
+    found = clapdex("search", "a steady tone", "--json")
+    assert found.returncode == 0, found.stderr
+    assert [hit["path"] for hit in json.loads(found.stdout)] == [str(library / "tone.wav")]
+    assert "ships with clapdex" not in found.stderr  # the index named its model: nothing to explain
+
+    refused = clapdex("--model", "msclap-2023", "--weights", str(tiny_weights), "search", "a steady tone")
+    assert refused.returncode == 2 and "clapdex-compact" in refused.stderr
