@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from encoders import MissingWeightsError
+from encoders import MissingWeightsError, list_models
 from encoders.audio import AudioDecodeError
 from search.catalog import Catalog, ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, load_settings
@@ -39,6 +39,47 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
               after_run=print_index_report, show_progress=True)
         return 0
     print_index_report(index_paths(settings, args.paths, checkpoint_files=args.commit_every, show_progress=True))
+    return 0
+
+
+def train(settings: Settings, args: argparse.Namespace) -> int:
+    """Fine-tune a model on a manifest, or on the library's own metadata turned into one."""
+    import logging
+
+    from encoders.compact import PACKAGED_WEIGHTS  # torch: only for the verbs that need it
+    from encoders.training.models import TRAINEES
+    from encoders.training.train import TrainConfig
+    from encoders.training.train import train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="clapdex: %(message)s")
+    manifest, model = args.manifest, settings.model
+    if args.from_library:
+        from indexer.captions import write_library_manifest
+
+        manifest = os.path.join(args.out, "manifest.jsonl")
+        with Catalog(settings.catalog_url) as catalog:
+            indexed = catalog.model()
+            model = model or (indexed.name if indexed else "")
+            if not (args.resume and os.path.exists(manifest)):
+                written = write_library_manifest(catalog, manifest)
+                print(f"clapdex: {written.path}: {written.rows} clips from {written.files} files; "
+                      f"{len(written.uncaptioned)} left out, with nothing to caption them by", file=sys.stderr)
+    model = model or "clapdex-compact"
+    config = TrainConfig(
+        out=args.out, manifest=manifest, model=model,
+        weights=settings.weights or (str(PACKAGED_WEIGHTS) if model == "clapdex-compact" else None),
+        epochs=args.epochs, batch_size=args.batch_size, warmup_steps=args.warmup_steps,
+        learning_rate=args.learning_rate or TRAINEES[model].fine_tuning_rate, freeze_audio=args.freeze_audio,
+        freeze_text=args.freeze_text, resume=args.resume, seed=args.seed, workers=args.workers,
+        device=settings.device)
+    try:
+        record = run_training(config)
+    except ValueError as error:  # data or options that cannot train: the user's to fix
+        print(f"clapdex: {error}", file=sys.stderr)
+        return 2
+    print(f"trained {model}: {record['result']}")
+    print(f"index with it into a new home: clapdex --home NEW_HOME --model {model} --weights {record['result']} "
+          "index PATH...")
     return 0
 
 
@@ -186,6 +227,31 @@ def build_parser() -> argparse.ArgumentParser:
     verb.add_argument("--commit-every", type=int, default=500, metavar="N",
                       help="checkpoint catalog and vectors after every N files embedded (default 500)")
     verb.set_defaults(run=index)
+
+    verb = verbs.add_parser("train", help="fine-tune a model on a manifest or on the library's own metadata")
+    source = verb.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="JSONL or CSV: audio (path; relative to the manifest), caption, "
+                        "optional start and end (seconds)")
+    source.add_argument("--from-library", action="store_true",
+                        help="captions from the indexed files' names, folders, tags, descriptions and UCS "
+                        "categories, written to OUT/manifest.jsonl")
+    verb.add_argument("--out", required=True, metavar="DIR", help="run folder: shards, checkpoints, log.jsonl")
+    # SUPPRESS: unless given here, the global --model/--weights (or the settings) hold.
+    verb.add_argument("--model", choices=list_models(), default=argparse.SUPPRESS,
+                      help="model to fine-tune (default: the library's, else clapdex-compact)")
+    verb.add_argument("--weights", default=argparse.SUPPRESS,
+                      help="weights to start from (default: the model's own, as for index)")
+    verb.add_argument("--epochs", type=int, default=10)
+    verb.add_argument("--batch-size", type=int, default=64, help="clips per step (default 64; fewer clips: all)")
+    verb.add_argument("--learning-rate", type=float,
+                      help="peak learning rate (default: 1e-4 for clapdex-compact, 1e-5 for msclap-2023)")
+    verb.add_argument("--warmup-steps", type=int, default=20)
+    verb.add_argument("--freeze-audio", action="store_true", help="keep the audio tower and its projection as they are")
+    verb.add_argument("--freeze-text", action="store_true", help="keep the text tower and its projection as they are")
+    verb.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    verb.add_argument("--seed", type=int, default=0)
+    verb.add_argument("--workers", type=int, default=4, help="data loader processes (default 4)")
+    verb.set_defaults(run=train)
 
     verb = verbs.add_parser("doctor", help="check that catalog, vectors and disk agree")
     verb.add_argument("--fix", action="store_true", help="repair what is found, embedding files again where needed")

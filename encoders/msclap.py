@@ -178,14 +178,15 @@ def to_our_key(key: str) -> str | None:
 
 
 def to_official_key(key: str) -> str:
-    """Inverse of ``to_our_key``, for error messages."""
+    """Inverse of ``to_our_key`` (query, key and value all name the stacked qkv)."""
     for part in QUERY_KEY_VALUE:
         key = key.replace(part, QKV)
     for official, ours in PREFIXES:
         if key.startswith(ours):
             key = official + key[len(ours):]
             if official == HTSAT:
-                for old, new in reversed(HTSAT_RENAMES):
+                # Longest first: ".attention.output.dense." must become ".attn.proj.", not ".attention.mlp.fc2.".
+                for old, new in sorted(HTSAT_RENAMES, key=lambda rename: -len(rename[1])):
                     key = key.replace(new, old)
     return key
 
@@ -270,6 +271,47 @@ class MSClapModel(nn.Module):
         end_of_text = attention_mask.sum(dim=-1) - 1
         return self.text_projection(hidden[torch.arange(hidden.shape[0], device=hidden.device), end_of_text])
 
+    # Training hooks, as ``CompactClap`` has them (``encoders.training.train`` fine-tunes through
+    # these): unnormalised embeddings; text inputs are (input_ids, attention_mask) from
+    # ``tokenize_captions``, because GPT-2 trains too.
+    def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Crops padded to a common width (at most one window) and their lengths -> (batch, projection_dim).
+
+        Each crop is tiled to one window, as the encoder tiles short clips, so training sees
+        what indexing sees; the log-mel stays float32 under autocast (its log needs the range).
+        """
+        positions = torch.arange(self.config.window_samples, device=waveforms.device)[None]
+        tiled = waveforms.float().gather(1, positions % lengths.clamp(min=1)[:, None])
+        with torch.autocast(waveforms.device.type, enabled=False):
+            log_mel = self.log_mel(tiled)
+        return self.audio_features(log_mel)
+
+    def encode_text(self, text_inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.embed_text(*text_inputs)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor,
+                text_inputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers in one call, as DistributedDataParallel needs: (audio, text) embeddings."""
+        return self.encode_audio(waveforms, lengths), self.encode_text(text_inputs)
+
+    def to_official_state_dict(self, template: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This model's weights under the official key names, in the layout of ``template`` (the
+        official state dict it was loaded from), so msclap itself loads the result. ``template``
+        supplies, unchanged, what this module does not hold: the STFT kernels and mel filters
+        (folded into ``log_mel``), the shifted-window masks and the AudioSet head."""
+        ours = {name: value for name, value in self.state_dict().items() if not name.startswith("log_mel.")}
+        state = dict(template)
+        for name, value in ours.items():
+            if QUERY_KEY_VALUE[1] in name or QUERY_KEY_VALUE[2] in name:
+                continue  # written with the query, as one stacked qkv tensor
+            if QUERY_KEY_VALUE[0] in name:
+                value = torch.cat([ours[name.replace(QUERY_KEY_VALUE[0], part)] for part in QUERY_KEY_VALUE])
+            key = to_official_key(name)
+            if key not in template or template[key].shape != value.shape:
+                raise ValueError(f"{name} has no counterpart of shape {tuple(value.shape)} in the official layout ({key})")
+            state[key] = value.detach().to("cpu", template[key].dtype).clone()
+        return state
+
     @classmethod
     def from_official_state_dict(cls, state: dict[str, torch.Tensor]) -> "MSClapModel":
         config = config_from_state_dict(state)
@@ -328,6 +370,23 @@ def load_gpt2_tokenizer(folder: Path) -> GPT2TokenizerFast:
     return tokenizer
 
 
+def tokenize_captions(tokenizer: GPT2TokenizerFast, config: MSClapConfig,
+                      texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), each (batch, longest <= 77), right-padded; a module-level
+    function so the trainer's data loader workers can tokenize captions too."""
+    limit = config.max_text_tokens
+    end_of_text_id = tokenizer.convert_tokens_to_ids(config.end_of_text.strip())
+    rows = tokenizer([text + config.end_of_text for text in texts])["input_ids"]
+    rows = [row if len(row) <= limit else row[: limit - 1] + [end_of_text_id] for row in rows]
+    longest = max(len(row) for row in rows)
+    input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), longest, dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+    return input_ids, attention_mask
+
+
 class MSClap2023Encoder:
     """The ``encoders.Encoder`` interface over ``MSClapModel``: numpy in, unit-norm float32 numpy out."""
 
@@ -344,7 +403,6 @@ class MSClap2023Encoder:
         self.sample_rate = self.config.sample_rate
         self.window_seconds = self.config.window_seconds
         self.dim = self.config.projection_dim
-        self.end_of_text_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         # The multiplier for cosine similarities (exp of the stored log-scale), as CLIP uses it.
         self.logit_scale = model.logit_scale.detach().exp().item()
         self.autocast_dtype = autocast_dtype(precision, device)
@@ -355,16 +413,7 @@ class MSClap2023Encoder:
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
-        limit = self.config.max_text_tokens
-        rows = self.tokenizer([text + self.config.end_of_text for text in texts])["input_ids"]
-        rows = [row if len(row) <= limit else row[: limit - 1] + [self.end_of_text_id] for row in rows]
-        longest = max(len(row) for row in rows)
-        input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
-        attention_mask = torch.zeros(len(rows), longest, dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
-        return input_ids, attention_mask
+        return tokenize_captions(self.tokenizer, self.config, texts)
 
     def check_clip(self, waveform) -> np.ndarray:
         """``waveform`` as float32 if it is a mono clip of one window at most; else ValueError."""

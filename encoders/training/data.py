@@ -110,7 +110,8 @@ def read_shards(folder: str | Path) -> PackedClips:
 
 
 class RandomCrops(Dataset):
-    """Clip i -> (mu-law codes of a crop of at most ``crop_samples``, caption features, caption id).
+    """Clip i -> (mu-law codes of a crop of at most ``crop_samples``, caption features, caption id,
+    loss weight, caption).
 
     The crop offset comes from (seed, epoch, i) alone, so a run sees the same crops whatever
     the number of loader workers or GPUs, and a resumed run sees what it would have seen.
@@ -135,23 +136,31 @@ class RandomCrops(Dataset):
             start = np.random.default_rng([self.seed, self.epoch, index]).integers(len(codes) - self.crop_samples + 1)
             codes = codes[start:start + self.crop_samples]
         weight = 1.0 if self.clips.weights is None else float(self.clips.weights[index])
-        return codes, self.clips.text_features[index], self.caption_ids[index], weight
+        return codes, self.clips.text_features[index], self.caption_ids[index], weight, self.clips.captions[index]
 
 
-def collate_crops(items, crop_samples: int) -> dict[str, torch.Tensor]:
-    """Pad every crop to ``crop_samples``: the model pools only over each clip's own frames."""
+def collate_crops(items, crop_samples: int, tokenize=None) -> dict[str, torch.Tensor]:
+    """Pad every crop to ``crop_samples``: the model pools only over each clip's own frames.
+
+    Captions enter as their packed features, or, given ``tokenize`` (captions ->
+    (input_ids, attention_mask)) for a model whose text tower trains, as tokens.
+    """
     codes = np.zeros((len(items), crop_samples), dtype=np.uint8)
     lengths = np.zeros(len(items), dtype=np.int64)
     for row, (clip_codes, *_) in enumerate(items):
         codes[row, :len(clip_codes)] = clip_codes
         lengths[row] = len(clip_codes)
-    return {
+    batch = {
         "codes": torch.from_numpy(codes),
         "lengths": torch.from_numpy(lengths),
-        "text_features": torch.from_numpy(np.stack([item[1] for item in items])),
         "caption_ids": torch.tensor([item[2] for item in items], dtype=torch.int64),
         "weights": torch.tensor([item[3] for item in items], dtype=torch.float32),
     }
+    if tokenize is None:
+        batch["text_features"] = torch.from_numpy(np.stack([item[1] for item in items]))
+    else:
+        batch["input_ids"], batch["attention_mask"] = tokenize([str(item[4]) for item in items])
+    return batch
 
 
 def decode_batch(codes: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -98,10 +98,19 @@ def evaluate_encoder(encoder, folder: str | Path = ESC10) -> dict[str, float]:
     return retrieval_scores(embed_clips(encoder, clips), np.asarray(labels), queries)
 
 
+def text_inputs(captions, features: np.ndarray, tokenize, device: torch.device):
+    """What a model in training's ``encode_text`` takes: tokens of ``captions`` (given
+    ``tokenize``, for a trainable text tower) or their packed ``features``."""
+    if tokenize is None:
+        return torch.from_numpy(np.asarray(features)).float().to(device)
+    return tuple(part.to(device) for part in tokenize([str(caption) for caption in captions]))
+
+
 @torch.inference_mode()
-def evaluate_model(model, clips, device: torch.device, batch_size: int = 64) -> dict[str, float]:
+def evaluate_model(model, clips, device: torch.device, batch_size: int = 64, tokenize=None) -> dict[str, float]:
     """A model in training (``encode_audio``/``encode_text``, ``config.window_samples``) on packed
-    clips with labels and class text features, windowed exactly as ``evaluate_encoder`` does."""
+    clips with labels and class text features, windowed exactly as ``evaluate_encoder`` does;
+    ``tokenize`` as for ``text_inputs``."""
     from encoders.training.data import mu_law_table
 
     table = mu_law_table().to(device)
@@ -119,7 +128,8 @@ def evaluate_model(model, clips, device: torch.device, batch_size: int = 64) -> 
         lengths = torch.tensor([end - start for _, start, end in batch], device=device)
         waveforms = table[codes.to(device)] * (torch.arange(size, device=device)[None] < lengths[:, None])
         audio.append(F.normalize(model.encode_audio(waveforms, lengths).float(), dim=-1).cpu())
-    queries = model.encode_text(torch.from_numpy(clips.class_text_features).float().to(device))
+    prompts = [PROMPT.format(name) for name in clips.class_names]
+    queries = model.encode_text(text_inputs(prompts, clips.class_text_features, tokenize, device))
     model.train(was_training)
     counts = np.bincount([index for index, _, _ in windows], minlength=len(clips)).tolist()
     return retrieval_scores(mean_of_windows(torch.cat(audio).numpy(), counts), clips.labels,
@@ -127,7 +137,7 @@ def evaluate_model(model, clips, device: torch.device, batch_size: int = 64) -> 
 
 
 @torch.inference_mode()
-def corpus_retrieval(model, clips, device: torch.device, batch_size: int = 256) -> dict[str, float]:
+def corpus_retrieval(model, clips, device: torch.device, batch_size: int = 256, tokenize=None) -> dict[str, float]:
     """Held-out corpus clips (no labels): each clip's first window against the distinct captions.
     audio_to_text recall@k: share of clips whose caption is among the k captions nearest to it;
     text_to_audio recall@k: share of captions with one of their clips among the k nearest clips."""
@@ -152,7 +162,8 @@ def corpus_retrieval(model, clips, device: torch.device, batch_size: int = 256) 
     audio = torch.cat(audio)
     ids = torch.from_numpy(clips.caption_ids).to(device)
     first_of = np.unique(clips.caption_ids, return_index=True)[1]
-    text = F.normalize(model.encode_text(torch.from_numpy(clips.text_features[first_of]).float().to(device)).float(), dim=-1)
+    text = F.normalize(model.encode_text(text_inputs(clips.captions[first_of], clips.text_features[first_of],
+                                                     tokenize, device)).float(), dim=-1)
     model.train(was_training)
     similarity = audio @ text.T  # (clips, captions)
     a2t = similarity.argsort(dim=1, descending=True) == ids[:, None]

@@ -14,13 +14,16 @@ weights). The format is described in ``encoders.training.data``. Shards stay und
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import logging
+import math
 import sys
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,19 +84,94 @@ def write_shards(out: str | Path, clips: Iterable[tuple[np.ndarray, str]], text_
     return paths
 
 
-def decoded(files: list[Path], sample_rate: int, max_samples: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, mu-law codes) for each file that decodes; the others are logged and skipped."""
-    from encoders.audio import AudioDecodeError, load_audio
+@dataclass(frozen=True)
+class ManifestRow:
+    audio: Path  # absolute, or relative to the working folder when the manifest's path was
+    caption: str
+    start: float = 0.0  # seconds into the file
+    end: float | None = None  # seconds; None: the file's end
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """The usable rows of a manifest: JSON lines, or CSV with a header row (a ``.csv`` name),
+    with ``audio`` (a path; relative ones are resolved against the manifest's folder),
+    ``caption`` and optionally ``start`` and ``end`` (seconds). Other fields are ignored; a row
+    that cannot be used is logged with its line number and skipped."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as file:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(file)
+            records = [(reader.line_num, record) for record in reader]
+        else:
+            records = []
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as error:
+                    log.warning("%s line %d skipped: not JSON (%s)", path, number, error)
+    rows = []
+    for number, record in records:
+        try:
+            rows.append(manifest_row(record, path.parent))
+        except ValueError as error:
+            log.warning("%s line %d skipped: %s", path, number, error)
+    return rows
+
+
+def manifest_row(record, folder: Path) -> ManifestRow:
+    if not isinstance(record, dict):
+        raise ValueError("not an object with audio and caption")
+    audio, caption = (str(record.get(name) or "").strip() for name in ("audio", "caption"))
+    if not audio or not caption:
+        raise ValueError("audio and caption are both needed")
+    start, end = (record.get(name) for name in ("start", "end"))
+    try:
+        start = float(start) if start not in (None, "") else 0.0
+        end = float(end) if end not in (None, "") else None
+    except (TypeError, ValueError):
+        raise ValueError(f"start {start!r} / end {end!r} are not seconds") from None
+    if not (0 <= start < (end if end is not None else math.inf)):
+        raise ValueError(f"start {start} / end {end} do not make a span")
+    return ManifestRow(folder / audio, caption, start, end)
+
+
+def read_span(path: Path, sample_rate: int, start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of ``path``, mono at ``sample_rate``, decoding no further than needed."""
+    from encoders.audio import AudioStream
+
+    kept, position = [], 0
+    with AudioStream(path, sample_rate) as stream:
+        for block in stream.blocks():
+            kept.append(block[max(0, start - position):max(0, stop - position)])
+            position += len(block)
+            if position >= stop:
+                break
+    return np.concatenate(kept) if kept else np.zeros(0, np.float32)
+
+
+def decoded(files: list[Path], sample_rate: int, max_samples: int,
+            spans: list[tuple[float, float | None]] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, mu-law codes) for each file that decodes: its span (start, end seconds; the
+    whole file by default), at most ``max_samples`` of it; the others are logged and skipped."""
+    from encoders.audio import AudioDecodeError
 
     for index, path in enumerate(files):
+        start, end = spans[index] if spans else (0.0, None)
+        first = round(start * sample_rate)
+        stop = first + max_samples if end is None else min(round(end * sample_rate), first + max_samples)
         try:
-            samples = load_audio(path, sample_rate)
+            samples = read_span(path, sample_rate, first, stop)
         except AudioDecodeError as error:
             log.warning("skipped %s", error)
             continue
+        if not len(samples):
+            log.warning("skipped %s: nothing in %.2f-%s s", path, start, end if end is not None else "end")
+            continue
         if index % 500 == 0:
             log.info("decoded %d / %d", index, len(files))
-        yield index, mu_law_encode(samples[:max_samples])
+        yield index, mu_law_encode(samples)
 
 
 def caption_features(captions: list[str]) -> np.ndarray:
@@ -105,14 +183,17 @@ def caption_features(captions: list[str]) -> np.ndarray:
 
 def pack_manifest(manifest: str | Path, out: str | Path, sample_rate: int = CompactConfig.sample_rate,
                   max_seconds: float = 10.0, shard_mib: float = 60.0) -> list[Path]:
-    manifest = Path(manifest)
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    files = [manifest.parent / row["audio"] for row in rows]
+    """Every usable row of ``manifest`` (``read_manifest``), decoded and packed into shards."""
+    rows = read_manifest(manifest)
     kept, codes = [], []
-    for index, clip_codes in decoded(files, sample_rate, round(max_seconds * sample_rate)):
+    for index, clip_codes in decoded([row.audio for row in rows], sample_rate, round(max_seconds * sample_rate),
+                                     [(row.start, row.end) for row in rows]):
         kept.append(index)
         codes.append(clip_codes)
-    captions = [rows[index]["caption"] for index in kept]
+    if not kept:
+        raise ValueError(f"No clip of {manifest} could be read")
+    log.info("packed %d of %d manifest rows", len(kept), len(rows))
+    captions = [rows[index].caption for index in kept]
     return write_shards(out, zip(codes, captions), caption_features(captions), sample_rate, shard_mib)
 
 
@@ -220,7 +301,7 @@ def unpack(folders: list[str | Path], out: str | Path, workers: int = 16, shard_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m encoders.training.pack", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
-    corpus = verbs.add_parser("corpus", help="a manifest.jsonl (audio path relative to it, caption)")
+    corpus = verbs.add_parser("corpus", help="a manifest, JSON lines or CSV (audio path, caption, optional start/end)")
     corpus.add_argument("--manifest", required=True)
     corpus.add_argument("--max-seconds", type=float, default=10.0, help="keep at most this much of each clip")
     esc10 = verbs.add_parser("esc10", help="ESC-10 validation: class folders of recordings")

@@ -1,16 +1,21 @@
-"""Contrastive training (symmetric InfoNCE, learnt temperature) of clapdex-compact.
+"""Contrastive training (symmetric InfoNCE, learnt temperature) of clapdex-compact, and
+fine-tuning of clapdex-compact or msclap-2023 (``--model``, ``--weights``, ``--freeze-audio``,
+``--freeze-text``; ``encoders.training.models`` says how each is started and saved).
 
     python -m encoders.training.train --shards .carry/shards --eval-shards .carry/esc10 --out runs/a
     python -m encoders.training.train --manifest /work/corpus/manifest.jsonl --out runs/a   # packs first
+    python -m encoders.training.train --manifest m.csv --model msclap-2023 --freeze-audio --out runs/b
     torchrun --nproc-per-node 8 -m encoders.training.train --shards ... --out ...         # DDP
 
 Every epoch: loss, temperature, held-out corpus recall (``--val-shards``: the shipped copy is
 the epoch that did best there) and, if given, ESC-10 numbers (``--eval-shards``, for measuring
-only, never for choosing) appended to OUT/log.jsonl; OUT/model.safetensors (float32, loads with
-``load_encoder("clapdex-compact", weights=...)``) and OUT/train_state.pt (optimiser, epoch)
-rewritten, so ``--resume`` continues where the last epoch ended (``--stop-after`` splits a run
-over several time-limited calls). At the end,
-OUT/clapdex-compact.safetensors holds the float16 copy that ships. Regularisation for a small
+only, never for choosing) appended to OUT/log.jsonl; the model's checkpoint (clapdex-compact:
+OUT/model.safetensors, float32; msclap-2023: OUT/model.pth, official layout; each loads with
+``load_encoder``) and OUT/train_state.pt (optimiser, epoch) rewritten, so ``--resume``
+continues where the last epoch ended (``--stop-after`` splits a run over several time-limited
+calls). At the end, OUT/clapdex-compact.safetensors (the float16 copy that ships) or
+OUT/msclap-2023.pth holds the run's result. A manifest is packed into OUT/shards (again
+when the manifest or the model's sample rate changes). Regularisation for a small
 corpus: SpecAugment masks (``--freq-masks``/``--time-masks``), random gain (``--gain-db``),
 in-batch mixup of clips and caption features (``--mixup``), per-clip loss weights from the
 shards (speech and music count less), weight decay and projection dropout.
@@ -26,14 +31,16 @@ on near-zero gradients); tests/test_training.py checks the gathered gradient exa
 On CUDA the towers run under bf16 autocast; the log-mel front end and the loss stay float32.
 
 The loop talks to the model only through ``encode_audio(waveforms, lengths)``,
-``encode_text(text_inputs)`` and ``logit_scale``: another model (msclap-2023 fine-tuning,
-towers frozen by ``requires_grad_(False)``) plugs in by providing those.
+``encode_text(text_inputs)``, ``forward`` and ``logit_scale``; text inputs are the packed
+caption features, or tokens made in the data loader for a model whose text tower trains
+(msclap-2023: in-batch mixup, which mixes caption features, is then not available).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -52,18 +59,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from encoders.compact import CONFIGS, CompactClap, read_compact, save_compact
+from encoders.compact import CONFIGS
 from encoders.msclap import resolve_device
 from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
                                     read_shards)
 from encoders.training.evaluate import corpus_retrieval, evaluate_model
+from encoders.training.models import MODELS, TRAINEES, freeze, train_mode
 
 log = logging.getLogger("clapdex.train")
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
-MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
-SHIPPED_FILE = "clapdex-compact.safetensors"
-BEST_FILE = "best.safetensors"
+PACKED_FILE = "packed.json"  # beside the shards packed from a manifest: what they were packed from
 
 
 @dataclass
@@ -73,7 +79,12 @@ class TrainConfig:
     manifest: str | None = None
     eval_shards: str | None = None
     esc10: str | None = None
-    model_config: str = "base"
+    model: str = "clapdex-compact"
+    weights: str | None = None  # start from these (fine-tuning); clapdex-compact: else fresh, msclap-2023: else official
+    model_config: str = "base"  # clapdex-compact started fresh
+    freeze_audio: bool = False  # the tower and its projection keep their weights
+    freeze_text: bool = False
+    max_seconds: float = 10.0  # of each manifest row, when packing
     epochs: int = 30
     batch_size: int = 256  # global, over all ranks
     learning_rate: float = 1e-3
@@ -188,21 +199,27 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, torch.device("cpu")
 
 
-def prepare_data(config: TrainConfig, rank: int) -> tuple[Path, Path | None]:
-    """Shard folders for training and validation; a manifest or ESC-10 folder is packed once, by rank 0."""
-    shards = Path(config.shards) if config.shards else Path(config.out) / "cache" / "shards"
+def prepare_data(config: TrainConfig, rank: int, sample_rate: int) -> tuple[Path, Path | None]:
+    """Shard folders for training and validation; a manifest (into OUT/shards) or ESC-10 folder
+    is packed at ``sample_rate`` by rank 0, again only when its source or the rate changed."""
+    shards = Path(config.shards) if config.shards else Path(config.out) / "shards"
     eval_shards = Path(config.eval_shards) if config.eval_shards else None
     if config.esc10 and not eval_shards:
-        eval_shards = Path(config.out) / "cache" / "esc10"
+        eval_shards = Path(config.out) / "cache" / f"esc10-{sample_rate}"
     if rank == 0:
         from encoders.training import pack
 
-        if not config.shards and not any(shards.glob("*.npz")):
+        if not config.shards:
             if not config.manifest:
-                raise ValueError("Give --shards (packed) or --manifest (packed into OUT/cache first)")
-            pack.pack_manifest(config.manifest, shards)
+                raise ValueError("Give --shards (packed) or --manifest (packed into OUT/shards first)")
+            source = {"manifest_sha256": hashlib.sha256(Path(config.manifest).read_bytes()).hexdigest(),
+                      "sample_rate": sample_rate, "max_seconds": config.max_seconds}
+            if not (shards / PACKED_FILE).exists() or json.loads((shards / PACKED_FILE).read_text()) != source:
+                (shards / PACKED_FILE).unlink(missing_ok=True)
+                pack.pack_manifest(config.manifest, shards, sample_rate, config.max_seconds)
+                (shards / PACKED_FILE).write_text(json.dumps(source))
         if config.esc10 and not config.eval_shards and not any(eval_shards.glob("*.npz")):
-            pack.pack_esc10(config.esc10, eval_shards)
+            pack.pack_esc10(config.esc10, eval_shards, sample_rate)
     if dist.is_initialized():
         dist.barrier()
     return shards, eval_shards
@@ -213,23 +230,33 @@ def train(config: TrainConfig) -> dict:
     rank, world, device = setup_distributed(config.device)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    shards, eval_shards = prepare_data(config, rank)
-    clips = read_shards(shards)
-    eval_clips = read_shards(eval_shards) if eval_shards and rank == 0 else None
-    val_clips = read_shards(config.val_shards) if config.val_shards and rank == 0 else None
-
+    if config.model not in TRAINEES:
+        raise ValueError(f"Unknown model {config.model!r}; trainable: {', '.join(MODELS)}")
+    kind = TRAINEES[config.model]
     if config.resume:
-        model, _ = read_compact(out / MODEL_FILE)
+        trainee = kind.resume(out)
         state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
         first_epoch = state["epoch"] + 1
     else:
         torch.manual_seed(config.seed)
-        model, state, first_epoch = CompactClap(CONFIGS[config.model_config]), None, 1
+        trainee, state, first_epoch = kind.start(config.weights, config.model_config), None, 1
+    model, tokenize = trainee.model, trainee.tokenize
+    if tokenize is not None and config.mixup:
+        raise ValueError(f"--mixup mixes packed caption features; {config.model} reads captions as tokens")
+    trainee.set_augmentation(config.freq_masks, config.freq_width, config.time_masks, config.time_width)
+    frozen = freeze(model, config.freeze_audio, config.freeze_text)
+    shards, eval_shards = prepare_data(config, rank, model.config.sample_rate)
+    clips = read_shards(shards)
+    eval_clips = read_shards(eval_shards) if eval_shards and rank == 0 else None
+    val_clips = read_shards(config.val_shards) if config.val_shards and rank == 0 else None
     if clips.sample_rate != model.config.sample_rate:
         raise ValueError(f"Shards are {clips.sample_rate} Hz, the model takes {model.config.sample_rate} Hz")
-    model = model.to(device).train()
-    if config.freq_masks or config.time_masks:
-        model.audio_tower.spec_augment = (config.freq_masks, config.freq_width, config.time_masks, config.time_width)
+    if len(clips) < config.batch_size:
+        # A small library: one batch of everything (a whole number per process) rather than no run at all.
+        log.warning("%d clips are fewer than a batch of %d; batches of %d instead", len(clips), config.batch_size,
+                    len(clips) // world * world)
+        config = dataclasses.replace(config, batch_size=len(clips) // world * world)
+    model = model.to(device)
     crop_samples = round((config.crop_seconds or model.config.window_seconds) * model.config.sample_rate)
     if crop_samples > model.config.window_samples:
         raise ValueError(f"--crop-seconds must be at most the model's window ({model.config.window_seconds} s)")
@@ -246,7 +273,7 @@ def train(config: TrainConfig) -> dict:
     dataset = RandomCrops(clips, crop_samples, config.seed)
     batches = GlobalBatches(len(dataset), config.batch_size, config.seed, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.workers,
-                        collate_fn=partial(collate_crops, crop_samples=crop_samples),
+                        collate_fn=partial(collate_crops, crop_samples=crop_samples, tokenize=tokenize),
                         pin_memory=device.type == "cuda", persistent_workers=False)
     table = mu_law_table().to(device)
     total_steps = config.epochs * len(batches)
@@ -258,11 +285,12 @@ def train(config: TrainConfig) -> dict:
     record: dict = {}
     best = state.get("best", -1.0) if state is not None else -1.0
     if rank == 0 and eval_clips is not None and state is None:
-        record = {"epoch": 0, "eval": evaluate_model(model_module, eval_clips, device)}
+        record = {"epoch": 0, "eval": evaluate_model(model_module, eval_clips, device, tokenize=tokenize)}
         write_log(out, record)
 
     last_epoch = min(config.epochs, config.stop_after or config.epochs)
     for epoch in range(first_epoch, last_epoch + 1):
+        train_mode(model_module, frozen)  # again each epoch: evaluation switches modes
         dataset.set_epoch(epoch)
         batches.set_epoch(epoch)
         torch.manual_seed(seed_for(config.seed, epoch, rank))
@@ -273,8 +301,9 @@ def train(config: TrainConfig) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, config)
             waveforms = augment(batch, decode_batch(batch["codes"], batch["lengths"], table), config, rank, generator)
+            text_inputs = (batch["input_ids"], batch["attention_mask"]) if tokenize else batch["text_features"].float()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                audio = trained(waveforms, batch["lengths"], batch["text_features"].float())
+                audio = trained(waveforms, batch["lengths"], text_inputs)
             audio, text = (F.normalize(part.float(), dim=-1) for part in audio)
             loss = contrastive_loss(audio, text, batch["caption_ids"], model_module.logit_scale,
                                     gather(audio, True), gather(text, True), gather(batch["caption_ids"], False),
@@ -297,21 +326,19 @@ def train(config: TrainConfig) -> dict:
                       "lr": learning_rate(step - 1, total_steps, config), "seconds": round(seconds, 1),
                       "clips_per_second": round(len(batches) * config.batch_size / seconds, 1)}
             if eval_clips is not None:
-                record["eval"] = evaluate_model(model_module, eval_clips, device)
+                record["eval"] = evaluate_model(model_module, eval_clips, device, tokenize=tokenize)
             if val_clips is not None:
-                record["validation"] = corpus_retrieval(model_module, val_clips, device)
+                record["validation"] = corpus_retrieval(model_module, val_clips, device, tokenize=tokenize)
                 if record["validation"]["mean_recall@10"] > best:
                     best = record["validation"]["mean_recall@10"]
                     record["best"] = True
-                    save_compact(model_module, out / BEST_FILE)
+                    trainee.save(out / trainee.best_file)
             write_log(out, record)
-            save_compact(model_module, out / MODEL_FILE)
+            trainee.save(out / trainee.last_file)
             save_state(out / STATE_FILE, {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
                                           "config": json.dumps(dataclasses.asdict(config)), "best": best})
     if rank == 0 and last_epoch == config.epochs:
-        # The shipped copy: the epoch that did best on the held-out slice, else the last.
-        chosen, _ = read_compact(out / BEST_FILE) if (out / BEST_FILE).exists() else (model_module, None)
-        save_compact(chosen, out / SHIPPED_FILE, torch.float16)
+        record["result"] = str(trainee.finish(out))
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
@@ -337,7 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--shards", help="folder of packed training shards (encoders.training.pack)")
-    data.add_argument("--manifest", help="manifest.jsonl, packed into OUT/cache/shards on first use")
+    data.add_argument("--manifest", help="JSONL or CSV manifest (audio, caption, optional start/end), packed into "
+                      "OUT/shards on first use")
+    parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds,
+                        help="with --manifest: keep at most this much of each row")
+    parser.add_argument("--model", default=defaults.model, choices=MODELS)
+    parser.add_argument("--weights", help="start from this checkpoint (clapdex-compact: else freshly initialised; "
+                        "msclap-2023: else the official weights)")
+    parser.add_argument("--freeze-audio", action="store_true", help="keep the audio tower and its projection as they are")
+    parser.add_argument("--freeze-text", action="store_true", help="keep the text tower and its projection as they are")
     validation = parser.add_mutually_exclusive_group()
     validation.add_argument("--eval-shards", help="folder of packed ESC-10 shards")
     validation.add_argument("--esc10", help="ESC-10 folder, packed into OUT/cache/esc10 on first use")
