@@ -222,6 +222,22 @@ def stream_windows(
         yield Window((total - size) / sample_rate, total / sample_rate, held[len(held) - size :].copy())
 
 
+def window_clip(waveform, sample_rate: int, window_seconds: float) -> np.ndarray:
+    """``waveform`` as float32 if it is what a model's ``embed_audio`` takes: a mono, non-empty
+    clip of one window at most; else ValueError saying what to do instead."""
+    samples = np.asarray(waveform, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"embed_audio takes mono 1-D arrays; got shape {samples.shape}. "
+                         "Average the channels first, e.g. audio.mean(axis=0).")
+    if samples.shape[0] == 0:
+        raise ValueError("embed_audio got an empty clip")
+    window = round(window_seconds * sample_rate)
+    if samples.shape[0] > window:
+        raise ValueError(f"embed_audio takes at most {window} samples ({window_seconds} s at "
+                         f"{sample_rate} Hz); got {samples.shape[0]}. Cut longer audio into windows first.")
+    return samples
+
+
 def windows(
     samples: np.ndarray, sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> list[Window]:

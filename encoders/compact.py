@@ -46,6 +46,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .audio import window_clip
 from .msclap import Projection, resolve_device
 from .weights import MissingWeightsError
 
@@ -308,17 +309,8 @@ class CompactEncoder:
 
     def pad_window(self, waveform) -> tuple[np.ndarray, int]:
         """A mono clip of at most one window -> (the window, silence after the clip; its length)."""
-        samples = np.asarray(waveform, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"embed_audio takes mono 1-D arrays; got shape {samples.shape}. "
-                             "Average the channels first, e.g. audio.mean(axis=0).")
-        window = self.config.window_samples
-        if samples.shape[0] == 0:
-            raise ValueError("embed_audio got an empty clip")
-        if samples.shape[0] > window:
-            raise ValueError(f"embed_audio takes at most {window} samples ({self.window_seconds} s at "
-                             f"{self.sample_rate} Hz); got {samples.shape[0]}. Cut longer audio into windows first.")
-        return np.pad(samples, (0, window - samples.shape[0])), samples.shape[0]
+        samples = window_clip(waveform, self.sample_rate, self.window_seconds)
+        return np.pad(samples, (0, self.config.window_samples - samples.shape[0])), samples.shape[0]
 
     @torch.inference_mode()
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:

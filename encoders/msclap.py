@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
+from .audio import window_clip
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023
 
 NAME = "msclap-2023"
@@ -416,18 +417,7 @@ class MSClap2023Encoder:
         return tokenize_captions(self.tokenizer, self.config, texts)
 
     def check_clip(self, waveform) -> np.ndarray:
-        """``waveform`` as float32 if it is a mono clip of one window at most; else ValueError."""
-        samples = np.asarray(waveform, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"embed_audio takes mono 1-D arrays; got shape {samples.shape}. "
-                             "Average the channels first, e.g. audio.mean(axis=0).")
-        window = self.config.window_samples
-        if samples.shape[0] == 0:
-            raise ValueError("embed_audio got an empty clip")
-        if samples.shape[0] > window:
-            raise ValueError(f"embed_audio takes at most {window} samples ({self.window_seconds} s at "
-                             f"{self.sample_rate} Hz); got {samples.shape[0]}. Cut longer audio into windows first.")
-        return samples
+        return window_clip(waveform, self.sample_rate, self.window_seconds)
 
     def fill_window(self, waveform) -> np.ndarray:
         """A mono clip of at most one window, tiled to exactly one window as msclap does:
