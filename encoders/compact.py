@@ -33,7 +33,6 @@ configurations are data (``CONFIGS``); the trainer lives in ``encoders.training`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from torch import nn
 
 from .audio import window_clip
 from .msclap import Projection, resolve_device
-from .weights import MissingWeightsError
+from .weights import MissingWeightsError, tensors_fingerprint
 
 NAME = "clapdex-compact"
 CHECKPOINT_FORMAT = "clapdex-compact/1"
@@ -254,11 +253,7 @@ class MiniLMSentenceEncoder:
 
 
 def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return tensors_fingerprint(state, sorted(state))  # 2 M parameters: hashing all of them is cheap
 
 
 def save_compact(model: CompactClap, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:

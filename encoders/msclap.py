@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import copy
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from torch import nn
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
 from .audio import window_clip
-from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023
+from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
 NAME = "msclap-2023"
 
@@ -346,13 +345,11 @@ class MSClapModel(nn.Module):
 
 
 def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """Short stable id of the weights: sha256 over a few tensors that any fine-tune changes."""
-    digest = hashlib.sha256()
-    for key in ("logit_scale", "audio_encoder.projection.linear1.weight", "caption_encoder.projection.linear1.weight",
-                HTSAT + "patch_embed.proj.weight", GPT2 + "wpe.weight"):
-        digest.update(key.encode())
-        digest.update(state[key].detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """Short stable id of the weights, over a few tensors that any fine-tune changes (hashing all
+    159 M parameters would cost every load a second)."""
+    return tensors_fingerprint(state, ("logit_scale", "audio_encoder.projection.linear1.weight",
+                                       "caption_encoder.projection.linear1.weight", HTSAT + "patch_embed.proj.weight",
+                                       GPT2 + "wpe.weight"))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import hashlib
+
 from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -67,3 +69,13 @@ def resolve_gpt2_tokenizer(weights_path: Path, cache_dir: str | Path | None = No
     if len(folders) != 1:
         raise MissingWeightsError(f"GPT-2 tokenizer files ended up in different folders: {sorted(folders)}")
     return folders.pop()
+
+
+def tensors_fingerprint(state: dict, keys) -> str:
+    """16 hex digits of sha256 over ``state``'s tensors named by ``keys``, in that order: the
+    ``weights_id`` an index records, so it can refuse queries embedded by other weights."""
+    digest = hashlib.sha256()
+    for key in keys:
+        digest.update(key.encode())
+        digest.update(state[key].detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
