@@ -9,6 +9,7 @@ weighted reciprocal rank.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -16,7 +17,6 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, func, select
@@ -193,6 +193,16 @@ class Searcher:
         self.catalog.close()
         self.store.close()
 
+    @contextlib.contextmanager
+    def _reading(self):
+        """One caller at a time, and no read transaction left open after it (SQLite's WAL would
+        keep the writer's checkpoints waiting)."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                self.catalog.rollback()
+
     def __enter__(self) -> Searcher:
         return self
 
@@ -223,15 +233,12 @@ class Searcher:
         if not 0 <= keyword_weight <= 1:
             raise QueryError("the keyword weight is a share between 0 and 1")
         keyword_query = keywords.parse_keywords(keywords_text)
-        with self._lock:
-            try:
-                vector = self.embed_query(query) if query else None
-                ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
-                ranked = self._sorted(ranked, sort)
-                shown = ranked[page * page_size : (page + 1) * page_size]
-                hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched})
-            finally:
-                self.catalog.rollback()
+        with self._reading():
+            vector = self.embed_query(query) if query else None
+            ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
+            ranked = self._sorted(ranked, sort)
+            shown = ranked[page * page_size : (page + 1) * page_size]
+            hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched})
         return Results(hits, len(ranked), page, page_size, best_score)
 
     # --- the older single-purpose calls, each one search
@@ -241,24 +248,10 @@ class Searcher:
 
     def search_audio(self, samples: np.ndarray, sample_rate: int, top: int = 10) -> list[Hit]:
         """Files that sound like ``samples`` (mono, or (frames, channels)) at ``sample_rate``."""
-        with self._lock:
+        with self._reading():
             vector = self.embed_clip(samples, sample_rate)
-            try:
-                ranked = self._rank_by_vector(vector, {}, None)[:top]
-                return self._hits([(file_id, 0.0) for file_id, _ in ranked], vector, set())
-            finally:
-                self.catalog.rollback()
-
-    def search_audio_file(
-        self, source: str | os.PathLike | BinaryIO, top: int = 10, max_seconds: float | None = None
-    ) -> list[Hit]:
-        """Files that sound like the audio file ``source`` (a path or an open upload), of which
-        only the first ``max_seconds`` count."""
-        rate = self.encoder.sample_rate
-        samples = load_audio(source, rate)
-        if max_seconds is not None:
-            samples = samples[: round(max_seconds * rate)]
-        return self.search_audio(samples, rate, top)
+            ranked = self._rank_by_vector(vector, {}, None)[:top]
+            return self._hits([(file_id, 0.0) for file_id, _ in ranked], vector, set())
 
     def similar(self, path: str | os.PathLike, top: int = 10) -> list[Hit]:
         """Files that sound like the file at ``path``, not counting that file itself."""
@@ -350,9 +343,8 @@ class Searcher:
         Everything a user can reach through a query result goes through here, so no parameter
         can name a file outside the indexed roots (no ``..``, no symlink out of a root).
         """
-        with self._lock:
+        with self._reading():
             record = self.catalog.file(os.path.abspath(path))
-            self.catalog.rollback()
         refused = PermissionError(f"{path} is not a file of this library")
         if record is None or record.status != INDEXED:
             raise refused
@@ -366,12 +358,9 @@ class Searcher:
     # --- what the library holds
 
     def status(self) -> LibraryStatus:
-        with self._lock:
-            try:
-                counts, model = self.catalog.counts(), self.catalog.model()
-                errors = [(record.path, record.error or "unknown") for record in self.catalog.errors()]
-            finally:
-                self.catalog.rollback()
+        with self._reading():
+            counts, model = self.catalog.counts(), self.catalog.model()
+            errors = [(record.path, record.error or "unknown") for record in self.catalog.errors()]
         run = read_progress(self.settings.home)
         return LibraryStatus(
             model=str(model) if model else None, indexed=counts[INDEXED], pending=counts["pending"],
@@ -380,40 +369,30 @@ class Searcher:
 
     def exact_duplicates(self) -> list[list[str]]:
         """Groups of paths with the same content (by hash), each group in path order."""
-        with self._lock:
-            try:
-                return duplicates.exact_duplicates(self.catalog)
-            finally:
-                self.catalog.rollback()
+        with self._reading():
+            return duplicates.exact_duplicates(self.catalog)
 
     def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> list[duplicates.NearPair]:
         """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples, trims)."""
-        with self._lock:
-            try:
-                return duplicates.near_duplicates(self.catalog, self.store, threshold)
-            finally:
-                self.catalog.rollback()
+        with self._reading():
+            return duplicates.near_duplicates(self.catalog, self.store, threshold)
 
     def facets(self) -> Facets:
-        with self._lock:
+        with self._reading():
             session = self.catalog.session
             indexed = File.status == INDEXED
-            try:
-                low, high = session.execute(select(func.min(File.duration), func.max(File.duration)).where(indexed)).one()
+            low, high = session.execute(select(func.min(File.duration), func.max(File.duration)).where(indexed)).one()
 
-                def distinct_values(column):
-                    rows = session.scalars(select(column).where(indexed, column.is_not(None)).distinct())
-                    return sorted(rows)
+            def distinct_values(column):
+                return sorted(session.scalars(select(column).where(indexed, column.is_not(None)).distinct()))
 
-                tags = session.scalars(select(FileTag.tag).join(File, File.id == FileTag.file_id).where(indexed).distinct())
-                return Facets(
-                    min_duration=low or 0.0, max_duration=high or 0.0,
-                    sample_rates=distinct_values(File.sample_rate), channels=distinct_values(File.channels),
-                    formats=distinct_values(File.format), folders=distinct_values(File.folder),
-                    tags=sorted(tags), categories=distinct_values(File.ucs_category),
-                )
-            finally:
-                self.catalog.rollback()
+            tags = session.scalars(select(FileTag.tag).join(File, File.id == FileTag.file_id).where(indexed).distinct())
+            return Facets(
+                min_duration=low or 0.0, max_duration=high or 0.0,
+                sample_rates=distinct_values(File.sample_rate), channels=distinct_values(File.channels),
+                formats=distinct_values(File.format), folders=distinct_values(File.folder),
+                tags=sorted(tags), categories=distinct_values(File.ucs_category),
+            )
 
     # --- ranking
 
