@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from search.catalog import INDEXED, Catalog
-from search.store import VectorStore
+from search.store import VectorStore, unit_vector
 
 DEFAULT_THRESHOLD = 0.98
 # Candidate partners per file compared window by window; the rest are too far by their means.
@@ -38,7 +38,7 @@ def near_duplicates(catalog: Catalog, store: VectorStore, threshold: float = DEF
     if len(files) < 2:
         return []
     window_vectors = [store.reconstruct(np.array([w.id for w in record.windows], dtype=np.int64)) for record in files]
-    means = np.stack([_unit(vectors.mean(axis=0)) for vectors in window_vectors])
+    means = np.stack([unit_vector(vectors.mean(axis=0)) for vectors in window_vectors])
     pairs: list[NearPair] = []
     for row in range(0, len(files), 1024):
         similarities = means[row : row + 1024] @ means.T
@@ -61,7 +61,3 @@ def _containment(first: np.ndarray, second: np.ndarray) -> float:
     shorter, longer = (first, second) if len(first) <= len(second) else (second, first)
     return float((shorter @ longer.T).max(axis=1).mean())
 
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vector)
-    return vector / norm if norm > 0 else vector

@@ -31,7 +31,7 @@ from search.filters import Filters
 from search.progress import describe as describe_progress
 from search.progress import read_progress
 from search.query import Clip, Query, QueryError, Sound, Text
-from search.store import open_store
+from search.store import open_store, unit_vector
 
 # Windows fetched per wanted file at first; files with many close windows need more.
 OVERSAMPLE = 8
@@ -267,7 +267,7 @@ class Searcher:
                 total += term.weight * self._embed_source(term.source)
             if not np.linalg.norm(total) > 1e-6:
                 raise QueryError("the query's terms cancel out; change a weight or remove a term")
-            return _unit(total)
+            return unit_vector(total)
 
     def _embed_source(self, source: Text | Sound | Clip) -> np.ndarray:
         if isinstance(source, Text):
@@ -300,7 +300,7 @@ class Searcher:
             stored = [w for w in record.windows if not sound.is_region or (w.start, w.end) == (sound.start, sound.end)]
             if stored:
                 vectors = self.store.reconstruct(np.array([w.id for w in stored], dtype=np.int64))
-                return _unit(vectors.mean(axis=0))
+                return unit_vector(vectors.mean(axis=0))
         rate = self.encoder.sample_rate
         samples = load_audio(path, rate)
         if sound.is_region:
@@ -333,7 +333,7 @@ class Searcher:
             raise QueryError("the query clip is empty")
         pieces = [window.samples for window in windows(mono, rate, self.encoder.window_seconds)]
         embedded = self.encoder.embed_audio(pieces, batch_size=self.settings.batch_size or None)
-        return _unit(embedded.mean(axis=0))
+        return unit_vector(embedded.mean(axis=0))
 
     # --- serving files
 
@@ -525,7 +525,3 @@ def indexed_matching(filters: Filters) -> ColumnElement[bool]:
     """A WHERE clause on ``File``: indexed, and passing ``filters``."""
     return and_(File.status == INDEXED, *file_conditions(filters))
 
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vector)
-    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)

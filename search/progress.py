@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from search.store import write_atomically
 
 PROGRESS_FILE = "indexing.json"
 # Often enough for a person watching, rarely enough to cost nothing.
@@ -45,10 +46,7 @@ class ProgressFile:
         if rate > 0 and self.state.get("total"):
             self.state["eta_seconds"] = round((self.state["total"] - self.state["done"]) / rate, 1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as file:
-            json.dump(self.state, file)
-        os.replace(temp, self.path)
+        write_atomically(self.path, lambda temp: Path(temp).write_text(json.dumps(self.state)))
         self.last_write = time.monotonic()
 
 

@@ -226,7 +226,7 @@ class FaissStore:
             # Exact rows first: a crash between the two writes leaves rows the index doesn't
             # name, which no search asks for.
             self.exact_rows.save()
-        _write_atomically(self.path, lambda temp: faiss.write_index(self.index, temp))
+        write_atomically(self.path, lambda temp: faiss.write_index(self.index, temp))
 
     def build(self) -> None:
         """Turn the index into the kind it should be at its size (``save`` calls this).
@@ -317,6 +317,12 @@ def _ivf_contents(index: faiss.IndexIVF, with_vectors: bool) -> tuple[np.ndarray
     return all_ids, np.concatenate(codes) if codes else np.empty((0, index.d), np.float32)
 
 
+def unit_vector(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 (as float32); the zero vector stays zero."""
+    norm = np.linalg.norm(vector)
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
 def _exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` of ``vectors`` (rows named by ``ids``) for each query, exactly."""
     k = min(k, len(ids))
@@ -327,7 +333,9 @@ def _exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int
     return np.take_along_axis(top_scores, order, axis=1).astype(np.float32), ids[np.take_along_axis(top, order, axis=1)]
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
+    """``write(temp)`` a file beside ``path``, then put it in place: readers see the old file or
+    the new one, never half of one."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
@@ -390,7 +398,7 @@ class _ExactRows:
         if self.rows_path.exists():
             with open(self.rows_path, "rb+") as rows:
                 os.fsync(rows.fileno())
-        _write_atomically(self.ids_path, lambda temp: np.save(open(temp, "wb"), self.row_ids))
+        write_atomically(self.ids_path, lambda temp: np.save(open(temp, "wb"), self.row_ids))
 
 
 class _GpuExact:
