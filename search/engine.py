@@ -25,7 +25,7 @@ from encoders import Encoder, MissingWeightsError, list_models, load_encoder
 from encoders.audio import AudioDecodeError, load_audio, resample, to_mono, windows  # noqa: F401 - the page catches it from here
 from search import duplicates
 from search import keyword as keywords
-from search.catalog import INDEXED, Catalog, File, FileTag, ModelIdentity, Window, file_conditions
+from search.catalog import INDEXED, PENDING, Catalog, File, FileTag, ModelIdentity, Window, file_conditions
 from search.config import ConfigError, Settings
 from search.filters import Filters
 from search.progress import describe as describe_progress
@@ -51,7 +51,7 @@ class Hit:
     end: float
     duration: float | None
     file_id: int
-    window_id: int
+    window_id: int | None  # None: catalogued, not embedded yet (found by keywords or filters)
     name: str
     folder: str
     root: str
@@ -70,11 +70,17 @@ class Hit:
 
     @classmethod
     def of(cls, window: Window, score: float | None, keyword_match: bool = False) -> Hit:
-        file = window.file
+        return cls.of_file(window.file, keyword_match, window=window, score=score)
+
+    @classmethod
+    def of_file(cls, file: File, keyword_match: bool = False, *, window: Window | None = None,
+                score: float | None = None) -> Hit:
+        """A hit on ``file`` at ``window``; without one (not embedded yet), the whole file."""
         return cls(
-            path=file.path, score=score, start=window.start, end=window.end, duration=file.duration,
-            file_id=file.id, window_id=window.id, name=file.name, folder=file.folder, root=file.root,
-            size=file.size, sample_rate=file.sample_rate, channels=file.channels, codec=file.codec,
+            path=file.path, score=score, start=window.start if window else 0.0,
+            end=window.end if window else file.duration or 0.0, duration=file.duration,
+            file_id=file.id, window_id=window.id if window else None, name=file.name, folder=file.folder,
+            root=file.root, size=file.size, sample_rate=file.sample_rate, channels=file.channels, codec=file.codec,
             format=file.format, bit_depth=file.bit_depth, title=file.title, description=file.description,
             tags=tuple(file.tags), ucs_cat_id=file.ucs_cat_id, ucs_category=file.ucs_category,
             keyword_match=keyword_match,
@@ -346,7 +352,7 @@ class Searcher:
         with self._reading():
             record = self.catalog.file(os.path.abspath(path))
         refused = PermissionError(f"{path} is not a file of this library")
-        if record is None or record.status != INDEXED:
+        if record is None or record.status not in (INDEXED, PENDING):
             raise refused
         resolved = Path(record.path).resolve()
         # Configured roots are the authority; without them, the root the file was indexed under.
@@ -406,7 +412,8 @@ class Searcher:
     ) -> tuple[list[tuple[int, float, bool]], float | None]:
         """(file id, relevance, matched the keywords), best first, at most RESULT_LIMIT; and the
         best cosine of any file (None without a sound query)."""
-        restrict = indexed_matching(filters)
+        # Without a sound query, files the scan has catalogued but not yet embedded are found too.
+        restrict = indexed_matching(filters) if vector is not None else catalogued_matching(filters)
         excluded = None
         if query is not None and query.exclude_path is not None:
             excluded = self.catalog.file(os.path.abspath(query.exclude_path))
@@ -509,6 +516,9 @@ class Searcher:
         hits = []
         for file_id in file_ids:
             record = records.get(file_id)
+            if record is not None and vector is None and record.status == PENDING:
+                hits.append(Hit.of_file(record, file_id in keyword_matches))
+                continue
             if record is None or not record.windows:
                 continue
             if vector is None:
@@ -524,4 +534,9 @@ class Searcher:
 def indexed_matching(filters: Filters) -> ColumnElement[bool]:
     """A WHERE clause on ``File``: indexed, and passing ``filters``."""
     return and_(File.status == INDEXED, *file_conditions(filters))
+
+
+def catalogued_matching(filters: Filters) -> ColumnElement[bool]:
+    """A WHERE clause on ``File``: readable (indexed, or waiting to be embedded), and passing ``filters``."""
+    return and_(File.status.in_((INDEXED, PENDING)), *file_conditions(filters))
 

@@ -68,15 +68,15 @@ def matches(query: KeywordQuery) -> ColumnElement[bool]:
 def ranked_file_ids(
     session: Session, query: KeywordQuery, restrict: ColumnElement[bool] | None = None, limit: int = 1000
 ) -> list[int]:
-    """Indexed files matching ``query`` (and ``restrict``), best first: a word in the name counts
-    twice a word elsewhere; then by name."""
+    """Files matching ``query`` within ``restrict`` (by default: indexed ones), best first: a word
+    in the name counts twice a word elsewhere; then by name."""
     relevance = sum(
         (case((_contains(File.name, word), 2), else_=0) + case((_describes(word), 1), else_=0) for word in query.wanted),
         start=literal(0),
     )
     statement: Select = (
         select(File.id)
-        .where(File.status == INDEXED, matches(query), restrict if restrict is not None else true())
+        .where(matches(query), restrict if restrict is not None else File.status == INDEXED)
         .order_by(relevance.desc(), File.name, File.id)
         .limit(limit)
     )

@@ -9,9 +9,10 @@ import shutil
 
 import numpy as np
 import pytest
-from sounds import build_library
+from sounds import build_library, sox_tone
 
 from indexer import index_paths
+from search.catalog import Catalog
 from search.config import load_settings
 from search.engine import Searcher
 from search.filters import Filters
@@ -203,3 +204,29 @@ def test_facets_offer_what_the_library_holds(searcher):
     assert facets.formats == ["flac", "m4a", "mp3", "ogg", "wav"]
     assert facets.channels == [1, 2] and 44100 in facets.sample_rates
     assert facets.max_duration == pytest.approx(20.0)
+
+
+def test_files_catalogued_but_not_embedded_are_found_by_keywords_and_filters(tmp_path, tiny_encoder):
+    """The scan catalogues first; until the embedding phase reaches a file, keywords and filters
+    find it (the whole file, no score), and the page may play it. A sound query cannot yet."""
+    root = tmp_path / "library"
+    root.mkdir()
+    sox_tone(root / "door_creak.wav", 2)
+    settings = load_settings(tmp_path / "home")
+    index_paths(settings, [root], encoder=tiny_encoder)
+    waiting = sox_tone(root / "door_slam.wav", 3, rate=48000)
+    with Catalog(settings.catalog_url) as catalog:  # what the scan phase leaves behind
+        catalog.upsert_file(str(waiting), root=str(root), size=waiting.stat().st_size, mtime=waiting.stat().st_mtime)
+        catalog.commit()
+
+    with Searcher(settings, encoder=tiny_encoder) as searcher:
+        found = {hit.name: hit for hit in searcher.search(keywords_text="door", page_size=10).hits}
+        assert sorted(found) == ["door_creak.wav", "door_slam.wav"]
+        slam = found["door_slam.wav"]
+        assert (slam.window_id, slam.score, slam.start) == (None, None, 0.0) and slam.keyword_match
+        assert found["door_creak.wav"].window_id is not None
+        listed = searcher.search(filters=Filters(folders=(str(root),)), page_size=10).hits
+        assert sorted(hit.name for hit in listed) == ["door_creak.wav", "door_slam.wav"]
+        assert searcher.library_file(waiting) == waiting.resolve()
+        by_sound = searcher.search(Query.text("a door"), keywords_text="door", page_size=10).hits
+        assert [hit.name for hit in by_sound] == ["door_creak.wav"]
