@@ -366,15 +366,16 @@ class Catalog:
 
     # --- reading
 
-    def windows_by_id(self, ids: Iterable[int]) -> dict[int, Window]:
-        """Windows (with their files loaded) for those ``ids`` that exist."""
+    def file_ids_of_windows(self, ids: Iterable[int]) -> dict[int, int]:
+        """window id -> file id, for those ``ids`` that exist."""
         wanted = sorted({int(i) for i in ids})
-        found: dict[int, Window] = {}
+        found: dict[int, int] = {}
         # Chunked so the IN list stays within every backend's bound-parameter limit.
         for offset in range(0, len(wanted), 500):
-            chunk = wanted[offset : offset + 500]
-            rows = self.session.scalars(select(Window).where(Window.id.in_(chunk)).join(Window.file))
-            found.update((window.id, window) for window in rows)
+            rows = self.session.execute(
+                select(Window.id, Window.file_id).where(Window.id.in_(wanted[offset : offset + 500]))
+            )
+            found.update((window_id, file_id) for window_id, file_id in rows)
         return found
 
     def window_ids(self) -> list[int]:
@@ -384,10 +385,6 @@ class Catalog:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""
         query = select(Window.id).join(Window.file).where(File.status == INDEXED, *file_conditions(filters))
         return np.fromiter(self.session.scalars(query.order_by(Window.id)), dtype=np.int64)
-
-    def file_ids_matching(self, filters: Filters) -> list[int]:
-        """Ids of catalogued files (any status: pending ones are findable by metadata) that pass ``filters``."""
-        return list(self.session.scalars(select(File.id).where(*file_conditions(filters)).order_by(File.id)))
 
     def errors(self) -> list[File]:
         return list(self.session.scalars(select(File).where(File.status == ERROR).order_by(File.path)))

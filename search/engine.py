@@ -472,7 +472,7 @@ class Searcher:
     def _best_score_per_file(
         self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None
     ) -> dict[int, float]:
-        file_of = self._file_ids_of_windows(ids)
+        file_of = self.catalog.file_ids_of_windows(ids)
         best: dict[int, float] = {}
         # Scores arrive best first, so a file's first window is its best.
         for score, window_id in zip(scores.tolist(), ids.tolist()):
@@ -481,17 +481,6 @@ class Searcher:
                 continue
             best[file_id] = score
         return best
-
-    def _file_ids_of_windows(self, ids: np.ndarray) -> dict[int, int]:
-        wanted = sorted({int(i) for i in ids})
-        found: dict[int, int] = {}
-        # Chunked so the IN list stays within every backend's bound-parameter limit.
-        for offset in range(0, len(wanted), 500):
-            rows = self.catalog.session.execute(
-                select(Window.id, Window.file_id).where(Window.id.in_(wanted[offset : offset + 500]))
-            )
-            found.update((window_id, file_id) for window_id, file_id in rows)
-        return found
 
     def _sorted(self, ranked: list[tuple[int, float, bool]], sort: str) -> list[tuple[int, float, bool]]:
         if sort == "relevance" or not ranked:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from postgres import fresh_database
-from search.catalog import ERROR, INDEXED, Catalog, Metadata, ModelIdentity, ModelMismatchError
+from search.catalog import ERROR, INDEXED, Catalog, File, Metadata, ModelIdentity, ModelMismatchError, file_conditions
 from search.filters import Filters
 from search.config import load_settings
 from search.store import FaissStore, open_store
@@ -39,9 +39,8 @@ def test_files_get_windows_whose_ids_map_back_to_them(catalog):
 
     assert removed == [] and len(ids) == 2
     assert (record.folder, record.name, record.status) == ("/lib/a", "dog.wav", INDEXED)
-    found = catalog.windows_by_id([ids[1], 999])
-    assert list(found) == [ids[1]]
-    assert (found[ids[1]].start, found[ids[1]].end, found[ids[1]].file.path) == (7.0, 14.0, "/lib/a/dog.wav")
+    assert catalog.file_ids_of_windows([ids[1], 999]) == {ids[1]: record.id}
+    assert [(w.id, w.start, w.end) for w in record.windows][1] == (ids[1], 7.0, 14.0)
 
 
 def test_replacing_windows_never_reuses_ids(catalog):
@@ -112,7 +111,7 @@ def test_filters_become_sql_over_indexed_files(catalog):
     assert matching(categories=("DOORMetal",)) == []
     assert matching(formats=("wav",), max_duration=2.0) == [odd]
     # Pending files match by metadata before they have windows.
-    assert pending.id in catalog.file_ids_matching(Filters(folders=("/lib/rain",)))
+    assert pending.id in catalog.session.scalars(select(File.id).where(*file_conditions(Filters(folders=("/lib/rain",)))))
 
 
 def test_exact_duplicates_are_grouped_by_content_hash(catalog):
