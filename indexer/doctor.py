@@ -50,7 +50,7 @@ def examine(catalog: Catalog, store: VectorStore, check_disk: bool = False) -> F
     stored = np.unique(store.ids())
     named = np.unique(np.array(catalog.window_ids(), dtype=np.int64))
     missing_ids = np.setdiff1d(named, stored)
-    files_missing_vectors = catalog.paths_of(catalog.file_ids_of_windows(missing_ids.tolist()))
+    files_missing_vectors = catalog.paths_of(catalog.file_ids_of_windows(missing_ids.tolist()).values())
     missing_on_disk = [path for _, path in catalog.paths_under(os.sep) if not os.path.exists(path)] if check_disk else []
     return Findings(np.setdiff1d(stored, named), files_missing_vectors, catalog.indexed_without_windows(), missing_on_disk)
 

@@ -287,13 +287,6 @@ class Catalog:
             query = query.where(File.status == status)
         yield from self.session.scalars(query)
 
-    def file_ids_of_windows(self, window_ids: Iterable[int]) -> set[int]:
-        wanted = sorted({int(i) for i in window_ids})
-        found: set[int] = set()
-        for offset in range(0, len(wanted), 500):
-            found.update(self.session.scalars(select(Window.file_id).where(Window.id.in_(wanted[offset : offset + 500]))))
-        return found
-
     def paths_of(self, file_ids: Iterable[int]) -> list[str]:
         wanted = sorted({int(i) for i in file_ids})
         paths: list[str] = []

@@ -62,3 +62,19 @@ def test_doctor_finds_and_fixes_orphans_missing_vectors_and_vanished_files(tmp_p
         assert again.status == INDEXED and len(again.windows) == len(damaged_ids)
         assert np.allclose(store.reconstruct(np.array([w.id for w in again.windows])), before, atol=1e-4)
         assert sorted(store.ids()) == sorted(catalog.window_ids())
+
+
+def test_a_lost_vector_names_the_file_of_its_window(tmp_path, tiny_encoder):
+    """Window ids and file ids differ: the missing vector's window leads to its own file."""
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    for number in range(3):
+        sox_tone(sounds / f"s{number}.wav", 9, tone=f"sine {300 + 200 * number}")
+    settings = load_settings(tmp_path / "home", batch_size=4)
+    index_paths(settings, [sounds], encoder=tiny_encoder)
+    with Catalog(settings.catalog_url) as catalog:
+        last = catalog.file(str(sounds / "s2.wav"))
+        store = open_store(settings, tiny_encoder.dim)
+        store.remove(np.array([last.windows[-1].id]))
+        assert last.windows[-1].id != last.id
+        assert examine(catalog, store).files_missing_vectors == [last.path]
