@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import os
 import stat
 import time
@@ -32,8 +33,8 @@ from encoders.decoding import decode_windows
 from indexer.doctor import examine, repair
 from indexer.metadata import read_metadata
 from search.progress import ProgressFile
-from indexer.scan import Found, content_hash, scan
-from search.catalog import ERROR, INDEXED, PENDING, Catalog, File, Metadata, ModelIdentity
+from indexer.scan import Contents, Found, read_batches, scan
+from search.catalog import ERROR, INDEXED, PENDING, Catalog, Embedded, File, Metadata, ModelIdentity, NewFile
 from search.config import Settings
 from search.engine import open_encoder
 from search.store import VectorStore, open_store
@@ -48,6 +49,8 @@ CHECKPOINT_FILES = 500
 # The scan only writes the catalog (cheap), so it commits more often.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
+# Files the scan looks up, reads and writes together: one query and one flush for all.
+SCAN_BATCH = 64
 
 # Called once per file with its path and what became of it: "pending", "moved", "unchanged",
 # "indexed" or "error" (a file can be "pending" in the scan and "indexed" after).
@@ -163,13 +166,12 @@ class _IndexRun:
         seen: set[int] = set()
         self.tracker.start("scanning", None)
         last_checkpoint, since_checkpoint = time.monotonic(), 0
+        to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read]) for batch in self.look_up(found))
         with tqdm(desc="scanning", unit=" files", disable=None if self.show_progress else True) as bar:
-            for path, root in found:
-                record = self.catalogue(path, root)
-                if record is not None:
-                    seen.add(record.id)
-                bar.update()
-                since_checkpoint += 1
+            for batch, contents in read_batches(to_read, _metadata_of):
+                seen.update(self.catalogue(batch, contents))
+                bar.update(len(batch))
+                since_checkpoint += len(batch)
                 self.tracker.advance(len(seen), len(self.report.errors))
                 if since_checkpoint >= SCAN_CHECKPOINT_FILES or time.monotonic() - last_checkpoint >= SCAN_CHECKPOINT_SECONDS:
                     self.checkpoint()
@@ -180,36 +182,56 @@ class _IndexRun:
                     self.remove(self.catalog.file_by_id(file_id))
         self.checkpoint()
 
-    def catalogue(self, path: str, root: str) -> File | None:
-        """Record ``path`` as found now; returns its catalog record."""
-        record = self.catalog.file(path)
-        try:
-            found = os.stat(path)  # follows symlinks: a loop raises ELOOP here
-            if not stat.S_ISREG(found.st_mode):
-                raise _NotAudio("not a regular file")
-            if record is not None and record.status != ERROR and (record.size, record.mtime) == (found.st_size, found.st_mtime):
-                return self.unchanged(record)
-            if found.st_size == 0:
-                raise _NotAudio("empty file")
-            digest = content_hash(path)
-        except OSError as exc:
-            return self.failed(self.catalog.upsert_file(path, root=root, size=0, mtime=0.0), exc.strerror or str(exc))
-        except _NotAudio as exc:
-            size = found.st_size if stat.S_ISREG(found.st_mode) else 0
-            return self.failed(self.catalog.upsert_file(path, root=root, size=size, mtime=found.st_mtime), str(exc))
-        if record is not None and record.status != ERROR and record.content_hash == digest:
-            record.size, record.mtime = found.st_size, found.st_mtime  # touched, not changed
+    def look_up(self, found: Iterator[Found]) -> Iterator[list[_Seen]]:
+        """The files found, in batches, each with its catalog record and what its stat says."""
+        while batch := list(itertools.islice(found, SCAN_BATCH)):
+            records = self.catalog.files_at(path for path, _ in batch)
+            yield [_Seen.stat(path, root, records.get(path)) for path, root in batch]
+
+    def catalogue(self, batch: list[_Seen], contents: list[Contents]) -> list[int]:
+        """Record ``batch`` as found now, given the contents of those of its files that were read
+        (in order); returns their ids in the catalog."""
+        for item, read in zip([item for item in batch if item.to_read], contents, strict=True):
+            item.contents = read
+        # Only a new file whose content is catalogued already can have been moved.
+        new = {item.contents.digest for item in batch if item.record is None and item.contents and item.contents.digest}
+        same_content = self.catalog.files_with_hashes(new) if new else {}
+        ids, fresh = [], []
+        for item in batch:
+            record = self.catalogue_one(item, same_content, fresh)
+            if record is not None:
+                ids.append(record.id)
+        self.catalog.session.flush()
+        ids += self.catalog.add_files(fresh)
+        for file in fresh:
+            self.notify(file.path, "pending")
+        return ids
+
+    def catalogue_one(self, item: _Seen, same_content: dict[str, list[tuple[int, str, str]]],
+                      fresh: list[NewFile]) -> File | None:
+        """Record ``item``, or add it to ``fresh`` when it is new; ``same_content``: content hash ->
+        the catalogued files with that content (``Catalog.files_with_hashes``)."""
+        record, path, root = item.record, item.path, item.root
+        if item.problem is not None:
+            return self.failed(self.catalog.set_file(record, path, root=root, size=item.size, mtime=item.mtime), item.problem)
+        if item.contents is None:
+            return self.unchanged(record)
+        digest, metadata, error = item.contents
+        if error is not None:
+            return self.failed(self.catalog.set_file(record, path, root=root, size=0, mtime=0.0), error)
+        if digest == item.known_digest:
+            record.size, record.mtime = item.size, item.mtime  # touched, not changed
             return self.unchanged(record)
         if record is None:
-            moved = self.moved_from(digest)
+            moved = self.moved_from(same_content.get(digest, []))
             if moved is not None:
-                return self.move(moved, path, root, found.st_mtime)
-        if record is not None:
-            self.store.remove(np.array(self.catalog.mark_pending(record), dtype=np.int64))
-        record = self.catalog.upsert_file(path, root=root, size=found.st_size, mtime=found.st_mtime, content_hash=digest)
+                return self.move(moved, path, root, item.mtime, metadata)
+            fresh.append(NewFile(path, root, item.size, item.mtime, digest, metadata))
+            return None
+        self.store.remove(np.array(self.catalog.mark_pending(record), dtype=np.int64))
+        record = self.catalog.set_file(record, path, root=root, size=item.size, mtime=item.mtime, content_hash=digest)
         record.status, record.error = PENDING, None
-        self.catalog.set_metadata(record, _metadata_of(path))
-        self.catalog.session.flush()
+        self.catalog.set_metadata(record, metadata)
         self.notify(path, "pending")
         return record
 
@@ -221,17 +243,20 @@ class _IndexRun:
         self.notify(record.path, "unchanged")
         return record
 
-    def moved_from(self, digest: str) -> File | None:
-        """A catalogued file with this content whose path no longer exists: moved or renamed."""
-        for candidate in self.catalog.files_with_hash(digest):
-            if candidate.status != ERROR and not os.path.lexists(candidate.path):
-                return candidate
+    def moved_from(self, same_content: list[tuple[int, str, str]]) -> File | None:
+        """Of the catalogued files with a new file's content ((id, path, status) as the batch
+        began), one whose path no longer exists: moved or renamed."""
+        for file_id, path, status in same_content:
+            if status != ERROR and not os.path.lexists(path):
+                candidate = self.catalog.file_by_id(file_id)
+                if not os.path.lexists(candidate.path):  # not moved by a file before in this batch
+                    return candidate
         return None
 
-    def move(self, record: File, path: str, root: str, mtime: float) -> File:
+    def move(self, record: File, path: str, root: str, mtime: float, metadata: Metadata) -> File:
         self.catalog.move_file(record, path, root=root, mtime=mtime)
         # The name can carry metadata (UCS); what decoding measured stays.
-        self.catalog.set_metadata(record, _metadata_of(path), header=record.status != INDEXED)
+        self.catalog.set_metadata(record, metadata, header=record.status != INDEXED)
         self.catalog.session.flush()
         self.sync_payload(record)
         self.report.moved += 1
@@ -248,10 +273,13 @@ class _IndexRun:
         self.notify(record.path, "error")
         return record
 
-    def sync_payload(self, record: File) -> None:
-        # Stores that keep file metadata beside the vectors (Qdrant) filter on it; FAISS does not.
-        if hasattr(self.store, "set_payload") and record.windows:
-            self.store.set_payload(np.array([w.id for w in record.windows], dtype=np.int64), record)
+    def sync_payload(self, record: File, window_ids: list[int] | None = None) -> None:
+        """Stores that keep file metadata beside the vectors (Qdrant) filter on it; FAISS does not.
+        ``window_ids``: the record's windows, when the caller knows them."""
+        if hasattr(self.store, "set_payload"):
+            ids = [window.id for window in record.windows] if window_ids is None else window_ids
+            if ids:
+                self.store.set_payload(np.array(ids, dtype=np.int64), record)
 
     # --- phase 2: embedding
 
@@ -298,35 +326,81 @@ class _IndexRun:
             job.vectors.append(vector)
 
     def store_ready(self, waiting: collections.deque[_FileJob]) -> None:
+        """Store the jobs at the head of ``waiting`` that are ready, together, up to each checkpoint."""
         while waiting and waiting[0].ready:
-            job = waiting.popleft()
-            if job.error is not None:
-                self.failed(job.record, job.error)
-            else:
-                self.store_file(job)
-            self.done += 1
-            self.since_checkpoint += 1
-            self.bar.update()
+            jobs = []
+            while waiting and waiting[0].ready and self.since_checkpoint + len(jobs) < self.checkpoint_files:
+                jobs.append(waiting.popleft())
+            self.store_files(jobs)
+            self.done += len(jobs)
+            self.since_checkpoint += len(jobs)
+            self.bar.update(len(jobs))
             self.tracker.advance(self.done, len(self.report.errors))
             if self.since_checkpoint >= self.checkpoint_files or time.monotonic() - self.last_checkpoint >= CHECKPOINT_SECONDS:
                 self.checkpoint()
                 self.since_checkpoint, self.last_checkpoint = 0, time.monotonic()
 
-    def store_file(self, job: _FileJob) -> None:
-        info = job.info
-        removed, added = self.catalog.replace_windows(
-            job.record, job.windows, duration=info.duration, sample_rate=info.sample_rate, channels=info.channels,
-            codec=info.codec, bit_depth=info.bit_depth, hop=HOP_SECONDS,
-        )
+    def store_files(self, jobs: list[_FileJob]) -> None:
+        """The windows and vectors of ``jobs`` (those decoded), in a few statements; the others' errors."""
+        stored = [job for job in jobs if job.error is None]
+        for job in jobs:
+            if job.error is not None:
+                self.failed(job.record, job.error)
+        if not stored:
+            return
+        removed, added = self.catalog.replace_windows_of([
+            Embedded(job.record, job.windows, job.info.duration, job.info.sample_rate, job.info.channels, job.info.codec,
+                     job.info.bit_depth, HOP_SECONDS)
+            for job in stored
+        ])
         self.store.remove(np.array(removed, dtype=np.int64))
-        self.store.add(np.array(added, dtype=np.int64), np.stack(job.vectors))
-        self.sync_payload(job.record)
-        self.report.indexed += 1
-        self.notify(job.record.path, "indexed")
+        vectors = [vector for job in stored for vector in job.vectors]
+        if vectors:
+            self.store.add(np.array([i for ids in added for i in ids], dtype=np.int64), np.stack(vectors))
+        for job, ids in zip(stored, added):
+            self.sync_payload(job.record, ids)
+            self.report.indexed += 1
+            self.notify(job.record.path, "indexed")
 
 
-class _NotAudio(Exception):
-    """A path the scan found that cannot hold audio at all."""
+@dataclasses.dataclass(eq=False)
+class _Seen:
+    """A file the scan found, on its way into the catalog."""
+
+    path: str
+    root: str
+    record: File | None  # as catalogued
+    size: int = 0
+    mtime: float = 0.0
+    problem: str | None = None  # why it cannot hold audio at all
+    to_read: bool = False  # new or changed, by size or mtime: its content is to be hashed
+    contents: Contents | None = None  # once read
+
+    @classmethod
+    def stat(cls, path: str, root: str, record: File | None) -> _Seen:
+        try:
+            found = os.stat(path)  # follows symlinks: a loop raises ELOOP here
+        except OSError as exc:
+            return cls(path, root, record, problem=exc.strerror or str(exc))
+        if not stat.S_ISREG(found.st_mode):
+            return cls(path, root, record, mtime=found.st_mtime, problem="not a regular file")
+        seen = cls(path, root, record, found.st_size, found.st_mtime)
+        if seen.comparable and (record.size, record.mtime) == (found.st_size, found.st_mtime):
+            return seen  # unchanged
+        if found.st_size == 0:
+            seen.problem = "empty file"
+        else:
+            seen.to_read = True
+        return seen
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the catalog's record can tell the file unchanged (it was not unreadable)."""
+        return self.record is not None and self.record.status != ERROR
+
+    @property
+    def known_digest(self) -> str | None:
+        return self.record.content_hash if self.comparable else None
 
 
 def _metadata_of(path: str) -> Metadata:

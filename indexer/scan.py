@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
+import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"})
 
@@ -62,6 +69,73 @@ def content_hash(path: str | os.PathLike) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class Contents(NamedTuple):
+    """What reading a file found."""
+
+    digest: str | None  # content_hash; None: the file could not be read
+    description: object  # what ``describe(path)`` said; None when the digest was the one known
+    error: str | None  # why the file could not be read
+
+
+def read_contents(path: str, known_digest: str | None, describe: Callable[[str], object]) -> Contents:
+    """``path``'s content hash, and its description unless the hash is ``known_digest`` (unchanged)."""
+    try:
+        digest = content_hash(path)
+    except OSError as exc:
+        return Contents(None, None, exc.strerror or str(exc))
+    return Contents(digest, None if digest == known_digest else describe(path), None)
+
+
+Batch = TypeVar("Batch")
+
+
+def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], describe: Callable[[str], object],
+                 workers: int | None = None) -> Iterator[tuple[Batch, list[Contents]]]:
+    """Each batch with the ``read_contents`` of its (path, known digest) pairs, in the order given.
+
+    Hashing and describing a file costs about a millisecond of one core, mostly in libsndfile
+    and mutagen, which hold the GIL or contend in threads: so once there is more than one
+    batch, ``workers`` processes (default: one per core) read them, a few batches ahead of the
+    caller, which meanwhile writes the batches before into the catalog.
+    """
+    batches = iter(batches)
+    first = list(itertools.islice(batches, 2))
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    if len(first) < 2 or workers < 2:
+        for batch, files in itertools.chain(first, batches):
+            yield batch, _read_all(files, describe)
+        return
+    # fork: the workers start in milliseconds, with ``describe`` and its modules loaded.
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_reader, (os.getpid(),))
+    try:
+        ahead: collections.deque = collections.deque()
+        for batch, files in itertools.chain(first, batches):
+            ahead.append((batch, pool.submit(_read_all, files, describe)))
+            if len(ahead) > 2 * workers:
+                batch, read = ahead.popleft()
+                yield batch, read.result()
+        for batch, read in ahead:
+            yield batch, read.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _read_all(files: list[tuple[str, str | None]], describe: Callable[[str], object]) -> list[Contents]:
+    return [read_contents(path, known, describe) for path, known in files]
+
+
+def _start_reader(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which ends the pool
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """A parent killed outright leaves its pool's workers waiting for work forever: end them."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs"})

@@ -17,17 +17,20 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
     BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, event, exists, func,
-    or_, select,
+    insert, or_, select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from search.filters import Filters
 
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
+# Values per IN list, within every backend's bound-parameter limit.
+_CHUNK = 500
 
 # SQLite only autoincrements (never reuses ids) on a column declared exactly INTEGER.
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -124,6 +127,30 @@ class Metadata:
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+class NewFile(NamedTuple):
+    """A file the scan found that the catalog does not know yet (``Catalog.add_files``)."""
+
+    path: str
+    root: str
+    size: int
+    mtime: float
+    content_hash: str | None
+    metadata: Metadata
+
+
+class Embedded(NamedTuple):
+    """A file's new windows and what decoding measured of it (``Catalog.replace_windows_of``)."""
+
+    record: File
+    spans: Sequence[tuple[float, float]]
+    duration: float
+    sample_rate: int
+    channels: int
+    codec: str
+    bit_depth: int | None = None  # None: keep the header's
+    hop: float | None = None
+
+
 class Meta(Base):
     __tablename__ = "meta"
 
@@ -217,9 +244,18 @@ class Catalog:
     def file(self, path: str) -> File | None:
         return self.session.scalar(select(File).where(File.path == path))
 
+    def files_at(self, paths: Iterable[str]) -> dict[str, File]:
+        """path -> record, for those of ``paths`` that are catalogued."""
+        query = select(File).where
+        return {record.path: record for chunk in _chunks(paths) for record in self.session.scalars(query(File.path.in_(chunk)))}
+
     def upsert_file(self, path: str, *, root: str, size: int, mtime: float, content_hash: str | None = None) -> File:
         """The record for ``path``, created if new, with its size, mtime and hash as seen now."""
-        record = self.file(path)
+        return self.set_file(self.file(path), path, root=root, size=size, mtime=mtime, content_hash=content_hash)
+
+    def set_file(self, record: File | None, path: str, *, root: str, size: int, mtime: float,
+                 content_hash: str | None = None) -> File:
+        """``upsert_file`` for a caller that has looked ``path``'s record up already (None: it has none)."""
         if record is None:
             record = File(path=path, status=PENDING)
             self.session.add(record)
@@ -235,25 +271,47 @@ class Catalog:
 
     @staticmethod
     def _place(record: File, path: str, root: str) -> None:
-        record.path, record.root = path, root
-        record.folder, record.name = str(Path(path).parent), Path(path).name
-        record.format = FORMATS.get(Path(path).suffix.lower())
+        for name, value in _placed(path, root).items():
+            setattr(record, name, value)
 
     def set_metadata(self, record: File, metadata: Metadata, header: bool = True) -> None:
         """Store what ``metadata`` says of ``record``; ``header=False`` keeps the duration, rate,
         channels, bit depth and codec already measured by decoding."""
-        names = ("title", "description", "originator", "ucs_cat_id", "ucs_category", "ucs_subcategory")
-        if header:
-            names += ("duration", "sample_rate", "channels", "bit_depth", "codec")
-        for name in names:
-            setattr(record, name, getattr(metadata, name))
-        record.extra = json.dumps(metadata.extra, ensure_ascii=False, sort_keys=True) if metadata.extra else None
-        wanted = sorted({tag.strip().lower()[:255] for tag in metadata.tags if tag.strip()})
-        if wanted != record.tags:
-            record.tag_rows = [FileTag(tag=tag) for tag in wanted]
+        values, tags = _described(metadata, header)
+        for name, value in values.items():
+            setattr(record, name, value)
+        if tags != record.tags:
+            record.tag_rows = [FileTag(tag=tag) for tag in tags]
 
-    def files_with_hash(self, content_hash: str) -> list[File]:
-        return list(self.session.scalars(select(File).where(File.content_hash == content_hash).order_by(File.id)))
+    def add_files(self, files: Sequence[NewFile]) -> list[int]:
+        """Catalogue ``files``, none of them catalogued yet, as pending with their metadata; returns
+        their ids. One INSERT (or a few) for all, without ORM objects: the scan of a new library
+        does little else."""
+        if not files:
+            return []
+        rows, tags = [], []
+        for file in files:
+            values, file_tags = _described(file.metadata)
+            rows.append({**_placed(file.path, file.root), "size": file.size, "mtime": file.mtime,
+                         "content_hash": file.content_hash, "status": PENDING, "error": None, **values})
+            tags.append(file_tags)
+        self.session.execute(insert(File.__table__), rows)
+        query = select(File.path, File.id).where
+        ids = dict(row for chunk in _chunks(file.path for file in files) for row in self.session.execute(query(File.path.in_(chunk))))
+        tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
+        if tag_rows:
+            self.session.execute(insert(FileTag.__table__), tag_rows)
+        return [ids[file.path] for file in files]
+
+    def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
+        """content hash -> (id, path, status) of the files with that content, in id order, for those
+        of ``content_hashes`` catalogued."""
+        found: dict[str, list[tuple[int, str, str]]] = {}
+        query = select(File.content_hash, File.id, File.path, File.status).order_by(File.id).where
+        for chunk in _chunks(content_hashes):
+            for content_hash, *row in self.session.execute(query(File.content_hash.in_(chunk))):
+                found.setdefault(content_hash, []).append(tuple(row))
+        return found
 
     def paths_under(self, folder: str) -> Iterator[tuple[int, str]]:
         """(id, path) of every catalogued file below ``folder``."""
@@ -288,11 +346,8 @@ class Catalog:
         yield from self.session.scalars(query)
 
     def paths_of(self, file_ids: Iterable[int]) -> list[str]:
-        wanted = sorted({int(i) for i in file_ids})
-        paths: list[str] = []
-        for offset in range(0, len(wanted), 500):
-            paths.extend(self.session.scalars(select(File.path).where(File.id.in_(wanted[offset : offset + 500]))))
-        return sorted(paths)
+        chunks = _chunks(sorted({int(i) for i in file_ids}))
+        return sorted(path for chunk in chunks for path in self.session.scalars(select(File.path).where(File.id.in_(chunk))))
 
     def indexed_without_windows(self) -> list[str]:
         has_windows = exists().where(Window.file_id == File.id)
@@ -334,15 +389,34 @@ class Catalog:
         hop: float | None = None,
     ) -> tuple[list[int], list[int]]:
         """Give ``record`` new windows and mark it indexed; returns (removed ids, new ids)."""
-        removed = self._drop_windows(record)
-        new = [Window(start=start, end=end) for start, end in spans]
-        record.windows = new
-        record.duration, record.sample_rate, record.channels, record.codec = duration, sample_rate, channels, codec
-        record.bit_depth = bit_depth if bit_depth is not None else record.bit_depth
-        record.status, record.error, record.hop = INDEXED, None, hop
-        record.indexed_at = datetime.datetime.now(datetime.timezone.utc)
-        self.session.flush()  # assigns the new windows' ids
-        return removed, [window.id for window in new]
+        removed, (added,) = self.replace_windows_of(
+            [Embedded(record, spans, duration, sample_rate, channels, codec, bit_depth, hop)]
+        )
+        return removed, added
+
+    def replace_windows_of(self, files: Sequence[Embedded]) -> tuple[list[int], list[list[int]]]:
+        """``replace_windows`` for many files in a few statements: returns the ids of the windows
+        they had (removed) and each file's new window ids (in the order of its spans)."""
+        records = [entry.record for entry in files]
+        removed = self._drop_windows_of(records)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for record, _, duration, sample_rate, channels, codec, bit_depth, hop in files:
+            record.duration, record.sample_rate, record.channels, record.codec = duration, sample_rate, channels, codec
+            record.bit_depth = bit_depth if bit_depth is not None else record.bit_depth
+            record.status, record.error, record.hop, record.indexed_at = INDEXED, None, hop, now
+        rows = [{"file_id": entry.record.id, "start": start, "end": end} for entry in files for start, end in entry.spans]
+        windows = Window.__table__
+        # One INSERT (or a few) for all rows, the new ids in the rows' order.
+        statement = insert(windows).returning(windows.c.id, sort_by_parameter_order=True)
+        ids = list(self.session.scalars(statement, rows)) if rows else []
+        self.session.flush()  # the files' updates, as one batch
+        added, at = [], 0
+        for record, spans, *_ in files:
+            added.append(ids[at : at + len(spans)])
+            at += len(spans)
+            # Inserted beside the ORM: the collection loads again when it is next read.
+            self.session.expire(record, ["windows"])
+        return removed, added
 
     def mark_error(self, record: File, reason: str) -> list[int]:
         """Mark ``record`` unreadable; returns the ids of the windows it had (now stale)."""
@@ -357,18 +431,22 @@ class Catalog:
         self.session.flush()
         return removed
 
+    def _drop_windows_of(self, records: Sequence[File]) -> list[int]:
+        """``_drop_windows`` of each of ``records``; one question to the database finds those
+        that have any (pending files have none)."""
+        self.session.flush()
+        query = select(Window.file_id).distinct().where
+        holding = {file_id for chunk in _chunks(record.id for record in records)
+                   for file_id in self.session.scalars(query(Window.file_id.in_(chunk)))}
+        return [window_id for record in records if record.id in holding for window_id in self._drop_windows(record)]
+
     # --- reading
 
     def file_ids_of_windows(self, ids: Iterable[int]) -> dict[int, int]:
         """window id -> file id, for those ``ids`` that exist."""
-        wanted = sorted({int(i) for i in ids})
         found: dict[int, int] = {}
-        # Chunked so the IN list stays within every backend's bound-parameter limit.
-        for offset in range(0, len(wanted), 500):
-            rows = self.session.execute(
-                select(Window.id, Window.file_id).where(Window.id.in_(wanted[offset : offset + 500]))
-            )
-            found.update((window_id, file_id) for window_id, file_id in rows)
+        for chunk in _chunks(sorted({int(i) for i in ids})):
+            found.update(self.session.execute(select(Window.id, Window.file_id).where(Window.id.in_(chunk))).all())
         return found
 
     def window_ids(self) -> list[int]:
@@ -389,6 +467,30 @@ class Catalog:
         counts.update({status: count for status, count in per_status})
         counts["windows"] = self.session.scalar(select(func.count()).select_from(Window)) or 0
         return counts
+
+
+def _placed(path: str, root: str) -> dict:
+    """The columns that say where a file is."""
+    place = Path(path)
+    return {"path": path, "root": root, "folder": str(place.parent), "name": place.name,
+            "format": FORMATS.get(place.suffix.lower())}
+
+
+_HEADER = ("duration", "sample_rate", "channels", "bit_depth", "codec")
+_DESCRIPTION = ("title", "description", "originator", "ucs_cat_id", "ucs_category", "ucs_subcategory")
+
+
+def _described(metadata: Metadata, header: bool = True) -> tuple[dict, list[str]]:
+    """The columns ``metadata`` fills (the header's too, with ``header``), and the file's tags."""
+    values = {name: getattr(metadata, name) for name in _DESCRIPTION + _HEADER * header}
+    values["extra"] = json.dumps(metadata.extra, ensure_ascii=False, sort_keys=True) if metadata.extra else None
+    return values, sorted({tag.strip().lower()[:255] for tag in metadata.tags if tag.strip()})
+
+
+def _chunks(values: Iterable) -> Iterator[list]:
+    values = list(values)
+    for offset in range(0, len(values), _CHUNK):
+        yield values[offset : offset + _CHUNK]
 
 
 def file_conditions(filters: Filters) -> list:
