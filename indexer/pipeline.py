@@ -166,7 +166,8 @@ class _IndexRun:
         seen: set[int] = set()
         self.tracker.start("scanning", None)
         last_checkpoint, since_checkpoint = time.monotonic(), 0
-        to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read]) for batch in self.look_up(found))
+        to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read])
+                   for batch in self.look_up(found))
         with tqdm(desc="scanning", unit=" files", disable=None if self.show_progress else True) as bar:
             for batch, contents in read_batches(to_read, _metadata_of):
                 seen.update(self.catalogue(batch, contents))
@@ -213,7 +214,8 @@ class _IndexRun:
         the catalogued files with that content (``Catalog.files_with_hashes``)."""
         record, path, root = item.record, item.path, item.root
         if item.problem is not None:
-            return self.failed(self.catalog.set_file(record, path, root=root, size=item.size, mtime=item.mtime), item.problem)
+            record = self.catalog.set_file(record, path, root=root, size=item.size, mtime=item.mtime)
+            return self.failed(record, item.problem)
         if item.contents is None:
             return self.unchanged(record)
         digest, metadata, error = item.contents

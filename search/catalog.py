@@ -247,7 +247,8 @@ class Catalog:
     def files_at(self, paths: Iterable[str]) -> dict[str, File]:
         """path -> record, for those of ``paths`` that are catalogued."""
         query = select(File).where
-        return {record.path: record for chunk in _chunks(paths) for record in self.session.scalars(query(File.path.in_(chunk)))}
+        return {record.path: record for chunk in _chunks(paths)
+                for record in self.session.scalars(query(File.path.in_(chunk)))}
 
     def upsert_file(self, path: str, *, root: str, size: int, mtime: float, content_hash: str | None = None) -> File:
         """The record for ``path``, created if new, with its size, mtime and hash as seen now."""
@@ -297,7 +298,8 @@ class Catalog:
             tags.append(file_tags)
         self.session.execute(insert(File.__table__), rows)
         query = select(File.path, File.id).where
-        ids = dict(row for chunk in _chunks(file.path for file in files) for row in self.session.execute(query(File.path.in_(chunk))))
+        ids = dict(row for chunk in _chunks(file.path for file in files)
+                   for row in self.session.execute(query(File.path.in_(chunk))))
         tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)

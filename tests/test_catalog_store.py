@@ -7,7 +7,9 @@ import pytest
 from sqlalchemy import select, text
 
 from postgres import fresh_database
-from search.catalog import ERROR, INDEXED, Catalog, File, Metadata, ModelIdentity, ModelMismatchError, file_conditions
+from search.catalog import (
+    ERROR, INDEXED, PENDING, Catalog, Embedded, File, Metadata, ModelIdentity, ModelMismatchError, NewFile, file_conditions,
+)
 from search.filters import Filters
 from search.config import load_settings
 from search.store import FaissStore, open_store
@@ -121,6 +123,45 @@ def test_exact_duplicates_are_grouped_by_content_hash(catalog):
     catalog.commit()
 
     assert [[f.path for f in group] for group in catalog.exact_duplicates()] == [["/lib/a.wav", "/lib/b/a-copy.wav"]]
+
+
+def test_many_files_added_and_given_windows_at_once(catalog):
+    """The index run's batched writes: what one file at a time would have written, in a few statements."""
+    described = Metadata(duration=3.0, sample_rate=48000, channels=2, codec="wav/pcm_24", title="Creak",
+                         tags=("Wood", " creak"), ucs_cat_id="DOORWood", ucs_category="DOOR", extra={"ucs:fx_name": "Creak"})
+    new = [NewFile("/lib/doors/DOORWood_Creak_JD_Lib.wav", "/lib", 10, 1.5, "h1", described),
+           NewFile("/lib/b.flac", "/lib", 20, 2.5, "h2", Metadata()),
+           NewFile("/lib/sub/c.FLAC", "/lib", 30, 3.5, "h1", Metadata())]
+    ids = catalog.add_files(new)
+    catalog.commit()
+
+    records = [catalog.file(file.path) for file in new]
+    assert [record.id for record in records] == ids
+    door = records[0]
+    assert (door.folder, door.name, door.format, door.size, door.mtime, door.status) == (
+        "/lib/doors", "DOORWood_Creak_JD_Lib.wav", "wav", 10, 1.5, PENDING)
+    assert (door.title, door.codec, door.ucs_category, door.tags, door.extra) == (
+        "Creak", "wav/pcm_24", "DOOR", ["creak", "wood"], '{"ucs:fx_name": "Creak"}')
+    assert (records[2].format, records[2].tags, records[2].extra) == ("flac", [], None)
+    same = [(ids[0], new[0].path, PENDING), (ids[2], new[2].path, PENDING)]
+    assert catalog.files_with_hashes(["h1", "h3"]) == {"h1": same}
+
+    spans = [[(0.0, 3.0)], [(0.0, 7.0), (3.5, 10.5)], []]
+    removed, added = catalog.replace_windows_of(
+        [Embedded(record, file_spans, 10.5, 44100, 1, "x", None, 3.5) for record, file_spans in zip(records, spans)]
+    )
+    catalog.commit()
+    assert removed == [] and [len(window_ids) for window_ids in added] == [1, 2, 0]
+    assert catalog.file_ids_of_windows(sum(added, [])) == {
+        added[0][0]: ids[0], added[1][0]: ids[1], added[1][1]: ids[1]}
+    assert [(w.id, w.start, w.end) for w in records[1].windows] == [(added[1][0], 0.0, 7.0), (added[1][1], 3.5, 10.5)]
+    assert (door.status, door.hop, door.bit_depth, door.indexed_at is not None) == (INDEXED, 3.5, None, True)
+
+    again, renewed = catalog.replace_windows_of(
+        [Embedded(records[1], [(0.0, 1.0)], 1.0, 44100, 1, "x"), Embedded(door, [], 3.0, 48000, 2, "y")])
+    catalog.commit()
+    assert sorted(again) == sorted(added[0] + added[1]) and set(renewed[0]).isdisjoint(again)
+    assert catalog.window_ids() == renewed[0]
 
 
 def unit_rows(count, dim=8, seed=0):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sounds import sox_tone
 
+import indexer.pipeline
 from indexer import index_paths
 from search.catalog import INDEXED, PENDING, Catalog
 from search.config import load_settings
@@ -25,6 +26,13 @@ def library(tmp_path):
     return sounds
 
 
+@pytest.fixture(params=[indexer.pipeline.SCAN_BATCH, 2])
+def scan_batch(request, monkeypatch):
+    """The scan's batch size: one batch read in this process, or several read by worker processes."""
+    monkeypatch.setattr(indexer.pipeline, "SCAN_BATCH", request.param)
+    return request.param
+
+
 def state(settings, dim):
     """path -> (status, windows, their vectors), and whether catalog and store agree."""
     with Catalog(settings.catalog_url) as catalog:
@@ -37,7 +45,7 @@ def state(settings, dim):
         }
 
 
-def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, tiny_encoder):
+def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, tiny_encoder, scan_batch):
     settings = load_settings(tmp_path / "home", batch_size=4)
     first = index_paths(settings, [library], encoder=tiny_encoder)
     assert (first.indexed, first.unchanged) == (3, 0)
@@ -69,6 +77,22 @@ def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, ti
     assert (third.indexed, third.unchanged) == (1, 2)
     final = state(settings, tiny_encoder.dim)
     assert not np.allclose(final[str(library / "a.wav")][2], after[str(library / "a.wav")][2], atol=1e-3)
+
+
+def test_a_moved_file_is_moved_once_however_many_copies_appear(library, tmp_path, tiny_encoder, scan_batch):
+    settings = load_settings(tmp_path / "home", batch_size=4)
+    index_paths(settings, [library], encoder=tiny_encoder)
+    before = state(settings, tiny_encoder.dim)
+    os.rename(library / "sub" / "b.flac", library / "sub" / "b1.flac")
+    for name in ("b2.flac", "b3.flac"):
+        shutil.copy2(library / "sub" / "b1.flac", library / "sub" / name)
+
+    report = index_paths(settings, [library], encoder=tiny_encoder)
+
+    assert (report.moved, report.indexed, report.unchanged) == (1, 2, 2)
+    after = state(settings, tiny_encoder.dim)
+    assert after[str(library / "sub" / "b1.flac")][1] == before[str(library / "sub" / "b.flac")][1]
+    assert {after[str(library / "sub" / name)][0] for name in ("b2.flac", "b3.flac")} == {INDEXED}
 
 
 def test_a_copy_is_indexed_as_its_own_file(library, tmp_path, tiny_encoder):
