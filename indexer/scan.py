@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import itertools
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -92,34 +91,38 @@ Batch = TypeVar("Batch")
 
 
 def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], describe: Callable[[str], object],
-                 workers: int | None = None) -> Iterator[tuple[Batch, list[Contents]]]:
+                 workers: int | None = None, alone: int = 64) -> Iterator[tuple[Batch, list[Contents]]]:
     """Each batch with the ``read_contents`` of its (path, known digest) pairs, in the order given.
 
     Hashing and describing a file costs about a millisecond of one core, mostly in libsndfile
-    and mutagen, which hold the GIL or contend in threads: so once there is more than one
-    batch, ``workers`` processes (default: one per core) read them, a few batches ahead of the
-    caller, which meanwhile writes the batches before into the catalog.
+    and mutagen, which hold the GIL or contend in threads. So once more than ``alone`` files
+    are to be read (a rescan that finds a few changes reads them here), ``workers`` processes
+    (default: one per core) read the batches, a few ahead of the caller, which meanwhile
+    writes the batches before into the catalog.
     """
-    batches = iter(batches)
-    first = list(itertools.islice(batches, 2))
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
-    if len(first) < 2 or workers < 2:
-        for batch, files in itertools.chain(first, batches):
-            yield batch, _read_all(files, describe)
-        return
-    # fork: the workers start in milliseconds, with ``describe`` and its modules loaded.
-    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_reader, (os.getpid(),))
+    pool, ahead, read_here = None, collections.deque(), 0
     try:
-        ahead: collections.deque = collections.deque()
-        for batch, files in itertools.chain(first, batches):
-            ahead.append((batch, pool.submit(_read_all, files, describe)))
+        for batch, files in batches:
+            if pool is None and workers > 1 and read_here + len(files) > alone:
+                # fork: the workers start in milliseconds, with ``describe`` and its modules loaded.
+                pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_reader, (os.getpid(),))
+            if pool is None:
+                read_here += len(files)
+                yield batch, _read_all(files, describe)
+                continue
+            ahead.append((batch, pool.submit(_read_all, files, describe) if files else None))
             if len(ahead) > 2 * workers:
-                batch, read = ahead.popleft()
-                yield batch, read.result()
-        for batch, read in ahead:
-            yield batch, read.result()
+                yield _done(*ahead.popleft())
+        while ahead:
+            yield _done(*ahead.popleft())
     finally:
-        pool.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _done(batch: Batch, read: Future | None) -> tuple[Batch, list[Contents]]:
+    return batch, read.result() if read is not None else []
 
 
 def _read_all(files: list[tuple[str, str | None]], describe: Callable[[str], object]) -> list[Contents]:

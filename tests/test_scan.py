@@ -46,12 +46,13 @@ def test_files_are_read_in_worker_processes_as_in_this_one_in_order(tmp_path):
     known = content_hash(paths[3])
     files = [(path, known if path == paths[3] else None) for path in paths] + [(str(tmp_path / "gone.wav"), None)]
     batches = [(number, files[number : number + 3]) for number in range(0, len(files), 3)]
+    batches.insert(2, ("nothing to read", []))  # every file of a batch unchanged
 
     in_process = list(read_batches(batches, os.path.basename, workers=0))
-    in_workers = list(read_batches(batches, os.path.basename, workers=2))
+    in_workers = list(read_batches(batches, os.path.basename, workers=2, alone=3))  # the first batch read here
 
     assert in_workers == in_process
-    assert [number for number, _ in in_workers] == [0, 3, 6]
+    assert [number for number, _ in in_workers] == [0, 3, "nothing to read", 6]
     contents = [read for _, batch in in_workers for read in batch]
     assert contents[0] == Contents(content_hash(paths[0]), "f0.wav", None)
     assert contents[3] == Contents(known, None, None)  # the known content is not described again
@@ -70,7 +71,7 @@ def test_reading_workers_end_when_their_parent_is_killed(tmp_path):
             time.sleep(0.2)
 
         batches = ((number, [(sys.argv[1], None)] * 2) for number in range(1000))
-        for _ in read_batches(batches, describe, workers=2):
+        for _ in read_batches(batches, describe, workers=2, alone=0):
             pass
     """)
     (tmp_path / "a.wav").write_bytes(b"RIFF")
