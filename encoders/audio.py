@@ -7,6 +7,8 @@ Files are read block by block (``AudioStream``, ``stream_windows``), so a multi-
 recording costs a few blocks and one window of memory, not the whole file. Resampling is
 libswresample's (through PyAV): a polyphase filter whose cost does not grow with the rate
 ratio, where a sinc kernel built from the reduced fraction (44101 -> 44100 Hz) would be huge.
+PyAV is imported where it is needed: a library of WAV, FLAC or Ogg at the model's rate never
+loads its FFmpeg.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
-import av
 import numpy as np
 import soundfile
 
-# Native frames read at a time: about 1.5 s at 44.1 kHz, a few MB even for 16 channels.
-BLOCK_FRAMES = 65536
+# Native frames read at a time: about 6 s at 44.1 kHz, so a short clip is one read (each
+# read costs a copy); 16 MB at most, for 16 channels.
+BLOCK_FRAMES = 1 << 18
 
 
 class AudioDecodeError(Exception):
@@ -76,6 +78,8 @@ class AudioStream:
             self.bit_depth = _SUBTYPE_BITS.get(self._sound.subtype)
 
     def _open_ffmpeg(self) -> None:
+        import av
+
         try:
             self._container = av.open(os.fspath(self.source) if _is_file_name(self.source) else self.source)
         except av.FFmpegError as exc:
@@ -116,13 +120,16 @@ class AudioStream:
 
     def _native_blocks_soundfile(self) -> Iterator[np.ndarray]:
         try:
-            for block in self._sound.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            # read(), not blocks(): blocks() copies every block it has read.
+            while len(block := self._sound.read(BLOCK_FRAMES, dtype="float32", always_2d=True)):
                 self.frames += len(block)
                 yield block
         except soundfile.LibsndfileError as exc:
             raise AudioDecodeError(self.source, f"not readable as audio: {exc}") from None
 
     def _native_blocks_ffmpeg(self) -> Iterator[np.ndarray]:
+        import av
+
         # Planar float keeps every channel apart and at full precision; we mix to mono ourselves.
         to_planar_float = av.AudioResampler(format="fltp")
         try:
@@ -162,7 +169,9 @@ def load_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> np.ndarr
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average (frames, channels) to (frames,); 1-D input is already mono."""
     samples = np.asarray(samples, dtype=np.float32)
-    return samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
+    if samples.ndim == 2:
+        return samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+    return samples
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -179,6 +188,8 @@ def _resample_blocks(blocks: Iterable[np.ndarray], from_rate: int, to_rate: int)
     if from_rate == to_rate:
         yield from (block for block in blocks if len(block))
         return
+    import av
+
     # One resampler for the whole stream keeps the filter's state across block boundaries.
     resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
     for block in blocks:
@@ -194,6 +205,9 @@ def _resample_blocks(blocks: Iterable[np.ndarray], from_rate: int, to_rate: int)
 
 def _clean(samples: np.ndarray) -> np.ndarray:
     # A corrupt float file can hold NaN or inf, which would poison every similarity score.
+    # Checking first is a third of the cost of replacing, and almost every block is clean.
+    if np.isfinite(samples).all():
+        return samples
     return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -201,7 +215,8 @@ def stream_windows(
     blocks: Iterable[np.ndarray], sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> Iterator[Window]:
     """The windows ``windows`` would cut from the concatenated ``blocks``, holding only about
-    one window of samples at a time."""
+    one window of samples at a time. Windows are views of the blocks (overlapping ones share
+    samples): copy one before changing it."""
     size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
     held = np.empty(0, np.float32)
     held_from = 0  # sample index of held[0]
@@ -211,15 +226,15 @@ def stream_windows(
         total += len(block)
         while next_start + size <= total:
             at = next_start - held_from
-            yield Window(next_start / sample_rate, (next_start + size) / sample_rate, held[at : at + size].copy())
+            yield Window(next_start / sample_rate, (next_start + size) / sample_rate, held[at : at + size])
             covered, next_start = next_start + size, next_start + hop
         # Keep what a later window may need: from the next start, and the last full window for the end.
         keep_from = max(held_from, min(next_start, total - size))
         held, held_from = held[keep_from - held_from :], keep_from
     if 0 < total <= size and covered == 0:
-        yield Window(0.0, total / sample_rate, held.copy())
+        yield Window(0.0, total / sample_rate, held)
     elif total > size and covered < total:
-        yield Window((total - size) / sample_rate, total / sample_rate, held[len(held) - size :].copy())
+        yield Window((total - size) / sample_rate, total / sample_rate, held[len(held) - size :])
 
 
 def window_clip(waveform, sample_rate: int, window_seconds: float) -> np.ndarray:

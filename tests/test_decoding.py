@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+import time
+
 import numpy as np
 import soundfile
 
@@ -30,7 +35,8 @@ def by_file(pieces):
     for piece in pieces:
         entry = files.setdefault(piece.number, {"windows": [], "done": 0})
         assert not entry["done"], "a piece after the file's last"
-        entry["windows"] += list(zip(piece.starts, piece.ends, piece.samples))
+        # Samples from workers are views into memory the worker reuses: keep copies.
+        entry["windows"] += list(zip(piece.starts, piece.ends, [samples.copy() for samples in piece.samples]))
         if piece.done:
             entry |= {"done": 1, "info": piece.info, "error": piece.error}
     return files
@@ -59,3 +65,29 @@ def test_unreadable_files_come_back_with_their_reason(tmp_path):
     files = by_file(decode_windows(paths, RATE, 0.25, workers=2))
     for number in (3, 4):  # notes.wav, missing.wav
         assert files[number]["error"] and files[number]["info"] is None and not files[number]["windows"]
+
+
+def test_a_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
+    # A named pipe with no writer blocks its reader in open(), as a decoder wedged on a
+    # corrupt file would; the test then kills that worker outright.
+    fifo = tmp_path / "wedged.wav"
+    os.mkfifo(fifo)
+    paths = [fifo] + [write_tone(tmp_path / f"tone{i}.wav", 0.6) for i in range(5)]  # worker 0: 0, 2, 4
+
+    def kill_the_wedged_worker():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = multiprocessing.active_children()
+            if len(children) == 1:  # the other worker has finished its share
+                os.kill(children[0].pid, 9)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_wedged_worker, daemon=True)
+    killer.start()
+    files = by_file(decode_windows(paths, RATE, 0.25, workers=2))
+    killer.join()
+    assert sorted(files) == list(range(len(paths)))
+    assert files[0]["error"] == "the decoder crashed on this file (signal SIGKILL)" and not files[0]["windows"]
+    for number in range(1, len(paths)):  # the dead worker's other files went to its replacement
+        assert files[number]["error"] is None and len(files[number]["windows"]) == 3
