@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from encoders.audio import AudioInfo, Window
+from encoders.audio import AudioInfo
+from encoders.batches import BatchEmbedder
 from encoders.decoding import decode_windows
 from indexer.doctor import examine, repair
 from indexer.metadata import read_metadata
@@ -49,7 +50,8 @@ CHECKPOINT_FILES = 500
 # The scan only writes the catalog (cheap), so it commits more often.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
-# Files the scan looks up, reads and writes together: one query and one flush for all.
+# Files the scan looks up, reads and writes together: one query and one flush for all. The
+# first batch's worth of files to read is read in this process, the rest by worker processes.
 SCAN_BATCH = 64
 
 # Called once per file with its path and what became of it: "pending", "moved", "unchanged",
@@ -169,7 +171,7 @@ class _IndexRun:
         to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read])
                    for batch in self.look_up(found))
         with tqdm(desc="scanning", unit=" files", disable=None if self.show_progress else True) as bar:
-            for batch, contents in read_batches(to_read, _metadata_of):
+            for batch, contents in read_batches(to_read, _metadata_of, alone=SCAN_BATCH):
                 seen.update(self.catalogue(batch, contents))
                 bar.update(len(batch))
                 since_checkpoint += len(batch)
@@ -288,44 +290,29 @@ class _IndexRun:
     def embed_pending(self) -> None:
         pending = self.catalog.pending_files()
         self.tracker.start("embedding", len(pending))
-        pool: list[tuple[_FileJob, Window]] = []
-        waiting: collections.deque[_FileJob] = collections.deque()
+        jobs = [_FileJob(record) for record in pending]
+        waiting: collections.deque[_FileJob] = collections.deque()  # decoded, stored in this order once embedded
+        embedding: collections.deque[_FileJob] = collections.deque()  # the file of each window given to the model
         self.done = self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        with tqdm(total=len(pending), desc="embedding", unit=" files", disable=None if self.show_progress else True) as bar:
+        with (tqdm(total=len(pending), desc="embedding", unit=" files", disable=None if self.show_progress else True) as bar,
+              BatchEmbedder(self.encoder, self.batch_size) as batches):
             self.bar = bar
-            for job, window in self.cut(pending):
-                if window is None:
+            # Worker processes decode the files, interleaved; a file's windows come in order.
+            for piece in decode_windows([job.record.path for job in jobs], self.encoder.sample_rate,
+                                        self.encoder.window_seconds, HOP_SECONDS):
+                job = jobs[piece.number]
+                for start, end, samples in zip(piece.starts, piece.ends, piece.samples):
+                    job.windows.append((start, end))
+                    batches.add(samples)  # a copy: the samples are the decoder's memory
+                    embedding.append(job)
+                if piece.done:
+                    job.info, job.error, job.decoded = piece.info, piece.error, True
                     waiting.append(job)
-                else:
-                    pool.append((job, window))
-                if len(pool) >= self.batch_size:
-                    self.embed(pool)
-                    pool.clear()
+                _hand_back(batches.ready(), embedding)
                 self.store_ready(waiting)
-            self.embed(pool)
+            _hand_back(batches.finish(), embedding)
             self.store_ready(waiting)
-
-    def cut(self, pending: list[File]) -> Iterator[tuple[_FileJob, Window | None]]:
-        """Each pending file's windows as they are decoded (by worker processes, files
-        interleaved), then (job, None) when it is done."""
-        jobs = [_FileJob(record) for record in pending]
-        paths = [record.path for record in pending]
-        for piece in decode_windows(paths, self.encoder.sample_rate, self.encoder.window_seconds, HOP_SECONDS):
-            job = jobs[piece.number]
-            for start, end, samples in zip(piece.starts, piece.ends, piece.samples):
-                job.windows.append((start, end))
-                yield job, Window(start, end, samples)
-            if piece.done:
-                job.info, job.error, job.decoded = piece.info, piece.error, True
-                yield job, None
-
-    def embed(self, pool: list[tuple[_FileJob, Window]]) -> None:
-        if not pool:
-            return
-        vectors = self.encoder.embed_audio([window.samples for _, window in pool], batch_size=self.batch_size)
-        for (job, _), vector in zip(pool, vectors):
-            job.vectors.append(vector)
 
     def store_ready(self, waiting: collections.deque[_FileJob]) -> None:
         """Store the jobs at the head of ``waiting`` that are ready, together, up to each checkpoint."""
@@ -403,6 +390,12 @@ class _Seen:
     @property
     def known_digest(self) -> str | None:
         return self.record.content_hash if self.comparable else None
+
+
+def _hand_back(vectors: Iterator[np.ndarray], embedding: collections.deque[_FileJob]) -> None:
+    """Give each vector to the file whose window it embeds (windows are embedded in order)."""
+    for vector in vectors:
+        embedding.popleft().vectors.append(vector)
 
 
 def _metadata_of(path: str) -> Metadata:

@@ -1,0 +1,128 @@
+"""Windows -> embeddings with the model kept busy: the caller packs windows into host buffers
+(pinned, for a GPU) while a thread hands each full buffer to the encoder.
+
+Embedding a batch on the GPU takes tens of milliseconds, during which the caller (the
+indexer's main loop) keeps taking windows from the decoders and packing the next batch;
+waiting for each batch in turn was a third of the time per file (docs/benchmarks.md). Packing
+copies each window once, straight into the memory the device reads from.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .audio import window_clip
+
+# One buffer filling, one waiting, one on the device.
+BUFFERS = 3
+
+
+class _Buffer:
+    def __init__(self, capacity: int, pinned: bool):
+        self.tensor = torch.empty(capacity, dtype=torch.float32, pin_memory=pinned)  # clips end to end
+        self.array = self.tensor.numpy()
+        self.lengths: list[int] = []
+        self.used = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        self.array[self.used : self.used + len(samples)] = samples
+        self.lengths.append(len(samples))
+        self.used += len(samples)
+
+    def clips(self) -> list[np.ndarray]:
+        bounds = np.cumsum([0, *self.lengths])
+        return [self.array[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+class BatchEmbedder:
+    """``add`` clips of at most one window; ``ready`` and ``finish`` give back their vectors,
+    one (dim,) float32 unit row each, in the order they were added.
+
+    Use as a context manager (or call ``close``), so the thread ends with an error too.
+    """
+
+    def __init__(self, encoder, batch_size: int | None = None):
+        self.encoder = encoder
+        self.batch_size = batch_size or encoder.batch_size
+        window = round(encoder.sample_rate * encoder.window_seconds)
+        pinned = torch.device(encoder.device).type == "cuda"
+        self._free: queue.Queue[_Buffer] = queue.Queue()
+        for _ in range(BUFFERS):
+            self._free.put(_Buffer(self.batch_size * window, pinned))
+        self._filling: _Buffer | None = None
+        self._to_embed: queue.Queue[_Buffer | None] = queue.Queue()
+        self._embedded: queue.Queue[np.ndarray | BaseException] = queue.Queue()
+        self._in_flight = 0  # batches handed to the thread and not yet taken back
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> BatchEmbedder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def add(self, samples: np.ndarray) -> None:
+        """Copies ``samples`` (mono float32, at most one window); blocks while every buffer
+        is in use."""
+        samples = window_clip(samples, self.encoder.sample_rate, self.encoder.window_seconds)
+        if self._filling is None:
+            self._filling = self._free.get()
+        self._filling.append(samples)
+        if len(self._filling.lengths) == self.batch_size:
+            self._submit()
+
+    def ready(self) -> Iterator[np.ndarray]:
+        """Vectors of the batches embedded so far, without waiting for the others."""
+        while self._in_flight:
+            try:
+                result = self._embedded.get_nowait()
+            except queue.Empty:
+                return
+            yield from self._taken(result)
+
+    def finish(self) -> Iterator[np.ndarray]:
+        """Every vector not yet given back, the last partial batch included."""
+        if self._filling is not None and self._filling.lengths:
+            self._submit()
+        while self._in_flight:
+            yield from self._taken(self._embedded.get())
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._to_embed.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _submit(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._embed_batches, name="clapdex-embed", daemon=True)
+            self._thread.start()
+        self._to_embed.put(self._filling)
+        self._filling = None
+        self._in_flight += 1
+
+    def _taken(self, result: np.ndarray | BaseException) -> Iterator[np.ndarray]:
+        self._in_flight -= 1
+        if isinstance(result, BaseException):
+            raise result
+        yield from result
+
+    def _embed_batches(self) -> None:
+        while (buffer := self._to_embed.get()) is not None:
+            try:
+                if hasattr(self.encoder, "embed_packed"):
+                    vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths)
+                else:
+                    vectors = self.encoder.embed_audio(buffer.clips(), batch_size=self.batch_size)
+            except BaseException as error:  # raised again in the caller's thread
+                self._embedded.put(error)
+            else:
+                self._embedded.put(vectors)
+            finally:
+                buffer.lengths, buffer.used = [], 0
+                self._free.put(buffer)

@@ -1,0 +1,72 @@
+"""BatchEmbedder: windows packed into buffers and embedded on a thread give the vectors
+``embed_audio`` gives, in the order they were added, whatever the batch boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from encoders.batches import BatchEmbedder
+
+
+def clips(count, seed, rate=44100, longest=7.0):
+    # from a tenth of a window to a whole one, so short clips are tiled and full ones not
+    rng = np.random.default_rng(seed)
+    return [0.1 * rng.standard_normal(int(rate * seconds)).astype(np.float32)
+            for seconds in np.linspace(longest / 10, longest, count)]
+
+
+def embedded_in_batches(encoder, audio, batch_size):
+    vectors = []
+    with BatchEmbedder(encoder, batch_size) as batches:
+        for clip in audio:
+            batches.add(clip)
+            vectors += batches.ready()
+        vectors += batches.finish()
+    return np.stack(vectors)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_batches_give_embed_audio_vectors_in_order(tiny_encoder, batch_size):
+    audio = clips(7, seed=0)
+    expected = tiny_encoder.embed_audio(audio)
+    assert np.allclose(embedded_in_batches(tiny_encoder, audio, batch_size), expected, atol=1e-5)
+
+
+def test_encoders_without_packed_batches_are_fed_clip_lists(tmp_path):
+    from encoders.compact import load_compact
+
+    compact = load_compact(device="cpu")  # the shipped weights
+    audio = clips(5, seed=1, rate=compact.sample_rate, longest=compact.window_seconds)
+    assert not hasattr(compact, "embed_packed")
+    assert np.allclose(embedded_in_batches(compact, audio, 2), compact.embed_audio(audio), atol=1e-5)
+
+
+def test_clips_longer_than_a_window_are_refused_when_added(tiny_encoder):
+    with BatchEmbedder(tiny_encoder, 2) as batches:
+        with pytest.raises(ValueError, match="at most"):
+            batches.add(np.zeros(tiny_encoder.config.window_samples + 1, np.float32))
+
+
+def test_an_error_inside_the_model_reaches_the_caller(tiny_weights):
+    from encoders.msclap import load_msclap_2023
+
+    broken = load_msclap_2023(tiny_weights, device="cpu")
+    broken.model.audio_projection.double()  # float32 features meet float64 weights
+    with BatchEmbedder(broken, 2) as batches:
+        for clip in clips(3, seed=3):
+            batches.add(clip)
+        with pytest.raises(RuntimeError):
+            list(batches.finish())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_packed_batches_on_the_gpu_match_the_cpu(tiny_weights, tiny_encoder):
+    from encoders.msclap import load_msclap_2023
+
+    on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32")
+    audio = clips(9, seed=2)
+    cosine = np.sum(embedded_in_batches(on_gpu, audio, 4) * tiny_encoder.embed_audio(audio), axis=1)
+    assert cosine.min() > 0.9999
