@@ -329,7 +329,7 @@ class CompactEncoder:
 
 
 def load_compact(weights: str | Path | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 32) -> CompactEncoder:
+                 batch_size: int | None = None) -> CompactEncoder:
     """Load a ``save_compact`` checkpoint: ``weights``, else the one shipped in the package."""
     path = Path(weights) if weights is not None else PACKAGED_WEIGHTS
     if not path.is_file():
@@ -337,4 +337,4 @@ def load_compact(weights: str | Path | None = None, device: str | torch.device =
             f"No {NAME} checkpoint at {path}. Train one with `python -m encoders.training.train` "
             f"and pass weights=PATH (--weights PATH).")
     model, weights_id = read_compact(path)
-    return CompactEncoder(model, weights_id, resolve_device(device), batch_size)
+    return CompactEncoder(model, weights_id, resolve_device(device), batch_size or 32)

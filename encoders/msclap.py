@@ -391,7 +391,8 @@ class MSClap2023Encoder:
     name = NAME
 
     def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
-                 device: torch.device, batch_size: int = 32, precision: str = "auto", compiled: bool = False):
+                 device: torch.device, batch_size: int = 32, precision: str = "auto", compiled: bool | str = False,
+                 cuda_graphs: bool = True):
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.config = model.config
@@ -404,8 +405,16 @@ class MSClap2023Encoder:
         # The multiplier for cosine similarities (exp of the stored log-scale), as CLIP uses it.
         self.logit_scale = model.logit_scale.detach().exp().item()
         self.autocast_dtype = autocast_dtype(precision, device)
-        # The towers behind the log-mel front end, which stays float32 (its log needs the range).
-        self._audio_features = torch.compile(model.audio_features, dynamic=False) if compiled else model.audio_features
+        self._windows_to_vectors = self._embed_on_device
+        self.compiled = bool(compiled)
+        if compiled:
+            mode = compiled if isinstance(compiled, str) else None
+            self._windows_to_vectors = torch.compile(self._embed_on_device, dynamic=False, mode=mode)
+        # Full batches on a GPU replay one captured CUDA graph: launching HTSAT's thousand-odd
+        # kernels from Python one by one costs as much CPU time as the GPU spends on them, and
+        # holds the GIL that the indexer's decoding hand-over needs (docs/benchmarks.md).
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        self._graph: _CapturedBatch | None = None
         self._staging: torch.Tensor | None = None  # pinned host buffer for batches bound for the GPU
         self.replicas: list[MSClap2023Encoder] = []  # the same model on further devices
 
@@ -458,23 +467,63 @@ class MSClap2023Encoder:
         embedded = [self.embed_windows(batch) for batch in batches]
         return np.concatenate(embedded) if embedded else np.zeros((0, self.dim), np.float32)
 
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        """Clips laid end to end in ``samples`` (1-D float32 on the host, pinned for a GPU), of
+        ``lengths`` samples each, at most one window -> (len(lengths), dim) unit rows.
+
+        ``encoders.batches.BatchEmbedder`` packs windows this way, so they cross to the
+        device in one copy and are tiled there.
+        """
+        if self.replicas:
+            return self._embed_packed_on_every_device(samples, lengths)
+        if self.device.type == "cpu":
+            bounds = np.cumsum([0, *lengths])
+            clips = samples.numpy()
+            return self.embed_audio_here([clips[start:end] for start, end in zip(bounds, bounds[1:])], len(lengths))
+        return self.embed_windows(self.tile_on_device(samples.to(self.device, non_blocking=True), lengths))
+
     def _embed_audio_on_every_device(self, waveforms: list, batch_size: int | None) -> np.ndarray:
         # Contiguous shares, one per device, each embedded there on its own thread (the GIL is
         # released inside CUDA work); rows come back in the callers' order, as one device gives.
+        return self._on_every_device(len(waveforms), lambda encoder, start, end:
+                                     encoder.embed_audio_here(waveforms[start:end], batch_size))
+
+    def _embed_packed_on_every_device(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        offsets = np.cumsum([0, *lengths])
+        return self._on_every_device(len(lengths), lambda encoder, start, end: encoder.embed_packed(
+            samples[offsets[start] : offsets[end]], lengths[start:end]))
+
+    def _on_every_device(self, count: int, embed_share) -> np.ndarray:
         encoders = [self, *self.replicas]
-        bounds = np.linspace(0, len(waveforms), len(encoders) + 1).round().astype(int)
-        shares = [(encoder, waveforms[start:end]) for encoder, start, end in zip(encoders, bounds, bounds[1:])]
+        bounds = np.linspace(0, count, len(encoders) + 1).round().astype(int)
         with concurrent.futures.ThreadPoolExecutor(len(encoders)) as pool:
-            parts = list(pool.map(lambda job: job[0].embed_audio_here(job[1], batch_size), shares))
+            parts = list(pool.map(embed_share, encoders, bounds[:-1], bounds[1:]))
         return np.concatenate(parts)
 
     @torch.inference_mode()
     def embed_windows(self, windows: torch.Tensor) -> np.ndarray:
         """(batch, window_samples) float32, on any device -> (batch, dim) unit rows."""
-        log_mel = self.model.log_mel(windows.to(self.device))
+        windows = windows.to(self.device)
+        count = windows.shape[0]
+        if self.compiled and count < self.batch_size:
+            # Compiled for one batch shape: a smaller batch is padded to it rather than
+            # compiled again (half a minute) for its own shape.
+            windows = torch.cat([windows, windows.new_zeros(self.batch_size - count, windows.shape[1])])
+        if self.cuda_graphs and windows.shape[0] == self.batch_size:
+            return self._replayed(windows)[:count].cpu().numpy()
+        return self._windows_to_vectors(windows)[:count].cpu().numpy()
+
+    def _embed_on_device(self, windows: torch.Tensor) -> torch.Tensor:
+        # The log-mel front end stays float32 (its log needs the range); the towers autocast.
+        log_mel = self.model.log_mel(windows)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            embedded = self._audio_features(log_mel)
-        return F.normalize(embedded.float(), dim=-1).cpu().numpy()
+            embedded = self.model.audio_features(log_mel)
+        return F.normalize(embedded.float(), dim=-1)
+
+    def _replayed(self, windows: torch.Tensor) -> torch.Tensor:
+        if self._graph is None:
+            self._graph = _CapturedBatch(self._windows_to_vectors, windows)
+        return self._graph.replay(windows)
 
     def windows_on_device(self, clips: list[np.ndarray]) -> torch.Tensor:
         """Clips of at most one window -> (batch, window_samples) on the GPU, tiled there.
@@ -490,15 +539,44 @@ class MSClap2023Encoder:
         np.concatenate(clips, out=staged.numpy())
         # The copy must end before the buffer is refilled: the caller's .cpu() of the results
         # waits for the stream that also runs this copy.
-        samples = staged.to(self.device, non_blocking=True)
+        return self.tile_on_device(staged.to(self.device, non_blocking=True), lengths)
+
+    def tile_on_device(self, samples: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Clips end to end in ``samples`` (on the device) -> (batch, window_samples), each
+        repeated to fill its window as msclap tiles a short clip; one gather for the batch."""
         window = self.config.window_samples
-        tiled = torch.empty(len(clips), window, dtype=torch.float32, device=self.device)
-        start = 0
-        for row, length in enumerate(lengths):
-            clip = samples[start : start + length]
-            tiled[row] = clip.repeat(-(-window // length))[:window]
-            start += length
-        return tiled
+        if len(lengths) * window >= 2**31:
+            raise ValueError(f"{len(lengths)} windows are too many for one batch")
+        starts = torch.tensor(np.cumsum([0, *lengths[:-1]]), dtype=torch.int32).to(self.device, non_blocking=True)
+        sizes = torch.tensor(lengths, dtype=torch.int32).to(self.device, non_blocking=True)
+        positions = torch.arange(window, dtype=torch.int32, device=self.device)
+        # (batch, window): where each sample of each tiled window comes from
+        sources = starts[:, None] + positions[None, :] % sizes[:, None]
+        return samples.index_select(0, sources.flatten()).view(len(lengths), window)
+
+
+class _CapturedBatch:
+    """``embed`` on a batch of one shape, captured once as a CUDA graph and replayed."""
+
+    def __init__(self, embed, example: torch.Tensor):
+        self.windows = example.clone()  # the graph reads its input here and writes its output below
+        # Warm-up on a side stream, as capture needs: cuFFT plans, cuBLAS workspaces and any
+        # compilation happen here, not inside the graph.
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                embed(self.windows)
+        torch.cuda.current_stream(example.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: the indexer's main thread may touch CUDA while the embedding thread captures.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.vectors = embed(self.windows)
+
+    def replay(self, windows: torch.Tensor) -> torch.Tensor:
+        self.windows.copy_(windows)
+        self.graph.replay()
+        return self.vectors
 
 
 @contextlib.contextmanager
@@ -527,7 +605,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",
                      cache_dir: str | Path | None = None, batch_size: int | None = None, precision: str = "auto",
-                     compiled: bool = False) -> MSClap2023Encoder:
+                     compiled: bool | str = False, cuda_graphs: bool = True) -> MSClap2023Encoder:
     """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub).
 
     ``device`` may name several, "cuda:0,cuda:1": audio batches are then shared among them
@@ -535,7 +613,9 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
 
     ``precision``: "auto" (bfloat16 matmuls on CUDA, float32 on the CPU), "fp32", "bf16" or
     "fp16"; ``compiled`` runs the audio tower through ``torch.compile`` (pays on a GPU for
-    large libraries: compiling takes a while).
+    large libraries: compiling takes a while), True or a compile mode such as
+    "max-autotune-no-cudagraphs". ``cuda_graphs``: full audio batches on a GPU replay a
+    captured CUDA graph (captured at the first full batch).
     """
     path = resolve_msclap_2023(weights, cache_dir)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -548,7 +628,9 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     # A GPU needs large batches to be kept busy (measured in bench/indexing.py); a CPU doesn't.
     batch_size = batch_size or (256 if first.type == "cuda" else 32)
     replicas = [copy.deepcopy(model) for _ in more]
-    encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled)
-    encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled)
+    encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled,
+                                cuda_graphs)
+    encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled,
+                                          cuda_graphs)
                         for replica, device in zip(replicas, more)]
     return encoder

@@ -149,13 +149,16 @@ def open_encoder(settings: Settings, indexed: ModelIdentity | None = None) -> tu
     if name and name not in list_models():
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     weights = settings.weights or None
+    if settings.compile and (name or DEFAULT_MODEL) != DEFAULT_MODEL:
+        raise ConfigError(f"compiling applies to {DEFAULT_MODEL} only; {name} is small enough as it is")
+    options = {"batch_size": settings.batch_size or None} | ({"compiled": True} if settings.compile else {})
     if name or weights:
-        return load_encoder(name or DEFAULT_MODEL, weights=weights, device=settings.device), None
+        return load_encoder(name or DEFAULT_MODEL, weights=weights, device=settings.device, **options), None
     try:
-        return load_encoder(DEFAULT_MODEL, device=settings.device), None
+        return load_encoder(DEFAULT_MODEL, device=settings.device, **options), None
     except MissingWeightsError as missing:
         try:
-            encoder = load_encoder(SHIPPED_MODEL, device=settings.device)
+            encoder = load_encoder(SHIPPED_MODEL, device=settings.device, batch_size=settings.batch_size or None)
         except MissingWeightsError:
             raise missing from None
     return encoder, (
