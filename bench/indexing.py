@@ -10,11 +10,15 @@ where the benchmark runs. Stages, each saved to --out as soon as it ends:
             --batch, windows/s and the fraction of the matmul rate it reaches
   wrapper   CLAPWrapper.get_audio_embeddings on the files (its own file reading swapped for
             soundfile, as the image's torchaudio has no torchcodec backend)
-  clapdex   files -> decode_windows workers -> windows -> encoder, end to end, files/s and
-            windows/s: one pass over the files (the worker pool's start included) and a
-            steady state (the list several times over); vectors of the files of one window
-            compared with the wrapper's (cosine)
-  compiled  the encoder through torch.compile (last: compiling takes a while)
+  clapdex   files -> decode_windows workers -> BatchEmbedder -> vectors, the indexer's
+            path, end to end, files/s and windows/s: one pass over the files (the worker
+            pool's start included) and a steady state (the list several times over); vectors
+            of the files of one window compared with the wrapper's (cosine)
+  official  the official audio encoder alone, on the same card in the same run: fp32, bf16
+            and bf16 through torch.compile
+  compiled  clapdex's encoder through torch.compile, per --compiled mode:batch variant
+            (last: compiling takes a while)
+  profile   the CUDA kernels of one batch, eager bf16 and compiled, by device time
 
     python bench/indexing.py --audio /work/shared/data/esc10 --out indexing.json
 """
@@ -40,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from checkpoints import FULL, write_tiny_msclap_checkpoint  # noqa: E402
 
 from encoders.msclap import load_msclap_2023  # noqa: E402
+from encoders.batches import BatchEmbedder  # noqa: E402
 from encoders.decoding import decode_windows, default_workers  # noqa: E402
 
 
@@ -115,27 +120,92 @@ def build_wrapper(weights: Path, device: torch.device):
 def index_end_to_end(encoder, paths: list[str], workers: int, batch: int) -> tuple[np.ndarray, list[int], float]:
     """Vectors of every window in file order, windows per file, seconds from the first file opened.
 
-    The indexer's own path: decode_windows' pieces pooled into full batches for the encoder.
+    The indexer's own path: decode_windows' pieces packed by a BatchEmbedder.
     """
-    started = time.perf_counter()
-    pending, placed, vectors = [], [], []  # windows waiting; (file, window) of each embedded row
+    started, main_cpu = time.perf_counter(), time.thread_time()
+    placed, vectors = [], []  # (file, window) of each window added; vectors in that order
     per_file = [0] * len(paths)
-    for piece in decode_windows(paths, encoder.sample_rate, encoder.window_seconds, workers=workers):
-        if piece.error:
-            raise RuntimeError(f"{paths[piece.number]}: {piece.error}")
-        for samples in piece.samples:
-            placed.append((piece.number, per_file[piece.number]))
-            per_file[piece.number] += 1
-            pending.append(samples)
-        if len(pending) >= batch:
-            vectors.append(encoder.embed_audio(pending[:batch], batch_size=batch))
-            pending = pending[batch:]
-    if pending:
-        vectors.append(encoder.embed_audio(pending, batch_size=batch))
-    synchronize(encoder.device)
+    with BatchEmbedder(encoder, batch) as batches:
+        for piece in decode_windows(paths, encoder.sample_rate, encoder.window_seconds, workers=workers):
+            if piece.error:
+                raise RuntimeError(f"{paths[piece.number]}: {piece.error}")
+            for samples in piece.samples:
+                placed.append((piece.number, per_file[piece.number]))
+                per_file[piece.number] += 1
+                batches.add(samples)
+            vectors += batches.ready()
+        vectors += batches.finish()
     elapsed = time.perf_counter() - started
+    print(f"  end to end, {workers} workers: main thread {1000 * (time.thread_time() - main_cpu) / len(paths):.3f} "
+          f"ms CPU a file, {len(paths) / elapsed:.0f} files/s", flush=True)
     order = sorted(range(len(placed)), key=placed.__getitem__)  # files arrive interleaved
-    return np.concatenate(vectors)[order], per_file, elapsed
+    return np.stack(vectors)[order], per_file, elapsed
+
+
+def decode_only(paths: list[str], sample_rate: int, window_seconds: float, workers: int, batch: int) -> dict:
+    """files -> decode_windows -> windows copied into one batch-sized host buffer, no model:
+    the CPU side of the indexer alone, and the main thread's share of it."""
+    window = round(sample_rate * window_seconds)
+    buffer, used, files = np.empty(batch * window, np.float32), 0, 0
+    started, main_cpu = time.perf_counter(), time.thread_time()
+    for piece in decode_windows(paths, sample_rate, window_seconds, workers=workers):
+        for samples in piece.samples:
+            used = 0 if used + len(samples) > len(buffer) else used
+            buffer[used : used + len(samples)] = samples
+            used += len(samples)
+        files += piece.done
+    elapsed = time.perf_counter() - started
+    return {"workers": workers, "files": files, "files_per_s": files / elapsed,
+            "main_thread_cpu_ms_per_file": 1000 * (time.thread_time() - main_cpu) / files}
+
+
+def soundfile_ms_per_file(paths: list[str]) -> float:
+    """One core reading whole files with soundfile.read, as the wrapper's reader here does."""
+    import soundfile
+
+    started = time.perf_counter()
+    for path in paths:
+        soundfile.read(path, dtype="float32", always_2d=True)
+    return 1000 * (time.perf_counter() - started) / len(paths)
+
+
+def official_windows_per_second(official, batch: int, repeats: int, precision: str, compiled: bool) -> dict:
+    """The official audio encoder (torchlibrosa front end, HTSAT, projection) on windows already
+    on the device, timed as windows_per_second times ours."""
+    device = next(official.clap.parameters()).device
+    encode = official.clap.audio_encoder
+    started = time.perf_counter()
+    if compiled:
+        encode = torch.compile(encode)
+    generator = torch.Generator(device=device).manual_seed(0)
+    window = round(official.args.sampling_rate * official.args.duration)
+    inputs = [0.1 * torch.randn(batch, window, device=device, generator=generator) for _ in range(3)]
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+
+    def run(windows):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return encode(windows)[0].float().cpu()
+
+    for warm in inputs:
+        run(warm)
+    synchronize(device)
+    ready_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for round_ in range(repeats):
+        run(inputs[round_ % len(inputs)])
+    synchronize(device)
+    return {"windows_per_s": batch * repeats / (time.perf_counter() - started), "warm_up_s": ready_s}
+
+
+def profile_encoder(encoder, batch: int, rows: int = 25) -> str:
+    """The CUDA kernels of one batch, by total device time: where the encoder's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    windows = 0.1 * torch.randn(batch, encoder.config.window_samples, device=encoder.device)
+    encoder.embed_windows(windows)
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        encoder.embed_windows(windows)
+    return profiler.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=70)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -149,11 +219,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=12, help="batches timed per encoder setting")
-    parser.add_argument("--list-repeats", type=int, default=8,
+    parser.add_argument("--list-repeats", type=int, default=5,
                         help="the steady-state pass indexes the file list this many times over")
     parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--workers-sweep", type=int, nargs="+", default=[],
+                        help="also decode alone, and index end to end in bf16, with these worker counts")
     parser.add_argument("--matmul-size", type=int, default=8192)
-    parser.add_argument("--stages", nargs="+", default=["rates", "encoder", "wrapper", "clapdex", "compiled"])
+    parser.add_argument("--compiled", nargs="+", default=["default:256", "default:512"], metavar="MODE:BATCH",
+                        help="torch.compile mode and batch size of each compiled variant of clapdex's encoder "
+                             "(each compiles anew), e.g. max-autotune-no-cudagraphs:256")
+    parser.add_argument("--stages", nargs="+",
+                        default=["rates", "decode", "encoder", "wrapper", "clapdex", "official", "compiled", "profile"])
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -170,15 +246,17 @@ def main() -> None:
         "command": " ".join(["python"] + sys.argv),
     }
 
-    def save(stage: str, values: dict) -> None:
+    def save(stage: str, values) -> None:
         results[stage] = values
         args.out.write_text(json.dumps(results, indent=1))
-        print(stage, json.dumps(values), flush=True)
+        print(stage, values if isinstance(values, str) else json.dumps(values), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="clapdex-weights-") as folder:
         weights = write_tiny_msclap_checkpoint(Path(folder), full=True)
         encoders = {precision: load_msclap_2023(weights, device=device, batch_size=args.batch, precision=precision)
                     for precision in ("fp32", "bf16")}
+        # The same bf16 model launching its kernels one by one, as before CUDA graphs.
+        no_graphs = load_msclap_2023(weights, device=device, batch_size=args.batch, precision="bf16", cuda_graphs=False)
         flops = flops_per_window(encoders["fp32"])
         if "rates" in args.stages:
             save("rates", {"flops_per_window": flops,
@@ -186,14 +264,22 @@ def main() -> None:
                            "matmul_flops_fp32": matmul_rate(device, torch.float32, args.matmul_size)})
         if "encoder" in args.stages:
             encoder_rates = {}
-            for precision, encoder in encoders.items():
+            for precision, encoder in [*encoders.items(), ("bf16 without CUDA graphs", no_graphs)]:
                 rate = windows_per_second(encoder, args.batch, args.repeats)
                 encoder_rates[precision] = {"windows_per_s": rate, "flops_per_s": rate * flops}
             save("encoder", encoder_rates)
 
+        if "decode" in args.stages:
+            sample_rate, window_seconds = encoders["bf16"].sample_rate, encoders["bf16"].window_seconds
+            save("decode", {
+                "one_core_ms_per_file": {"clapdex": decode_only(paths[:100], sample_rate, window_seconds, 0, args.batch),
+                                         "soundfile.read": soundfile_ms_per_file(paths[:100])},
+                "workers": [decode_only(paths * args.list_repeats, sample_rate, window_seconds, workers, args.batch)
+                            for workers in sorted({*args.workers_sweep, args.workers})]})
+
+        official = build_wrapper(weights, device) if {"wrapper", "official"} & set(args.stages) else None
         wrapper_vectors = None
         if "wrapper" in args.stages:
-            official = build_wrapper(weights, device)
             official.get_audio_embeddings(paths[:8], resample=True)  # warm-up: kernels, allocator
             synchronize(device)
             started = time.perf_counter()
@@ -202,12 +288,10 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             save("wrapper", {"files_per_s": len(paths) / elapsed, "windows_per_s": len(paths) / elapsed,
                              "seconds": elapsed})
-            del official
-            torch.cuda.empty_cache() if device.type == "cuda" else None
 
         if "clapdex" in args.stages:
             clapdex = {}
-            for precision, encoder in encoders.items():
+            for precision, encoder in [*encoders.items(), ("bf16 without CUDA graphs", no_graphs)]:
                 index_end_to_end(encoder, paths[: args.batch], args.workers, args.batch)  # warm-up
                 vectors, per_file, once = index_end_to_end(encoder, paths, args.workers, args.batch)
                 # The list over and over: a library's steady state, the pool's start spread thin.
@@ -227,18 +311,41 @@ def main() -> None:
                             "speedup_files_per_s_steady": row["steady"]["files_per_s"] / results["wrapper"]["files_per_s"],
                             "speedup_files_per_s_one_pass": row["one_pass"]["files_per_s"] / results["wrapper"]["files_per_s"]}
                 clapdex[precision] = row
+            for workers in args.workers_sweep:
+                _, steady_per_file, steady = index_end_to_end(encoders["bf16"], paths * args.list_repeats, workers, args.batch)
+                clapdex[f"bf16, {workers} workers"] = {"files": len(steady_per_file), "files_per_s": len(steady_per_file) / steady}
             save("clapdex", clapdex)
 
+        if "official" in args.stages:
+            # The official encoder in this run, on this card: what "2x the compiled official" is against.
+            save("official", {f"{precision}{' compiled' if compiled else ''}": official_windows_per_second(
+                official, args.batch, args.repeats, precision, compiled)
+                for precision, compiled in (("fp32", False), ("bf16", False), ("bf16", True))})
+        if official is not None:
+            del official
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+
+        compiled_rates = {}
         if "compiled" in args.stages:
-            started = time.perf_counter()
-            compiled = load_msclap_2023(weights, device=device, batch_size=args.batch, precision="bf16", compiled=True)
-            probe = 0.1 * torch.randn(4, compiled.config.window_samples, device=device)
-            reference = encoders["bf16"].embed_windows(probe)
-            first = compiled.embed_windows(torch.cat([probe, probe.new_zeros(args.batch - 4, probe.shape[1])]))[:4]
-            compile_s = time.perf_counter() - started
-            rate = windows_per_second(compiled, args.batch, args.repeats)
-            save("compiled", {"windows_per_s": rate, "flops_per_s": rate * flops, "compile_s": compile_s,
-                              "cosine_to_eager_bf16_min": float(np.sum(unit(first) * unit(reference), axis=1).min())})
+            for mode, batch in [(mode, int(batch)) for mode, batch in (variant.split(":") for variant in args.compiled)]:
+                started = time.perf_counter()
+                compiled = load_msclap_2023(weights, device=device, batch_size=batch, precision="bf16",
+                                            compiled=True if mode == "default" else mode)
+                probe = 0.1 * torch.randn(4, compiled.config.window_samples, device=device)
+                reference = encoders["bf16"].embed_windows(probe)
+                first = compiled.embed_windows(torch.cat([probe, probe.new_zeros(batch - 4, probe.shape[1])]))[:4]
+                compile_s = time.perf_counter() - started
+                rate = windows_per_second(compiled, batch, args.repeats)
+                compiled_rates[f"{mode} batch {batch}"] = {
+                    "windows_per_s": rate, "flops_per_s": rate * flops, "compile_s": compile_s,
+                    "cosine_to_eager_bf16_min": float(np.sum(unit(first) * unit(reference), axis=1).min())}
+                save("compiled", compiled_rates)
+                if "profile" in args.stages and (mode, batch) == ("default", args.batch):
+                    save("profile_compiled", profile_encoder(compiled, batch))
+                del compiled  # and its captured graph's memory, before the next variant
+                torch.cuda.empty_cache()
+        if "profile" in args.stages:
+            save("profile_eager_bf16", profile_encoder(no_graphs, args.batch))
 
 
 if __name__ == "__main__":

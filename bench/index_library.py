@@ -1,0 +1,85 @@
+"""`clapdex index` itself, as a user runs it: scan, decode, embed and store a library made of
+--copies copies of the files under --audio, then the same command again with nothing changed.
+
+Random MS-CLAP 2023 weights at the real sizes (tests/checkpoints.py), loaded before the clock
+starts. The catalog is SQLite and the store FAISS, in a fresh home. Copies have the same bytes
+under other names; their originals stay, so every copy is a new file to embed.
+
+    python bench/index_library.py --audio /work/shared/data/esc10 --copies 10 --out index_library.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from checkpoints import write_tiny_msclap_checkpoint  # noqa: E402
+
+from encoders.msclap import load_msclap_2023  # noqa: E402
+from indexer.pipeline import index_paths  # noqa: E402
+from search.config import Settings  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, required=True)
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="the audio tower through torch.compile (timed apart)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="clapdex-index-bench-") as folder:
+        folder = Path(folder)
+        library = folder / "library"
+        for copy in range(args.copies):
+            shutil.copytree(args.audio, library / f"copy{copy}")
+        files = sum(1 for path in library.rglob("*") if path.is_file())
+        for path in library.rglob("*"):  # every run below starts from the page cache
+            if path.is_file():
+                path.read_bytes()
+        encoder = load_msclap_2023(write_tiny_msclap_checkpoint(folder / "weights", full=True), device=args.device,
+                                   compiled=args.compile)
+        settings = Settings(home=folder / "home", device=args.device)
+        settings.home.mkdir()
+
+        stamps: dict[str, float] = {}
+
+        def progress(path: str, outcome: str) -> None:
+            stamps[outcome] = time.perf_counter()  # the last file of each outcome
+
+        started = time.perf_counter()
+        first = index_paths(settings, [library], encoder=encoder, progress=progress)
+        ended = time.perf_counter()
+        again_started = time.perf_counter()
+        again = index_paths(settings, [library], encoder=encoder)
+        again_s = time.perf_counter() - again_started
+
+    scan_s = stamps["pending"] - started
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__, "command": " ".join(["python"] + sys.argv), "files": files,
+        "first_run": {"report": first.summary(), "seconds": ended - started, "files_per_s": files / (ended - started),
+                      "scan_seconds": scan_s, "scan_files_per_s": files / scan_s,
+                      "embed_and_store_seconds": ended - stamps["pending"],
+                      "embed_and_store_files_per_s": files / (ended - stamps["pending"])},
+        "unchanged_run": {"report": again.summary(), "seconds": again_s, "files_per_s": files / again_s},
+    }
+    args.out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
