@@ -19,6 +19,8 @@ where the benchmark runs. Stages, each saved to --out as soon as it ends:
   compiled  clapdex's encoder through torch.compile, per --compiled mode:batch variant
             (last: compiling takes a while)
   profile   the CUDA kernels of one batch, eager bf16 and compiled, by device time
+  devices   packed batches (BatchEmbedder) through one encoder over each --device-sets
+            entry: windows/s on one GPU against several (not in the default stages)
 
     python bench/indexing.py --audio /work/shared/data/esc10 --out indexing.json
 """
@@ -169,6 +171,25 @@ def soundfile_ms_per_file(paths: list[str]) -> float:
     return 1000 * (time.perf_counter() - started) / len(paths)
 
 
+def packed_windows_per_second(encoder, batches: int) -> float:
+    """Windows of a whole 7 s through BatchEmbedder (its default batch: a full one per device),
+    after a warm-up that captures the graphs: what several devices add."""
+    window = encoder.config.window_samples
+    clip = (0.1 * np.random.default_rng(0).standard_normal(window)).astype(np.float32)
+    with BatchEmbedder(encoder) as packer:
+        count = packer.batch_size * batches
+        for _ in range(2 * packer.batch_size):
+            packer.add(clip)
+        list(packer.finish())
+        synchronize(encoder.device)
+        started = time.perf_counter()
+        for _ in range(count):
+            packer.add(clip)
+            list(packer.ready())
+        list(packer.finish())
+    return count / (time.perf_counter() - started)
+
+
 def official_windows_per_second(official, batch: int, repeats: int, precision: str, compiled: bool) -> dict:
     """The official audio encoder (torchlibrosa front end, HTSAT, projection) on windows already
     on the device, timed as windows_per_second times ours."""
@@ -228,6 +249,8 @@ def main() -> None:
     parser.add_argument("--compiled", nargs="+", default=["default:256", "default:512"], metavar="MODE:BATCH",
                         help="torch.compile mode and batch size of each compiled variant of clapdex's encoder "
                              "(each compiles anew), e.g. max-autotune-no-cudagraphs:256")
+    parser.add_argument("--device-sets", nargs="+", default=[],
+                        help="devices stage: one encoder over each comma-separated set, e.g. cuda:0 cuda:0,cuda:1")
     parser.add_argument("--stages", nargs="+",
                         default=["rates", "decode", "encoder", "wrapper", "clapdex", "official", "compiled", "profile"])
     parser.add_argument("--out", type=Path, required=True)
@@ -276,6 +299,11 @@ def main() -> None:
                                          "soundfile.read": soundfile_ms_per_file(paths[:100])},
                 "workers": [decode_only(paths * args.list_repeats, sample_rate, window_seconds, workers, args.batch)
                             for workers in sorted({*args.workers_sweep, args.workers})]})
+
+        if "devices" in args.stages:
+            save("devices", {devices: packed_windows_per_second(
+                load_msclap_2023(weights, device=devices, batch_size=args.batch, precision="bf16"), args.repeats)
+                for devices in args.device_sets})
 
         official = build_wrapper(weights, device) if {"wrapper", "official"} & set(args.stages) else None
         wrapper_vectors = None

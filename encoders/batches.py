@@ -48,7 +48,8 @@ class BatchEmbedder:
 
     def __init__(self, encoder, batch_size: int | None = None):
         self.encoder = encoder
-        self.batch_size = batch_size or encoder.batch_size
+        # By default a full batch for each device the encoder spreads batches over.
+        self.batch_size = batch_size or encoder.batch_size * (1 + len(getattr(encoder, "replicas", ())))
         window = round(encoder.sample_rate * encoder.window_seconds)
         pinned = torch.device(encoder.device).type == "cuda"
         self._free: queue.Queue[_Buffer] = queue.Queue()

@@ -476,6 +476,10 @@ class MSClap2023Encoder:
         """
         if self.replicas:
             return self._embed_packed_on_every_device(samples, lengths)
+        return self.embed_packed_here(samples, lengths)
+
+    def embed_packed_here(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        """``embed_packed`` on this encoder's own device only."""
         if self.device.type == "cpu":
             bounds = np.cumsum([0, *lengths])
             clips = samples.numpy()
@@ -490,7 +494,7 @@ class MSClap2023Encoder:
 
     def _embed_packed_on_every_device(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
         offsets = np.cumsum([0, *lengths])
-        return self._on_every_device(len(lengths), lambda encoder, start, end: encoder.embed_packed(
+        return self._on_every_device(len(lengths), lambda encoder, start, end: encoder.embed_packed_here(
             samples[offsets[start] : offsets[end]], lengths[start:end]))
 
     def _on_every_device(self, count: int, embed_share) -> np.ndarray:
@@ -559,19 +563,20 @@ class _CapturedBatch:
     """``embed`` on a batch of one shape, captured once as a CUDA graph and replayed."""
 
     def __init__(self, embed, example: torch.Tensor):
-        self.windows = example.clone()  # the graph reads its input here and writes its output below
-        # Warm-up on a side stream, as capture needs: cuFFT plans, cuBLAS workspaces and any
-        # compilation happen here, not inside the graph.
-        side = torch.cuda.Stream(example.device)
-        side.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                embed(self.windows)
-        torch.cuda.current_stream(example.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        # thread_local: the indexer's main thread may touch CUDA while the embedding thread captures.
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.vectors = embed(self.windows)
+        with torch.cuda.device(example.device):
+            self.windows = example.clone()  # the graph reads its input here and writes its output below
+            # Warm-up on a side stream, as capture needs: cuFFT plans, cuBLAS workspaces and
+            # any compilation happen here, not inside the graph.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    embed(self.windows)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            # thread_local: the indexer's main thread may touch CUDA while this thread captures.
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self.vectors = embed(self.windows)
 
     def replay(self, windows: torch.Tensor) -> torch.Tensor:
         self.windows.copy_(windows)
@@ -628,6 +633,10 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     # A GPU needs large batches to be kept busy (measured in bench/indexing.py); a CPU doesn't.
     batch_size = batch_size or (256 if first.type == "cuda" else 32)
     replicas = [copy.deepcopy(model) for _ in more]
+    # Several GPUs embed their shares on threads of their own, and capturing a graph on one
+    # while another works fails (cudaErrorStreamCaptureUnsupported, on two H100s): their
+    # kernels are launched one by one.
+    cuda_graphs = cuda_graphs and not more
     encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled,
                                 cuda_graphs)
     encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled,

@@ -129,7 +129,6 @@ class _IndexRun:
         self.catalog = Catalog(settings.catalog_url)
         try:
             self.encoder, self.report.notice = (encoder, None) if encoder else open_encoder(settings, self.catalog.model())
-            self.batch_size = settings.batch_size or self.encoder.batch_size
             self.catalog.claim_model(ModelIdentity.of(self.encoder))
             self.catalog.set_meta("window_seconds", str(self.encoder.window_seconds))
             self.catalog.set_meta("hop_seconds", str(HOP_SECONDS))
@@ -296,7 +295,7 @@ class _IndexRun:
         self.done = self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         with (tqdm(total=len(pending), desc="embedding", unit=" files", disable=None if self.show_progress else True) as bar,
-              BatchEmbedder(self.encoder, self.batch_size) as batches):
+              BatchEmbedder(self.encoder) as batches):
             self.bar = bar
             # Worker processes decode the files, interleaved; a file's windows come in order.
             for piece in decode_windows([job.record.path for job in jobs], self.encoder.sample_rate,
