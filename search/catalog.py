@@ -454,6 +454,20 @@ class Catalog:
     def window_ids(self) -> list[int]:
         return list(self.session.scalars(select(Window.id)))
 
+    def indexed_windows(self) -> Iterator[tuple[str, str | None, int]]:
+        """(path, content hash, window id) for every window of every indexed file, in path and
+        time order, streamed: columns alone, as records of half a million files and their
+        windows would take gigabytes."""
+        query = (
+            select(File.path, File.content_hash, Window.id)
+            .join(Window, Window.file_id == File.id)
+            .where(File.status == INDEXED)
+            .order_by(File.path, Window.start, Window.id)
+            .execution_options(yield_per=50_000)
+        )
+        for path, content_hash, window_id in self.session.execute(query):
+            yield path, content_hash, window_id
+
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""
         query = select(Window.id).join(Window.file).where(File.status == INDEXED, *file_conditions(filters))

@@ -20,9 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import faiss
 import numpy as np
-from sqlalchemy import select
-
-from search.catalog import INDEXED, Catalog, File, Window
+from search.catalog import Catalog
 from search.store import VectorStore, ivf_lists_for
 
 DEFAULT_THRESHOLD = 0.98
@@ -96,20 +94,11 @@ def near_duplicates(catalog: Catalog, store: VectorStore, threshold: float = DEF
 
 
 def _indexed_files(catalog: Catalog) -> _Library:
-    # Paths, hashes and window ids alone: full records of half a million files and their
-    # windows would take gigabytes.
-    query = (
-        select(File.path, File.content_hash, Window.id)
-        .join(Window, Window.file_id == File.id)
-        .where(File.status == INDEXED)
-        .order_by(File.path, Window.start, Window.id)
-        .execution_options(yield_per=50_000)
-    )
     paths: list[str] = []
     hashes: list[str | None] = []
     window_ids = array.array("q")
     starts = array.array("q")
-    for path, content_hash, window_id in catalog.session.execute(query):
+    for path, content_hash, window_id in catalog.indexed_windows():
         if not paths or paths[-1] != path:
             paths.append(path)
             hashes.append(content_hash)
