@@ -1,5 +1,7 @@
 """`clapdex index` itself, as a user runs it: scan, decode, embed and store a library made of
---copies copies of the files under --audio, then the same command again with nothing changed.
+--copies copies of the files under --audio (or, with --long-files, of that many WAV files of
+--long-seconds each, the clips joined end to end), then the same command again with nothing
+changed.
 
 Random MS-CLAP 2023 weights at the real sizes (tests/checkpoints.py), loaded before the clock
 starts. The catalog is SQLite and the store FAISS, in a fresh home. Copies have the same bytes
@@ -28,13 +30,33 @@ from checkpoints import write_tiny_msclap_checkpoint  # noqa: E402
 
 from encoders.msclap import load_msclap_2023  # noqa: E402
 from indexer.pipeline import index_paths  # noqa: E402
+from search.catalog import Catalog  # noqa: E402
 from search.config import Settings  # noqa: E402
+
+
+def write_recordings(clips: list[Path], library: Path, count: int, seconds: float) -> None:
+    """``count`` WAV files of ``seconds`` each, every one the clips joined from its own start."""
+    import numpy as np
+    import soundfile
+
+    audio = [soundfile.read(clip, dtype="float32", always_2d=True) for clip in clips]
+    rate = audio[0][1]
+    samples = np.concatenate([data.mean(axis=1) for data, clip_rate in audio if clip_rate == rate])
+    length = round(seconds * rate)
+    library.mkdir(parents=True)
+    for number in range(count):
+        start = (number * 7919 * rate) % len(samples)
+        recording = np.take(samples, np.arange(start, start + length), mode="wrap")
+        soundfile.write(library / f"recording{number:05d}.wav", recording, rate, subtype="PCM_16")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--long-files", type=int, default=0,
+                        help="instead of copies, this many 16-bit WAV files of the clips joined (recordings)")
+    parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="the audio tower through torch.compile (timed apart)")
     parser.add_argument("--out", type=Path, required=True)
@@ -43,8 +65,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clapdex-index-bench-") as folder:
         folder = Path(folder)
         library = folder / "library"
-        for copy in range(args.copies):
-            shutil.copytree(args.audio, library / f"copy{copy}")
+        if args.long_files:
+            write_recordings(sorted(p for p in args.audio.rglob("*") if p.is_file()), library, args.long_files,
+                             args.long_seconds)
+        else:
+            for copy in range(args.copies):
+                shutil.copytree(args.audio, library / f"copy{copy}")
         files = sum(1 for path in library.rglob("*") if path.is_file())
         for path in library.rglob("*"):  # every run below starts from the page cache
             if path.is_file():
@@ -68,6 +94,8 @@ def main() -> None:
         again_started = time.perf_counter()
         again = index_paths(settings, [library], encoder=encoder)
         again_s = time.perf_counter() - again_started
+        with Catalog(settings.catalog_url) as catalog:
+            windows = catalog.counts()["windows"]
 
     scan_s = stamps["pending"] - started
     results = {
@@ -78,7 +106,8 @@ def main() -> None:
         "first_run": {"report": first.summary(), "seconds": ended - started, "files_per_s": files / (ended - started),
                       "scan_seconds": scan_s, "scan_files_per_s": files / scan_s,
                       "embed_and_store_seconds": ended - stamps["pending"],
-                      "embed_and_store_files_per_s": files / (ended - stamps["pending"])},
+                      "embed_and_store_files_per_s": files / (ended - stamps["pending"]),
+                      "windows": windows, "embed_and_store_windows_per_s": windows / (ended - stamps["pending"])},
         "unchanged_run": {"report": again.summary(), "seconds": again_s, "files_per_s": files / again_s},
     }
     args.out.write_text(json.dumps(results, indent=1))
