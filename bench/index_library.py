@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +38,6 @@ from search.config import Settings  # noqa: E402
 
 def write_recordings(clips: list[Path], library: Path, count: int, seconds: float) -> None:
     """``count`` WAV files of ``seconds`` each, every one the clips joined from its own start."""
-    import numpy as np
-    import soundfile
-
     audio = [soundfile.read(clip, dtype="float32", always_2d=True) for clip in clips]
     rate = audio[0][1]
     samples = np.concatenate([data.mean(axis=1) for data, clip_rate in audio if clip_rate == rate])

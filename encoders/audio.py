@@ -253,6 +253,12 @@ def window_clip(waveform, sample_rate: int, window_seconds: float) -> np.ndarray
     return samples
 
 
+def unpack(packed: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """Clips laid end to end at the start of ``packed``, of ``lengths`` samples each, as views."""
+    bounds = np.cumsum([0, *lengths])
+    return [packed[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
 def windows(
     samples: np.ndarray, sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> list[Window]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .audio import window_clip
+from .audio import unpack, window_clip
 
 # One buffer filling, one waiting, one on the device.
 BUFFERS = 3
@@ -34,10 +34,6 @@ class _Buffer:
         self.array[self.used : self.used + len(samples)] = samples
         self.lengths.append(len(samples))
         self.used += len(samples)
-
-    def clips(self) -> list[np.ndarray]:
-        bounds = np.cumsum([0, *self.lengths])
-        return [self.array[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
 class BatchEmbedder:
@@ -120,7 +116,7 @@ class BatchEmbedder:
                 if hasattr(self.encoder, "embed_packed"):
                     vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths)
                 else:
-                    vectors = self.encoder.embed_audio(buffer.clips(), batch_size=self.batch_size)
+                    vectors = self.encoder.embed_audio(unpack(buffer.array, buffer.lengths), batch_size=self.batch_size)
             except BaseException as error:  # raised again in the caller's thread
                 self._embedded.put(error)
             else:

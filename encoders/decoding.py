@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .audio import AudioDecodeError, AudioInfo, AudioStream, stream_windows
+from .audio import AudioDecodeError, AudioInfo, AudioStream, stream_windows, unpack
 
 # Windows handed over at once (a piece), and slots per worker: a worker decodes up to
 # SLOTS pieces ahead of the caller, about 40 MB of address space a worker at 7 s and
@@ -148,10 +148,7 @@ class _WorkerPool:
                     worker.process.join()
                     continue
                 slot, number, starts, ends, lengths, done, info, error = message
-                samples = []
-                if slot >= 0:
-                    bounds = np.cumsum([0, *lengths])
-                    samples = [worker.slots[slot, start:end] for start, end in zip(bounds, bounds[1:])]
+                samples = unpack(worker.slots[slot], lengths) if slot >= 0 else []
                 yield Piece(number, starts, ends, samples, done, info, error)
                 if slot >= 0:
                     worker.free_slots.release()  # the caller is done with the samples

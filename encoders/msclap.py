@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
-from .audio import window_clip
+from .audio import unpack, window_clip
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
 NAME = "msclap-2023"
@@ -481,9 +481,7 @@ class MSClap2023Encoder:
     def embed_packed_here(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
         """``embed_packed`` on this encoder's own device only."""
         if self.device.type == "cpu":
-            bounds = np.cumsum([0, *lengths])
-            clips = samples.numpy()
-            return self.embed_audio_here([clips[start:end] for start, end in zip(bounds, bounds[1:])], len(lengths))
+            return self.embed_audio_here(unpack(samples.numpy(), lengths), len(lengths))
         return self.embed_windows(self.tile_on_device(samples.to(self.device, non_blocking=True), lengths))
 
     def _embed_audio_on_every_device(self, waveforms: list, batch_size: int | None) -> np.ndarray:
