@@ -43,3 +43,16 @@ def test_unknown_or_invalid_settings_are_named(tmp_path, monkeypatch):
     (tmp_path / "config.toml").write_text("batch_size = [\n")
     with pytest.raises(ConfigError, match="config.toml"):
         load_settings(tmp_path)
+
+
+def test_compile_is_a_switch_from_any_source(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLAPDEX_COMPILE", raising=False)
+    assert load_settings(tmp_path).compile is False
+    (tmp_path / "config.toml").write_text("compile = true\n")
+    assert load_settings(tmp_path).compile is True
+    monkeypatch.setenv("CLAPDEX_COMPILE", "off")
+    assert load_settings(tmp_path).compile is False
+    assert load_settings(tmp_path, compile=True).compile is True  # the --compile flag
+    monkeypatch.setenv("CLAPDEX_COMPILE", "maybe")
+    with pytest.raises(ConfigError, match="compile"):
+        load_settings(tmp_path)

@@ -13,7 +13,7 @@ import pytest
 from sounds import sox_tone
 
 from encoders import MissingWeightsError
-from search.config import load_settings
+from search.config import ConfigError, load_settings
 from search.engine import open_encoder
 
 CLAPDEX = Path(sys.executable).with_name("clapdex")
@@ -39,6 +39,15 @@ def test_named_weights_are_never_swapped_for_another_model(tmp_path, offline):
     settings = load_settings(tmp_path / "home", device="cpu", weights=str(tmp_path / "CLAP_weights_2023.pth"))
     with pytest.raises(MissingWeightsError):
         open_encoder(settings)
+
+
+def test_compile_and_batch_size_reach_msclap_and_compile_is_refused_for_the_compact_model(tmp_path, offline,
+                                                                                       tiny_weights):
+    home = tmp_path / "home"
+    encoder, _ = open_encoder(load_settings(home, device="cpu", weights=str(tiny_weights), compile=True, batch_size=3))
+    assert encoder.name == "msclap-2023" and encoder.compiled and encoder.batch_size == 3
+    with pytest.raises(ConfigError, match="compiling applies to msclap-2023 only"):
+        open_encoder(load_settings(home, device="cpu", model="clapdex-compact", compile=True))
 
 
 def test_a_library_keeps_the_model_it_was_built_with(tmp_path, offline, tiny_weights):
