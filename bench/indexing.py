@@ -6,6 +6,8 @@ where the benchmark runs. Stages, each saved to --out as soon as it ends:
   rates     the device's measured matrix-multiply rates (bf16, fp32) and the audio
             tower's FLOPs per window (torch.utils.flop_counter), so windows/s can be set
             against what the arithmetic allows
+  decode    decode_windows without a model, on one core and on --workers (and each
+            --workers-sweep count), against soundfile.read on as many processes
   encoder   clapdex's encoder alone on windows already on the device: fp32 and bf16 at
             --batch, windows/s and the fraction of the matmul rate it reaches
   wrapper   CLAPWrapper.get_audio_embeddings on the files (its own file reading swapped for
@@ -161,14 +163,31 @@ def decode_only(paths: list[str], sample_rate: int, window_seconds: float, worke
             "main_thread_cpu_ms_per_file": 1000 * (time.thread_time() - main_cpu) / files}
 
 
-def soundfile_ms_per_file(paths: list[str]) -> float:
-    """One core reading whole files with soundfile.read, as the wrapper's reader here does."""
+def read_with_soundfile(paths: list[str]) -> int:
     import soundfile
 
-    started = time.perf_counter()
     for path in paths:
         soundfile.read(path, dtype="float32", always_2d=True)
+    return len(paths)
+
+
+def soundfile_ms_per_file(paths: list[str]) -> float:
+    """One core reading whole files with soundfile.read, as the wrapper's reader here does."""
+    started = time.perf_counter()
+    read_with_soundfile(paths)
     return 1000 * (time.perf_counter() - started) / len(paths)
+
+
+def soundfile_files_per_second(paths: list[str], workers: int) -> float:
+    """``workers`` processes reading whole files with soundfile.read and nothing else: what
+    libsndfile alone delivers on these cores, against which decode_windows' rate is set."""
+    import multiprocessing
+
+    shares = [paths[first::workers * 4] for first in range(workers * 4)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        started = time.perf_counter()
+        files = sum(pool.map(read_with_soundfile, shares))
+        return files / (time.perf_counter() - started)
 
 
 def packed_windows_per_second(encoder, batches: int) -> float:
@@ -298,7 +317,9 @@ def main() -> None:
                 "one_core_ms_per_file": {"clapdex": decode_only(paths[:100], sample_rate, window_seconds, 0, args.batch),
                                          "soundfile.read": soundfile_ms_per_file(paths[:100])},
                 "workers": [decode_only(paths * args.list_repeats, sample_rate, window_seconds, workers, args.batch)
-                            for workers in sorted({*args.workers_sweep, args.workers})]})
+                            for workers in sorted({*args.workers_sweep, args.workers})],
+                "soundfile.read, files/s": {workers: soundfile_files_per_second(paths * args.list_repeats, workers)
+                                            for workers in sorted({*args.workers_sweep, args.workers})}})
 
         if "devices" in args.stages:
             save("devices", {devices: packed_windows_per_second(

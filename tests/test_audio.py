@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-from sounds import ffmpeg_tone, sox_tone
+from sounds import esc10_clips, ffmpeg_tone, sox_tone
 
-from encoders.audio import AudioDecodeError, load_audio, read_audio, resample, stream_windows, windows
+from encoders.audio import AudioDecodeError, AudioStream, load_audio, read_audio, resample, stream_windows, windows
 
 RATE = 44100
 
@@ -46,6 +46,61 @@ def test_every_format_decodes_to_mono_at_the_model_rate(tmp_path, name):
     # Still a 440 Hz tone after resampling: the spectrum peaks there.
     spectrum = np.abs(np.fft.rfft(samples))
     assert np.fft.rfftfreq(len(samples), 1 / RATE)[spectrum.argmax()] == pytest.approx(440, abs=2)
+
+
+def vorbis_and_flac_files(folder):
+    recording = esc10_clips(1)[0]  # a real Ogg Vorbis recording, mono
+    lossless = folder / "recording.flac"
+    soundfile.write(lossless, soundfile.read(recording)[0], RATE, subtype="PCM_24")
+    return {"stb_vorbis": [recording, sox_tone(folder / "stereo-48k.ogg", 2, rate=48000, channels=2)],
+            "dr_flac": [lossless, sox_tone(folder / "stereo-22k.flac", 2, rate=22050, channels=2)]}
+
+
+def test_named_vorbis_and_flac_files_decode_to_what_libsndfile_gives(tmp_path):
+    """Named files go to miniaudio's faster decoders; open files (uploads) to libsndfile."""
+    for decoder, paths in vorbis_and_flac_files(tmp_path).items():
+        for path in paths:
+            with AudioStream(path, RATE) as stream:
+                assert stream.decoder == decoder
+            named, named_info = read_audio(path, RATE)
+            with open(path, "rb") as file:
+                opened, opened_info = read_audio(file, RATE)
+
+            assert named_info == opened_info
+            assert named.shape == opened.shape
+            assert np.abs(named - opened).max() < (1e-6 if decoder == "stb_vorbis" else 1e-7), path
+
+
+def flip_bytes(path, into, count=40):
+    data = bytearray(path.read_bytes())
+    for at in np.random.default_rng(0).integers(len(data) // 3, len(data), count):
+        data[at] ^= 0xFF
+    into.write_bytes(bytes(data))
+    return into
+
+
+def test_a_damaged_ogg_file_is_left_to_libsndfile_not_decoded_to_garbage(tmp_path):
+    # stb_vorbis checks no page checksums; decoding this file it returns samples near 80.
+    damaged = flip_bytes(esc10_clips(1)[0], tmp_path / "damaged.ogg")
+    with AudioStream(damaged, RATE) as stream:
+        assert stream.decoder != "stb_vorbis"
+    cut_short = tmp_path / "cut.ogg"
+    whole = esc10_clips(1)[0].read_bytes()
+    cut_short.write_bytes(whole[: len(whole) * 2 // 3])
+
+    with AudioStream(cut_short, RATE) as stream:
+        assert stream.decoder == "libsndfile"
+        samples = np.concatenate(list(stream.blocks()))
+    assert 0 < len(samples) < 5 * RATE and np.abs(samples).max() <= 1.0
+
+
+def test_a_damaged_or_cut_short_flac_file_is_unreadable_not_silently_shorter(tmp_path):
+    whole = sox_tone(tmp_path / "whole.flac", 4, tone="pinknoise")
+    cut_short = tmp_path / "cut.flac"
+    cut_short.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    for path in (flip_bytes(whole, tmp_path / "damaged.flac", count=5), cut_short):
+        with pytest.raises(AudioDecodeError, match="not readable as audio: damaged or cut short"):
+            load_audio(path, RATE)
 
 
 def test_channels_are_averaged(tmp_path):
