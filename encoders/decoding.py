@@ -2,7 +2,10 @@
 
 Decoding is most of the cost of indexing (about 5 ms a 5-s clip on one core, against a
 fraction of a millisecond of GPU time a window), so it runs on every core while the caller
-feeds the model. Each worker takes every n-th file and streams it (``AudioStream``,
+feeds the model. Files are handed to workers as they finish the ones before, a couple
+ahead, so a worker that draws a long recording, or runs on a busy core, holds up no one:
+with fixed shares, the last worker to finish kept the others idle (a tenth of a run of
+2,000 clips on the H100 machine). Each worker streams its files (``AudioStream``,
 ``stream_windows``), so a multi-hour file never sits whole in memory.
 
 The hand-over is what one receiving process pays for every file, so it is kept to almost
@@ -13,17 +16,18 @@ piece. (torch's shared-memory tensors, used before, cost the receiver 1.4 ms a h
 docs/benchmarks.md.)
 
 A worker that dies, say a decoder crashing on a corrupt file, is replaced: the file it was
-reading comes back with the reason, and the rest of its share goes on in a new worker.
+reading comes back with the reason, and the files it held next go to the new worker.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import mmap
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
@@ -36,6 +40,9 @@ from .audio import AudioDecodeError, AudioInfo, AudioStream, stream_windows, unp
 # 44.1 kHz, of which a library of short clips touches a few MB.
 WINDOWS_PER_PIECE = 8
 SLOTS = 4
+# Files a worker holds: the one it reads and the next, so it never waits for the caller to
+# hand it work.
+FILES_AHEAD = 2
 # How often a worker blocked on a full ring checks that its parent is still alive.
 PARENT_CHECK_SECONDS = 1.0
 
@@ -76,7 +83,7 @@ def decode_windows(paths: Sequence[str | os.PathLike], sample_rate: int, window_
         pool.close()
 
 
-def _pieces(paths: list[str], numbers: Sequence[int], sample_rate: int, window_seconds: float,
+def _pieces(paths: list[str], numbers: Iterable[int], sample_rate: int, window_seconds: float,
             hop_seconds: float | None) -> Iterator[Piece]:
     for number in numbers:
         starts, ends, samples = [], [], []
@@ -99,12 +106,13 @@ def _pieces(paths: list[str], numbers: Sequence[int], sample_rate: int, window_s
 
 @dataclasses.dataclass(eq=False)
 class _Worker:
-    share: list[int]  # the file numbers this worker decodes, in order
     slots: np.ndarray  # (SLOTS, slot_samples) float32 over this worker's shared memory
-    done: int = 0  # files of the share whose last piece has arrived
+    held: collections.deque[int] = dataclasses.field(default_factory=collections.deque)  # files sent, not done
     process: multiprocessing.Process | None = None
-    connection: Connection | None = None
+    connection: Connection | None = None  # pieces, from the worker
+    files: Connection | None = None  # file numbers, to the worker; None after the last
     free_slots: object = None  # a semaphore counting the slots the worker may write
+    told_to_stop: bool = False
 
 
 class _WorkerPool:
@@ -114,23 +122,40 @@ class _WorkerPool:
         # milliseconds without importing anything again. They never touch CUDA.
         self.context = multiprocessing.get_context("fork")
         self.job = (paths, sample_rate, window_seconds, hop_seconds)
+        self.next_file = 0
         slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
-        self.workers = [_Worker(list(range(first, len(paths), workers)),
-                                np.frombuffer(mmap.mmap(-1, SLOTS * slot_samples * 4), np.float32)
+        self.workers = [_Worker(np.frombuffer(mmap.mmap(-1, SLOTS * slot_samples * 4), np.float32)
                                 .reshape(SLOTS, slot_samples))
-                        for first in range(workers)]
+                        for _ in range(workers)]
         for worker in self.workers:
             self._start(worker)
+        for _ in range(FILES_AHEAD):  # round robin, so few files still spread over every worker
+            for worker in self.workers:
+                self._hand_out(worker)
 
     def _start(self, worker: _Worker) -> None:
         receiving, sending = self.context.Pipe(duplex=False)
+        files_in, worker.files = self.context.Pipe(duplex=False)
         worker.free_slots = self.context.Semaphore(SLOTS)
         worker.process = self.context.Process(
-            target=_work, args=(worker.slots, worker.free_slots, sending, worker.share[worker.done:], *self.job,
-                                os.getpid()), daemon=True)
+            target=_work, args=(worker.slots, worker.free_slots, sending, files_in, *self.job, os.getpid()), daemon=True)
         worker.process.start()
-        sending.close()  # the worker's end: EOF here once the worker is gone
-        worker.connection = receiving
+        sending.close()  # the worker's ends: EOF here once the worker is gone
+        files_in.close()
+        worker.connection, worker.told_to_stop = receiving, False
+        for number in worker.held:  # a replacement takes over what its predecessor held
+            worker.files.send(number)
+
+    def _hand_out(self, worker: _Worker) -> None:
+        """The next file to ``worker``, or, once every file is handed out, word to stop after
+        the ones it holds."""
+        if self.next_file < len(self.job[0]):
+            worker.files.send(self.next_file)
+            worker.held.append(self.next_file)
+            self.next_file += 1
+        elif not worker.told_to_stop:
+            worker.files.send(None)
+            worker.told_to_stop = True
 
     def pieces(self) -> Iterator[Piece]:
         live = {worker.connection: worker for worker in self.workers}
@@ -143,31 +168,36 @@ class _WorkerPool:
                     del live[connection]
                     yield from self._replace(worker, live)
                     continue
-                if message is None:  # its share is done
+                if message is None:  # told to stop, and done
                     del live[connection]
                     worker.process.join()
                     continue
                 slot, number, starts, ends, lengths, done, info, error = message
+                if done:
+                    worker.held.popleft()
+                    self._hand_out(worker)
                 samples = unpack(worker.slots[slot], lengths) if slot >= 0 else []
                 yield Piece(number, starts, ends, samples, done, info, error)
                 if slot >= 0:
                     worker.free_slots.release()  # the caller is done with the samples
-                worker.done += done
 
     def _replace(self, worker: _Worker, live: dict) -> Iterator[Piece]:
-        """The file a dead worker was reading fails with the reason; the rest of its share
-        goes to a new worker."""
+        """The file a dead worker was reading fails with the reason; the files it held next
+        go to a new worker."""
         worker.process.join()
         worker.connection.close()
-        if worker.done == len(worker.share):
+        worker.files.close()
+        if not worker.held:
             return
         code = worker.process.exitcode
         cause = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-        yield Piece(worker.share[worker.done], [], [], [], True, None, f"the decoder crashed on this file ({cause})")
-        worker.done += 1
-        if worker.done < len(worker.share):
-            self._start(worker)
-            live[worker.connection] = worker
+        yield Piece(worker.held.popleft(), [], [], [], True, None, f"the decoder crashed on this file ({cause})")
+        if not worker.held and self.next_file == len(self.job[0]):
+            return
+        self._start(worker)
+        live[worker.connection] = worker
+        while len(worker.held) < FILES_AHEAD and not worker.told_to_stop:
+            self._hand_out(worker)
 
     def close(self) -> None:
         for worker in self.workers:
@@ -176,16 +206,17 @@ class _WorkerPool:
         for worker in self.workers:
             worker.process.join()
             worker.connection.close()
+            worker.files.close()
         # The shared memory is unmapped with the last view of it, which the caller may still hold.
         self.workers = []
 
 
-def _work(slots: np.ndarray, free_slots, connection: Connection, numbers: list[int], paths: list[str],
+def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connection, paths: list[str],
           sample_rate: int, window_seconds: float, hop_seconds: float | None, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     turn = 0
     try:
-        for piece in _pieces(paths, numbers, sample_rate, window_seconds, hop_seconds):
+        for piece in _pieces(paths, _handed_out(files, parent), sample_rate, window_seconds, hop_seconds):
             slot = -1
             if piece.samples:
                 while not free_slots.acquire(timeout=PARENT_CHECK_SECONDS):
@@ -196,5 +227,18 @@ def _work(slots: np.ndarray, free_slots, connection: Connection, numbers: list[i
             connection.send((slot, piece.number, piece.starts, piece.ends, [len(s) for s in piece.samples],
                              piece.done, piece.info, piece.error))
         connection.send(None)
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the parent is gone or closed us
+
+
+def _handed_out(files: Connection, parent: int) -> Iterator[int]:
+    """The file numbers the parent hands this worker, until it says stop or is gone."""
+    while True:
+        # Siblings forked later hold copies of the parent's end of this pipe, so the
+        # parent's death shows here as silence, not as end of file.
+        while not files.poll(PARENT_CHECK_SECONDS):
+            if os.getppid() != parent:
+                return
+        if (number := files.recv()) is None:
+            return
+        yield number

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,7 +13,7 @@ import numpy as np
 import soundfile
 
 from encoders.audio import read_audio, windows
-from encoders.decoding import WINDOWS_PER_PIECE, decode_windows
+from encoders.decoding import FILES_AHEAD, WINDOWS_PER_PIECE, decode_windows
 
 RATE = 8000  # a small model rate keeps the test quick; windows of 0.25 s
 
@@ -72,7 +74,7 @@ def test_a_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
     # corrupt file would; the test then kills that worker outright.
     fifo = tmp_path / "wedged.wav"
     os.mkfifo(fifo)
-    paths = [fifo] + [write_tone(tmp_path / f"tone{i}.wav", 0.6) for i in range(5)]  # worker 0: 0, 2, 4
+    paths = [fifo] + [write_tone(tmp_path / f"tone{i}.wav", 0.6) for i in range(9)]
 
     def kill_the_wedged_worker():
         deadline = time.monotonic() + 30
@@ -85,9 +87,47 @@ def test_a_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
 
     killer = threading.Thread(target=kill_the_wedged_worker, daemon=True)
     killer.start()
-    files = by_file(decode_windows(paths, RATE, 0.25, workers=2))
+    finished = []
+
+    def noting_the_order(pieces):
+        for piece in pieces:
+            if piece.done:
+                finished.append(piece.number)
+            yield piece
+
+    files = by_file(noting_the_order(decode_windows(paths, RATE, 0.25, workers=2)))
     killer.join()
     assert sorted(files) == list(range(len(paths)))
+    # While one worker was stuck, the other read every file but those the stuck one held.
+    assert len(finished[: finished.index(0)]) == len(paths) - FILES_AHEAD
     assert files[0]["error"] == "the decoder crashed on this file (signal SIGKILL)" and not files[0]["windows"]
     for number in range(1, len(paths)):  # the dead worker's other files went to its replacement
         assert files[number]["error"] is None and len(files[number]["windows"]) == 3
+
+
+def test_workers_of_a_killed_caller_exit(tmp_path):
+    paths = [write_tone(tmp_path / f"tone{i}.wav", 2.0) for i in range(40)]
+    caller = f"""
+import multiprocessing, os, signal
+from encoders.decoding import decode_windows
+pieces = decode_windows({[str(p) for p in paths]!r}, {RATE}, 0.25, workers=2)
+next(pieces)  # the workers are started and blocked: their slots are full, or files wait
+print(*[child.pid for child in multiprocessing.active_children()], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    result = subprocess.run([sys.executable, "-c", caller], capture_output=True, text=True, timeout=60)
+    workers = [int(pid) for pid in result.stdout.split()]
+    assert len(workers) == 2, result.stderr
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(running(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(running(pid) for pid in workers)
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
