@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import flex_attention
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
 from .audio import unpack, window_clip
@@ -223,6 +224,62 @@ class Projection(nn.Module):
         return self.layer_norm(embedded + self.drop(self.linear2(F.gelu(embedded))))
 
 
+class FlexWindowAttention(nn.Module):
+    """transformers' ``ClapAudioSelfAttention`` (Swin window attention) as one ``flex_attention``
+    call, for compiled encoders only.
+
+    Compiled, the transformers form is a chain of memory-bound kernels over (batch * windows,
+    heads, 64, 64) score tensors: scores written, relative-position bias and shift mask added,
+    softmax, scores read again for the product with V. flex_attention fuses that chain into one
+    kernel that never writes scores; the bias and the mask are read in its score_mod (every
+    window is a dense 64 x 64 block, so no block mask). Outside torch.compile it runs an unfused
+    reference implementation, so eager encoders keep transformers' module.
+
+    Takes over the query/key/value layers, the bias table and the index of the module it
+    replaces under the same names, so state-dict keys do not change. The score_mod reads only
+    module tensors: inductor's CPU flex_attention (torch 2.9) cannot read a tensor computed in
+    the compiled graph, so the block's shift mask, a constant of its geometry that transformers
+    rebuilds every call, is kept here (not saved) and the bias is looked up in the table.
+    """
+
+    def __init__(self, attention: nn.Module, shift_mask: torch.Tensor | None):
+        super().__init__()
+        if attention.dropout.p:
+            raise ValueError("flex window attention has no attention dropout")
+        self.num_attention_heads = attention.num_attention_heads
+        self.attention_head_size = attention.attention_head_size
+        self.query, self.key, self.value = attention.query, attention.key, attention.value
+        self.relative_position_bias_table = attention.relative_position_bias_table  # ((2 * window - 1) ** 2, heads)
+        self.register_buffer("relative_position_index", attention.relative_position_index)  # (tokens, tokens)
+        # (windows, tokens, tokens), 0 within a region of the rolled image, -100 across; None unshifted
+        self.register_buffer("shift_mask", shift_mask, persistent=False)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_attentions: bool | None = False) -> tuple[torch.Tensor]:
+        # hidden_states: (batch * windows, tokens, dim), tokens = window ** 2, the windows of one
+        # item consecutive; attention_mask: transformers' shift mask, which must be ours
+        if output_attentions:
+            raise ValueError("flex window attention does not return attention probabilities")
+        mask = self.shift_mask
+        if (attention_mask is None) != (mask is None) or (mask is not None and attention_mask.shape != mask.shape):
+            raise ValueError("the block's shift mask does not match the one it was built with")
+        batch_windows, tokens, dim = hidden_states.shape
+        split = (batch_windows, tokens, self.num_attention_heads, self.attention_head_size)
+        # each (batch * windows, heads, tokens, head_size)
+        query, key, value = (layer(hidden_states).view(split).transpose(1, 2)
+                             for layer in (self.query, self.key, self.value))
+        table, index = self.relative_position_bias_table, self.relative_position_index
+
+        def score_mod(score, window, head, q_index, kv_index):
+            score = score + table[index[q_index, kv_index], head]
+            if mask is not None:
+                score = score + mask[window % mask.shape[0], q_index, kv_index]
+            return score
+
+        context = flex_attention(query, key, value, score_mod=score_mod)  # (batch * windows, heads, tokens, head_size)
+        return (context.transpose(1, 2).reshape(batch_windows, tokens, dim),)
+
+
 class MSClapModel(nn.Module):
     def __init__(self, config: MSClapConfig, stft_window: torch.Tensor, mel_filters: torch.Tensor):
         super().__init__()
@@ -255,6 +312,20 @@ class MSClapModel(nn.Module):
         ))
         self.text_projection = Projection(config.gpt2_embed_dim, config.projection_dim, config.projection_dropout)
         self.logit_scale = nn.Parameter(torch.zeros(()))
+
+    def use_flex_window_attention(self) -> None:
+        """Every Swin block's window attention becomes a ``FlexWindowAttention`` over the same
+        parameters: for a model that only ever runs under torch.compile."""
+        for stage in self.audio_tower.audio_encoder.layers:
+            for block in stage.blocks:
+                if isinstance(block.attention.self, FlexWindowAttention):
+                    continue
+                # As ClapAudioLayer.forward starts: a stage no larger than a window is one
+                # unshifted window.
+                block.set_shift_and_window_size(block.input_resolution)
+                height, width = (-(-size // block.window_size) * block.window_size for size in block.input_resolution)
+                mask = block.get_attn_mask(height, width, torch.float32, block.layernorm_before.weight.device)
+                block.attention.self = FlexWindowAttention(block.attention.self, mask)
 
     def embed_audio(self, waveforms: torch.Tensor) -> torch.Tensor:
         # waveforms: (batch, window_samples) -> (batch, projection_dim), not normalised
@@ -392,7 +463,7 @@ class MSClap2023Encoder:
 
     def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
                  device: torch.device, batch_size: int = 32, precision: str = "auto", compiled: bool | str = False,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, window_attention: str | None = None):
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.config = model.config
@@ -407,6 +478,9 @@ class MSClap2023Encoder:
         self.autocast_dtype = autocast_dtype(precision, device)
         self._windows_to_vectors = self._embed_on_device
         self.compiled = bool(compiled)
+        self.window_attention = window_attention_kind(window_attention, self.compiled, device)
+        if self.window_attention == "flex":
+            self.model.use_flex_window_attention()
         if compiled:
             mode = compiled if isinstance(compiled, str) else None
             self._windows_to_vectors = torch.compile(self._embed_on_device, dynamic=False, mode=mode)
@@ -606,9 +680,22 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return choices[precision]
 
 
+def window_attention_kind(choice: str | None, compiled: bool, device: torch.device) -> str:
+    """The window attention an encoder runs, "flex" or "eager": ``choice``, or by default flex
+    when compiled on CUDA and eager elsewhere (inductor's CPU flex kernel has not been timed)."""
+    if choice is None:
+        return "flex" if compiled and device.type == "cuda" else "eager"
+    if choice not in ("flex", "eager"):
+        raise ValueError(f"window_attention must be 'flex' or 'eager'; got {choice!r}")
+    if choice == "flex" and not compiled:
+        raise ValueError("window_attention='flex' needs compiled=True: uncompiled, flex_attention runs unfused")
+    return choice
+
+
 def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",
                      cache_dir: str | Path | None = None, batch_size: int | None = None, precision: str = "auto",
-                     compiled: bool | str = False, cuda_graphs: bool = True) -> MSClap2023Encoder:
+                     compiled: bool | str = False, cuda_graphs: bool = True,
+                     window_attention: str | None = None) -> MSClap2023Encoder:
     """Load ``CLAP_weights_2023.pth`` (path, ``$CLAPDEX_WEIGHTS`` or the Hugging Face cache/hub).
 
     ``device`` may name several, "cuda:0,cuda:1": audio batches are then shared among them
@@ -618,7 +705,9 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     "fp16"; ``compiled`` runs the audio tower through ``torch.compile`` (pays on a GPU for
     large libraries: compiling takes a while), True or a compile mode such as
     "max-autotune-no-cudagraphs". ``cuda_graphs``: full audio batches on a GPU replay a
-    captured CUDA graph (captured at the first full batch).
+    captured CUDA graph (captured at the first full batch). ``window_attention``: "flex"
+    (``FlexWindowAttention``; compiled only, the default compiled on CUDA) or "eager"
+    (transformers' attention, the default otherwise).
     """
     path = resolve_msclap_2023(weights, cache_dir)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -636,8 +725,8 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     # kernels are launched one by one.
     cuda_graphs = cuda_graphs and not more
     encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled,
-                                cuda_graphs)
+                                cuda_graphs, window_attention)
     encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled,
-                                          cuda_graphs)
+                                          cuda_graphs, window_attention)
                         for replica, device in zip(replicas, more)]
     return encoder
