@@ -18,8 +18,8 @@ where the benchmark runs. Stages, each saved to --out as soon as it ends:
             of the files of one window compared with the wrapper's (cosine)
   official  the official audio encoder alone, on the same card in the same run: fp32, bf16
             and bf16 through torch.compile
-  compiled  clapdex's encoder through torch.compile, per --compiled mode:batch variant
-            (last: compiling takes a while)
+  compiled  clapdex's encoder through torch.compile, per --compiled mode:batch[:attention]
+            variant, window attention flex or eager (last: compiling takes a while)
   profile   the CUDA kernels of one batch, eager bf16 and compiled, by device time
   devices   packed batches (BatchEmbedder) through one encoder over each --device-sets
             entry: windows/s on one GPU against several (not in the default stages)
@@ -265,9 +265,10 @@ def main() -> None:
     parser.add_argument("--workers-sweep", type=int, nargs="+", default=[],
                         help="also decode alone, and index end to end in bf16, with these worker counts")
     parser.add_argument("--matmul-size", type=int, default=8192)
-    parser.add_argument("--compiled", nargs="+", default=["default:256", "default:512"], metavar="MODE:BATCH",
-                        help="torch.compile mode and batch size of each compiled variant of clapdex's encoder "
-                             "(each compiles anew), e.g. max-autotune-no-cudagraphs:256")
+    parser.add_argument("--compiled", nargs="+", default=["default:256", "default:512"], metavar="MODE:BATCH[:ATTENTION]",
+                        help="torch.compile mode, batch size and window attention (flex or eager; the encoder's "
+                             "default if left out) of each compiled variant of clapdex's encoder (each compiles "
+                             "anew), e.g. max-autotune-no-cudagraphs:256 default:256:eager")
     parser.add_argument("--device-sets", nargs="+", default=[],
                         help="devices stage: one encoder over each comma-separated set, e.g. cuda:0 cuda:0,cuda:1")
     parser.add_argument("--stages", nargs="+",
@@ -376,21 +377,21 @@ def main() -> None:
 
         compiled_rates = {}
         if "compiled" in args.stages:
-            for mode, batch in [(mode, int(batch)) for mode, batch in (variant.split(":") for variant in args.compiled)]:
-                started = time.perf_counter()
+            for mode, batch, attention in [(variant.split(":") + [None])[:3] for variant in args.compiled]:
+                started, batch = time.perf_counter(), int(batch)
                 compiled = load_msclap_2023(weights, device=device, batch_size=batch, precision="bf16",
-                                            compiled=True if mode == "default" else mode)
+                                            compiled=True if mode == "default" else mode, window_attention=attention)
                 probe = 0.1 * torch.randn(4, compiled.config.window_samples, device=device)
                 reference = encoders["bf16"].embed_windows(probe)
                 first = compiled.embed_windows(torch.cat([probe, probe.new_zeros(batch - 4, probe.shape[1])]))[:4]
                 compile_s = time.perf_counter() - started
                 rate = windows_per_second(compiled, batch, args.repeats)
-                compiled_rates[f"{mode} batch {batch}"] = {
+                compiled_rates[f"{mode} batch {batch} {compiled.window_attention} attention"] = {
                     "windows_per_s": rate, "flops_per_s": rate * flops, "compile_s": compile_s,
                     "cosine_to_eager_bf16_min": float(np.sum(unit(first) * unit(reference), axis=1).min())}
                 save("compiled", compiled_rates)
                 if "profile" in args.stages and (mode, batch) == ("default", args.batch):
-                    save("profile_compiled", profile_encoder(compiled, batch))
+                    save(f"profile_compiled {compiled.window_attention} attention", profile_encoder(compiled, batch))
                 del compiled  # and its captured graph's memory, before the next variant
                 torch.cuda.empty_cache()
         if "profile" in args.stages:
