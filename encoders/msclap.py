@@ -682,7 +682,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def window_attention_kind(choice: str | None, compiled: bool, device: torch.device) -> str:
     """The window attention an encoder runs, "flex" or "eager": ``choice``, or by default flex
-    when compiled on CUDA and eager elsewhere (inductor's CPU flex kernel has not been timed)."""
+    when compiled on CUDA and eager elsewhere: on this project's 2-core CPU, inductor's CPU flex
+    kernel made compiled bf16 batches of 4 about 20 times slower (one rough bench/indexing.py run)."""
     if choice is None:
         return "flex" if compiled and device.type == "cuda" else "eager"
     if choice not in ("flex", "eager"):

@@ -1,4 +1,4 @@
-"""What runs on a CUDA device: the encoder's bf16 and GPU-tiling paths, and exact GPU search.
+"""What runs on a CUDA device: the encoder's bf16, compiled and GPU-tiling paths, and exact GPU search.
 
 Marked ``gpu``; skipped, with the reason, where CUDA is absent.
 """
@@ -56,6 +56,21 @@ def test_full_batches_replayed_from_a_cuda_graph_match_launched_ones(tiny_weight
     # Replaying again with other inputs gives their own vectors, not the captured ones.
     again = graphed.embed_audio(audio[::-1])
     assert np.sum(again * first[::-1], axis=1).min() > 0.9999
+
+
+def test_compiled_flex_window_attention_in_bf16_stays_within_cosine_0999_of_eager_fp32(tmp_path):
+    from checkpoints import write_tiny_msclap_checkpoint
+
+    from encoders.msclap import FlexWindowAttention, load_msclap_2023
+
+    # The released architecture: heads of 24 (flex_attention pads them to 32), 64 windows an item.
+    weights = write_tiny_msclap_checkpoint(tmp_path, full=True)
+    fp32 = load_msclap_2023(weights, device="cuda", precision="fp32", batch_size=8)
+    flex = load_msclap_2023(weights, device="cuda", precision="bf16", batch_size=8, compiled=True)
+    assert flex.window_attention == "flex"
+    assert sum(isinstance(module, FlexWindowAttention) for module in flex.model.modules()) == sum(flex.config.htsat_depths)
+    audio = clips(8, np.random.default_rng(4))
+    assert np.sum(flex.embed_audio(audio) * fp32.embed_audio(audio), axis=1).min() > 0.999
 
 
 def test_exact_gpu_search_agrees_with_faiss_and_filters_inside(tmp_path):
