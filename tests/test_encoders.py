@@ -219,3 +219,17 @@ def test_cuda_matches_cpu(tiny_weights, tiny_encoder):
     fast = load_encoder("msclap-2023", weights=tiny_weights, device="cuda")
     cosines = (np.concatenate([fast.embed_audio([clip]), fast.embed_text(["rain"])]) * on_cpu).sum(axis=1)
     assert cosines.min() >= 0.999
+
+
+def test_bf16_runs_the_audio_tower_in_bf16_within_cosine_0999(tiny_weights, tiny_encoder):
+    """bf16 casts the audio tower itself (activations and residual stream too), not autocast;
+    the log-mel front end and the text tower are left as they were."""
+    from encoders.msclap import load_msclap_2023
+
+    half = load_msclap_2023(tiny_weights, device="cpu", precision="bf16")
+    assert {p.dtype for p in half.model.audio_tower.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.model.text_tower.parameters()} == {torch.float32}
+    clips = [np.random.default_rng(seed).uniform(-0.5, 0.5, 5 * 44100).astype(np.float32) for seed in range(3)]
+    vectors = half.embed_audio(clips)
+    assert vectors.dtype == np.float32
+    assert (vectors * tiny_encoder.embed_audio(clips)).sum(axis=1).min() >= 0.999

@@ -41,7 +41,10 @@ def flipped_bias(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def test_a_shifted_block_attends_as_transformers_does():
+@pytest.mark.parametrize("grid_rows", [FlexWindowAttention.GRID_ROWS, 16])
+def test_a_shifted_block_attends_as_transformers_does(monkeypatch, grid_rows):
+    # 16 grid rows over 2 heads: chunks of two items' windows, as a batch of 256 needs on a GPU.
+    monkeypatch.setattr(FlexWindowAttention, "GRID_ROWS", grid_rows)
     torch.manual_seed(0)
     # 16 x 16 tokens in four 8 x 8 windows, each with its own regions, for three items.
     block = ClapAudioLayer(ClapAudioConfig(window_size=8), dim=32, input_resolution=(16, 16), num_heads=2, shift_size=4)
