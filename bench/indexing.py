@@ -13,9 +13,11 @@ where the benchmark runs. Stages, each saved to --out as soon as it ends:
   wrapper   CLAPWrapper.get_audio_embeddings on the files (its own file reading swapped for
             soundfile, as the image's torchaudio has no torchcodec backend)
   clapdex   files -> decode_windows workers -> BatchEmbedder -> vectors, the indexer's
-            path, end to end, files/s and windows/s: one pass over the files (the worker
-            pool's start included) and a steady state (the list several times over); vectors
-            of the files of one window compared with the wrapper's (cosine)
+            path, end to end, files/s and windows/s: one pass over the files and a steady
+            state (the list several times over), both with the decoder workers that a
+            warm-up pass started (they serve every later call, as in a long indexing run),
+            and the warm-up itself, starting them included; vectors of the files of one
+            window compared with the wrapper's (cosine)
   official  the official audio encoder alone, on the same card in the same run: fp32, bf16
             and bf16 through torch.compile
   compiled  clapdex's encoder through torch.compile, per --compiled mode:batch[:attention]
@@ -148,7 +150,11 @@ def index_end_to_end(encoder, paths: list[str], workers: int, batch: int) -> tup
 
 def decode_only(paths: list[str], sample_rate: int, window_seconds: float, workers: int, batch: int) -> dict:
     """files -> decode_windows -> windows copied into one batch-sized host buffer, no model:
-    the CPU side of the indexer alone, and the main thread's share of it."""
+    the CPU side of the indexer alone, and the main thread's share of it (its workers started
+    by a first call, as the end-to-end stage's warm-up starts them)."""
+    if workers:
+        for _ in decode_windows(paths[: 2 * workers], sample_rate, window_seconds, workers=workers):
+            pass
     window = round(sample_rate * window_seconds)
     buffer, used, files = np.empty(batch * window, np.float32), 0, 0
     started, main_cpu = time.perf_counter(), time.thread_time()
@@ -342,11 +348,12 @@ def main() -> None:
         if "clapdex" in args.stages:
             clapdex = {}
             for precision, encoder in [*encoders.items(), ("bf16 without CUDA graphs", no_graphs)]:
-                index_end_to_end(encoder, paths[: args.batch], args.workers, args.batch)  # warm-up
+                _, warm_per_file, warm = index_end_to_end(encoder, paths[: args.batch], args.workers, args.batch)
                 vectors, per_file, once = index_end_to_end(encoder, paths, args.workers, args.batch)
-                # The list over and over: a library's steady state, the pool's start spread thin.
+                # The list over and over: a library's steady state.
                 _, steady_per_file, steady = index_end_to_end(encoder, paths * args.list_repeats, args.workers, args.batch)
-                row = {"one_pass": {"files": len(paths), "seconds": once, "files_per_s": len(paths) / once,
+                row = {"warm_up_with_workers_start": {"files": len(warm_per_file), "seconds": warm},
+                       "one_pass": {"files": len(paths), "seconds": once, "files_per_s": len(paths) / once,
                                     "windows_per_s": sum(per_file) / once},
                        "steady": {"files": len(steady_per_file), "seconds": steady,
                                   "files_per_s": len(steady_per_file) / steady,

@@ -8,6 +8,10 @@ with fixed shares, the last worker to finish kept the others idle (a tenth of a 
 2,000 clips on the H100 machine). Each worker streams its files (``AudioStream``,
 ``stream_windows``), so a multi-hour file never sits whole in memory.
 
+The workers outlive a call and serve the next one: forking a process that holds CUDA and a
+model costs about 47 ms a worker on the H100 machine, so starting sixteen took 0.4 s, a
+quarter of a run of 2,000 clips (docs/benchmarks.md).
+
 The hand-over is what one receiving process pays for every file, so it is kept to almost
 nothing: each worker owns a ring of slots in shared memory, writes a piece's windows into
 the next free slot and sends only their lengths and times through its pipe. The caller reads
@@ -27,7 +31,7 @@ import mmap
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
@@ -72,36 +76,43 @@ def decode_windows(paths: Sequence[str | os.PathLike], sample_rate: int, window_
     """The windows of every file in ``paths`` as ``Piece``s: a file's pieces in order, files
     interleaved across ``workers`` processes (default: one per core; 0 reads in this process)."""
     paths = [os.fspath(path) for path in paths]
-    workers = min(default_workers() if workers is None else workers, len(paths))
-    if workers <= 1:
-        yield from _pieces(paths, range(len(paths)), sample_rate, window_seconds, hop_seconds)
+    workers = default_workers() if workers is None else workers
+    job = (sample_rate, window_seconds, hop_seconds)
+    if min(workers, len(paths)) <= 1:
+        for number, path in enumerate(paths):
+            yield from _file_pieces(number, path, *job)
         return
-    pool = _WorkerPool(paths, sample_rate, window_seconds, hop_seconds, workers)
+    slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
+    pool = _POOLS.get((workers, slot_samples))
+    if pool is None or pool.busy or pool.closed:
+        pool = _WorkerPool(workers, slot_samples)
+        if (workers, slot_samples) not in _POOLS or _POOLS[workers, slot_samples].closed:
+            _POOLS[workers, slot_samples] = pool
     try:
-        yield from pool.pieces()
+        yield from pool.pieces(paths, job)
     finally:
-        pool.close()
+        if _POOLS.get((workers, slot_samples)) is not pool:  # made for this call alone
+            pool.close()
 
 
-def _pieces(paths: list[str], numbers: Iterable[int], sample_rate: int, window_seconds: float,
-            hop_seconds: float | None) -> Iterator[Piece]:
-    for number in numbers:
-        starts, ends, samples = [], [], []
-        try:
-            with AudioStream(paths[number], sample_rate) as audio:
-                for window in stream_windows(audio.blocks(), sample_rate, window_seconds, hop_seconds):
-                    starts.append(window.start)
-                    ends.append(window.end)
-                    samples.append(window.samples)
-                    if len(samples) == WINDOWS_PER_PIECE:
-                        yield Piece(number, starts, ends, samples, False, None, None)
-                        starts, ends, samples = [], [], []
-                info, error = audio.info(), None
-        except AudioDecodeError as exc:
-            info, error = None, exc.reason
-        except Exception as exc:  # a decoder's surprise about one file must not end the run
-            info, error = None, f"{type(exc).__name__}: {exc}"
-        yield Piece(number, starts, ends, samples, True, info, error)
+def _file_pieces(number: int, path: str, sample_rate: int, window_seconds: float,
+                 hop_seconds: float | None) -> Iterator[Piece]:
+    starts, ends, samples = [], [], []
+    try:
+        with AudioStream(path, sample_rate) as audio:
+            for window in stream_windows(audio.blocks(), sample_rate, window_seconds, hop_seconds):
+                starts.append(window.start)
+                ends.append(window.end)
+                samples.append(window.samples)
+                if len(samples) == WINDOWS_PER_PIECE:
+                    yield Piece(number, starts, ends, samples, False, None, None)
+                    starts, ends, samples = [], [], []
+            info, error = audio.info(), None
+    except AudioDecodeError as exc:
+        info, error = None, exc.reason
+    except Exception as exc:  # a decoder's surprise about one file must not end the run
+        info, error = None, f"{type(exc).__name__}: {exc}"
+    yield Piece(number, starts, ends, samples, True, info, error)
 
 
 @dataclasses.dataclass(eq=False)
@@ -110,96 +121,97 @@ class _Worker:
     held: collections.deque[int] = dataclasses.field(default_factory=collections.deque)  # files sent, not done
     process: multiprocessing.Process | None = None
     connection: Connection | None = None  # pieces, from the worker
-    files: Connection | None = None  # file numbers, to the worker; None after the last
+    files: Connection | None = None  # files to read, to the worker; None to stop
     free_slots: object = None  # a semaphore counting the slots the worker may write
-    told_to_stop: bool = False
 
 
 class _WorkerPool:
-    def __init__(self, paths: list[str], sample_rate: int, window_seconds: float, hop_seconds: float | None,
-                 workers: int):
-        # fork: the workers inherit the paths and the anonymous shared memory, and start in
-        # milliseconds without importing anything again. They never touch CUDA.
+    """``workers`` decoder processes and their slots, serving one call at a time."""
+
+    def __init__(self, workers: int, slot_samples: int):
+        # fork: the workers start in milliseconds without importing anything again, and
+        # inherit the anonymous shared memory. They never touch CUDA.
         self.context = multiprocessing.get_context("fork")
-        self.job = (paths, sample_rate, window_seconds, hop_seconds)
+        self.busy = self.closed = False
+        self.paths: list[str] = []
+        self.job: tuple[int, float, float | None] | None = None  # the call's rate, window and hop
         self.next_file = 0
-        slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
         self.workers = [_Worker(np.frombuffer(mmap.mmap(-1, SLOTS * slot_samples * 4), np.float32)
                                 .reshape(SLOTS, slot_samples))
                         for _ in range(workers)]
         for worker in self.workers:
             self._start(worker)
-        for _ in range(FILES_AHEAD):  # round robin, so few files still spread over every worker
-            for worker in self.workers:
-                self._hand_out(worker)
 
     def _start(self, worker: _Worker) -> None:
         receiving, sending = self.context.Pipe(duplex=False)
         files_in, worker.files = self.context.Pipe(duplex=False)
         worker.free_slots = self.context.Semaphore(SLOTS)
         worker.process = self.context.Process(
-            target=_work, args=(worker.slots, worker.free_slots, sending, files_in, *self.job, os.getpid()), daemon=True)
+            target=_work, args=(worker.slots, worker.free_slots, sending, files_in), daemon=True)
         worker.process.start()
         sending.close()  # the worker's ends: EOF here once the worker is gone
         files_in.close()
-        worker.connection, worker.told_to_stop = receiving, False
+        worker.connection = receiving
         for number in worker.held:  # a replacement takes over what its predecessor held
-            worker.files.send(number)
+            worker.files.send((number, self.paths[number], *self.job))
 
     def _hand_out(self, worker: _Worker) -> None:
-        """The next file to ``worker``, or, once every file is handed out, word to stop after
-        the ones it holds."""
-        if self.next_file < len(self.job[0]):
-            worker.files.send(self.next_file)
+        if self.next_file < len(self.paths):
+            worker.files.send((self.next_file, self.paths[self.next_file], *self.job))
             worker.held.append(self.next_file)
             self.next_file += 1
-        elif not worker.told_to_stop:
-            worker.files.send(None)
-            worker.told_to_stop = True
 
-    def pieces(self) -> Iterator[Piece]:
-        live = {worker.connection: worker for worker in self.workers}
-        while live:
-            for connection in wait(list(live)):
-                worker = live[connection]
-                try:
-                    message = connection.recv()
-                except EOFError:  # died without saying it had finished
-                    del live[connection]
-                    yield from self._replace(worker, live)
-                    continue
-                if message is None:  # told to stop, and done
-                    del live[connection]
-                    worker.process.join()
-                    continue
-                slot, number, starts, ends, lengths, done, info, error = message
-                if done:
-                    worker.held.popleft()
+    def pieces(self, paths: list[str], job: tuple[int, float, float | None]) -> Iterator[Piece]:
+        self.busy, self.paths, self.job, self.next_file = True, paths, job, 0
+        finished = False
+        try:
+            for _ in range(FILES_AHEAD):  # round robin, so few files still spread over every worker
+                for worker in self.workers:
                     self._hand_out(worker)
-                samples = unpack(worker.slots[slot], lengths) if slot >= 0 else []
-                yield Piece(number, starts, ends, samples, done, info, error)
-                if slot >= 0:
-                    worker.free_slots.release()  # the caller is done with the samples
+            waiting = len(paths)  # files whose last piece has not come
+            live = {worker.connection: worker for worker in self.workers}
+            while waiting:
+                for connection in wait(list(live)):
+                    worker = live[connection]
+                    try:
+                        slot, number, starts, ends, lengths, done, info, error = connection.recv()
+                    except EOFError:  # died
+                        del live[connection]
+                        for piece in self._replace(worker):
+                            waiting -= 1
+                            yield piece
+                        live[worker.connection] = worker
+                        continue
+                    if done:
+                        worker.held.popleft()
+                        waiting -= 1
+                        self._hand_out(worker)
+                    samples = unpack(worker.slots[slot], lengths) if slot >= 0 else []
+                    yield Piece(number, starts, ends, samples, done, info, error)
+                    if slot >= 0:
+                        worker.free_slots.release()  # the caller is done with the samples
+            finished = True
+        finally:
+            self.busy = False
+            if not finished:  # left midway: workers still hold files and pieces of this call
+                self.close()
 
-    def _replace(self, worker: _Worker, live: dict) -> Iterator[Piece]:
-        """The file a dead worker was reading fails with the reason; the files it held next
-        go to a new worker."""
+    def _replace(self, worker: _Worker) -> Iterator[Piece]:
+        """A new worker for a dead one; the file it was reading fails with the reason, and
+        the files it held next go to the new worker."""
         worker.process.join()
         worker.connection.close()
         worker.files.close()
-        if not worker.held:
-            return
-        code = worker.process.exitcode
-        cause = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-        yield Piece(worker.held.popleft(), [], [], [], True, None, f"the decoder crashed on this file ({cause})")
-        if not worker.held and self.next_file == len(self.job[0]):
-            return
+        if worker.held:
+            code = worker.process.exitcode
+            cause = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            yield Piece(worker.held.popleft(), [], [], [], True, None, f"the decoder crashed on this file ({cause})")
         self._start(worker)
-        live[worker.connection] = worker
-        while len(worker.held) < FILES_AHEAD and not worker.told_to_stop:
+        while len(worker.held) < FILES_AHEAD and self.next_file < len(self.paths):
             self._hand_out(worker)
 
     def close(self) -> None:
+        self.closed = True
         for worker in self.workers:
             if worker.process.is_alive():
                 worker.process.terminate()
@@ -211,34 +223,37 @@ class _WorkerPool:
         self.workers = []
 
 
-def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connection, paths: list[str],
-          sample_rate: int, window_seconds: float, hop_seconds: float | None, parent: int) -> None:
+# Pools kept for the next call, by worker count and slot size.
+_POOLS: dict[tuple[int, int], _WorkerPool] = {}
+
+
+def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
-    turn = 0
+    parent, turn = os.getppid(), 0
     try:
-        for piece in _pieces(paths, _handed_out(files, parent), sample_rate, window_seconds, hop_seconds):
-            slot = -1
-            if piece.samples:
-                while not free_slots.acquire(timeout=PARENT_CHECK_SECONDS):
-                    if os.getppid() != parent:
-                        return  # orphaned (the parent was killed): nobody will free a slot
-                slot, turn = turn, (turn + 1) % SLOTS  # the parent frees slots in the order they were sent
-                np.concatenate(piece.samples, out=slots[slot, : sum(len(s) for s in piece.samples)])
-            connection.send((slot, piece.number, piece.starts, piece.ends, [len(s) for s in piece.samples],
-                             piece.done, piece.info, piece.error))
-        connection.send(None)
+        for number, path, *job in _handed_out(files, parent):
+            for piece in _file_pieces(number, path, *job):
+                slot = -1
+                if piece.samples:
+                    while not free_slots.acquire(timeout=PARENT_CHECK_SECONDS):
+                        if os.getppid() != parent:
+                            return  # orphaned (the parent was killed): nobody will free a slot
+                    slot, turn = turn, (turn + 1) % SLOTS  # the parent frees slots in the order they were sent
+                    np.concatenate(piece.samples, out=slots[slot, : sum(len(s) for s in piece.samples)])
+                connection.send((slot, piece.number, piece.starts, piece.ends, [len(s) for s in piece.samples],
+                                 piece.done, piece.info, piece.error))
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the parent is gone or closed us
 
 
-def _handed_out(files: Connection, parent: int) -> Iterator[int]:
-    """The file numbers the parent hands this worker, until it says stop or is gone."""
+def _handed_out(files: Connection, parent: int) -> Iterator[tuple]:
+    """The files the parent hands this worker, until it says stop or is gone."""
     while True:
         # Siblings forked later hold copies of the parent's end of this pipe, so the
         # parent's death shows here as silence, not as end of file.
         while not files.poll(PARENT_CHECK_SECONDS):
             if os.getppid() != parent:
                 return
-        if (number := files.recv()) is None:
+        if (handed := files.recv()) is None:
             return
-        yield number
+        yield handed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -70,24 +71,25 @@ def test_unreadable_files_come_back_with_their_reason(tmp_path):
 
 
 def test_a_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
-    # A named pipe with no writer blocks its reader in open(), as a decoder wedged on a
-    # corrupt file would; the test then kills that worker outright.
+    # A named pipe that is open for writing but never written blocks its reader, as a decoder
+    # wedged on a corrupt file would; once the other worker has read everything else, the
+    # test kills the wedged one outright.
     fifo = tmp_path / "wedged.wav"
     os.mkfifo(fifo)
     paths = [fifo] + [write_tone(tmp_path / f"tone{i}.wav", 0.6) for i in range(9)]
+    finished = []
 
     def kill_the_wedged_worker():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            children = multiprocessing.active_children()
-            if len(children) == 1:  # the other worker has finished its share
-                os.kill(children[0].pid, 9)
-                return
-            time.sleep(0.05)
+        with open(fifo, "wb"):  # returns once a worker has opened it to read
+            deadline = time.monotonic() + 30
+            while len(finished) < len(paths) - FILES_AHEAD and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for child in multiprocessing.active_children():
+                if reading(child.pid, fifo):
+                    os.kill(child.pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_the_wedged_worker, daemon=True)
     killer.start()
-    finished = []
 
     def noting_the_order(pieces):
         for piece in pieces:
@@ -103,6 +105,24 @@ def test_a_worker_that_dies_costs_only_the_file_it_was_reading(tmp_path):
     assert files[0]["error"] == "the decoder crashed on this file (signal SIGKILL)" and not files[0]["windows"]
     for number in range(1, len(paths)):  # the dead worker's other files went to its replacement
         assert files[number]["error"] is None and len(files[number]["windows"]) == 3
+
+
+def reading(pid: int, path) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_workers_serve_the_next_call(tmp_path):
+    paths = [write_tone(tmp_path / f"tone{i}.wav", 0.6) for i in range(6)]
+    first = by_file(decode_windows(paths, RATE, 0.25, workers=2))
+    workers = {child.pid for child in multiprocessing.active_children()}
+    second = by_file(decode_windows(paths[::-1], RATE, 0.25, workers=2))
+
+    assert {child.pid for child in multiprocessing.active_children()} == workers
+    for number in range(len(paths)):
+        assert [w[:2] for w in second[len(paths) - 1 - number]["windows"]] == [w[:2] for w in first[number]["windows"]]
 
 
 def test_workers_of_a_killed_caller_exit(tmp_path):
