@@ -504,6 +504,11 @@ class MSClap2023Encoder:
         if self.audio_dtype is not None:
             self.model.audio_tower.to(self.audio_dtype)
             self.model.audio_projection.to(self.audio_dtype)
+        if device.type == "cuda":
+            # cuDNN convolves channels-last: with the patch embedding's weight so, its output needs
+            # no layout conversion and flattens into tokens as a view (compiled, batch 512 on an
+            # H100: 9,447 against 9,043 windows/s, docs/benchmarks.md).
+            self.model.audio_tower.audio_encoder.patch_embed.proj.to(memory_format=torch.channels_last)
         if compiled:
             mode = compiled if isinstance(compiled, str) else None
             self._windows_to_vectors = torch.compile(self._embed_on_device, dynamic=False, mode=mode)
