@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", help="catalog database URL (default: SQLite in the home)")
     parser.add_argument("--model", help="encoder model name (default: msclap-2023)")
     parser.add_argument("--weights", help="path to the model weights file")
-    parser.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", "--devices", dest="device",
+                        help="torch device: auto (default), cpu, cuda, cuda:1, ...; for msclap-2023 also several, "
+                             "cuda:0,cuda:1, or all (every GPU), which share each batch")
     parser.add_argument("--store", help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 

@@ -46,7 +46,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .audio import window_clip
-from .msclap import Projection, resolve_device
+from .msclap import Projection, resolve_devices
 from .weights import MissingWeightsError, tensors_fingerprint
 
 NAME = "clapdex-compact"
@@ -337,4 +337,7 @@ def load_compact(weights: str | Path | None = None, device: str | torch.device =
             f"No {NAME} checkpoint at {path}. Train one with `python -m encoders.training.train` "
             f"and pass weights=PATH (--weights PATH).")
     model, weights_id = read_compact(path)
-    return CompactEncoder(model, weights_id, resolve_device(device), batch_size or 32)
+    devices = resolve_devices(device)
+    if len(devices) > 1:
+        raise ValueError(f"{NAME} runs on one device; got {device!r} ({len(devices)} devices)")
+    return CompactEncoder(model, weights_id, devices[0], batch_size or 32)

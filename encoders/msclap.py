@@ -443,6 +443,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def resolve_devices(devices: str | torch.device) -> list[torch.device]:
+    """"cuda:0,cuda:1" -> both; "all" -> every visible GPU (the CPU when there is none); a
+    single name as ``resolve_device`` reads it."""
+    if str(devices) == "all":
+        return [torch.device("cuda", index) for index in range(torch.cuda.device_count())] or [torch.device("cpu")]
+    return [resolve_device(name.strip()) for name in str(devices).split(",")]
+
+
 def load_gpt2_tokenizer(folder: Path) -> GPT2TokenizerFast:
     # from_pretrained, not GPT2TokenizerFast(vocab_file=...): the latter silently builds an
     # empty vocabulary in transformers 5.x.
@@ -748,7 +756,7 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     state = checkpoint["model"]
     model = MSClapModel.from_official_state_dict(state)
     tokenizer = load_gpt2_tokenizer(resolve_gpt2_tokenizer(path, cache_dir))
-    first, *more = [resolve_device(name.strip()) for name in str(device).split(",")]
+    first, *more = resolve_devices(device)
     # A GPU needs large batches to be kept busy (measured in bench/indexing.py); a CPU doesn't.
     batch_size = batch_size or (256 if first.type == "cuda" else 32)
     replicas = [copy.deepcopy(model) for _ in more]

@@ -48,3 +48,26 @@ def test_two_gpus_give_the_rows_of_one(tiny_weights):
             batches.add(clip)
         vectors += batches.finish()
     assert np.sum(np.stack(vectors) * one.embed_audio(clips), axis=1).min() > 0.99999
+
+
+def test_all_means_every_gpu_and_the_cpu_without_one(tiny_weights):
+    from encoders.msclap import load_msclap_2023, resolve_devices
+
+    expected = [torch.device("cuda", i) for i in range(torch.cuda.device_count())] or [torch.device("cpu")]
+    assert resolve_devices("all") == expected
+    assert resolve_devices("cpu, cpu") == [torch.device("cpu")] * 2
+    encoder = load_msclap_2023(tiny_weights, device="all", batch_size=2)
+    assert [encoder.device, *(replica.device for replica in encoder.replicas)] == expected
+
+
+def test_the_compact_model_refuses_several_devices():
+    from encoders.compact import load_compact
+
+    with pytest.raises(ValueError, match="runs on one device"):
+        load_compact(device="cpu,cpu")
+
+
+def test_devices_is_another_name_for_the_device_option():
+    from clapdex.cli import build_parser
+
+    assert build_parser().parse_args(["--devices", "cuda:0,cuda:1", "status"]).device == "cuda:0,cuda:1"
