@@ -64,8 +64,9 @@ class AudioStream:
     """An audio file opened for reading in blocks of mono float32 at ``sample_rate``.
 
     ``sample_rate``, ``channels``, ``codec`` and ``bit_depth`` describe the file, and
-    ``decoder`` names the library decoding it; all are known once opened; ``info()`` (with the duration) once ``blocks()`` has been read to the
-    end, since compressed streams only know their length by decoding it.
+    ``decoder`` names the library decoding it; all are known once opened. ``info()`` (with
+    the duration) is known once ``blocks()`` has been read to the end, since compressed
+    streams only know their length by decoding it.
     """
 
     def __init__(self, source: str | os.PathLike | BinaryIO, sample_rate: int):
@@ -92,7 +93,7 @@ class AudioStream:
             self.bit_depth = _SUBTYPE_BITS.get(self._sound.subtype)
             if (self._sound.format == "FLAC" and _is_file_name(source)
                     and (decoder := _MiniaudioDecoder.open(source, vorbis_only=False))):
-                declared = self._sound.frames
+                declared = self._sound.frames if self._sound.frames < 1 << 40 else 0  # huge: length unknown
                 self._sound.close()
                 self._sound = None
                 self._use(decoder, self.codec, self.bit_depth, declared)

@@ -3,10 +3,10 @@
 Decoding is most of the cost of indexing (about 5 ms a 5-s clip on one core, against a
 fraction of a millisecond of GPU time a window), so it runs on every core while the caller
 feeds the model. Files are handed to workers as they finish the ones before, a couple
-ahead, so a worker that draws a long recording, or runs on a busy core, holds up no one:
-with fixed shares, the last worker to finish kept the others idle (a tenth of a run of
-2,000 clips on the H100 machine). Each worker streams its files (``AudioStream``,
-``stream_windows``), so a multi-hour file never sits whole in memory.
+ahead, so a worker that draws a long recording, or runs on a busy core, holds up no one;
+with fixed shares the first to finish waited for the last (workers were busy 77% of a run
+of 2,000 clips on the H100 machine, their start included). Each worker streams its files
+(``AudioStream``, ``stream_windows``), so a multi-hour file never sits whole in memory.
 
 The workers outlive a call and serve the next one: forking a process that holds CUDA and a
 model costs about 47 ms a worker on the H100 machine, so starting sixteen took 0.4 s, a

@@ -3,7 +3,7 @@ one core and 14 or 16 processes, from a memory map or bytes, with glibc's heap k
 
     python3 bench/probes/decoder_scaling.py <folder of .ogg files>   # needs soundfile, miniaudio
 """
-import ctypes, glob, mmap, os, sys, time, multiprocessing as mp
+import ctypes, glob, mmap, sys, time, multiprocessing as mp
 import numpy as np, soundfile as sf
 from miniaudio import ffi, lib
 files = sorted(glob.glob(sys.argv[1] + '/**/*.ogg', recursive=True))
