@@ -741,8 +741,9 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     ``device`` may name several, "cuda:0,cuda:1": audio batches are then shared among them
     (text runs on the first), with the rows one device would give.
 
-    ``precision``: "auto" (bfloat16 matmuls on CUDA, float32 on the CPU), "fp32", "bf16" or
-    "fp16"; ``compiled`` runs the audio tower through ``torch.compile`` (pays on a GPU for
+    ``precision``: "auto" (bfloat16 on CUDA, float32 on the CPU), "fp32", "bf16" or "fp16"; in
+    bfloat16 the audio tower itself is cast (the text tower autocasts), fp16 autocasts both;
+    ``compiled`` runs the audio tower through ``torch.compile`` (pays on a GPU for
     large libraries: compiling takes a while), True or a compile mode such as
     "max-autotune-no-cudagraphs". ``cuda_graphs``: full audio batches on a GPU replay a
     captured CUDA graph (captured at the first full batch). ``window_attention``: "flex"
