@@ -47,7 +47,7 @@ SLOTS = 4
 # Files a worker holds: the one it reads and the next, so it never waits for the caller to
 # hand it work.
 FILES_AHEAD = 2
-# How often a worker blocked on a full ring checks that its parent is still alive.
+# How often a worker waiting for a free slot or its next file checks that its parent is alive.
 PARENT_CHECK_SECONDS = 1.0
 
 
@@ -82,16 +82,15 @@ def decode_windows(paths: Sequence[str | os.PathLike], sample_rate: int, window_
         for number, path in enumerate(paths):
             yield from _file_pieces(number, path, *job)
         return
-    slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
-    pool = _POOLS.get((workers, slot_samples))
-    if pool is None or pool.busy or pool.closed:
-        pool = _WorkerPool(workers, slot_samples)
-        if (workers, slot_samples) not in _POOLS or _POOLS[workers, slot_samples].closed:
-            _POOLS[workers, slot_samples] = pool
+    key = (workers, WINDOWS_PER_PIECE * round(window_seconds * sample_rate))
+    kept = _POOLS.get(key)
+    if kept is None or kept.closed:
+        kept = _POOLS[key] = _WorkerPool(*key)
+    pool = _WorkerPool(*key) if kept.busy else kept  # a call inside another gets workers of its own
     try:
         yield from pool.pieces(paths, job)
     finally:
-        if _POOLS.get((workers, slot_samples)) is not pool:  # made for this call alone
+        if pool is not kept:
             pool.close()
 
 
@@ -121,7 +120,7 @@ class _Worker:
     held: collections.deque[int] = dataclasses.field(default_factory=collections.deque)  # files sent, not done
     process: multiprocessing.Process | None = None
     connection: Connection | None = None  # pieces, from the worker
-    files: Connection | None = None  # files to read, to the worker; None to stop
+    files: Connection | None = None  # files to read, to the worker
     free_slots: object = None  # a semaphore counting the slots the worker may write
 
 
@@ -235,9 +234,8 @@ def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connecti
             for piece in _file_pieces(number, path, *job):
                 slot = -1
                 if piece.samples:
-                    while not free_slots.acquire(timeout=PARENT_CHECK_SECONDS):
-                        if os.getppid() != parent:
-                            return  # orphaned (the parent was killed): nobody will free a slot
+                    if not _waited(lambda timeout: free_slots.acquire(timeout=timeout), parent):
+                        return
                     slot, turn = turn, (turn + 1) % SLOTS  # the parent frees slots in the order they were sent
                     np.concatenate(piece.samples, out=slots[slot, : sum(len(s) for s in piece.samples)])
                 connection.send((slot, piece.number, piece.starts, piece.ends, [len(s) for s in piece.samples],
@@ -247,13 +245,17 @@ def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connecti
 
 
 def _handed_out(files: Connection, parent: int) -> Iterator[tuple]:
-    """The files the parent hands this worker, until it says stop or is gone."""
-    while True:
-        # Siblings forked later hold copies of the parent's end of this pipe, so the
-        # parent's death shows here as silence, not as end of file.
-        while not files.poll(PARENT_CHECK_SECONDS):
-            if os.getppid() != parent:
-                return
-        if (handed := files.recv()) is None:
-            return
-        yield handed
+    """The files the parent hands this worker, until it is gone. (Siblings forked later hold
+    copies of the parent's end of this pipe, so its death shows as silence, not as end of
+    file.)"""
+    while _waited(files.poll, parent):
+        yield files.recv()
+
+
+def _waited(ready, parent: int) -> bool:
+    """Whether ``ready(timeout)`` came true before the parent went: an orphaned worker (the
+    parent was killed) must not wait for a slot or a file that nobody will give it."""
+    while not ready(PARENT_CHECK_SECONDS):
+        if os.getppid() != parent:
+            return False
+    return True

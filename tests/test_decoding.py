@@ -151,3 +151,21 @@ def running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_a_call_inside_another_gets_workers_of_its_own(tmp_path):
+    paths = [write_tone(tmp_path / f"tone{i}.wav", 0.6) for i in range(4)]
+    expected = by_file(decode_windows(paths, RATE, 0.25, workers=0))
+    inner = {}
+
+    def with_a_call_inside(pieces):
+        for piece in pieces:
+            if not inner:  # the outer call's workers are busy with the rest meanwhile
+                inner.update(by_file(decode_windows(paths[::-1], RATE, 0.25, workers=2)))
+            yield piece
+
+    outer = by_file(with_a_call_inside(decode_windows(paths, RATE, 0.25, workers=2)))
+
+    for number in range(len(paths)):
+        assert [w[:2] for w in outer[number]["windows"]] == [w[:2] for w in expected[number]["windows"]]
+        assert [w[:2] for w in inner[len(paths) - 1 - number]["windows"]] == [w[:2] for w in expected[number]["windows"]]
