@@ -13,7 +13,6 @@ code, which uses them as stored, computes what a trained checkpoint would.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
 
-def shared_dir() -> Path:
-    return Path(os.environ.get("CLAPDEX_SHARED", REPO_ROOT.parent / "shared"))
+# Files the tests read, committed with their licences (tests/data/README.md).
+TEST_DATA = REPO_ROOT / "tests" / "data"
 
 
 def gpt2_tokenizer_dir() -> Path:
-    return shared_dir() / "data" / "gpt2-tokenizer"
+    return TEST_DATA / "gpt2-tokenizer"
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,12 @@ def _run(*command: str) -> None:
 
 
 def esc10_clips(count: int) -> list[Path]:
-    """The first ``count`` ESC-10 recordings, one class after another."""
-    from checkpoints import shared_dir
+    """The first ``count`` (at most 4) ESC-10 recordings in tests/data, one class after another."""
+    from checkpoints import TEST_DATA
 
-    classes = sorted((shared_dir() / "data" / "esc10").iterdir())
+    classes = sorted((TEST_DATA / "esc10").iterdir())
+    if count > len(classes):
+        raise ValueError(f"tests/data/esc10 holds {len(classes)} recordings, not {count}")
     return [sorted(folder.glob("*.ogg"))[0] for folder in classes[:count]]
 
 

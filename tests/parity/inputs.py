@@ -23,7 +23,7 @@ TEXTS = [
     "suitcases and a departing diesel locomotive in the distance",
 ]
 
-# (name in shared/data/esc10, first seconds kept)
+# (name in tests/data/esc10, first seconds kept)
 ESC10_CLIPS = {
     "esc_dog": ("001 - Dog bark/1-100032-A.ogg", 5.0),
     "esc_rain": ("002 - Rain/1-17367-A.ogg", 3.2),

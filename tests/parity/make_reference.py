@@ -112,7 +112,7 @@ def embed_text_pooled_by_mask(official, texts: list[str]) -> np.ndarray:
 def read_esc10_clips() -> dict[str, np.ndarray]:
     clips = {}
     for name, (relative, seconds) in inputs.ESC10_CLIPS.items():
-        pcm, rate = soundfile.read(checkpoints.shared_dir() / "data" / "esc10" / relative, dtype="int16", always_2d=True)
+        pcm, rate = soundfile.read(checkpoints.TEST_DATA / "esc10" / relative, dtype="int16", always_2d=True)
         assert rate == inputs.SAMPLE_RATE, (relative, rate)
         mono = np.round(pcm.mean(axis=1)).astype(np.int16)
         clips[name] = mono[: round(seconds * rate)]
