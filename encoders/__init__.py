@@ -9,7 +9,11 @@ import numpy as np
 
 from .weights import MissingWeightsError
 
-__all__ = ["Encoder", "MissingWeightsError", "list_models", "load_encoder"]
+__all__ = ["DeviceError", "Encoder", "MissingWeightsError", "list_models", "load_encoder"]
+
+
+class DeviceError(ValueError):
+    """The device asked for is not on this machine."""
 
 
 @runtime_checkable
@@ -19,6 +23,7 @@ class Encoder(Protocol):
     window_seconds: float  # longest clip embed_audio takes
     dim: int
     weights_id: str  # short fingerprint of the loaded weights
+    weights_path: str  # the file they were read from, absolute; "" for weights shipped inside clapdex
     logit_scale: float  # multiplier for cosine similarities
     batch_size: int  # clips or texts per model call unless a call says otherwise
     device: object

@@ -288,6 +288,7 @@ class CompactEncoder:
     """The ``encoders.Encoder`` interface over ``CompactClap``: numpy in, unit-norm float32 numpy out."""
 
     name = NAME
+    weights_path = ""  # set by the loader: the file the weights came from
 
     def __init__(self, model: CompactClap, weights_id: str, device: torch.device, batch_size: int = 32,
                  text_encoder: MiniLMSentenceEncoder | None = None):
@@ -333,11 +334,11 @@ def load_compact(weights: str | Path | None = None, device: str | torch.device =
     """Load a ``save_compact`` checkpoint: ``weights``, else the one shipped in the package."""
     path = Path(weights) if weights is not None else PACKAGED_WEIGHTS
     if not path.is_file():
-        raise MissingWeightsError(
-            f"No {NAME} checkpoint at {path}. Train one with `python -m encoders.training.train` "
-            f"and pass weights=PATH (--weights PATH).")
+        raise MissingWeightsError(f"weights file {path} (from --weights or CLAPDEX_WEIGHTS) does not exist")
     model, weights_id = read_compact(path)
     devices = resolve_devices(device)
     if len(devices) > 1:
         raise ValueError(f"{NAME} runs on one device; got {device!r} ({len(devices)} devices)")
-    return CompactEncoder(model, weights_id, devices[0], batch_size or 32)
+    encoder = CompactEncoder(model, weights_id, devices[0], batch_size or 32)
+    encoder.weights_path = "" if weights is None else str(path.absolute())
+    return encoder

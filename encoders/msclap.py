@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import flex_attention
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
+from . import DeviceError
 from .audio import unpack, window_clip
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
@@ -440,7 +441,13 @@ def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
 def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= visible:
+            here = f"only {visible} CUDA devices are visible here" if visible else "no CUDA device is visible here"
+            raise DeviceError(f"device {device}: {here}; use --device cpu, or auto to take a GPU where there is one")
+    return resolved
 
 
 def resolve_devices(devices: str | torch.device) -> list[torch.device]:
@@ -482,6 +489,7 @@ class MSClap2023Encoder:
     """The ``encoders.Encoder`` interface over ``MSClapModel``: numpy in, unit-norm float32 numpy out."""
 
     name = NAME
+    weights_path = ""  # set by the loader: the file the weights came from
 
     def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
                  device: torch.device, batch_size: int = 32, precision: str = "auto", compiled: bool | str = False,
@@ -770,4 +778,5 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled,
                                           cuda_graphs, window_attention)
                         for replica, device in zip(replicas, more)]
+    encoder.weights_path = str(path.absolute())
     return encoder

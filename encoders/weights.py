@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+import functools
 import hashlib
+import os
+import socket
+import urllib.parse
+from pathlib import Path
 
 from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -39,14 +41,39 @@ def hub_offline() -> bool:
     return constants.HF_HUB_OFFLINE or value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _download(repo_id: str, filename: str, cache_dir: str | Path | None) -> Path:
+# Long enough for a slow link to answer, short enough that a machine without one learns so
+# at once, rather than after huggingface_hub's five retries (about 25 s here).
+HUB_PROBE_SECONDS = 3.0
+
+
+@functools.cache
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face endpoint cannot be reached from here, or None when it answers.
+
+    One name lookup and one TCP connection, asked once per process."""
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=hub_offline()))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
-        where = "offline mode is on and it is not in the cache" if hub_offline() else f"download failed: {error}"
-        raise MissingWeightsError(
-            f"Could not get {filename} from the Hugging Face repository {repo_id} ({where}).\n{HOW_TO_GET_WEIGHTS}"
-        ) from error
+        with socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS):
+            return None
+    except OSError as error:
+        return f"{host} cannot be reached from this machine: {error.strerror or error}"
+
+
+def _download(repo_id: str, filename: str, cache_dir: str | Path | None) -> Path:
+    """``filename`` of ``repo_id`` from the Hugging Face cache, else from the hub."""
+    try:
+        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError):
+        pass
+    why = "offline mode is on and it is not in the cache" if hub_offline() else hub_unreachable()
+    if why is None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+            why = f"download failed: {error}"
+    raise MissingWeightsError(
+        f"Could not get {filename} from the Hugging Face repository {repo_id} ({why}).\n{HOW_TO_GET_WEIGHTS}")
 
 
 def resolve_msclap_2023(weights: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
@@ -56,8 +83,7 @@ def resolve_msclap_2023(weights: str | Path | None = None, cache_dir: str | Path
         return _download(MSCLAP_REPO, MSCLAP_2023_FILENAME, cache_dir)
     path = Path(given).expanduser()
     if not path.is_file():
-        source = "weights argument" if weights is not None else WEIGHTS_ENV
-        raise MissingWeightsError(f"Weights file {path} (from the {source}) does not exist.\n{HOW_TO_GET_WEIGHTS}")
+        raise MissingWeightsError(f"weights file {path} (from --weights or {WEIGHTS_ENV}) does not exist")
     return path
 
 

@@ -9,7 +9,7 @@ import torch
 from checkpoints import TOKENIZER_FILES
 
 import encoders
-from encoders import Encoder, MissingWeightsError, list_models, load_encoder
+from encoders import DeviceError, Encoder, MissingWeightsError, list_models, load_encoder
 from encoders.weights import MSCLAP_2023_FILENAME
 
 END_OF_TEXT = 50256
@@ -192,7 +192,11 @@ def test_auto_device():
     from encoders.msclap import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible:
+        assert resolve_device(f"cuda:{visible - 1}") == torch.device("cuda", visible - 1)
+    with pytest.raises(DeviceError, match=f"cuda:{visible}: "):  # one past the last GPU, or none at all
+        resolve_device(f"cuda:{visible}")
 
 
 def test_encoders_imports_no_other_package():
