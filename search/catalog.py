@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
+from search import ucs
 from search.filters import Filters
 
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
@@ -529,8 +530,21 @@ def file_conditions(filters: Filters) -> list:
     for tag in filters.tags:
         conditions.append(exists().where(and_(FileTag.file_id == File.id, FileTag.tag == tag.strip().lower())))
     if filters.categories:
-        conditions.append(or_(File.ucs_category.in_(filters.categories), File.ucs_cat_id.in_(filters.categories)))
+        shorts, cat_ids = ucs_filter_values(filters.categories)
+        conditions.append(or_(File.ucs_category.in_(shorts), File.ucs_cat_id.in_(cat_ids)))
     return conditions
+
+
+def ucs_filter_values(values: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Category filter values as the catalog stores them: (CatID short forms, whole CatIDs).
+
+    A value names a UCS category ("DOORS", "doors"), a CatID's short form ("DOOR") or a whole
+    CatID ("DOORWood"); a library's own categories match as they are written."""
+    shorts, cat_ids = [], []
+    for value in values:
+        shorts += ucs.short_forms(value) or (value.strip(),)
+        cat_ids.append(value.strip())
+    return shorts, cat_ids
 
 
 def _tune_sqlite(connection, _record) -> None:

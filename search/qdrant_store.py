@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.catalog import File
+from search.catalog import File, ucs_filter_values
 from search.config import ConfigError
 from search.filters import Filters
 
@@ -118,9 +118,9 @@ class QdrantStore:
             for query in queries
         ]
         width = min(len(row) for row in rows) if rows else 0
-        scores = np.array([[point.score for point in row[:width]] for row in rows], dtype=np.float32).reshape(-1, width)
-        ids = np.array([[point.id for point in row[:width]] for row in rows], dtype=np.int64).reshape(-1, width)
-        return scores, ids
+        scores = np.array([[point.score for point in row[:width]] for row in rows], dtype=np.float32)
+        ids = np.array([[point.id for point in row[:width]] for row in rows], dtype=np.int64)
+        return scores.reshape(len(rows), width), ids.reshape(len(rows), width)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = [int(i) for i in ids]
@@ -173,7 +173,7 @@ def payload_filter(filters: Filters, models=None):
                         ("channels", [int(v) for v in filters.channels]),
                         ("format", [v.lower() for v in filters.formats]),
                         ("folders", [os.path.abspath(v).rstrip(os.sep) or os.sep for v in filters.folders]),
-                        ("categories", list(filters.categories))):
+                        ("categories", [value for found in ucs_filter_values(filters.categories) for value in found])):
         if values:
             must.append(models.FieldCondition(key=key, match=models.MatchAny(any=values)))
     for tag in filters.tags:  # all of them

@@ -76,7 +76,9 @@ def test_index_keeps_payload_in_sync_and_filters_run_inside_qdrant(tmp_path, tin
         assert store.payload(door.windows[0].id)["categories"] == ["DOOR", "DOORWood"]
     everything = {"doors/DOORWood_Creak_JD_Lib.wav", "hum.flac", "long.wav"}
     assert found(Filters()) == everything
-    assert found(Filters(categories=("DOOR",))) == {"doors/DOORWood_Creak_JD_Lib.wav"}
+    for named in ("DOOR", "DOORS", "doors", "DOORWood"):  # prefix, category name, whole CatID
+        assert found(Filters(categories=(named,))) == {"doors/DOORWood_Creak_JD_Lib.wav"}, named
+    assert found(Filters(categories=("WOOD",))) == set()
     assert found(Filters(formats=("flac",))) == {"hum.flac"}
     assert found(Filters(channels=(2,))) == {"hum.flac"}
     assert found(Filters(sample_rates=(44100,), min_duration=5.0)) == {"long.wav"}
