@@ -4,6 +4,11 @@
 ``"2:rain + thunder"`` weighs rain twice. The engine embeds every term, scales its unit
 vector by the weight (negative when subtracted) and searches with the normalised sum.
 
+A ``+`` or ``-`` is an operator only between spaces, so "lo-fi" is one word. A term in
+double or single quotes is kept whole, operators and all: ``rain + "./001 - Dog bark/a.ogg"``.
+Quoted or not, a term is a sound file when it looks like a path (it starts with ``./``,
+``../``, ``/`` or ``~/``, or ends in an audio extension), else a description.
+
 Everything here is hashable (a recorded clip is held as its file's bytes), so the engine
 can cache a term's embedding and a page can keep a query across reruns.
 """
@@ -18,8 +23,11 @@ from pathlib import Path
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac")
 _PATH_PREFIXES = ("./", "../", "/", "~/", ".\\", "..\\")
 # Operators stand alone between spaces, so a hyphen inside a word is never one.
-_OPERATOR = re.compile(r"(?:^|\s+)([+-])(?:\s+|$)")
-_WEIGHT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+):(.+)$", re.DOTALL)
+_OPERATOR = re.compile(r"\s+([+-])(?:\s+|$)")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_WEIGHT = re.compile(rf"^({_NUMBER}):(.+)$", re.DOTALL)
+# A quoted term, optionally weighted ('2:"a - b.wav"'); its closing quote ends the term.
+_QUOTED = re.compile(rf"""(?:({_NUMBER}):)?(["'])(.*?)\2(?=\s|$)""", re.DOTALL)
 
 
 class QueryError(ValueError):
@@ -110,16 +118,33 @@ def parse_query(text: str) -> Query:
     text = text.strip()
     if not text:
         return Query(())
-    pieces = _OPERATOR.split(text)
-    # re.split with one group alternates: term, operator, term, operator, term...
-    signs = [1.0] + [1.0 if operator == "+" else -1.0 for operator in pieces[1::2]]
-    terms = []
-    for sign, piece in zip(signs, pieces[0::2]):
-        weight, body = _weighted(piece.strip())
+    if _OPERATOR.match(" " + text):
+        raise QueryError(f"{text!r} has a + or - with no term beside it")
+    terms, sign, at = [], 1.0, 0
+    while True:
+        quoted = _QUOTED.match(text, at)
+        if quoted is not None:
+            weight = _weight(quoted.group(1), quoted.group(0)) if quoted.group(1) else 1.0
+            body, at = quoted.group(3).strip(), quoted.end()
+        else:
+            operator = _OPERATOR.search(text, at)
+            piece = text[at : operator.start() if operator else len(text)]
+            weight, body = _weighted(piece.strip())
+            at += len(piece)
+            if body[:1] in "\"'":
+                raise QueryError(f"{text!r}: the quote that opens {body!r} is not closed (a quoted term ends at its "
+                                 "closing quote, before a space)")
         if not body:
             raise QueryError(f"{text!r} has a + or - with no term beside it")
-        source: Text | Sound = Sound(body) if looks_like_path(body) else Text(body)
-        terms.append(Term(source, sign * weight))
+        terms.append(Term(Sound(body) if looks_like_path(body) else Text(body), sign * weight))
+        if at == len(text):
+            break
+        operator = _OPERATOR.match(text, at)
+        if operator is None:
+            raise QueryError(f"{text!r}: after a quoted term, write + or - and the next term")
+        sign, at = (1.0 if operator.group(1) == "+" else -1.0), operator.end()
+        if at == len(text):
+            raise QueryError(f"{text!r} has a + or - with no term beside it")
     if all(term.weight <= 0 for term in terms):
         raise QueryError("a query needs at least one term to add, not only ones to subtract")
     return Query(tuple(terms))
@@ -152,7 +177,11 @@ def _weighted(piece: str) -> tuple[float, str]:
     match = _WEIGHT.match(piece)
     if match is None:
         return 1.0, piece
-    weight = float(match.group(1))
+    return _weight(match.group(1), piece), match.group(2).strip()
+
+
+def _weight(number: str, piece: str) -> float:
+    weight = float(number)
     if weight == 0:
         raise QueryError(f"the weight in {piece!r} is zero, which leaves the term out")
-    return weight, match.group(2).strip()
+    return weight

@@ -65,3 +65,25 @@ def test_times_read_as_seconds_or_minutes(text, seconds):
 def test_a_bad_time_is_a_sentence(text):
     with pytest.raises(QueryError):
         parse_time(text)
+
+
+def test_a_quoted_term_stays_whole_and_is_a_sound_when_it_looks_like_a_path():
+    query = parse_query('''rain + "/sfx/001 - Dog bark/a.ogg" - 2:'./b - c.wav' + "heavy - slow"''')
+
+    assert query.terms == (
+        Term(Text("rain")), Term(Sound("/sfx/001 - Dog bark/a.ogg")), Term(Sound("./b - c.wav"), -2.0),
+        Term(Text("heavy - slow")),
+    )
+    # Apostrophes inside words open no quote.
+    assert parse_query("dog's bark - cat's meow").terms == (Term(Text("dog's bark")), Term(Text("cat's meow"), -1.0))
+
+
+@pytest.mark.parametrize("text, says", [
+    ('rain + "./a - b.wav', "not closed"),
+    ('"./a.wav"b + rain', "not closed"),
+    ('rain + "./a.wav" wind', "after a quoted term"),
+    ('rain + ""', "no term beside it"),
+])
+def test_a_quote_that_does_not_close_a_term_is_a_sentence(text, says):
+    with pytest.raises(QueryError, match=says):
+        parse_query(text)
