@@ -1,29 +1,41 @@
-"""The ``clapdex`` command: one verb per stage, each a thin call into the packages."""
+"""The ``clapdex`` command: one verb per stage, each a thin call into the packages.
+
+Exit status: 0 done; 1 done, and found problems (``doctor``); 2 a mistake in the command
+line, a setting or a query, or an input that cannot be read; 3 the library cannot do this
+yet (no index, other or missing weights); 130 interrupted; 141 the output was closed
+(``| head``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
-import subprocess
 import sys
 
-from encoders import MissingWeightsError, list_models
+from encoders import DeviceError, MissingWeightsError, list_models
 from encoders.audio import AudioDecodeError
-from search.catalog import Catalog, ModelMismatchError
-from search.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from search.engine import SORTS, Hit, Searcher, open_encoder
+from search.catalog import FORMATS, ModelMismatchError
+from search.config import ENV_PREFIX, ConfigError, Settings, device_problem, load_settings, store_problem
+from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
+from search.library import CatalogUnreachable, Library, NoIndexError
 from search.progress import describe as describe_progress
 from search.progress import read_progress
 from search.query import Query, QueryError, parse_query, parse_time
-from search.store import open_store
-from ui import APP, MAX_UPLOAD_BYTES
 
-# Errors that are the user's to fix: reported in one message, without a traceback.
-USER_ERRORS = (ConfigError, MissingWeightsError, ModelMismatchError, AudioDecodeError, FileNotFoundError, QueryError)
+EXIT_PROBLEMS, EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED, EXIT_CLOSED_OUTPUT = 1, 2, 3, 130, 141
+# Errors that are the user's to fix, reported in one line without a traceback, most specific first.
+USER_ERRORS = (
+    (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY), (MissingWeightsError, EXIT_NOT_READY),
+    (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE), (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE),
+    (FileNotFoundError, EXIT_USAGE),
+)
 
+
+# --- the verbs
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer import index_paths  # torch and the model: only for the verbs that embed
@@ -31,15 +43,161 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
     if args.watch:
         from indexer.watch import watch
 
-        with Catalog(settings.catalog_url) as catalog:
-            encoder, notice = open_encoder(settings, catalog.model())
-        if notice:
-            print(f"clapdex: {notice}", file=sys.stderr)
+        with Library(settings, create=True) as library:
+            encoder = library.encoder
+            if library.notice:
+                print(f"clapdex: {library.notice}", file=sys.stderr)
         watch(settings, args.paths, encoder, interval=args.interval, force_network=args.force_network,
               after_run=print_index_report, show_progress=True)
         return 0
-    print_index_report(index_paths(settings, args.paths, checkpoint_files=args.commit_every, show_progress=True))
+    report = index_paths(settings, args.paths, checkpoint_files=args.commit_every, show_progress=True)
+    print_index_report(report)
+    if not any(report.summary().values()):
+        print(f"clapdex: no audio files under {', '.join(args.paths)} (looked for "
+              f"{', '.join(sorted(FORMATS))})", file=sys.stderr)
     return 0
+
+
+def print_index_report(report) -> None:
+    if report.notice:
+        print(f"clapdex: {report.notice}", file=sys.stderr)
+    print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {report.moved} moved, "
+          f"{report.removed} removed, {len(report.errors)} errors", flush=True)
+    for path, reason in report.errors:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+
+
+def search(settings: Settings, args: argparse.Namespace) -> int:
+    return run_search(settings, args, parse_query(args.text) or None)
+
+
+def similar(settings: Settings, args: argparse.Namespace) -> int:
+    if (args.start is None) != (args.end is None):
+        raise QueryError("--start and --end go together")
+    if not os.path.isfile(args.file):
+        raise FileNotFoundError(f"no such file: {args.file}")
+    return run_search(settings, args, Query.sound(os.path.abspath(args.file), args.start, args.end))
+
+
+def run_search(settings: Settings, args: argparse.Namespace, query: Query | None) -> int:
+    if args.min_duration is not None and args.max_duration is not None and args.min_duration > args.max_duration:
+        raise QueryError(f"--min-duration {args.min_duration:g} is above --max-duration {args.max_duration:g}")
+    filters = Filters(
+        min_duration=args.min_duration, max_duration=args.max_duration, sample_rates=tuple(args.rate),
+        channels=tuple(args.channels), formats=tuple(args.format), folders=tuple(args.folder), tags=tuple(args.tag),
+        categories=tuple(args.category),
+    )
+    if query is None and not args.keywords and not filters:
+        raise QueryError("give a description, --keywords or a filter")
+    with Searcher(settings) as searcher:
+        warn(searcher.disagreement())
+        results = searcher.search(
+            query, filters=filters, keywords_text=args.keywords, keyword_weight=args.keyword_weight,
+            page_size=args.top, sort=args.sort,
+        )
+    print_hits(results.hits, args.json)
+    return 0
+
+
+def print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        return
+    print(f"{'rank':>4}  {'score':>6}  {'start-end (s)':>13}  path")
+    for rank, hit in enumerate(hits, 1):
+        score = f"{hit.score:>6.3f}" if hit.score is not None else f"{'-':>6}"  # keywords or filters alone
+        print(f"{rank:>4}  {score}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
+
+
+def status(settings: Settings, args: argparse.Namespace) -> int:
+    with Library(settings) as library:
+        catalog = library.catalog
+        counts, errors = catalog.counts(), [(record.path, record.error) for record in catalog.errors()]
+        disagreement = library.disagreement()
+    run = read_progress(settings.home)
+    if args.json:
+        print(json.dumps({
+            "home": str(settings.home), "model": dataclasses.asdict(library.indexed), "files": counts,
+            "run": run, "errors": [{"path": path, "error": error} for path, error in errors],
+        }, indent=2))
+        return 0
+    print(f"home:    {settings.home}")
+    print(f"model:   {library.indexed}" + (f" from {library.indexed.weights_path}" if library.indexed.weights_path else ""))
+    print(f"files:   {counts['indexed']} indexed, {counts['error']} errors, {counts['pending']} pending")
+    print(f"windows: {counts['windows']}")
+    if run is not None:
+        print(f"run:     {describe_progress(run)}")
+    for path, error in errors:
+        print(f"error: {path}: {error}")
+    warn(disagreement)
+    return 0
+
+
+def duplicates(settings: Settings, args: argparse.Namespace) -> int:
+    from search.duplicates import exact_duplicates, near_duplicates
+
+    with Library(settings) as library:
+        exact = exact_duplicates(library.catalog)
+        near = near_duplicates(library.catalog, library.store, args.threshold)
+    if args.json:
+        print(json.dumps({"exact": exact, "near": [dataclasses.asdict(pair) for pair in near]}, indent=2))
+        return 0
+    for group in exact:
+        print("exact: " + "  ".join(group))
+    for pair in near:
+        print(f"near {pair.score:.4f}: {pair.first}  {pair.second}")
+    print(f"{len(exact)} groups of exact duplicates, {len(near)} near-duplicate pairs (threshold {args.threshold})")
+    return 0
+
+
+def doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer.doctor import examine, repair
+
+    with Library(settings) as library:
+        findings = examine(library.catalog, library.store, check_disk=True)
+        library.catalog.rollback()
+        for line in findings.lines():
+            print(line)
+        if findings.healthy:
+            print("catalog, vectors and disk agree")
+            return 0
+        if not args.fix:
+            print("run `clapdex doctor --fix` to repair")
+            return EXIT_PROBLEMS
+        repair(library.catalog, library.store, findings)
+        library.store.save()
+        library.catalog.commit()
+    from indexer.pipeline import embed_pending, index_paths  # the model: only when there is something to embed
+
+    # Files changed on disk are read again (hash, metadata) by an index run of just them, which
+    # embeds every pending file too.
+    changed = findings.changed_on_disk
+    report = index_paths(settings, changed, show_progress=True) if changed else embed_pending(settings, show_progress=True)
+    print(f"repaired; {report.indexed} files embedded again, {len(report.errors)} errors")
+    for path, reason in report.errors:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def ui(settings: Settings, args: argparse.Namespace) -> int:
+    """Become the Streamlit server (exec), so a signal to this process reaches the server itself."""
+    from ui import APP, MAX_UPLOAD_BYTES
+
+    with Library(settings):  # refuse at once, before any server starts, if there is no index
+        pass
+    environment = dict(os.environ)
+    for name in ("home", "catalog", "store", "model", "weights", "device"):
+        environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
+    environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
+        "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20), "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]
+    print(f"clapdex: serving {settings.home} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    end_with_parent()
+    os.execve(sys.executable, command, environment)
 
 
 def train(settings: Settings, args: argparse.Namespace) -> int:
@@ -57,11 +215,10 @@ def train(settings: Settings, args: argparse.Namespace) -> int:
         from indexer.captions import write_library_manifest
 
         manifest = os.path.join(args.out, "manifest.jsonl")
-        with Catalog(settings.catalog_url) as catalog:
-            indexed = catalog.model()
-            model = model or (indexed.name if indexed else "")
+        with Library(settings) as library:
+            model = model or library.indexed.name
             if not (args.resume and os.path.exists(manifest)):
-                written = write_library_manifest(catalog, manifest)
+                written = write_library_manifest(library.catalog, manifest)
                 print(f"clapdex: {written.path}: {written.rows} clips from {written.files} files; "
                       f"{len(written.uncaptioned)} left out, with nothing to caption them by", file=sys.stderr)
     model = model or "clapdex-compact"
@@ -76,249 +233,214 @@ def train(settings: Settings, args: argparse.Namespace) -> int:
         record = run_training(config)
     except ValueError as error:  # data or options that cannot train: the user's to fix
         print(f"clapdex: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"trained {model}: {record['result']}")
     print(f"index with it into a new home: clapdex --home NEW_HOME --model {model} --weights {record['result']} "
           "index PATH...")
     return 0
 
 
-def print_index_report(report) -> None:
-    if report.notice:
-        print(f"clapdex: {report.notice}", file=sys.stderr)
-    print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {report.moved} moved, "
-          f"{report.removed} removed, {len(report.errors)} errors", flush=True)
-    for path, reason in report.errors:
-        print(f"error: {path}: {reason}", file=sys.stderr)
+def warn(problem: str | None) -> None:
+    if problem:
+        print(f"clapdex: warning: {problem}", file=sys.stderr)
 
 
-def doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.doctor import examine, repair
-    from indexer.pipeline import embed_pending
-
-    with Catalog(settings.catalog_url) as catalog:
-        model = catalog.model()
-        if model is None:
-            print("nothing indexed yet")
-            return 0
-        store = open_store(settings, model.dim)
-        findings = examine(catalog, store, check_disk=True)
-        for line in findings.lines():
-            print(line)
-        if findings.healthy:
-            print("catalog and vectors agree")
-            return 0
-        if not args.fix:
-            print("run `clapdex doctor --fix` to repair")
-            return 1
-        repair(catalog, store, findings)
-        store.save()
-        catalog.commit()
-    report = embed_pending(settings, show_progress=True)
-    print(f"repaired; {report.indexed} files embedded again, {len(report.errors)} errors")
-    return 0
-
-
-def duplicates(settings: Settings, args: argparse.Namespace) -> int:
-    from search.duplicates import exact_duplicates, near_duplicates
-
-    with Catalog(settings.catalog_url) as catalog:
-        model = catalog.model()
-        exact = exact_duplicates(catalog)
-        near = near_duplicates(catalog, open_store(settings, model.dim), args.threshold) if model else []
-    if args.json:
-        print(json.dumps({"exact": exact, "near": [dataclasses.asdict(pair) for pair in near]}, indent=2))
-        return 0
-    for group in exact:
-        print("exact: " + "  ".join(group))
-    for pair in near:
-        print(f"near {pair.score:.4f}: {pair.first}  {pair.second}")
-    print(f"{len(exact)} groups of exact duplicates, {len(near)} near-duplicate pairs (threshold {args.threshold})")
-    return 0
-
-
-def search(settings: Settings, args: argparse.Namespace) -> int:
-    return run_search(settings, args, parse_query(args.text) or None)
-
-
-def similar(settings: Settings, args: argparse.Namespace) -> int:
-    if (args.start is None) != (args.end is None):
-        raise QueryError("--start and --end go together")
-    start, end = (parse_time(args.start), parse_time(args.end)) if args.start is not None else (None, None)
-    return run_search(settings, args, Query.sound(os.path.abspath(args.file), start, end))
-
-
-def run_search(settings: Settings, args: argparse.Namespace, query: Query | None) -> int:
-    filters = Filters(
-        min_duration=args.min_duration, max_duration=args.max_duration, sample_rates=tuple(args.rate),
-        channels=tuple(args.channels), formats=tuple(args.format),
-        folders=tuple(os.path.abspath(folder) for folder in args.folder), tags=tuple(args.tag),
-        categories=tuple(args.category),
-    )
-    if query is None and not args.keywords and not filters:
-        raise QueryError("give a description, --keywords or a filter")
-    with Searcher(settings) as searcher:
-        results = searcher.search(
-            query, filters=filters, keywords_text=args.keywords, keyword_weight=args.keyword_weight,
-            page_size=args.top, sort=args.sort,
-        )
-        print_hits(results.hits, args.json)
-    return 0
-
-
-def status(settings: Settings, args: argparse.Namespace) -> int:
-    with Catalog(settings.catalog_url) as catalog:
-        counts, model, errors = catalog.counts(), catalog.model(), catalog.errors()
-        print(f"home:    {settings.home}")
-        print(f"model:   {model or 'none yet (nothing indexed)'}")
-        print(f"files:   {counts['indexed']} indexed, {counts['error']} errors, {counts['pending']} pending")
-        print(f"windows: {counts['windows']}")
-        run = read_progress(settings.home)
-        if run is not None:
-            print(f"run:     {describe_progress(run)}")
-        for record in errors:
-            print(f"error: {record.path}: {record.error}")
-    return 0
-
-
-def ui(settings: Settings, args: argparse.Namespace) -> int:
-    """Serve the page with Streamlit, handing it these settings through CLAPDEX_* variables."""
-    environment = dict(os.environ)
-    for name in ("home", "catalog", "store", "model", "weights", "device"):
-        environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
-    environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
-        "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20), "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",
-    ]
-    print(f"clapdex: serving {settings.home} on http://{args.host}:{args.port}", file=sys.stderr)
-    return subprocess.run(command, env=environment).returncode
-
-
-def print_hits(hits: list[Hit], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+def end_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (it survives exec), so a
+    server started by a script or a test never outlives it."""
+    if not sys.platform.startswith("linux"):
         return
-    print(f"{'rank':>4}  {'score':>6}  {'start-end (s)':>13}  path")
-    for rank, hit in enumerate(hits, 1):
-        score = f"{hit.score:>6.3f}" if hit.score is not None else f"{'-':>6}"  # keywords or filters alone
-        print(f"{rank:>4}  {score}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+# --- the command line
+
+def _checked(check, what: str):
+    """An argparse type: ``check(text)`` gives the value or None, and None is an error naming ``what``."""
+    def convert(text: str):
+        try:
+            value = check(text)
+        except (ValueError, QueryError):
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    convert.__name__ = what
+    return convert
+
+
+def _number(kind, low=None, high=None, above=None):
+    def check(text):
+        value = kind(text)
+        ok = (low is None or value >= low) and (high is None or value <= high) and (above is None or value > above)
+        return value if ok else None
+    return check
+
+
+COUNT = _checked(_number(int, low=1), "a whole number of at least 1")
+NATURAL = _checked(_number(int, low=0), "a whole number of at least 0")
+SECONDS = _checked(_number(float, low=0.0), "a number of seconds, 0 or more")
+POSITIVE_SECONDS = _checked(_number(float, above=0.0), "a number of seconds above 0")
+POSITIVE = _checked(_number(float, above=0.0), "a number above 0")
+SHARE = _checked(_number(float, low=0.0, high=1.0), "a share between 0 and 1")
+SIMILARITY = _checked(_number(float, above=0.0, high=1.0), "a cosine similarity above 0 and at most 1")
+PORT = _checked(_number(int, low=1, high=65535), "a port from 1 to 65535")
+TIME = _checked(parse_time, "a time: seconds (75) or minutes:seconds (1:15)")
+FOLDER = _checked(lambda text: os.path.abspath(text) if os.path.isdir(text) else None, "a folder")
+MODEL = _checked(lambda text: text if text in list_models() else None, f"a model ({', '.join(list_models())})")
+DEVICE = _checked(lambda text: None if device_problem(text) else text,
+                  "a device: auto, cpu, cuda, cuda:N, several such as cuda:0,cuda:1, or all")
+STORE = _checked(lambda text: None if store_problem(text) else text,
+                 "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
+FORMAT_NAMES = sorted(set(FORMATS.values()))
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line naming what is wrong, as every other message of clapdex: no usage block."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def global_options(defaults: bool) -> argparse.ArgumentParser:
+    """The options every verb takes, before or after it. After the verb they default to
+    nothing (SUPPRESS), so they never overwrite what was given before it."""
+    parser = Parser(add_help=False)
+    default = None if defaults else argparse.SUPPRESS
+    group = parser.add_argument_group("library options (before or after the command)")
+    group.add_argument("--home", default=default, help="library home (default: $CLAPDEX_HOME or ~/.clapdex)")
+    group.add_argument("--catalog", default=default, metavar="URL",
+                       help="catalog database URL (default: SQLite in the home)")
+    group.add_argument("--model", type=MODEL, default=default,
+                       help=f"model: {', '.join(list_models())} (default: the index's own; for a new one msclap-2023, "
+                            "or clapdex-compact where its weights cannot be had)")
+    group.add_argument("--weights", default=default, metavar="PATH", help="the model's weights file")
+    group.add_argument("--device", "--devices", dest="device", type=DEVICE, default=default,
+                       help="auto (default), cpu, cuda, cuda:1, ...; for msclap-2023 also several, cuda:0,cuda:1, "
+                            "or all (every GPU), which share each batch")
+    group.add_argument("--store", type=STORE, default=default, metavar="URL",
+                       help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clapdex", description="Semantic search for sound libraries.")
-    parser.add_argument("--home", help="library home (default: $CLAPDEX_HOME or ~/.clapdex)")
-    parser.add_argument("--catalog", help="catalog database URL (default: SQLite in the home)")
-    parser.add_argument("--model", help="encoder model name (default: msclap-2023)")
-    parser.add_argument("--weights", help="path to the model weights file")
-    parser.add_argument("--device", "--devices", dest="device",
-                        help="torch device: auto (default), cpu, cuda, cuda:1, ...; for msclap-2023 also several, "
-                             "cuda:0,cuda:1, or all (every GPU), which share each batch")
-    parser.add_argument("--store", help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER")
+    common = global_options(defaults=False)
+    parser = Parser(prog="clapdex", description="Semantic search for sound libraries.",
+                    parents=[global_options(defaults=True)])
+    parser.add_argument("--version", action="version", version=f"clapdex {importlib.metadata.version('clapdex')}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
-    verb = verbs.add_parser("index", help="index the audio files under folders or files")
-    verb.add_argument("paths", nargs="+", metavar="PATH")
-    verb.add_argument("--watch", action="store_true",
-                      help="keep indexing as files change (polls; refused on network mounts)")
-    verb.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
-                      help="with --watch: seconds between polls (default 10)")
-    verb.add_argument("--force-network", action="store_true", help="with --watch: watch a network mount anyway")
-    verb.add_argument("--compile", action="store_true", default=None,
-                      help="on a GPU, compile the audio model first (about 35 s): twice the windows/s, "
-                           "worth it for many hours of audio")
-    verb.add_argument("--commit-every", type=int, default=500, metavar="N",
-                      help="checkpoint catalog and vectors after every N files embedded (default 500)")
-    verb.set_defaults(run=index)
+    def verb(name: str, run, help: str) -> argparse.ArgumentParser:
+        added = verbs.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", parents=[common])
+        added.set_defaults(run=run)
+        return added
 
-    verb = verbs.add_parser("train", help="fine-tune a model on a manifest or on the library's own metadata")
-    source = verb.add_mutually_exclusive_group(required=True)
+    index_verb = verb("index", index, "index the audio files under folders or files")
+    index_verb.add_argument("paths", nargs="+", metavar="PATH")
+    index_verb.add_argument("--watch", action="store_true",
+                            help="keep indexing as files change (polls; refused on network mounts)")
+    index_verb.add_argument("--interval", type=POSITIVE_SECONDS, default=10.0, metavar="SECONDS",
+                            help="with --watch: seconds between polls (default 10)")
+    index_verb.add_argument("--force-network", action="store_true", help="with --watch: watch a network mount anyway")
+    index_verb.add_argument("--compile", action="store_true", default=None,
+                            help="on a GPU, compile the audio model first (about 45 s): twice the windows/s, "
+                                 "worth it for many hours of audio")
+    index_verb.add_argument("--commit-every", type=COUNT, default=500, metavar="N",
+                            help="checkpoint catalog and vectors after every N files embedded (default 500)")
+
+    search_verb = verb("search", search, "find sounds matching a description, keywords and filters")
+    search_verb.add_argument("text", nargs="?", default="",
+                             help='a description; terms add and subtract, quoted terms stay whole: '
+                                  '"rain + ./thunder.wav - 2:traffic", \'rain + "./a - b.wav"\'')
+    add_hit_options(search_verb)
+
+    similar_verb = verb("similar", similar, "find sounds like an audio file")
+    similar_verb.add_argument("file")
+    similar_verb.add_argument("--start", type=TIME, metavar="TIME",
+                              help="with --end: only this time range of the file (75, 1:15)")
+    similar_verb.add_argument("--end", type=TIME, metavar="TIME")
+    add_hit_options(similar_verb)
+
+    status_verb = verb("status", status, "what is indexed, with which model, and which files failed")
+    status_verb.add_argument("--json", action="store_true", help="print it as one JSON object")
+
+    duplicates_verb = verb("duplicates", duplicates, "list exact and near-duplicate files (deletes nothing)")
+    duplicates_verb.add_argument("--threshold", type=SIMILARITY, default=0.98, metavar="T",
+                                 help="cosine similarity from which two files count as near duplicates (default 0.98)")
+    duplicates_verb.add_argument("--json", action="store_true", help='print {"exact": [[paths]], "near": [pairs]}')
+
+    doctor_verb = verb("doctor", doctor, "check that catalog, vectors and disk agree")
+    doctor_verb.add_argument("--fix", action="store_true",
+                             help="repair what is found, embedding files again where needed")
+
+    ui_verb = verb("ui", ui, "serve the search page in the browser")
+    ui_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui_verb.add_argument("--port", type=PORT, default=8501, help="port to listen on (default 8501)")
+
+    train_verb = verb("train", train, "fine-tune a model on a manifest or on the library's own metadata")
+    source = train_verb.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", help="JSONL or CSV: audio (path; relative to the manifest), caption, "
                         "optional start and end (seconds)")
     source.add_argument("--from-library", action="store_true",
                         help="captions from the indexed files' names, folders, tags, descriptions and UCS "
                         "categories, written to OUT/manifest.jsonl")
-    verb.add_argument("--out", required=True, metavar="DIR", help="run folder: shards, checkpoints, log.jsonl")
-    # SUPPRESS: unless given here, the global --model/--weights (or the settings) hold.
-    verb.add_argument("--model", choices=list_models(), default=argparse.SUPPRESS,
-                      help="model to fine-tune (default: the library's, else clapdex-compact)")
-    verb.add_argument("--weights", default=argparse.SUPPRESS,
-                      help="weights to start from (default: the model's own, as for index)")
-    verb.add_argument("--epochs", type=int, default=10)
-    verb.add_argument("--batch-size", type=int, default=64, help="clips per step (default 64; fewer clips: all)")
-    verb.add_argument("--learning-rate", type=float,
-                      help="peak learning rate (default: 1e-4 for clapdex-compact, 1e-5 for msclap-2023)")
-    verb.add_argument("--warmup-steps", type=int, default=20)
-    verb.add_argument("--freeze-audio", action="store_true", help="keep the audio tower and its projection as they are")
-    verb.add_argument("--freeze-text", action="store_true", help="keep the text tower and its projection as they are")
-    verb.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
-    verb.add_argument("--seed", type=int, default=0)
-    verb.add_argument("--workers", type=int, default=4, help="data loader processes (default 4)")
-    verb.set_defaults(run=train)
-
-    verb = verbs.add_parser("doctor", help="check that catalog, vectors and disk agree")
-    verb.add_argument("--fix", action="store_true", help="repair what is found, embedding files again where needed")
-    verb.set_defaults(run=doctor)
-
-    verb = verbs.add_parser("duplicates", help="list exact and near-duplicate files (deletes nothing)")
-    verb.add_argument("--threshold", type=float, default=0.98, metavar="T",
-                      help="cosine similarity from which two files count as near duplicates (default 0.98)")
-    verb.add_argument("--json", action="store_true", help='print {"exact": [[paths]], "near": [pairs]}')
-    verb.set_defaults(run=duplicates)
-
-    verb = verbs.add_parser("search", help="find sounds matching a description, keywords and filters")
-    verb.add_argument("text", nargs="?", default="", help='a description; terms add and subtract: "rain + ./thunder.wav - 2:traffic"')
-    add_hit_options(verb)
-    verb.set_defaults(run=search)
-
-    verb = verbs.add_parser("similar", help="find sounds like an audio file")
-    verb.add_argument("file")
-    verb.add_argument("--start", metavar="TIME", help="with --end: only this time range of the file (75, 1:15)")
-    verb.add_argument("--end", metavar="TIME")
-    add_hit_options(verb)
-    verb.set_defaults(run=similar)
-
-    verb = verbs.add_parser("ui", help="serve the search page in the browser")
-    verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    verb.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
-    verb.set_defaults(run=ui)
-
-    verb = verbs.add_parser("status", help="what is indexed, with which model, and which files failed")
-    verb.set_defaults(run=status)
+    train_verb.add_argument("--out", required=True, metavar="DIR", help="run folder: shards, checkpoints, log.jsonl")
+    train_verb.add_argument("--epochs", type=COUNT, default=10)
+    train_verb.add_argument("--batch-size", type=COUNT, default=64, help="clips per step (default 64; fewer clips: all)")
+    train_verb.add_argument("--learning-rate", type=POSITIVE,
+                            help="peak learning rate (default: 1e-4 for clapdex-compact, 1e-5 for msclap-2023)")
+    train_verb.add_argument("--warmup-steps", type=NATURAL, default=20)
+    train_verb.add_argument("--freeze-audio", action="store_true",
+                            help="keep the audio tower and its projection as they are")
+    train_verb.add_argument("--freeze-text", action="store_true", help="keep the text tower and its projection as they are")
+    train_verb.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    train_verb.add_argument("--seed", type=int, default=0)
+    train_verb.add_argument("--workers", type=NATURAL, default=4, help="data loader processes (default 4)")
     return parser
 
 
 def add_hit_options(verb: argparse.ArgumentParser) -> None:
-    verb.add_argument("--top", type=int, default=10, metavar="K", help="how many files to list (default 10)")
+    verb.add_argument("--top", type=COUNT, default=10, metavar="K", help="how many files to list (default 10)")
     verb.add_argument("--json", action="store_true", help="print a JSON array of hits")
     verb.add_argument("--sort", choices=SORTS, default="relevance", help="order of the listed files (default relevance)")
     verb.add_argument("--keywords", default="", metavar="WORDS",
                       help='names, folders, tags, descriptions: space AND, comma OR, -NOT ("door -metal, gate")')
-    verb.add_argument("--keyword-weight", type=float, default=0.5, metavar="W",
+    verb.add_argument("--keyword-weight", type=SHARE, default=0.5, metavar="W",
                       help="keywords' share of the ranking beside the description, 0 to 1 (default 0.5)")
     filters = verb.add_argument_group("filters (applied inside the search; repeat a flag for any of several values)")
-    filters.add_argument("--min-duration", type=float, metavar="SECONDS")
-    filters.add_argument("--max-duration", type=float, metavar="SECONDS")
-    filters.add_argument("--rate", type=int, action="append", default=[], metavar="HZ", help="sample rate")
-    filters.add_argument("--channels", type=int, action="append", default=[], metavar="N")
-    filters.add_argument("--format", action="append", default=[], metavar="EXT", help="wav, flac, aiff, mp3, ...")
-    filters.add_argument("--folder", action="append", default=[], metavar="DIR", help="files anywhere below DIR")
+    filters.add_argument("--min-duration", type=SECONDS, metavar="SECONDS")
+    filters.add_argument("--max-duration", type=POSITIVE_SECONDS, metavar="SECONDS")
+    filters.add_argument("--rate", type=COUNT, action="append", default=[], metavar="HZ", help="sample rate")
+    filters.add_argument("--channels", type=COUNT, action="append", default=[], metavar="N")
+    filters.add_argument("--format", type=str.lower, choices=FORMAT_NAMES, action="append", default=[],
+                         metavar="FORMAT", help=f"{', '.join(FORMAT_NAMES)}")
+    filters.add_argument("--folder", type=FOLDER, action="append", default=[], metavar="DIR",
+                         help="files anywhere below DIR")
     filters.add_argument("--tag", action="append", default=[], metavar="TAG", help="files with every --tag given")
-    filters.add_argument("--category", action="append", default=[], metavar="UCS", help="UCS category or CatID")
+    filters.add_argument("--category", action="append", default=[], metavar="UCS",
+                         help="UCS category (DOORS), its CatID prefix (DOOR) or a whole CatID (DOORWood)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(
-            args.home, catalog=args.catalog, model=args.model, weights=args.weights, device=args.device,
-            store=args.store, compile=getattr(args, "compile", None),
-        )
+        args = build_parser().parse_args(argv)
+        settings = load_settings(args.home, catalog=args.catalog, model=args.model, weights=args.weights,
+                                 device=args.device, store=args.store, compile=getattr(args, "compile", None))
         return args.run(settings, args)
-    except USER_ERRORS as exc:
-        print(f"clapdex: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`clapdex status | head`): end quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_CLOSED_OUTPUT
+    except Exception as error:
+        for kind, status in USER_ERRORS:
+            if isinstance(error, kind):
+                print(f"clapdex: {error}", file=sys.stderr)
+                return status
+        raise

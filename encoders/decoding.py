@@ -25,6 +25,7 @@ reading comes back with the reason, and the files it held next go to the new wor
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import mmap
@@ -131,6 +132,7 @@ class _WorkerPool:
         # fork: the workers start in milliseconds without importing anything again, and
         # inherit the anonymous shared memory. They never touch CUDA.
         self.context = multiprocessing.get_context("fork")
+        self.owner = os.getpid()  # a forked child holds a copy of this object, not the workers
         self.busy = self.closed = False
         self.paths: list[str] = []
         self.job: tuple[int, float, float | None] | None = None  # the call's rate, window and hop
@@ -224,6 +226,15 @@ class _WorkerPool:
 
 # Pools kept for the next call, by worker count and slot size.
 _POOLS: dict[tuple[int, int], _WorkerPool] = {}
+
+
+@atexit.register
+def close_pools() -> None:
+    """End the kept decoder processes (at exit; or sooner, for a caller done with decoding)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        if not pool.closed and pool.owner == os.getpid():
+            pool.close()
 
 
 def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connection) -> None:

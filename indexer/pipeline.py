@@ -35,15 +35,15 @@ from indexer.doctor import examine, repair
 from indexer.metadata import read_metadata
 from search.progress import ProgressFile
 from indexer.scan import Contents, Found, read_batches, scan
-from search.catalog import ERROR, INDEXED, PENDING, Catalog, Embedded, File, Metadata, ModelIdentity, NewFile
+from search.catalog import ERROR, INDEXED, PENDING, Embedded, File, Metadata, NewFile
 from search.config import Settings
-from search.engine import open_encoder
-from search.store import VectorStore, open_store
+from search.library import Library
+from search.store import VectorStore
 
-# Every event shorter than window - hop = 3.5 s lies wholly inside some window (a window
-# starts at most 3.5 s before it), and each moment of audio is seen by two windows, at
-# twice the vectors of hop = window.
-HOP_SECONDS = 3.5
+# Windows start every half window (3.5 s for MS-CLAP's 7-s windows, 2.5 s for the compact
+# model's 5 s): every event shorter than half a window lies wholly inside one window, and
+# each moment of audio is seen by two windows, at twice the vectors of hop = window.
+HOP_SHARE = 0.5
 # An interrupted run loses at most this much work; FAISS rewrites its whole file at each.
 CHECKPOINT_SECONDS = 30.0
 CHECKPOINT_FILES = 500
@@ -126,19 +126,20 @@ class _IndexRun:
         self.notify = progress or (lambda path, outcome: None)
         self.show_progress = show_progress
         self.report = IndexReport()
-        self.catalog = Catalog(settings.catalog_url)
+        self.library = Library(settings, create=True, encoder=encoder)
+        self.catalog = self.library.catalog
         try:
-            self.encoder, self.report.notice = (encoder, None) if encoder else open_encoder(settings, self.catalog.model())
-            self.catalog.claim_model(ModelIdentity.of(self.encoder))
+            self.encoder = self.library.encoder
+            self.report.notice = self.library.notice
+            self.hop = self.encoder.window_seconds * HOP_SHARE
+            self.catalog.claim_model(self.library.identity)
             self.catalog.set_meta("window_seconds", str(self.encoder.window_seconds))
-            self.catalog.set_meta("hop_seconds", str(HOP_SECONDS))
-            self.store: VectorStore = open_store(settings, self.encoder.dim)
+            self.catalog.set_meta("hop_seconds", str(self.hop))
+            self.store: VectorStore = self.library.store
             repair(self.catalog, self.store, examine(self.catalog, self.store))
             self.checkpoint()
         except BaseException:
-            self.catalog.close()
-            if hasattr(self, "store"):
-                self.store.close()
+            self.library.close()
             raise
 
     def __enter__(self) -> _IndexRun:
@@ -147,8 +148,7 @@ class _IndexRun:
     def __exit__(self, exc_type, *exc_info) -> None:
         if exc_type is not None:
             self.catalog.rollback()
-        self.catalog.close()
-        self.store.close()
+        self.library.close()
 
     def checkpoint(self) -> None:
         # Vectors first: dying between the two leaves vectors the catalog does not name, or
@@ -239,9 +239,13 @@ class _IndexRun:
         return record
 
     def unchanged(self, record: File) -> File:
-        if record.status == INDEXED and record.hop != HOP_SECONDS:
+        if record.status == INDEXED and record.hop != self.hop:
             # Windows cut with another hop (an index from an older clapdex): cut and embed again.
             self.store.remove(np.array(self.catalog.mark_pending(record), dtype=np.int64))
+        if record.status == PENDING:
+            # Left waiting by an interrupted run, or to be cut again: counted once embedded.
+            self.notify(record.path, "pending")
+            return record
         self.report.unchanged += 1
         self.notify(record.path, "unchanged")
         return record
@@ -299,7 +303,7 @@ class _IndexRun:
             self.bar = bar
             # Worker processes decode the files, interleaved; a file's windows come in order.
             for piece in decode_windows([job.record.path for job in jobs], self.encoder.sample_rate,
-                                        self.encoder.window_seconds, HOP_SECONDS):
+                                        self.encoder.window_seconds, self.hop):
                 job = jobs[piece.number]
                 for start, end, samples in zip(piece.starts, piece.ends, piece.samples):
                     job.windows.append((start, end))
@@ -338,7 +342,7 @@ class _IndexRun:
             return
         removed, added = self.catalog.replace_windows_of([
             Embedded(job.record, job.windows, job.info.duration, job.info.sample_rate, job.info.channels, job.info.codec,
-                     job.info.bit_depth, HOP_SECONDS)
+                     job.info.bit_depth, self.hop)
             for job in stored
         ])
         self.store.remove(np.array(removed, dtype=np.int64))

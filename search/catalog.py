@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, event, exists, func,
-    insert, or_, select,
+    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, delete, event, exists, func,
+    insert, inspect, or_, select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
@@ -161,15 +161,21 @@ class Meta(Base):
 
 @dataclasses.dataclass(frozen=True)
 class ModelIdentity:
-    """What makes two embeddings comparable: the same model with the same weights."""
+    """What makes two embeddings comparable: the same model with the same weights.
+
+    Where the weights were read from is kept too, so the index finds them again, but two
+    identities with the same fingerprint are the same wherever their files lie."""
 
     name: str
     weights_id: str
     dim: int
+    weights_path: str = dataclasses.field(default="", compare=False)  # "": shipped inside clapdex
+    # The user named the file (--weights): if it goes missing, say so rather than look elsewhere.
+    weights_named: bool = dataclasses.field(default=False, compare=False)
 
     @classmethod
-    def of(cls, encoder) -> ModelIdentity:
-        return cls(encoder.name, encoder.weights_id, encoder.dim)
+    def of(cls, encoder, named: bool = False) -> ModelIdentity:
+        return cls(encoder.name, encoder.weights_id, encoder.dim, encoder.weights_path, named)
 
     def __str__(self) -> str:
         return f"{self.name} (weights {self.weights_id}, {self.dim} dims)"
@@ -180,22 +186,39 @@ class ModelMismatchError(Exception):
 
     def __init__(self, indexed: ModelIdentity, requested: ModelIdentity):
         self.indexed, self.requested = indexed, requested
-        super().__init__(
-            f"this index was built with {indexed} but the current model is {requested}; "
-            "use the same model and weights, or a new --home to index again"
-        )
+        built = f"{indexed}" + (f" from {indexed.weights_path}" if indexed.weights_path else "")
+        if indexed.name == requested.name and indexed.weights_path and indexed.weights_path == requested.weights_path:
+            advice = ("the file has changed since; put back the one it was built with, or index into a new "
+                      "--home with these weights")
+        else:
+            advice = "use the same model and weights, or a new --home to index again"
+        super().__init__(f"this index was built with {built} but the current model is {requested}; {advice}")
+
+
+class CatalogMissing(LookupError):
+    """Asked to open a catalog that was never created."""
 
 
 class Catalog:
     """One unit of work on the catalog: changes are visible to others after ``commit()``."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        """``create=False`` opens only a catalog that exists, and raises CatalogMissing otherwise,
+        creating nothing (no folder, no file, no table)."""
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///"))
+            if not create and not path.is_file():
+                raise CatalogMissing(url)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _tune_sqlite)
-        Base.metadata.create_all(self.engine)
+        if create:
+            Base.metadata.create_all(self.engine)
+        elif not inspect(self.engine).has_table(Meta.__tablename__):
+            self.engine.dispose()
+            raise CatalogMissing(url)
         self.session = Session(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -221,7 +244,8 @@ class Catalog:
         meta = {key: value for key, value in self.session.execute(select(Meta.key, Meta.value))}
         if "model" not in meta:
             return None
-        return ModelIdentity(meta["model"], meta["weights_id"], int(meta["dim"]))
+        return ModelIdentity(meta["model"], meta["weights_id"], int(meta["dim"]), meta.get("weights_path", ""),
+                             meta.get("weights_named") == "1")
 
     def check_model(self, requested: ModelIdentity) -> None:
         """Raise ModelMismatchError unless the index is empty or was built by ``requested``."""
@@ -238,7 +262,18 @@ class Catalog:
                 model=requested.name, weights_id=requested.weights_id, dim=str(requested.dim), created=created
             ).items():
                 self.session.add(Meta(key=key, value=value))
-            self.session.flush()
+        self.remember_weights(requested)
+
+    def remember_weights(self, requested: ModelIdentity) -> None:
+        """Record where ``requested``'s weights are, the index's own weights found in a new place
+        (the caller commits)."""
+        indexed = self.model()
+        if indexed is None or indexed != requested:
+            return
+        if (indexed.weights_path, indexed.weights_named) != (requested.weights_path, requested.weights_named):
+            self.set_meta("weights_path", requested.weights_path)
+            self.set_meta("weights_named", "1" if requested.weights_named else "0")
+        self.session.flush()
 
     # --- writing files and windows
 
@@ -446,14 +481,42 @@ class Catalog:
     # --- reading
 
     def file_ids_of_windows(self, ids: Iterable[int]) -> dict[int, int]:
-        """window id -> file id, for those ``ids`` that exist."""
+        """window id -> file id, for those ``ids`` that exist and belong to a catalogued file."""
         found: dict[int, int] = {}
+        query = select(Window.id, Window.file_id).join(File, File.id == Window.file_id).where
         for chunk in _chunks(sorted({int(i) for i in ids})):
-            found.update(self.session.execute(select(Window.id, Window.file_id).where(Window.id.in_(chunk))).all())
+            found.update(self.session.execute(query(Window.id.in_(chunk))).all())
         return found
 
     def window_ids(self) -> list[int]:
         return list(self.session.scalars(select(Window.id)))
+
+    def orphan_window_ids(self) -> list[int]:
+        """Windows whose file row is gone: deleted by hand, or by a tool that left foreign keys off."""
+        has_file = exists().where(File.id == Window.file_id)
+        return list(self.session.scalars(select(Window.id).where(~has_file).order_by(Window.id)))
+
+    def delete_windows(self, ids: Iterable[int]) -> None:
+        for chunk in _chunks(ids):
+            self.session.execute(delete(Window).where(Window.id.in_(chunk)))
+        self.session.flush()
+
+    def orphan_tag_count(self) -> int:
+        has_file = exists().where(File.id == FileTag.file_id)
+        return self.session.scalar(select(func.count()).select_from(FileTag).where(~has_file)) or 0
+
+    def delete_orphan_tags(self) -> None:
+        has_file = exists().where(File.id == FileTag.file_id)
+        self.session.execute(delete(FileTag).where(~has_file))
+        self.session.flush()
+
+    def sizes_and_times(self) -> Iterator[tuple[str, int, float, str]]:
+        """(path, size, mtime, status) of every catalogued file as the catalog last saw it, streamed."""
+        query = select(File.path, File.size, File.mtime, File.status).order_by(File.path)
+        yield from self.session.execute(query.execution_options(yield_per=50_000))
+
+    def window_count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(Window)) or 0
 
     def indexed_windows(self) -> Iterator[tuple[str, str | None, int]]:
         """(path, content hash, window id) for every window of every indexed file, in path and
@@ -482,7 +545,7 @@ class Catalog:
         counts = {PENDING: 0, INDEXED: 0, ERROR: 0}
         per_status = self.session.execute(select(File.status, func.count()).group_by(File.status))
         counts.update({status: count for status, count in per_status})
-        counts["windows"] = self.session.scalar(select(func.count()).select_from(Window)) or 0
+        counts["windows"] = self.window_count()
         return counts
 
 

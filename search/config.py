@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from encoders import list_models
 
 ENV_PREFIX = "CLAPDEX_"
 CONFIG_FILE = "config.toml"
@@ -42,8 +48,8 @@ class Settings:
     device: str = "auto"
     # Windows per model call; 0 lets the encoder choose for its device.
     batch_size: int = 0
-    # Run MS-CLAP's audio tower through torch.compile when indexing on a GPU: about 35 s up
-    # front, then 2.2x the windows/s (docs/benchmarks.md); pays for many hours of audio.
+    # Run MS-CLAP's audio tower through torch.compile when indexing on a GPU: 45 s up front the
+    # first time, then twice the encoder's windows/s (docs/benchmarks.md); pays for hours of audio.
     compile: bool = False
     # Library roots served by the UI; files outside them are never read for a user.
     roots: tuple[str, ...] = ()
@@ -114,4 +120,47 @@ def load_settings(home: str | os.PathLike | None = None, **overrides: Any) -> Se
         raise ConfigError(f"unknown setting(s) {sorted(unknown)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
 
-    return Settings(home=home_path, **{k: _coerce(k, v) for k, v in values.items()})
+    settings = Settings(home=home_path, **{k: _coerce(k, v) for k, v in values.items()})
+    for name, check in _CHECKS.items():
+        problem = check(getattr(settings, name))
+        if problem:
+            raise ConfigError(f"setting {name!r} has an invalid value {getattr(settings, name)!r}: {problem}")
+    return settings
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def device_problem(value: str) -> str | None:
+    """Why ``value`` names no device (auto, cpu, cuda, cuda:N, several joined by commas, or all)."""
+    if value == "all" or all(_DEVICE.fullmatch(part.strip()) for part in value.split(",")):
+        return None
+    return "expected auto, cpu, cuda, cuda:N, several such as cuda:0,cuda:1, or all"
+
+
+def store_problem(value: str) -> str | None:
+    if value == "faiss" or value.startswith(("qdrant://", "qdrant+local://")):
+        return None
+    return "expected faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER"
+
+
+def model_problem(value: str) -> str | None:
+    if not value or value in list_models():
+        return None
+    return f"expected one of {', '.join(list_models())}"
+
+
+def catalog_problem(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        make_url(value)
+    except ArgumentError:
+        return "expected a database URL, such as postgresql+psycopg://USER@HOST/DB or sqlite:////path/catalog.sqlite"
+    return None
+
+
+_CHECKS = {
+    "device": device_problem, "store": store_problem, "model": model_problem, "catalog": catalog_problem,
+    "batch_size": lambda value: "expected 0 (the model chooses) or more" if value < 0 else None,
+}

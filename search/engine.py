@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import ColumnElement, and_, func, select
 
-from encoders import Encoder, MissingWeightsError, list_models, load_encoder
 from encoders.audio import AudioDecodeError, load_audio, resample, to_mono, windows  # noqa: F401 - the page catches it from here
 from search import duplicates
 from search import keyword as keywords
-from search.catalog import INDEXED, PENDING, Catalog, File, FileTag, ModelIdentity, Window, file_conditions
-from search.config import ConfigError, Settings
+from search.catalog import INDEXED, PENDING, File, FileTag, Window, file_conditions
+from search.config import Settings
 from search.filters import Filters
 from search.progress import describe as describe_progress
 from search.progress import read_progress
 from search.query import Clip, Query, QueryError, Sound, Text
-from search.store import open_store, unit_vector
+from search.library import Library
+from search.store import unit_vector
 
 # Windows fetched per wanted file at first; files with many close windows need more.
 OVERSAMPLE = 8
@@ -134,40 +134,6 @@ class Facets:
     categories: list[str]
 
 
-DEFAULT_MODEL = "msclap-2023"
-SHIPPED_MODEL = "clapdex-compact"
-
-
-def open_encoder(settings: Settings, indexed: ModelIdentity | None = None) -> tuple[Encoder, str | None]:
-    """The encoder for a library, and a notice for the user when it is not the one they might expect.
-
-    The model named in ``settings``; else the one the index was built with (``indexed``); for a
-    new index MS-CLAP 2023, or, where its weights cannot be had and none were named, the
-    compact model that ships with clapdex, so a fresh offline machine still works.
-    """
-    name = settings.model or (indexed.name if indexed else "")
-    if name and name not in list_models():
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    weights = settings.weights or None
-    if settings.compile and (name or DEFAULT_MODEL) != DEFAULT_MODEL:
-        raise ConfigError(f"compiling applies to {DEFAULT_MODEL} only; {name} is small enough as it is")
-    options = {"batch_size": settings.batch_size or None} | ({"compiled": True} if settings.compile else {})
-    if name or weights:
-        return load_encoder(name or DEFAULT_MODEL, weights=weights, device=settings.device, **options), None
-    try:
-        return load_encoder(DEFAULT_MODEL, device=settings.device, **options), None
-    except MissingWeightsError as missing:
-        try:
-            encoder = load_encoder(SHIPPED_MODEL, device=settings.device, batch_size=settings.batch_size or None)
-        except MissingWeightsError:
-            raise missing from None
-    return encoder, (
-        f"The MS-CLAP 2023 weights are not on this machine, so this library uses {SHIPPED_MODEL}, the "
-        f"small model that ships with clapdex. For MS-CLAP 2023, get its weights (see the README) and "
-        f"index into a new home with --model {DEFAULT_MODEL}."
-    )
-
-
 class Searcher:
     """The query side of one library: the encoder is loaded once and checked against the index.
 
@@ -183,13 +149,11 @@ class Searcher:
         self.settings = settings
         self.library_only = library_only
         self.max_clip_seconds = max_clip_seconds
-        self.catalog = Catalog(settings.catalog_url)
+        self.library = Library(settings, encoder=encoder)
         try:
-            self.encoder, self.notice = (encoder, None) if encoder else open_encoder(settings, self.catalog.model())
-            self.catalog.check_model(ModelIdentity.of(self.encoder))
-            self.store = open_store(settings, self.encoder.dim)
+            self.catalog, self.store = self.library.catalog, self.library.store
         except BaseException:
-            self.catalog.close()
+            self.library.close()
             raise
         self.catalog.rollback()
         # A SQLAlchemy session and a torch model are not for concurrent use.
@@ -198,9 +162,19 @@ class Searcher:
         self.embed_text = functools.lru_cache(maxsize=1024)(self._embed_text)
         self._embed_clip_bytes = functools.lru_cache(maxsize=16)(self._embed_clip_bytes_uncached)
 
+    @property
+    def encoder(self):
+        """The library's model, loaded by the first query that needs it: keywords and filters
+        alone never load it."""
+        with self._lock:
+            return self.library.encoder
+
+    @property
+    def notice(self) -> str | None:
+        return self.library.notice
+
     def close(self) -> None:
-        self.catalog.close()
-        self.store.close()
+        self.library.close()
 
     @contextlib.contextmanager
     def _reading(self):
@@ -322,7 +296,11 @@ class Searcher:
         """Where a query's sound is: for the page, only an indexed library file (a bare name is
         looked up); for the command line, any file."""
         if not self.library_only:
-            return Path(os.path.abspath(os.path.expanduser(path)))
+            found = Path(os.path.abspath(os.path.expanduser(path)))
+            if not found.is_file():
+                raise QueryError(f"{path}: no such audio file (a path with ' + ' or ' - ' in it goes in quotes: "
+                                 f"'\"{path}\"')")
+            return found
         if os.path.isabs(path):
             return self.library_file(path)
         named = list(self.catalog.session.scalars(
@@ -365,6 +343,11 @@ class Searcher:
         return resolved
 
     # --- what the library holds
+
+    def disagreement(self) -> str | None:
+        """A warning when catalog and vectors no longer hold the same windows (``Library.disagreement``)."""
+        with self._reading():
+            return self.library.disagreement()
 
     def status(self) -> LibraryStatus:
         with self._reading():

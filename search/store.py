@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Protocol
@@ -116,7 +117,9 @@ class FaissStore:
         else:
             # IVF kinds need vectors to train on: they start flat and are built at the first save.
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._gpu = _GpuExact() if (gpu if gpu is not None else _GpuExact.available()) else None
+        # Decided at the first search: by then a query's model has imported torch where it needs it.
+        self._use_gpu = gpu
+        self._gpu: _GpuExact | None = None
 
     @property
     def built_kind(self) -> str:
@@ -164,6 +167,11 @@ class FaissStore:
         k = min(k, candidates)
         if k == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        if self._use_gpu is None:
+            self._use_gpu = _GpuExact.available()
+            self._gpu = _GpuExact() if self._use_gpu else None
+        elif self._use_gpu and self._gpu is None:
+            self._gpu = _GpuExact()
         if self._gpu is not None and self.built_kind == "flat":
             scores, ids = self._gpu.search(self, queries, k, allowed_ids)
         else:
@@ -406,11 +414,10 @@ class _GpuExact:
 
     @staticmethod
     def available() -> bool:
-        try:
-            import torch
-        except ImportError:
-            return False
-        return torch.cuda.is_available()
+        """CUDA is there and torch already loaded: importing torch only to learn that a laptop has
+        no GPU would cost a filter-only search seconds."""
+        torch = sys.modules.get("torch")
+        return torch is not None and torch.cuda.is_available()
 
     def __init__(self):
         self.stale = True

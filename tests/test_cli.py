@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sounds import BAD, build_library
+from sounds import BAD, build_library, sox_tone
 
 CLAPDEX = Path(sys.executable).with_name("clapdex")
 
@@ -74,11 +74,16 @@ def test_status_lists_counts_model_and_errors(indexed_home):
     assert f"error: {library['corrupt']}: " in result.stdout
 
 
-def test_missing_weights_is_one_message_and_exit_code_2(tmp_path):
-    result = clapdex("search", "rain", home=tmp_path, weights=tmp_path / "nowhere.pth")
+def test_missing_weights_is_one_line_and_exit_code_3(tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    sox_tone(library / "tone.wav", 1)
 
-    assert result.returncode == 2
-    assert result.stderr.startswith("clapdex: ") and "Traceback" not in result.stderr
+    result = clapdex("index", str(library), home=tmp_path / "home", weights=tmp_path / "nowhere.pth")
+
+    assert result.returncode == 3
+    assert result.stderr == f"clapdex: weights file {tmp_path / 'nowhere.pth'} (from --weights or CLAPDEX_WEIGHTS) " \
+                            "does not exist\n"
 
 
 def test_a_path_that_does_not_exist_is_a_user_error(tmp_path, tiny_weights):
@@ -86,3 +91,105 @@ def test_a_path_that_does_not_exist_is_a_user_error(tmp_path, tiny_weights):
 
     assert result.returncode == 2
     assert result.stderr == f"clapdex: no such file or folder: {tmp_path / 'no-such-folder'}\n"
+
+
+def test_a_folder_without_audio_is_said_so(tmp_path, tiny_weights):
+    (tmp_path / "empty").mkdir()
+    result = clapdex("index", str(tmp_path / "empty"), home=tmp_path / "home", weights=tiny_weights)
+
+    assert result.returncode == 0
+    assert "0 indexed" in result.stdout and f"clapdex: no audio files under {tmp_path / 'empty'}" in result.stderr
+
+
+@pytest.mark.parametrize("home_exists", [False, True], ids=["no home", "empty home"])
+@pytest.mark.parametrize("verb", [["search", "rain"], ["similar", "TONE"], ["status"], ["duplicates"], ["doctor"],
+                                  ["doctor", "--fix"], ["ui", "--port", "1"], ["status", "--json"]])
+def test_reading_verbs_without_an_index_say_so_create_nothing_and_load_no_model(tmp_path, verb, home_exists):
+    home = tmp_path / "home"
+    if home_exists:
+        home.mkdir()
+    tone = sox_tone(tmp_path / "tone.wav", 1)
+    # Weights that do not exist: loading a model would fail with another message.
+    result = clapdex(*[str(tone) if part == "TONE" else part for part in verb], home=home,
+                     weights=tmp_path / "absent.pth")
+
+    assert result.returncode == 3
+    assert result.stderr == f"clapdex: no index in {home}; run `clapdex index FOLDER` to make one\n"
+    assert result.stdout == ""
+    assert list(home.iterdir()) == [] if home_exists else not home.exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["search", "x", "--top", "-1"], "'-1'"),
+    (["search", "x", "--top", "0"], "'0'"),
+    (["search", "--max-duration", "-3", "x"], "'-3'"),
+    (["search", "x", "--min-duration", "5", "--max-duration", "2"], "--min-duration 5 is above --max-duration 2"),
+    (["search", "x", "--format", "wavv"], "'wavv'"),
+    (["search", "x", "--rate", "0"], "'0'"),
+    (["search", "x", "--channels", "two"], "'two'"),
+    (["search", "x", "--keyword-weight", "1.5"], "'1.5'"),
+    (["search", "x", "--sort", "loudest"], "'loudest'"),
+    (["search", "x", "--folder", "/no/such/folder"], "'/no/such/folder'"),
+    (["search", "rain +"], "'rain +' has a + or - with no term beside it"),
+    (["search", 'rain + "./a - b.wav'], "is not closed"),
+    (["similar", "f.wav", "--start", "xyz", "--end", "3"], "'xyz'"),
+    (["similar", "f.wav", "--start", "3"], "--start and --end go together"),
+    (["similar", "no-such.wav"], "no such file: no-such.wav"),
+    (["duplicates", "--threshold", "2"], "'2'"),
+    (["index", ".", "--commit-every", "0"], "'0'"),
+    (["index", ".", "--watch", "--interval", "0"], "'0'"),
+    (["ui", "--port", "70000"], "'70000'"),
+    (["train", "--manifest", "m.csv", "--out", "o", "--epochs", "0"], "'0'"),
+    (["--device", "gpu", "status"], "'gpu'"),
+    (["status", "--store", "milvus"], "'milvus'"),
+    (["--model", "clip", "status"], "'clip'"),
+    (["frobnicate"], "'frobnicate'"),
+])
+def test_every_bad_value_is_named_in_one_line(tmp_path, args, named):
+    result = clapdex(*args, home=tmp_path / "home")
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and named in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_bad_setting_from_the_environment_is_named(tmp_path):
+    env = {**os.environ, "CLAPDEX_DEVICE": "gpu"}
+    result = subprocess.run([str(CLAPDEX), "--home", str(tmp_path), "status"], capture_output=True, text=True, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr == "clapdex: setting 'device' has an invalid value 'gpu': expected auto, cpu, cuda, cuda:N, " \
+                            "several such as cuda:0,cuda:1, or all\n"
+
+
+def test_library_options_go_before_or_after_the_verb(indexed_home, tiny_weights):
+    home, _, _ = indexed_home
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    options = ["--home", str(home), "--weights", str(tiny_weights), "--device", "cpu"]
+
+    def run(*args):
+        result = subprocess.run([str(CLAPDEX), *args], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    before = run(*options, "search", "a tone", "--json", "--top", "3")
+    after = run("search", "a tone", "--json", "--top", "3", *options)
+    between = run("--home", str(home), "search", "--weights", str(tiny_weights), "a tone", "--device", "cpu", "--json",
+                  "--top", "3")
+    assert before == after == between and len(json.loads(before)) == 3
+
+
+def test_version():
+    result = subprocess.run([str(CLAPDEX), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "clapdex 0.1.0\n"
+
+
+def test_output_closed_early_ends_quietly(indexed_home):
+    home, _, _ = indexed_home
+    run = subprocess.Popen([str(CLAPDEX), "--home", str(home), "status"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    run.stdout.close()  # as `| head` does once it has its lines; long before clapdex writes any
+    _, errors = run.communicate(timeout=120)
+
+    assert run.returncode == 141 and errors == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -136,6 +137,9 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
 
     final = start_index(home, library, tiny_weights)
     assert final.wait(timeout=300) == 0, final.stderr.read()
+    # Each of the 26 files is counted once: embedded now, or unchanged since an earlier run.
+    indexed, unchanged, moved, removed, errors = map(int, re.findall(r"\d+", final.stdout.read()))
+    assert indexed + unchanged + errors == 26 and (moved, removed, errors) == (0, 0, 1)
 
     assert_same(outcome(home, tiny_encoder.dim), reference)
     after = status(home)

@@ -195,16 +195,29 @@ def test_library_view_counts_files_segments_and_errors(page):
     assert len(page.dataframe[0].value) == 3
 
 
-def test_missing_library_is_reported_on_the_page(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLAPDEX_HOME", str(tmp_path))
-    monkeypatch.setenv("CLAPDEX_WEIGHTS", str(tmp_path / "nowhere.pth"))
+def opened_fresh(monkeypatch, home, weights) -> AppTest:
+    """The page as a new server process would first draw it for ``home`` and ``weights``."""
+    monkeypatch.setenv("CLAPDEX_HOME", str(home))
+    monkeypatch.setenv("CLAPDEX_WEIGHTS", str(weights))
     st.cache_resource.clear()
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.run()
-
     assert not app.exception
-    assert "could not be opened" in app.error[0].value
-    assert "nowhere.pth" in app.error[0].value
+    return app
+
+
+def test_missing_library_is_reported_on_the_page(tmp_path, monkeypatch):
+    app = opened_fresh(monkeypatch, tmp_path, tmp_path / "nowhere.pth")
+
+    assert app.error[0].value == f"The library could not be opened: no index in {tmp_path}; run `clapdex index " \
+                                 "FOLDER` to make one"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_weights_are_reported_on_the_page(library_home, tmp_path, monkeypatch):
+    app = opened_fresh(monkeypatch, library_home[0], tmp_path / "nowhere.pth")
+
+    assert "could not be opened" in app.error[0].value and "nowhere.pth" in app.error[0].value
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,20 @@ KEYWORD_HELP = (
 
 @st.cache_resource(show_spinner="Loading the model…")
 def open_searcher() -> Searcher:
-    # One model per server process, shared by every session and query.
-    return Searcher(load_settings(), library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
+    # One model per server process, shared by every session and query, loaded before the first.
+    searcher = Searcher(load_settings(), library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
+    try:
+        _ = searcher.encoder
+    except BaseException:
+        searcher.close()
+        raise
+    return searcher
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def disagreement(_searcher: Searcher) -> str | None:
+    # A count of windows and vectors: cheap, but not on every click of every session.
+    return _searcher.disagreement()
 
 
 def sentence(exc: Exception) -> str:
@@ -113,6 +125,8 @@ def main() -> None:
         st.stop()
     if searcher.notice:
         st.info(searcher.notice, icon=":material/info:")
+    if problem := disagreement(searcher):
+        st.warning(problem[:1].upper() + problem[1:] + ".", icon=":material/warning:")
 
     search_tab, library_tab, duplicates_tab = st.tabs(["Search", "Library", "Duplicates"])
     with search_tab:
