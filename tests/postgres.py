@@ -22,6 +22,7 @@ import pytest
 
 ENVIRONMENT = "CLAPDEX_TEST_POSTGRES"
 _server: str | None = None
+_stop = None  # stops the throwaway cluster, if one was started
 
 
 def server_url() -> str:
@@ -83,5 +84,15 @@ def _start_throwaway_cluster() -> str:
         subprocess.run([*as_postgres, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
-    atexit.register(stop)
+    global _stop
+    _stop = stop
+    atexit.register(stop_throwaway_cluster)
     return f"postgresql+psycopg://clapdex@127.0.0.1:{port}/postgres"
+
+
+def stop_throwaway_cluster() -> None:
+    """Stop the cluster the tests started, if they started one (at the end of the session)."""
+    global _stop, _server
+    if _stop is not None:
+        _stop()
+        _stop = _server = None

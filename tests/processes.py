@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 MARKER = "CLAPDEX_TEST_SESSION"
+# Started by Python's multiprocessing for its own bookkeeping, this reads a pipe from its parent
+# and ends when the parent does, by design: it cannot outlive the session.
+ENDS_WITH_ITS_PARENT = ("from multiprocessing.resource_tracker import main",)
 
 
 def marked_processes(value: str) -> dict[int, str]:
@@ -22,7 +25,9 @@ def marked_processes(value: str) -> dict[int, str]:
             continue
         try:
             if wanted in (entry / "environ").read_bytes().split(b"\0"):
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if not any(helper in command for helper in ENDS_WITH_ITS_PARENT):
+                    found[int(entry.name)] = command
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
