@@ -22,6 +22,7 @@ import numpy as np
 from search.catalog import File, ucs_filter_values
 from search.config import ConfigError
 from search.filters import Filters
+from search.store import VectorStore
 
 DEFAULT_COLLECTION = "clapdex"
 _UPSERT_BATCH = 256
@@ -43,7 +44,7 @@ def parse_qdrant_url(url: str) -> tuple[dict, str]:
     raise ConfigError(f"not a Qdrant store URL: {url!r}")
 
 
-class QdrantStore:
+class QdrantStore(VectorStore):
     """Cosine search over unit vectors keyed by window id; payload: the window's file's metadata."""
 
     keeps_payload = True

@@ -1,52 +1,77 @@
 """Vector stores: unit-length window embeddings keyed by the catalog's window ids.
 
-Every store answers the same few calls, so the indexer and the engine never know which one
+Every store implements ``VectorStore``, so the indexer and the engine never know which one
 they hold; ``open_store`` picks it from ``settings.store``.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import logging
 import math
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
 
 import faiss
 import numpy as np
 
 from search.config import ConfigError, Settings
+from search.filters import Filters
 
 
-class VectorStore(Protocol):
+class VectorStore(abc.ABC):
+    """Window vectors under the catalog's window ids; cosine search, best first.
+
+    What a store can do beyond that is a class attribute, read where it matters, never probed:
+    ``keeps_payload`` stores hold each window's file metadata beside its vector, so a search
+    can take the ``Filters`` themselves and apply them inside the store (Qdrant); the others
+    (FAISS) take the catalog's answer to the filters, the ids of the windows it lets through.
+    """
+
     dim: int
+    keeps_payload: ClassVar[bool]
 
+    @abc.abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
-    def remove(self, ids: np.ndarray) -> int: ...
+    @abc.abstractmethod
+    def remove(self, ids: np.ndarray) -> int:
+        """Forget the vectors of ``ids``; returns how many were held."""
 
-    def search(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None,
+               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores and ids, each (len(queries), min(k, candidates)), best first.
 
-        ``allowed_ids`` restricts the search to those windows (the catalog's answer to a
-        filter); the restriction is applied inside the search, not to its results.
+        ``allowed_ids`` restricts the search to those windows, and ``filters`` (only where
+        ``keeps_payload``) to the windows of files that pass them; either restriction is
+        applied inside the search, not to its results.
         """
-        ...
 
+    @abc.abstractmethod
+    def set_payload(self, ids: np.ndarray, record) -> None:
+        """Describe the windows ``ids`` by their file ``record`` (catalog.File), after it was
+        embedded or moved; nothing to do for a store that keeps no payload."""
+
+    @abc.abstractmethod
     def reconstruct(self, ids: np.ndarray) -> np.ndarray: ...
 
+    @abc.abstractmethod
     def ids(self) -> np.ndarray: ...
 
-    def save(self) -> None: ...
+    @abc.abstractmethod
+    def save(self) -> None:
+        """Make every change durable; afterwards a crash loses none of them."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release memory maps, files and connections (Qdrant's local mode lets one client open a folder)."""
-        ...
 
+    @abc.abstractmethod
     def __len__(self) -> int: ...
 
 
@@ -63,6 +88,8 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
         f"unknown vector store {settings.store!r}; known: 'faiss', 'qdrant://HOST:PORT', 'qdrant+local:///FOLDER'"
     )
 
+
+log = logging.getLogger(__name__)
 
 # Measured on 2 CPU cores (docs/benchmarks.md): exact search takes about 1.5 ms a query at
 # 10^4 windows and 20 ms at 10^5, growing with the count; an inverted file answers in under
@@ -86,7 +113,7 @@ def ivf_lists_for(count: int) -> int:
     return 2 ** max(6, round(math.log2(math.sqrt(max(count, 1)))))
 
 
-class FaissStore:
+class FaissStore(VectorStore):
     """Inner-product search (cosine, as the vectors are unit length) in one FAISS file.
 
     ``kind`` "flat" searches exactly; "ivf" is an inverted file over exact vectors; "ivf-sq8"
@@ -94,10 +121,13 @@ class FaissStore:
     exactly against the float32 vectors memory-mapped from disk beside the index, so memory
     holds 1 KB per 1024-d window instead of 4. "auto" is exact up to ``exact_up_to`` vectors
     and rebuilds itself when saved beyond that: as "ivf", and as "ivf-sq8" from
-    ``COMPRESS_FROM`` vectors (at any size with ``compress``).
+    ``COMPRESS_FROM`` vectors (at any size with ``compress``). Each kind is a class of its own
+    below (``_Flat``, ``_Ivf``, ``_IvfSq8``); this one chooses, delegates and rebuilds.
     Every kind applies ``allowed_ids`` inside the search. With ``gpu`` (default: when CUDA is
-    present) exact search runs as one matrix product on the GPU.
+    present and torch loaded) exact search runs as one matrix product on the GPU.
     """
+
+    keeps_payload = False
 
     def __init__(self, path: Path, dim: int, kind: str = "auto", exact_up_to: int = EXACT_UP_TO,
                  compress: bool = False, gpu: bool | None = None):
@@ -109,56 +139,57 @@ class FaissStore:
         self.exact_up_to = exact_up_to
         self.compress = compress
         self.nprobe: int | None = None  # None: PROBE_SHARE of the lists, at least MIN_PROBES
-        self.exact_rows = _ExactRows(path, dim)
+        exact_rows = _ExactRows(path, dim)
         if path.exists():
-            self.index = faiss.read_index(str(path))
-            if self.index.d != dim:
-                raise ConfigError(f"{path} holds {self.index.d}-dim vectors, not {dim}")
+            self._index = _opened(faiss.read_index(str(path)), exact_rows)
+            if self._index.faiss.d != dim:
+                raise ConfigError(f"{path} holds {self._index.faiss.d}-dim vectors, not {dim}")
         else:
             # IVF kinds need vectors to train on: they start flat and are built at the first save.
-            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            self._index = _Flat(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), exact_rows)
         # Decided at the first search: by then a query's model has imported torch where it needs it.
         self._use_gpu = gpu
         self._gpu: _GpuExact | None = None
 
     @property
     def built_kind(self) -> str:
-        if isinstance(self.index, faiss.IndexIVFScalarQuantizer):
-            return "ivf-sq8"
-        return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
+        return self._index.kind
+
+    @property
+    def index(self) -> faiss.Index:
+        return self._index.faiss
+
+    @property
+    def exact_rows(self) -> _ExactRows:
+        return self._index.exact_rows
 
     def close(self) -> None:
         self.exact_rows.release()
         self._gpu = None
 
     def __len__(self) -> int:
-        return self.index.ntotal
+        return self._index.faiss.ntotal
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        ids = np.asarray(ids, dtype=np.int64)
-        if self.built_kind == "ivf-sq8":
-            self.exact_rows.add(ids, vectors)
-        self.index.add_with_ids(vectors, ids)
+        self._index.add(np.asarray(ids, dtype=np.int64),
+                        np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
         self._changed()
 
     def remove(self, ids: np.ndarray) -> int:
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
         if not len(ids):
             return 0
-        if self.built_kind == "ivf-sq8":
-            self.exact_rows.remove(ids)
-        if self.built_kind == "flat":
-            removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
-        else:  # the id hash of an IVF index takes only an explicit array
-            ids = np.ascontiguousarray(ids)
-            removed = int(self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+        removed = self._index.remove(ids)
         self._changed()
         return removed
 
-    def search(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def set_payload(self, ids: np.ndarray, record) -> None:
+        """FAISS keeps vectors only: filters reach it as the catalog's allowed ids."""
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None,
+               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if filters:
+            raise ValueError("FaissStore keeps no payload to filter on: pass the catalog's allowed_ids")
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         candidates = len(self)
         if allowed_ids is not None:
@@ -169,72 +200,30 @@ class FaissStore:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
         if self._use_gpu is None:
             self._use_gpu = _GpuExact.available()
-            self._gpu = _GpuExact() if self._use_gpu else None
-        elif self._use_gpu and self._gpu is None:
-            self._gpu = _GpuExact()
-        if self._gpu is not None and self.built_kind == "flat":
-            scores, ids = self._gpu.search(self, queries, k, allowed_ids)
+        if self._use_gpu and self.built_kind == "flat":
+            self._gpu = self._gpu or _GpuExact()
+            scores, ids = self._gpu.search(self._index, queries, k, allowed_ids)
         else:
             with _threads_for(len(queries)):
-                if self.built_kind == "flat":
-                    params = None if allowed_ids is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
-                    scores, ids = self.index.search(queries, k, params=params)
-                else:
-                    scores, ids = self._search_ivf(queries, k, allowed_ids)
+                scores, ids = self._index.search(queries, k, allowed_ids, self.nprobe)
         # Fewer allowed ids than k in the index leave -1 slots; drop them from every row alike.
         keep = (ids >= 0).all(axis=0)
         return scores[:, keep], ids[:, keep]
-
-    def _search_ivf(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None):
-        nlist = self.index.nlist
-        nprobe = min(nlist, self.nprobe or max(MIN_PROBES, round(nlist * PROBE_SHARE)))
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
-        if allowed_ids is not None:
-            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
-            # search meets windows, so a selective filter still fills the page. Where that
-            # means every list, scoring the allowed windows exactly is cheaper.
-            nprobe = math.ceil(nprobe * len(self) / max(len(allowed_ids), 1))
-            if nprobe >= nlist:
-                return _exact_top(queries, *self._exact_vectors(allowed_ids), k)
-            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=faiss.IDSelectorBatch(allowed_ids))
-        if self.built_kind != "ivf-sq8":
-            return self.index.search(queries, k, params=params)
-        _, candidates = self.index.search(queries, k * RERANK_FACTOR, params=params)
-        rows = [_exact_top(query[None], *self._exact_vectors(ids[ids >= 0]), k) for query, ids in zip(queries, candidates)]
-        width = min(len(ids[0]) for _, ids in rows)
-        return np.concatenate([s[:, :width] for s, _ in rows]), np.concatenate([i[:, :width] for _, i in rows])
-
-    def _exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The exact vectors of those of ``ids`` that the store holds, and their ids."""
-        try:
-            return self.reconstruct(ids), ids
-        except (RuntimeError, KeyError):  # an id with no vector: score those that have one
-            held = self.exact_rows.row_ids if self.built_kind == "ivf-sq8" else self.ids()
-            present = ids[np.isin(ids, held[held >= 0])]
-            return self.reconstruct(present), present
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return np.empty((0, self.dim), np.float32)
-        if self.built_kind == "ivf-sq8":
-            return self.exact_rows.vectors(ids)
-        return self.index.reconstruct_batch(ids)
+        return self._index.reconstruct(ids)
 
     def ids(self) -> np.ndarray:
-        if self.built_kind == "flat":
-            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        return _ivf_contents(self.index, with_vectors=False)[0]
+        return self._index.ids()
 
     def save(self) -> None:
         """Write the whole index atomically: readers see the old file or the new one, never half."""
         self.build()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.built_kind == "ivf-sq8":
-            # Exact rows first: a crash between the two writes leaves rows the index doesn't
-            # name, which no search asks for.
-            self.exact_rows.save()
-        write_atomically(self.path, lambda temp: faiss.write_index(self.index, temp))
+        self._index.save(self.path)
 
     def build(self) -> None:
         """Turn the index into the kind it should be at its size (``save`` calls this).
@@ -250,30 +239,139 @@ class FaissStore:
             wanted = "flat" if count <= self.exact_up_to else "ivf-sq8" if compress else "ivf"
         if wanted == "flat" or count == 0:
             return
-        if wanted == self.built_kind and ivf_lists_for(count) < 4 * self.index.nlist:
+        if wanted == self.built_kind and ivf_lists_for(count) < 4 * self._index.faiss.nlist:
             return
+        log.info("building the vector index as %s over %d vectors", wanted, count)
         # The vectors may view the old index's memory: keep it until the new one is filled.
-        ids, vectors = self._contents()
-        fresh = _trained_ivf(self.dim, wanted, vectors)
-        fresh.add_with_ids(vectors, ids)
-        self.exact_rows.clear()
-        if wanted == "ivf-sq8":
-            self.exact_rows.add(ids, vectors)
-        self.index = fresh
+        ids, vectors = self._index.contents()
+        kind = _IvfSq8 if wanted == "ivf-sq8" else _Ivf
+        fresh = kind(_trained_ivf(self.dim, wanted, vectors), self._index.exact_rows)
+        fresh.exact_rows.clear()
+        fresh.add(ids, vectors)
+        self._index = fresh
         self._changed()
-
-    def _contents(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.built_kind == "flat":
-            flat = faiss.downcast_index(self.index.index)
-            return self.ids(), faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.dim).reshape(-1, self.dim)
-        if self.built_kind == "ivf-sq8":
-            ids = self.ids()
-            return ids, self.exact_rows.vectors(ids)
-        return _ivf_contents(self.index, with_vectors=True)
 
     def _changed(self) -> None:
         if self._gpu is not None:
             self._gpu.stale = True
+
+
+class _Flat:
+    """Exact search: every vector scored, in an id map over a flat index."""
+
+    kind = "flat"
+
+    def __init__(self, index: faiss.Index, exact_rows: _ExactRows):
+        self.faiss = index
+        self.exact_rows = exact_rows  # unused by this kind; kept for the kind it may be rebuilt as
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.faiss.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        return int(self.faiss.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
+        params = None if allowed_ids is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
+        return self.faiss.search(queries, k, params=params)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return self.faiss.reconstruct_batch(ids)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.faiss.id_map).astype(np.int64)
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        flat = faiss.downcast_index(self.faiss.index)
+        return self.ids(), faiss.rev_swig_ptr(flat.get_xb(), self.faiss.ntotal * self.faiss.d).reshape(-1, self.faiss.d)
+
+    def save(self, path: Path) -> None:
+        write_atomically(path, lambda temp: faiss.write_index(self.faiss, temp))
+
+
+class _Ivf(_Flat):
+    """An inverted file over exact vectors: the lists nearest the query are scanned."""
+
+    kind = "ivf"
+
+    def remove(self, ids: np.ndarray) -> int:
+        # The id hash of an IVF index takes only an explicit array.
+        return int(self.faiss.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
+        nlist = self.faiss.nlist
+        nprobe = min(nlist, nprobe or max(MIN_PROBES, round(nlist * PROBE_SHARE)))
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        if allowed_ids is not None:
+            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
+            # search meets windows, so a selective filter still fills the page. Where that
+            # means every list, scoring the allowed windows exactly is cheaper.
+            nprobe = math.ceil(nprobe * self.faiss.ntotal / max(len(allowed_ids), 1))
+            if nprobe >= nlist:
+                return _exact_top(queries, *self.exact_vectors(allowed_ids), k)
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=faiss.IDSelectorBatch(allowed_ids))
+        return self.faiss.search(queries, k, params=params)
+
+    def exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact vectors of those of ``ids`` that the store holds, and their ids."""
+        try:
+            return self.reconstruct(ids), ids
+        except (RuntimeError, KeyError):  # an id with no vector: score those that have one
+            held = self.held_ids()
+            present = ids[np.isin(ids, held[held >= 0])]
+            return self.reconstruct(present), present
+
+    def held_ids(self) -> np.ndarray:
+        return self.ids()
+
+    def ids(self) -> np.ndarray:
+        return _ivf_contents(self.faiss, with_vectors=False)[0]
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        return _ivf_contents(self.faiss, with_vectors=True)
+
+
+class _IvfSq8(_Ivf):
+    """An inverted file of 8-bit codes, its candidates re-scored against exact rows on disk."""
+
+    kind = "ivf-sq8"
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.exact_rows.add(ids, vectors)
+        super().add(ids, vectors)
+
+    def remove(self, ids: np.ndarray) -> int:
+        self.exact_rows.remove(ids)
+        return super().remove(ids)
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
+        _, candidates = super().search(queries, k * RERANK_FACTOR, allowed_ids, nprobe)
+        rows = [_exact_top(query[None], *self.exact_vectors(ids[ids >= 0]), k) for query, ids in zip(queries, candidates)]
+        width = min(len(ids[0]) for _, ids in rows)
+        return np.concatenate([s[:, :width] for s, _ in rows]), np.concatenate([i[:, :width] for _, i in rows])
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return self.exact_rows.vectors(ids)
+
+    def held_ids(self) -> np.ndarray:
+        return self.exact_rows.row_ids
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = self.ids()
+        return ids, self.exact_rows.vectors(ids)
+
+    def save(self, path: Path) -> None:
+        # Exact rows first: a crash between the two writes leaves rows the index doesn't
+        # name, which no search asks for.
+        self.exact_rows.save()
+        super().save(path)
+
+
+def _opened(index: faiss.Index, exact_rows: _ExactRows) -> _Flat:
+    """The kind of index FAISS read from a file."""
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return _IvfSq8(index, exact_rows)
+    return (_Ivf if isinstance(index, faiss.IndexIVF) else _Flat)(index, exact_rows)
 
 
 @contextlib.contextmanager
@@ -422,11 +520,11 @@ class _GpuExact:
     def __init__(self):
         self.stale = True
 
-    def search(self, store: FaissStore, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None):
+    def search(self, index: _Flat, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None):
         import torch
 
         if self.stale:
-            ids, vectors = store._contents()
+            ids, vectors = index.contents()
             self.ids = torch.from_numpy(ids).cuda()
             self.vectors = torch.from_numpy(vectors).cuda().half()
             self.stale = False
