@@ -34,6 +34,7 @@ from encoders.msclap import load_msclap_2023  # noqa: E402
 from indexer.pipeline import index_paths  # noqa: E402
 from search.catalog import Catalog  # noqa: E402
 from search.config import Settings  # noqa: E402
+from search.library import Library  # noqa: E402
 
 
 def write_recordings(clips: list[Path], library: Path, count: int, seconds: float) -> None:
@@ -88,10 +89,12 @@ def main() -> None:
             stamps[outcome] = time.perf_counter()  # the last file of each outcome
 
         started = time.perf_counter()
-        first = index_paths(settings, [library], encoder=encoder, progress=progress)
+        with Library(settings, create=True, encoder=encoder) as opened:
+            first = index_paths(opened, [library], progress=progress)
         ended = time.perf_counter()
         again_started = time.perf_counter()
-        again = index_paths(settings, [library], encoder=encoder)
+        with Library(settings, create=True, encoder=encoder) as opened:
+            again = index_paths(opened, [library])
         again_s = time.perf_counter() - again_started
         with Catalog(settings.catalog_url) as catalog:
             windows = catalog.counts()["windows"]

@@ -1,9 +1,9 @@
 """The ``clapdex`` command: one verb per stage, each a thin call into the packages.
 
-Exit status: 0 done; 1 done, and found problems (``doctor``); 2 a mistake in the command
-line, a setting or a query, or an input that cannot be read; 3 the library cannot do this
-yet (no index, other or missing weights); 130 interrupted; 141 the output was closed
-(``| head``).
+Exit status: 0 done; 1 done, and found nothing (``search``, ``similar``) or found problems
+(``doctor``); 2 a mistake in the command line, a setting or a query, or an input that cannot
+be read; 3 the library cannot do this yet (no index, other or missing weights); 130
+interrupted; 141 the output was closed (``| head``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
+import logging
 import os
 import sys
 
@@ -22,11 +23,10 @@ from search.config import ENV_PREFIX, ConfigError, Settings, device_problem, loa
 from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
 from search.library import CatalogUnreachable, Library, NoIndexError
-from search.progress import describe as describe_progress
-from search.progress import read_progress
 from search.query import Query, QueryError, parse_query, parse_time
 
-EXIT_PROBLEMS, EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED, EXIT_CLOSED_OUTPUT = 1, 2, 3, 130, 141
+EXIT_NOTHING = EXIT_PROBLEMS = 1
+EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED, EXIT_CLOSED_OUTPUT = 2, 3, 130, 141
 # Errors that are the user's to fix, reported in one line without a traceback, most specific first.
 USER_ERRORS = (
     (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY), (MissingWeightsError, EXIT_NOT_READY),
@@ -40,17 +40,18 @@ USER_ERRORS = (
 def index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer import index_paths  # torch and the model: only for the verbs that embed
 
-    if args.watch:
-        from indexer.watch import watch
-
-        with Library(settings, create=True) as library:
-            encoder = library.encoder
+    with Library(settings, create=True) as library:
+        if library.indexed is None:  # a new library: say at once which model it gets
+            _ = library.encoder
             if library.notice:
-                print(f"clapdex: {library.notice}", file=sys.stderr)
-        watch(settings, args.paths, encoder, interval=args.interval, force_network=args.force_network,
-              after_run=print_index_report, show_progress=True)
-        return 0
-    report = index_paths(settings, args.paths, checkpoint_files=args.commit_every, show_progress=True)
+                print(f"clapdex: {library.notice}", file=sys.stderr, flush=True)
+        if args.watch:
+            from indexer.watch import watch
+
+            watch(library, args.paths, interval=args.interval, force_network=args.force_network,
+                  after_run=print_index_report, show_progress=True)
+            return 0
+        report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True)
     print_index_report(report)
     if not any(report.summary().values()):
         print(f"clapdex: no audio files under {', '.join(args.paths)} (looked for "
@@ -59,8 +60,6 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def print_index_report(report) -> None:
-    if report.notice:
-        print(f"clapdex: {report.notice}", file=sys.stderr)
     print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {report.moved} moved, "
           f"{report.removed} removed, {len(report.errors)} errors", flush=True)
     for path, reason in report.errors:
@@ -89,13 +88,16 @@ def run_search(settings: Settings, args: argparse.Namespace, query: Query | None
     )
     if query is None and not args.keywords and not filters:
         raise QueryError("give a description, --keywords or a filter")
-    with Searcher(settings) as searcher:
-        warn(searcher.disagreement())
-        results = searcher.search(
+    with Library(settings) as library:
+        warn(library.disagreement())
+        results = Searcher(library).search(
             query, filters=filters, keywords_text=args.keywords, keyword_weight=args.keyword_weight,
             page_size=args.top, sort=args.sort,
         )
     print_hits(results.hits, args.json)
+    if not results.hits:  # as grep does: a script can tell "nothing found" from "found"
+        print("clapdex: no files match", file=sys.stderr)
+        return EXIT_NOTHING
     return 0
 
 
@@ -111,34 +113,26 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
 
 def status(settings: Settings, args: argparse.Namespace) -> int:
     with Library(settings) as library:
-        catalog = library.catalog
-        counts, errors = catalog.counts(), [(record.path, record.error) for record in catalog.errors()]
-        disagreement = library.disagreement()
-    run = read_progress(settings.home)
+        state, disagreement = library.status(), library.disagreement()
     if args.json:
-        print(json.dumps({
-            "home": str(settings.home), "model": dataclasses.asdict(library.indexed), "files": counts,
-            "run": run, "errors": [{"path": path, "error": error} for path, error in errors],
-        }, indent=2))
+        print(json.dumps({"home": str(settings.home), **dataclasses.asdict(state)}, indent=2))
         return 0
+    model = state.model
     print(f"home:    {settings.home}")
-    print(f"model:   {library.indexed}" + (f" from {library.indexed.weights_path}" if library.indexed.weights_path else ""))
-    print(f"files:   {counts['indexed']} indexed, {counts['error']} errors, {counts['pending']} pending")
-    print(f"windows: {counts['windows']}")
-    if run is not None:
-        print(f"run:     {describe_progress(run)}")
-    for path, error in errors:
+    print(f"model:   {model}" + (f" from {model.weights_path}" if model.weights_path else ""))
+    print(f"files:   {state.indexed} indexed, {len(state.errors)} errors, {state.pending} pending")
+    print(f"windows: {state.windows}")
+    if state.run is not None:
+        print(f"run:     {state.run_described}")
+    for path, error in state.errors:
         print(f"error: {path}: {error}")
     warn(disagreement)
     return 0
 
 
 def duplicates(settings: Settings, args: argparse.Namespace) -> int:
-    from search.duplicates import exact_duplicates, near_duplicates
-
     with Library(settings) as library:
-        exact = exact_duplicates(library.catalog)
-        near = near_duplicates(library.catalog, library.store, args.threshold)
+        exact, near = library.exact_duplicates(), library.near_duplicates(args.threshold)
     if args.json:
         print(json.dumps({"exact": exact, "near": [dataclasses.asdict(pair) for pair in near]}, indent=2))
         return 0
@@ -151,30 +145,20 @@ def duplicates(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer.doctor import examine, repair
+    from indexer.doctor import checkup  # the model: only when there is something to embed again
 
     with Library(settings) as library:
-        findings = examine(library.catalog, library.store, check_disk=True)
-        library.catalog.rollback()
-        for line in findings.lines():
-            print(line)
-        if findings.healthy:
-            print("catalog, vectors and disk agree")
-            return 0
-        if not args.fix:
-            print("run `clapdex doctor --fix` to repair")
-            return EXIT_PROBLEMS
-        repair(library.catalog, library.store, findings)
-        library.store.save()
-        library.catalog.commit()
-    from indexer.pipeline import embed_pending, index_paths  # the model: only when there is something to embed
-
-    # Files changed on disk are read again (hash, metadata) by an index run of just them, which
-    # embeds every pending file too.
-    changed = findings.changed_on_disk
-    report = index_paths(settings, changed, show_progress=True) if changed else embed_pending(settings, show_progress=True)
-    print(f"repaired; {report.indexed} files embedded again, {len(report.errors)} errors")
-    for path, reason in report.errors:
+        found = checkup(library, fix=args.fix, show_progress=True)
+    for line in found.findings.lines():
+        print(line)
+    if found.findings.healthy:
+        print("catalog, vectors and disk agree")
+        return 0
+    if found.repaired is None:
+        print("run `clapdex doctor --fix` to repair")
+        return EXIT_PROBLEMS
+    print(f"repaired; {found.repaired.indexed} files embedded again, {len(found.repaired.errors)} errors")
+    for path, reason in found.repaired.errors:
         print(f"error: {path}: {reason}", file=sys.stderr)
     return 0
 
@@ -202,14 +186,11 @@ def ui(settings: Settings, args: argparse.Namespace) -> int:
 
 def train(settings: Settings, args: argparse.Namespace) -> int:
     """Fine-tune a model on a manifest, or on the library's own metadata turned into one."""
-    import logging
-
     from encoders.compact import PACKAGED_WEIGHTS  # torch: only for the verbs that need it
     from encoders.training.models import TRAINEES
     from encoders.training.train import TrainConfig
     from encoders.training.train import train as run_training
 
-    logging.basicConfig(level=logging.INFO, format="clapdex: %(message)s")
     manifest, model = args.manifest, settings.model
     if args.from_library:
         from indexer.captions import write_library_manifest
@@ -293,6 +274,7 @@ SIMILARITY = _checked(_number(float, above=0.0, high=1.0), "a cosine similarity 
 PORT = _checked(_number(int, low=1, high=65535), "a port from 1 to 65535")
 TIME = _checked(parse_time, "a time: seconds (75) or minutes:seconds (1:15)")
 FOLDER = _checked(lambda text: os.path.abspath(text) if os.path.isdir(text) else None, "a folder")
+EXISTING = _checked(lambda text: text if os.path.exists(text) else None, "an existing file or folder")
 MODEL = _checked(lambda text: text if text in list_models() else None, f"a model ({', '.join(list_models())})")
 DEVICE = _checked(lambda text: None if device_problem(text) else text,
                   "a device: auto, cpu, cuda, cuda:N, several such as cuda:0,cuda:1, or all")
@@ -325,6 +307,8 @@ def global_options(defaults: bool) -> argparse.ArgumentParser:
                             "or all (every GPU), which share each batch")
     group.add_argument("--store", type=STORE, default=default, metavar="URL",
                        help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER")
+    group.add_argument("-v", "--verbose", action="store_true", default=False if defaults else argparse.SUPPRESS,
+                       help="show clapdex's debug log (what each step does, every error's traceback)")
     return parser
 
 
@@ -341,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         return added
 
     index_verb = verb("index", index, "index the audio files under folders or files")
-    index_verb.add_argument("paths", nargs="+", metavar="PATH")
+    index_verb.add_argument("paths", nargs="+", type=EXISTING, metavar="PATH")
     index_verb.add_argument("--watch", action="store_true",
                             help="keep indexing as files change (polls; refused on network mounts)")
     index_verb.add_argument("--interval", type=POSITIVE_SECONDS, default=10.0, metavar="SECONDS",
@@ -426,9 +410,39 @@ def add_hit_options(verb: argparse.ArgumentParser) -> None:
                          help="UCS category (DOORS), its CatID prefix (DOOR) or a whole CatID (DOORWood)")
 
 
+# Our packages: their debug records are what -v shows; other libraries' stay at warnings.
+PACKAGES = ("clapdex", "encoders", "indexer", "search", "training", "ui")
+
+
+class LogLines(logging.Formatter):
+    """`clapdex: message` for progress, `clapdex: warning: message` for what went wrong; with -v,
+    every level and the logger's name too, and tracebacks."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        where = f"{record.relativeCreated / 1000:.2f}s {record.name}: " if self.verbose else ""
+        line = f"clapdex: {level}{where}{record.getMessage()}"
+        if record.exc_info and self.verbose:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogLines(verbose))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    for package in PACKAGES:
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        configure_logging(args.verbose)
         settings = load_settings(args.home, catalog=args.catalog, model=args.model, weights=args.weights,
                                  device=args.device, store=args.store, compile=getattr(args, "compile", None))
         return args.run(settings, args)

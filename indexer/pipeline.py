@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import logging
 import os
 import stat
 import time
@@ -31,14 +32,15 @@ from tqdm import tqdm
 from encoders.audio import AudioInfo
 from encoders.batches import BatchEmbedder
 from encoders.decoding import decode_windows
-from indexer.doctor import examine, repair
+from indexer.consistency import examine, repair
 from indexer.metadata import read_metadata
-from search.progress import ProgressFile
+from indexer.progress import ProgressFile
 from indexer.scan import Contents, Found, read_batches, scan
 from search.catalog import ERROR, INDEXED, PENDING, Embedded, File, Metadata, NewFile
-from search.config import Settings
 from search.library import Library
 from search.store import VectorStore
+
+log = logging.getLogger(__name__)
 
 # Windows start every half window (3.5 s for MS-CLAP's 7-s windows, 2.5 s for the compact
 # model's 5 s): every event shorter than half a window lies wholly inside one window, and
@@ -66,7 +68,6 @@ class IndexReport:
     moved: int = 0
     removed: int = 0
     errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
-    notice: str | None = None  # about the model chosen for the user, when it is not the obvious one
 
     def summary(self) -> dict[str, int]:
         return {"indexed": self.indexed, "unchanged": self.unchanged, "moved": self.moved,
@@ -74,29 +75,29 @@ class IndexReport:
 
 
 def index_paths(
-    settings: Settings,
+    library: Library,
     paths: Iterable[str | os.PathLike],
-    encoder=None,
     progress: Progress | None = None,
     checkpoint_files: int = CHECKPOINT_FILES,
     show_progress: bool = False,
 ) -> IndexReport:
-    """Bring the index up to date with the audio files under ``paths`` (folders or files).
+    """Bring ``library`` (opened with ``create=True``) up to date with the audio files under
+    ``paths`` (folders or files).
 
     Bad files are recorded with status 'error' and their reason, and the run goes on.
     Raises FileNotFoundError, before touching anything, when a path does not exist.
     """
     paths = [os.path.abspath(path) for path in paths]
     found = scan(paths)
-    with _IndexRun(settings, encoder, progress, checkpoint_files, show_progress) as run:
+    with _IndexRun(library, progress, checkpoint_files, show_progress) as run:
         run.scan(found, folders=[path for path in paths if os.path.isdir(path)])
         run.embed_pending()
         return run.finish()
 
 
-def embed_pending(settings: Settings, encoder=None, progress: Progress | None = None, show_progress: bool = False) -> IndexReport:
+def embed_pending(library: Library, progress: Progress | None = None, show_progress: bool = False) -> IndexReport:
     """Embed the files the catalog holds as 'pending' (after ``clapdex doctor --fix``)."""
-    with _IndexRun(settings, encoder, progress, CHECKPOINT_FILES, show_progress) as run:
+    with _IndexRun(library, progress, CHECKPOINT_FILES, show_progress) as run:
         run.embed_pending()
         return run.finish()
 
@@ -118,29 +119,27 @@ class _FileJob:
 
 
 class _IndexRun:
-    def __init__(self, settings: Settings, encoder, progress: Progress | None, checkpoint_files: int,
-                 show_progress: bool):
-        self.tracker = ProgressFile(settings.home)
+    """One run over a library: the only writer of its catalog and vectors while it lasts."""
+
+    def __init__(self, library: Library, progress: Progress | None, checkpoint_files: int, show_progress: bool):
+        self.tracker = ProgressFile(library.settings.home)
         self.tracker.start("starting", None)  # before the model loads: status stops showing the last run
         self.checkpoint_files = max(1, checkpoint_files)
         self.notify = progress or (lambda path, outcome: None)
         self.show_progress = show_progress
         self.report = IndexReport()
-        self.library = Library(settings, create=True, encoder=encoder)
-        self.catalog = self.library.catalog
+        self.library, self.catalog = library, library.catalog
         try:
-            self.encoder = self.library.encoder
-            self.report.notice = self.library.notice
+            self.encoder = library.encoder
             self.hop = self.encoder.window_seconds * HOP_SHARE
-            self.catalog.claim_model(self.library.identity)
-            self.catalog.set_meta("window_seconds", str(self.encoder.window_seconds))
-            self.catalog.set_meta("hop_seconds", str(self.hop))
-            self.store: VectorStore = self.library.store
+            self.catalog.claim_model(library.identity)
+            self.store: VectorStore = library.store
             repair(self.catalog, self.store, examine(self.catalog, self.store))
             self.checkpoint()
         except BaseException:
-            self.library.close()
+            self.catalog.rollback()
             raise
+        library.indexed = self.catalog.model()
 
     def __enter__(self) -> _IndexRun:
         return self
@@ -148,13 +147,15 @@ class _IndexRun:
     def __exit__(self, exc_type, *exc_info) -> None:
         if exc_type is not None:
             self.catalog.rollback()
-        self.library.close()
 
     def checkpoint(self) -> None:
         # Vectors first: dying between the two leaves vectors the catalog does not name, or
         # windows whose vectors were removed; the next run's repair handles both.
+        started = time.perf_counter()
         self.store.save()
         self.catalog.commit()
+        log.debug("checkpoint: %d vectors saved and the catalog committed in %.2f s", len(self.store),
+                  time.perf_counter() - started)
 
     def finish(self) -> IndexReport:
         self.checkpoint()
@@ -283,7 +284,7 @@ class _IndexRun:
     def sync_payload(self, record: File, window_ids: list[int] | None = None) -> None:
         """Stores that keep file metadata beside the vectors (Qdrant) filter on it; FAISS does not.
         ``window_ids``: the record's windows, when the caller knows them."""
-        if hasattr(self.store, "set_payload"):
+        if self.store.keeps_payload:
             ids = [window.id for window in record.windows] if window_ids is None else window_ids
             if ids:
                 self.store.set_payload(np.array(ids, dtype=np.int64), record)
@@ -405,4 +406,5 @@ def _metadata_of(path: str) -> Metadata:
     try:
         return read_metadata(path)
     except Exception:  # metadata is optional; a file with unreadable tags is still indexed
+        log.warning("%s: its metadata could not be read; indexed without it", path, exc_info=True)
         return Metadata()

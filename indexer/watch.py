@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 
 from indexer.pipeline import IndexReport, index_paths
 from indexer.scan import network_filesystem, scan
-from search.config import ConfigError, Settings
+from search.config import ConfigError
+from search.library import Library
 
 DEFAULT_INTERVAL = 10.0
 DEFAULT_DEBOUNCE = 3.0
@@ -35,9 +36,8 @@ def snapshot(paths: Iterable[str]) -> dict[str, tuple[int, float]]:
 
 
 def watch(
-    settings: Settings,
+    library: Library,
     paths: Iterable[str | os.PathLike],
-    encoder,
     *,
     interval: float = DEFAULT_INTERVAL,
     debounce: float = DEFAULT_DEBOUNCE,
@@ -47,7 +47,7 @@ def watch(
     show_progress: bool = False,
     mounts: str = "/proc/mounts",
 ) -> None:
-    """Index ``paths`` now, then again after every settled change, until ``stop`` is set."""
+    """Index ``paths`` into ``library`` now, then again after every settled change, until ``stop`` is set."""
     paths = [os.path.abspath(path) for path in paths]
     for path in paths:
         kind = network_filesystem(path, mounts)
@@ -59,7 +59,7 @@ def watch(
     stop = stop or threading.Event()
     after_run = after_run or (lambda report: None)
     last = snapshot(paths)
-    after_run(index_paths(settings, paths, encoder=encoder, show_progress=show_progress))
+    after_run(index_paths(library, paths, show_progress=show_progress))
     while not stop.wait(interval):
         current = snapshot(paths)
         if current == last:
@@ -73,4 +73,4 @@ def watch(
         if stop.is_set():
             return
         last = current
-        after_run(index_paths(settings, paths, encoder=encoder, show_progress=show_progress))
+        after_run(index_paths(library, paths, show_progress=show_progress))

@@ -21,13 +21,14 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine, delete, event, exists, func,
-    insert, inspect, or_, select,
+    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Integer, String, Text, and_, case, create_engine, delete,
+    event, exists, func, insert, inspect, literal, not_, or_, select, true,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship, selectinload
 
 from search import ucs
 from search.filters import Filters
+from search.keyword import Keyword, KeywordQuery
 
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
 # Values per IN list, within every backend's bound-parameter limit.
@@ -199,6 +200,25 @@ class CatalogMissing(LookupError):
     """Asked to open a catalog that was never created."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Facets:
+    """What the library holds, for offering filters: each list sorted, durations in seconds."""
+
+    min_duration: float
+    max_duration: float
+    sample_rates: list[int]
+    channels: list[int]
+    formats: list[str]
+    folders: list[str]
+    tags: list[str]
+    categories: list[str]
+
+
+# Orders a search's files can be listed in beside relevance: the column, and whether descending.
+SORTS = {"name": (File.name, False), "shortest": (File.duration, False), "longest": (File.duration, True),
+         "folder": (File.folder, False)}
+
+
 class Catalog:
     """One unit of work on the catalog: changes are visible to others after ``commit()``."""
 
@@ -215,11 +235,15 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _tune_sqlite)
         if create:
-            Base.metadata.create_all(self.engine)
+            self.create_tables()
         elif not inspect(self.engine).has_table(Meta.__tablename__):
             self.engine.dispose()
             raise CatalogMissing(url)
         self.session = Session(self.engine, expire_on_commit=False)
+
+    def create_tables(self) -> None:
+        """Create the tables that are not there yet (all of them, for a new catalog)."""
+        Base.metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.session.close()
@@ -286,13 +310,10 @@ class Catalog:
         return {record.path: record for chunk in _chunks(paths)
                 for record in self.session.scalars(query(File.path.in_(chunk)))}
 
-    def upsert_file(self, path: str, *, root: str, size: int, mtime: float, content_hash: str | None = None) -> File:
-        """The record for ``path``, created if new, with its size, mtime and hash as seen now."""
-        return self.set_file(self.file(path), path, root=root, size=size, mtime=mtime, content_hash=content_hash)
-
     def set_file(self, record: File | None, path: str, *, root: str, size: int, mtime: float,
                  content_hash: str | None = None) -> File:
-        """``upsert_file`` for a caller that has looked ``path``'s record up already (None: it has none)."""
+        """The record for ``path`` (``record``: as looked up; None: it has none, create it), with its
+        size, mtime and hash as seen now."""
         if record is None:
             record = File(path=path, status=PENDING)
             self.session.add(record)
@@ -401,11 +422,6 @@ class Catalog:
             groups.setdefault(record.content_hash, []).append(record)
         return sorted(groups.values(), key=lambda group: group[0].path)
 
-    # --- meta: settings the index was built with
-
-    def meta(self, key: str) -> str | None:
-        return self.session.scalar(select(Meta.value).where(Meta.key == key))
-
     def set_meta(self, key: str, value: str) -> None:
         row = self.session.get(Meta, key)
         if row is None:
@@ -414,27 +430,10 @@ class Catalog:
             row.value = value
         self.session.flush()
 
-    def replace_windows(
-        self,
-        record: File,
-        spans: Sequence[tuple[float, float]],
-        *,
-        duration: float,
-        sample_rate: int,
-        channels: int,
-        codec: str,
-        bit_depth: int | None = None,
-        hop: float | None = None,
-    ) -> tuple[list[int], list[int]]:
-        """Give ``record`` new windows and mark it indexed; returns (removed ids, new ids)."""
-        removed, (added,) = self.replace_windows_of(
-            [Embedded(record, spans, duration, sample_rate, channels, codec, bit_depth, hop)]
-        )
-        return removed, added
-
     def replace_windows_of(self, files: Sequence[Embedded]) -> tuple[list[int], list[list[int]]]:
-        """``replace_windows`` for many files in a few statements: returns the ids of the windows
-        they had (removed) and each file's new window ids (in the order of its spans)."""
+        """Give each of ``files`` its new windows and mark it indexed, in a few statements: returns
+        the ids of the windows they had (removed) and each file's new window ids (in the order of
+        its spans)."""
         records = [entry.record for entry in files]
         removed = self._drop_windows_of(records)
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -532,9 +531,68 @@ class Catalog:
         for path, content_hash, window_id in self.session.execute(query):
             yield path, content_hash, window_id
 
+    # --- what searches ask
+
+    def listed(self, filters: Filters, limit: int) -> list[int]:
+        """Ids of the catalogued files (indexed or pending) that pass ``filters``, by name."""
+        query = select(File.id).where(_passing(filters, pending=True)).order_by(File.name, File.id).limit(limit)
+        return list(self.session.scalars(query))
+
+    def keyword_ranked(self, query: KeywordQuery, filters: Filters = Filters(), *, pending: bool = False,
+                       exclude_id: int | None = None, limit: int = 1000) -> list[int]:
+        """Ids of the files ``query`` matches within ``filters`` (``pending``: files not embedded yet
+        too), best first: a word in the name counts twice a word elsewhere; then by name."""
+        relevance = sum(
+            (case((_contains(File.name, word), 2), else_=0) + case((_describes(word), 1), else_=0)
+             for word in query.wanted),
+            start=literal(0),
+        )
+        statement = (
+            select(File.id)
+            .where(_keywords_match(query), _passing(filters, pending),
+                   true() if exclude_id is None else File.id != exclude_id)
+            .order_by(relevance.desc(), File.name, File.id)
+            .limit(limit)
+        )
+        return list(self.session.scalars(statement))
+
+    def sort_keys(self, file_ids: Sequence[int], sort: str) -> dict[int, tuple]:
+        """file id -> its key for ``sort`` (one of SORTS): (the column's value, the lower-case name)."""
+        column, _ = SORTS[sort]
+        keys: dict[int, tuple] = {}
+        for chunk in _chunks(file_ids):
+            rows = self.session.execute(select(File.id, column, File.name).where(File.id.in_(chunk)))
+            keys.update((file_id, (key if key is not None else 0, name.lower())) for file_id, key, name in rows)
+        return keys
+
+    def files_with_windows(self, file_ids: Sequence[int]) -> dict[int, File]:
+        """id -> record, with its windows and tags, for a page of hits: one statement."""
+        query = select(File).where(File.id.in_(file_ids)).options(joinedload(File.windows), joinedload(File.tag_rows))
+        return {record.id: record for record in self.session.scalars(query).unique()}
+
+    def indexed_paths_named(self, name: str, limit: int = 2) -> list[str]:
+        """Paths of indexed files called ``name`` (a query naming a sound by its file name)."""
+        query = select(File.path).where(File.name == name, File.status == INDEXED).order_by(File.path).limit(limit)
+        return list(self.session.scalars(query))
+
+    def facets(self) -> Facets:
+        indexed = File.status == INDEXED
+        low, high = self.session.execute(select(func.min(File.duration), func.max(File.duration)).where(indexed)).one()
+
+        def distinct_values(column):
+            return sorted(self.session.scalars(select(column).where(indexed, column.is_not(None)).distinct()))
+
+        tags = self.session.scalars(select(FileTag.tag).join(File, File.id == FileTag.file_id).where(indexed).distinct())
+        return Facets(
+            min_duration=low or 0.0, max_duration=high or 0.0,
+            sample_rates=distinct_values(File.sample_rate), channels=distinct_values(File.channels),
+            formats=distinct_values(File.format), folders=distinct_values(File.folder),
+            tags=sorted(tags), categories=distinct_values(File.ucs_category),
+        )
+
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""
-        query = select(Window.id).join(Window.file).where(File.status == INDEXED, *file_conditions(filters))
+        query = select(Window.id).join(Window.file).where(_passing(filters))
         return np.fromiter(self.session.scalars(query.order_by(Window.id)), dtype=np.int64)
 
     def errors(self) -> list[File]:
@@ -608,6 +666,37 @@ def ucs_filter_values(values: Iterable[str]) -> tuple[list[str], list[str]]:
         shorts += ucs.short_forms(value) or (value.strip(),)
         cat_ids.append(value.strip())
     return shorts, cat_ids
+
+
+def _passing(filters: Filters, pending: bool = False) -> ColumnElement[bool]:
+    """A WHERE clause on File: indexed (or, with ``pending``, waiting to be embedded) and passing ``filters``."""
+    return and_(File.status.in_((INDEXED, PENDING) if pending else (INDEXED,)), *file_conditions(filters))
+
+
+def _keywords_match(query: KeywordQuery) -> ColumnElement[bool]:
+    """A WHERE clause on File true for the files ``query`` matches: an OR of ANDs."""
+    if not query:
+        return true()
+    return or_(*(and_(*(_keyword_clause(keyword) for keyword in group)) for group in query.alternatives))
+
+
+def _keyword_clause(keyword: Keyword) -> ColumnElement[bool]:
+    found = or_(_contains(File.name, keyword.word), _describes(keyword.word))
+    return not_(found) if keyword.negated else found
+
+
+def _describes(word: str) -> ColumnElement[bool]:
+    """``word`` is somewhere in what the catalog says about the file, other than its name."""
+    # The folder below the root: every file shares the root's own path, so it says nothing.
+    below_root = func.substr(File.folder, func.length(File.root) + 1)
+    columns = (below_root, File.title, File.description, File.ucs_cat_id, File.ucs_category, File.ucs_subcategory)
+    tagged = exists().where(FileTag.file_id == File.id, _contains(FileTag.tag, word))
+    return or_(*(_contains(column, word) for column in columns), tagged)
+
+
+def _contains(column, word: str) -> ColumnElement[bool]:
+    # coalesce: a NULL column must read as "no match", not poison a NOT into NULL.
+    return func.lower(func.coalesce(column, "")).contains(word, autoescape=True)
 
 
 def _tune_sqlite(connection, _record) -> None:

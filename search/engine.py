@@ -9,29 +9,27 @@ weighted reciprocal rank.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import io
+import logging
 import math
 import os
-import threading
+import time
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, select
 
 from encoders.audio import AudioDecodeError, load_audio, resample, to_mono, windows  # noqa: F401 - the page catches it from here
-from search import duplicates
 from search import keyword as keywords
-from search.catalog import INDEXED, PENDING, File, FileTag, Window, file_conditions
-from search.config import Settings
+from search.catalog import INDEXED, PENDING, File, Window
+from search.catalog import SORTS as CATALOG_SORTS
 from search.filters import Filters
-from search.progress import describe as describe_progress
-from search.progress import read_progress
-from search.query import Clip, Query, QueryError, Sound, Text
 from search.library import Library
+from search.query import Clip, Query, QueryError, Sound, Text
 from search.store import unit_vector
+
+log = logging.getLogger(__name__)
 
 # Windows fetched per wanted file at first; files with many close windows need more.
 OVERSAMPLE = 8
@@ -40,7 +38,7 @@ OVERSAMPLE = 8
 RESULT_LIMIT = 500
 # Reciprocal rank fusion's constant: how much rank 1 outweighs rank 10 (60 is the usual choice).
 RRF_K = 60
-SORTS = ("relevance", "name", "shortest", "longest", "folder")
+SORTS = ("relevance", *CATALOG_SORTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,54 +108,22 @@ class Results:
         return max(1, math.ceil(self.total / self.page_size))
 
 
-@dataclasses.dataclass(frozen=True)
-class LibraryStatus:
-    model: str | None  # None until something is indexed
-    indexed: int  # files
-    pending: int
-    errors: list[tuple[str, str]]  # (path, reason)
-    segments: int  # windows: the units the vector search ranks
-    progress: str | None  # the current or last index run, in words; None before any
-
-
-@dataclasses.dataclass(frozen=True)
-class Facets:
-    """What the library holds, for offering filters: each list sorted, durations in seconds."""
-
-    min_duration: float
-    max_duration: float
-    sample_rates: list[int]
-    channels: list[int]
-    formats: list[str]
-    folders: list[str]
-    tags: list[str]
-    categories: list[str]
-
-
 class Searcher:
-    """The query side of one library: the encoder is loaded once and checked against the index.
+    """The query side of a ``Library``: queries embedded by its model, ranked over its store.
 
     ``library_only`` is for the page: sounds named in a query must then be indexed files
     inside the library roots, and clips are cut to ``max_clip_seconds``. The command line
     leaves it off, so ``clapdex similar ~/Downloads/x.wav`` reads any file its user can.
-    One Searcher may serve several threads (the page's sessions); calls take turns.
+    One Searcher may serve several threads (the page's sessions); calls take turns through
+    the library. Whoever opened the library closes it.
     """
 
-    def __init__(
-        self, settings: Settings, encoder=None, *, library_only: bool = False, max_clip_seconds: float | None = None
-    ):
-        self.settings = settings
+    def __init__(self, library: Library, *, library_only: bool = False, max_clip_seconds: float | None = None):
+        self.library = library
+        self.settings = library.settings
         self.library_only = library_only
         self.max_clip_seconds = max_clip_seconds
-        self.library = Library(settings, encoder=encoder)
-        try:
-            self.catalog, self.store = self.library.catalog, self.library.store
-        except BaseException:
-            self.library.close()
-            raise
-        self.catalog.rollback()
-        # A SQLAlchemy session and a torch model are not for concurrent use.
-        self._lock = threading.RLock()
+        self.catalog, self.store = library.catalog, library.store
         # Typing a query, then paging and filtering, embeds the same words again and again.
         self.embed_text = functools.lru_cache(maxsize=1024)(self._embed_text)
         self._embed_clip_bytes = functools.lru_cache(maxsize=16)(self._embed_clip_bytes_uncached)
@@ -166,31 +132,7 @@ class Searcher:
     def encoder(self):
         """The library's model, loaded by the first query that needs it: keywords and filters
         alone never load it."""
-        with self._lock:
-            return self.library.encoder
-
-    @property
-    def notice(self) -> str | None:
-        return self.library.notice
-
-    def close(self) -> None:
-        self.library.close()
-
-    @contextlib.contextmanager
-    def _reading(self):
-        """One caller at a time, and no read transaction left open after it (SQLite's WAL would
-        keep the writer's checkpoints waiting)."""
-        with self._lock:
-            try:
-                yield
-            finally:
-                self.catalog.rollback()
-
-    def __enter__(self) -> Searcher:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+        return self.library.encoder
 
     # --- the one search
 
@@ -216,35 +158,22 @@ class Searcher:
         if not 0 <= keyword_weight <= 1:
             raise QueryError("the keyword weight is a share between 0 and 1")
         keyword_query = keywords.parse_keywords(keywords_text)
-        with self._reading():
+        started = time.perf_counter()
+        with self.library.reading():
             vector = self.embed_query(query) if query else None
             ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
             hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched})
+        log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
+                  len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score)
-
-    # --- the older single-purpose calls, each one search
-
-    def search_text(self, text: str, top: int = 10) -> list[Hit]:
-        return self.search(Query.text(text), page_size=top).hits
-
-    def search_audio(self, samples: np.ndarray, sample_rate: int, top: int = 10) -> list[Hit]:
-        """Files that sound like ``samples`` (mono, or (frames, channels)) at ``sample_rate``."""
-        with self._reading():
-            vector = self.embed_clip(samples, sample_rate)
-            ranked = self._rank_by_vector(vector, {}, None)[:top]
-            return self._hits([(file_id, 0.0) for file_id, _ in ranked], vector, set())
-
-    def similar(self, path: str | os.PathLike, top: int = 10) -> list[Hit]:
-        """Files that sound like the file at ``path``, not counting that file itself."""
-        return self.search(Query.sound(os.path.abspath(path)), page_size=top).hits
 
     # --- embedding queries
 
     def embed_query(self, query: Query) -> np.ndarray:
         """The unit vector of the weighted sum of the terms' unit vectors."""
-        with self._lock:
+        with self.library.reading():
             total = np.zeros(self.encoder.dim, np.float32)
             for term in query.terms:
                 total += term.weight * self._embed_source(term.source)
@@ -303,9 +232,7 @@ class Searcher:
             return found
         if os.path.isabs(path):
             return self.library_file(path)
-        named = list(self.catalog.session.scalars(
-            select(File.path).where(File.name == os.path.basename(path), File.status == INDEXED).limit(2)
-        ))
+        named = self.catalog.indexed_paths_named(os.path.basename(path))
         if not named:
             raise QueryError(f"no file named {os.path.basename(path)} is indexed in this library")
         if len(named) > 1:
@@ -330,7 +257,7 @@ class Searcher:
         Everything a user can reach through a query result goes through here, so no parameter
         can name a file outside the indexed roots (no ``..``, no symlink out of a root).
         """
-        with self._reading():
+        with self.library.reading():
             record = self.catalog.file(os.path.abspath(path))
         refused = PermissionError(f"{path} is not a file of this library")
         if record is None or record.status not in (INDEXED, PENDING):
@@ -341,50 +268,6 @@ class Searcher:
         if not any(resolved.is_relative_to(root) for root in allowed):
             raise refused
         return resolved
-
-    # --- what the library holds
-
-    def disagreement(self) -> str | None:
-        """A warning when catalog and vectors no longer hold the same windows (``Library.disagreement``)."""
-        with self._reading():
-            return self.library.disagreement()
-
-    def status(self) -> LibraryStatus:
-        with self._reading():
-            counts, model = self.catalog.counts(), self.catalog.model()
-            errors = [(record.path, record.error or "unknown") for record in self.catalog.errors()]
-        run = read_progress(self.settings.home)
-        return LibraryStatus(
-            model=str(model) if model else None, indexed=counts[INDEXED], pending=counts["pending"],
-            errors=errors, segments=counts["windows"], progress=describe_progress(run) if run else None,
-        )
-
-    def exact_duplicates(self) -> list[list[str]]:
-        """Groups of paths with the same content (by hash), each group in path order."""
-        with self._reading():
-            return duplicates.exact_duplicates(self.catalog)
-
-    def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> list[duplicates.NearPair]:
-        """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples, trims)."""
-        with self._reading():
-            return duplicates.near_duplicates(self.catalog, self.store, threshold)
-
-    def facets(self) -> Facets:
-        with self._reading():
-            session = self.catalog.session
-            indexed = File.status == INDEXED
-            low, high = session.execute(select(func.min(File.duration), func.max(File.duration)).where(indexed)).one()
-
-            def distinct_values(column):
-                return sorted(session.scalars(select(column).where(indexed, column.is_not(None)).distinct()))
-
-            tags = session.scalars(select(FileTag.tag).join(File, File.id == FileTag.file_id).where(indexed).distinct())
-            return Facets(
-                min_duration=low or 0.0, max_duration=high or 0.0,
-                sample_rates=distinct_values(File.sample_rate), channels=distinct_values(File.channels),
-                formats=distinct_values(File.format), folders=distinct_values(File.folder),
-                tags=sorted(tags), categories=distinct_values(File.ucs_category),
-            )
 
     # --- ranking
 
@@ -398,8 +281,6 @@ class Searcher:
     ) -> tuple[list[tuple[int, float, bool]], float | None]:
         """(file id, relevance, matched the keywords), best first, at most RESULT_LIMIT; and the
         best cosine of any file (None without a sound query)."""
-        # Without a sound query, files the scan has catalogued but not yet embedded are found too.
-        restrict = indexed_matching(filters) if vector is not None else catalogued_matching(filters)
         excluded = None
         if query is not None and query.exclude_path is not None:
             excluded = self.catalog.file(os.path.abspath(query.exclude_path))
@@ -409,12 +290,11 @@ class Searcher:
         best_score = by_vector[0][1] if by_vector else None
         if not keyword_query:
             if vector is None:  # filters alone: a listing of what they let through
-                listed = select(File.id).where(restrict).order_by(File.name, File.id).limit(RESULT_LIMIT)
-                return [(file_id, 0.0, False) for file_id in self.catalog.session.scalars(listed)], None
+                return [(file_id, 0.0, False) for file_id in self.catalog.listed(filters, RESULT_LIMIT)], None
             return [(file_id, score, False) for file_id, score in by_vector], best_score
-        if excluded is not None:
-            restrict = and_(restrict, File.id != excluded.id)
-        by_keyword = keywords.ranked_file_ids(self.catalog.session, keyword_query, restrict, RESULT_LIMIT)
+        # Without a sound query, files the scan has catalogued but not yet embedded are found too.
+        by_keyword = self.catalog.keyword_ranked(keyword_query, filters, pending=vector is None,
+                                                 exclude_id=excluded.id if excluded else None, limit=RESULT_LIMIT)
         if vector is None:
             return [(file_id, 1.0 / (RRF_K + rank), True) for rank, file_id in enumerate(by_keyword, 1)], None
         fused: dict[int, float] = {}
@@ -434,7 +314,7 @@ class Searcher:
         metadata beside the vectors (Qdrant), else as the windows the catalog lets through."""
         if not filters:
             return {}
-        if getattr(self.store, "keeps_payload", False):
+        if self.store.keeps_payload:
             return {"filters": filters}
         return {"allowed_ids": self.catalog.window_ids_matching(filters)}
 
@@ -471,47 +351,29 @@ class Searcher:
     def _sorted(self, ranked: list[tuple[int, float, bool]], sort: str) -> list[tuple[int, float, bool]]:
         if sort == "relevance" or not ranked:
             return ranked
-        key_column = {"name": File.name, "shortest": File.duration, "longest": File.duration, "folder": File.folder}[sort]
-        keys: dict[int, object] = {}
-        file_ids = [file_id for file_id, _, _ in ranked]
-        for offset in range(0, len(file_ids), 500):
-            rows = self.catalog.session.execute(
-                select(File.id, key_column, File.name).where(File.id.in_(file_ids[offset : offset + 500]))
-            )
-            keys.update((file_id, (key if key is not None else 0, name.lower())) for file_id, key, name in rows)
+        keys = self.catalog.sort_keys([file_id for file_id, _, _ in ranked], sort)
         if sort == "name":
             return sorted(ranked, key=lambda item: keys[item[0]][1])
-        return sorted(ranked, key=lambda item: keys[item[0]], reverse=sort == "longest")
+        return sorted(ranked, key=lambda item: keys[item[0]], reverse=CATALOG_SORTS[sort][1])
 
     def _hits(self, ranked: list, vector: np.ndarray | None, keyword_matches: set[int]) -> list[Hit]:
         """Hits for ``ranked`` files in that order, each at its best window for ``vector``
-        (the first window without one)."""
+        (the first window without one): the files in one query, their vectors in one call."""
         file_ids = [item[0] for item in ranked]
-        records = {record.id: record for record in self.catalog.session.scalars(select(File).where(File.id.in_(file_ids)))}
+        records = self.catalog.files_with_windows(file_ids)
+        scored = [window.id for record in records.values() for window in record.windows] if vector is not None else []
+        scores = dict(zip(scored, (self.store.reconstruct(np.array(scored, dtype=np.int64)) @ vector).tolist())) \
+            if scored else {}
         hits = []
         for file_id in file_ids:
             record = records.get(file_id)
+            matched = file_id in keyword_matches
             if record is not None and vector is None and record.status == PENDING:
-                hits.append(Hit.of_file(record, file_id in keyword_matches))
-                continue
-            if record is None or not record.windows:
-                continue
-            if vector is None:
-                hits.append(Hit.of(record.windows[0], None, file_id in keyword_matches))
-                continue
-            stored = self.store.reconstruct(np.array([w.id for w in record.windows], dtype=np.int64))
-            scores = stored @ vector
-            best = int(np.argmax(scores))
-            hits.append(Hit.of(record.windows[best], float(scores[best]), file_id in keyword_matches))
+                hits.append(Hit.of_file(record, matched))
+            elif record is not None and record.windows:
+                if vector is None:
+                    hits.append(Hit.of(record.windows[0], None, matched))
+                else:
+                    best = max(record.windows, key=lambda window: scores[window.id])
+                    hits.append(Hit.of(best, scores[best.id], matched))
         return hits
-
-
-def indexed_matching(filters: Filters) -> ColumnElement[bool]:
-    """A WHERE clause on ``File``: indexed, and passing ``filters``."""
-    return and_(File.status == INDEXED, *file_conditions(filters))
-
-
-def catalogued_matching(filters: Filters) -> ColumnElement[bool]:
-    """A WHERE clause on ``File``: readable (indexed, or waiting to be embedded), and passing ``filters``."""
-    return and_(File.status.in_((INDEXED, PENDING)), *file_conditions(filters))
-

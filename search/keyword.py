@@ -3,19 +3,15 @@
 ``door -metal, gate``: a space means AND, a comma OR, a leading ``-`` NOT, and
 ``"wood door"`` keeps a phrase together; AND binds tighter than OR, so that reads
 "(door and not metal) or gate". A keyword matches, ignoring case, anywhere in a file's
-name, its folder below the library root, its title, description, tags and UCS category. Everything is bound parameters through SQLAlchemy, so it runs alike on
-SQLite and PostgreSQL and no keyword can change the SQL.
+name, its folder below the library root, its title, description, tags and UCS category.
+This module reads the syntax; the catalog turns a ``KeywordQuery`` into SQL
+(``Catalog.keyword_ranked``), with bound parameters, alike on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, not_, or_, select, true
-from sqlalchemy.orm import Session
-
-from search.catalog import INDEXED, File, FileTag
 
 _TOKEN = re.compile(r'(-?)"([^"]*)"|(\S+)')
 
@@ -56,50 +52,6 @@ def parse_keywords(text: str) -> KeywordQuery:
         if group:
             alternatives.append(tuple(group))
     return KeywordQuery(tuple(alternatives))
-
-
-def matches(query: KeywordQuery) -> ColumnElement[bool]:
-    """A WHERE clause on ``File`` true for the files ``query`` matches."""
-    if not query:
-        return true()
-    return or_(*(and_(*(_keyword_clause(keyword) for keyword in group)) for group in query.alternatives))
-
-
-def ranked_file_ids(
-    session: Session, query: KeywordQuery, restrict: ColumnElement[bool] | None = None, limit: int = 1000
-) -> list[int]:
-    """Files matching ``query`` within ``restrict`` (by default: indexed ones), best first: a word
-    in the name counts twice a word elsewhere; then by name."""
-    relevance = sum(
-        (case((_contains(File.name, word), 2), else_=0) + case((_describes(word), 1), else_=0) for word in query.wanted),
-        start=literal(0),
-    )
-    statement: Select = (
-        select(File.id)
-        .where(matches(query), restrict if restrict is not None else File.status == INDEXED)
-        .order_by(relevance.desc(), File.name, File.id)
-        .limit(limit)
-    )
-    return list(session.scalars(statement))
-
-
-def _keyword_clause(keyword: Keyword) -> ColumnElement[bool]:
-    found = or_(_contains(File.name, keyword.word), _describes(keyword.word))
-    return not_(found) if keyword.negated else found
-
-
-def _describes(word: str) -> ColumnElement[bool]:
-    """``word`` is somewhere in what the catalog says about the file, other than its name."""
-    # The folder below the root: every file shares the root's own path, so it says nothing.
-    below_root = func.substr(File.folder, func.length(File.root) + 1)
-    columns = (below_root, File.title, File.description, File.ucs_cat_id, File.ucs_category, File.ucs_subcategory)
-    tagged = exists().where(FileTag.file_id == File.id, _contains(FileTag.tag, word))
-    return or_(*(_contains(column, word) for column in columns), tagged)
-
-
-def _contains(column, word: str) -> ColumnElement[bool]:
-    # coalesce: a NULL column must read as "no match", not poison a NOT into NULL.
-    return func.lower(func.coalesce(column, "")).contains(word, autoescape=True)
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:

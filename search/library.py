@@ -1,21 +1,33 @@
 """One library home: its settings, its catalog and vector store, and the model that reads it.
 
-Every verb starts here. Opening a library that was never indexed is refused with
-``NoIndexError`` before anything is created or any model is loaded; ``create=True`` (the
-indexer) makes a new one. The encoder is loaded on first use, chosen as the index
-remembers it: the same model, from the same weights file, found again where it was.
+Every verb, the indexer, the query engine and the page take a Library. Opening one that
+was never indexed is refused with ``NoIndexError`` before anything is created or any model
+is loaded; ``create=True`` (the indexer) makes a new one. The encoder is loaded on first
+use, chosen as the index remembers it: the same model, from the same weights file, found
+again where it was. What the library holds (status, facets, duplicates) is asked here.
+
+A home holds ``catalog.sqlite`` (unless the catalog is a database elsewhere), ``vectors/``
+(FAISS), ``config.toml`` and ``indexing.json``, the progress of the current or last index run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import logging
 import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from encoders import Encoder, MissingWeightsError, list_models, load_encoder
-from search.catalog import Catalog, CatalogMissing, ModelIdentity
+from search import duplicates
+from search.catalog import INDEXED, PENDING, Catalog, CatalogMissing, Facets, ModelIdentity
 from search.config import ConfigError, Settings
 from search.store import VectorStore, open_store
 
@@ -23,6 +35,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "msclap-2023"
 SHIPPED_MODEL = "clapdex-compact"
+PROGRESS_FILE = "indexing.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryStatus:
+    model: ModelIdentity
+    indexed: int  # files
+    pending: int  # catalogued, waiting to be embedded
+    errors: list[tuple[str, str]]  # (path, reason) of the files that could not be read
+    windows: int  # the units the vector search ranks
+    run: dict | None  # the current or last index run's progress; None before any
+
+    @property
+    def run_described(self) -> str | None:
+        return describe_run(self.run) if self.run else None
 
 
 class NoIndexError(LookupError):
@@ -40,22 +67,34 @@ class Library:
     """The catalog, the vector store and the encoder of one library, opened once per verb.
 
     ``create=False`` (every reading verb) raises NoIndexError, creating nothing, unless an
-    index exists; ``encoder`` hands over one already loaded (tests, the indexer's caller).
+    index exists. ``create=True`` (the indexer) creates a new home's catalog only once its
+    model has loaded, so a first run that cannot load one leaves nothing behind. ``encoder``
+    hands over one already loaded (tests, benchmarks).
     """
 
     def __init__(self, settings: Settings, *, create: bool = False, encoder: Encoder | None = None):
         self.settings = settings
+        self._catalog: Catalog | None = None
         try:
-            self.catalog = Catalog(settings.catalog_url, create=create)
-            self.indexed = self.catalog.model()
+            self._catalog = Catalog(settings.catalog_url, create=False)
+            self.indexed = self._catalog.model()
+            self._catalog.rollback()
         except CatalogMissing:
-            raise NoIndexError(self.where) from None
+            if not create:
+                raise NoIndexError(self.where) from None
+            self.indexed = None
         except OperationalError as error:
             raise CatalogUnreachable(f"the catalog at {self.where} cannot be opened: {error.orig or error}") from None
-        self.catalog.rollback()
         if self.indexed is None and not create:
-            self.catalog.close()
+            self._catalog.close()
             raise NoIndexError(self.where)
+        if create and self._catalog is not None:
+            self._catalog.create_tables()  # those a newer clapdex added since the index was made
+        log.debug("library %s: %s", self.where, self.indexed or "no index yet")
+        # A SQLAlchemy session and a torch model are not for concurrent use: the page's sessions
+        # share one Library and take turns (``reading``).
+        self._lock = threading.RLock()
+        self._readers = 0  # nested readings of the thread holding the lock
         self._given = encoder
         self._encoder: Encoder | None = None
         self._store: VectorStore | None = None
@@ -65,8 +104,14 @@ class Library:
             try:
                 _ = self.encoder
             except BaseException:
-                self.catalog.close()
+                self.close()
                 raise
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:  # a new library, its model loaded: now it is made
+            self._catalog = Catalog(self.settings.catalog_url, create=True)
+        return self._catalog
 
     @property
     def where(self) -> str:
@@ -75,20 +120,38 @@ class Library:
             return str(self.settings.home)
         return make_url(self.settings.catalog).render_as_string(hide_password=True)
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Catalog]:
+        """The catalog, for one caller at a time, with no read transaction left open after it
+        (SQLite's WAL would keep the writer's checkpoints waiting)."""
+        with self._lock:
+            self._readers += 1
+            try:
+                yield self.catalog
+            finally:
+                self._readers -= 1
+                if not self._readers:  # the outermost reading ends the transaction
+                    self.catalog.rollback()
+
     @property
     def encoder(self) -> Encoder:
         """The model for this library, loaded on first use and checked against the index."""
-        if self._encoder is None:
-            encoder, self.notice = (self._given, None) if self._given else choose_encoder(self.settings, self.indexed)
-            identity = ModelIdentity.of(encoder, named=bool(self.settings.weights) or bool(
-                self.indexed and self.indexed.weights_named))
-            self.catalog.check_model(identity)
-            self.identity = identity
-            if self.indexed is not None:
-                self.catalog.remember_weights(identity)
-                self.catalog.commit()
-            self._encoder = encoder
-        return self._encoder
+        with self._lock:
+            return self._encoder or self._load_encoder()
+
+    def _load_encoder(self) -> Encoder:
+        started = time.perf_counter()
+        encoder, self.notice = (self._given, None) if self._given else choose_encoder(self.settings, self.indexed)
+        log.debug("model %s (weights %s from %s) on %s, ready in %.1f s", encoder.name, encoder.weights_id,
+                  encoder.weights_path or "clapdex", encoder.device, time.perf_counter() - started)
+        named = bool(self.settings.weights) or bool(self.indexed and self.indexed.weights_named)
+        self.identity = ModelIdentity.of(encoder, named=named)
+        self.catalog.check_model(self.identity)
+        if self.indexed is not None:
+            self.catalog.remember_weights(self.identity)
+            self.catalog.commit()
+        self._encoder = encoder
+        return encoder
 
     @property
     def dim(self) -> int:
@@ -100,18 +163,42 @@ class Library:
             self._store = open_store(self.settings, self.dim)
         return self._store
 
+    # --- what the library holds
+
+    def status(self) -> LibraryStatus:
+        with self.reading() as catalog:
+            counts = catalog.counts()
+            errors = [(record.path, record.error or "unknown") for record in catalog.errors()]
+        return LibraryStatus(self.indexed, counts[INDEXED], counts[PENDING], errors, counts["windows"],
+                             read_progress(self.settings.home))
+
+    def facets(self) -> Facets:
+        with self.reading() as catalog:
+            return catalog.facets()
+
+    def exact_duplicates(self) -> list[list[str]]:
+        """Groups of paths with the same content (by hash), each group in path order."""
+        with self.reading() as catalog:
+            return duplicates.exact_duplicates(catalog)
+
+    def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> list[duplicates.NearPair]:
+        """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples, trims)."""
+        with self.reading() as catalog:
+            return duplicates.near_duplicates(catalog, self.store, threshold)
+
     def disagreement(self) -> str | None:
         """A warning when the catalog and the vector store no longer hold the same windows (a
         count, not ``doctor``'s full check: cheap enough for every search)."""
-        windows, vectors = self.catalog.window_count(), len(self.store)
-        self.catalog.rollback()
+        with self.reading() as catalog:
+            windows, vectors = catalog.window_count(), len(self.store)
         if windows == vectors:
             return None
         return (f"the catalog names {windows} windows but the vector store holds {vectors} vectors, so results "
                 "may be missing; run `clapdex doctor` to see why and `clapdex doctor --fix` to repair")
 
     def close(self) -> None:
-        self.catalog.close()
+        if self._catalog is not None:
+            self._catalog.close()
         if self._store is not None:
             self._store.close()
 
@@ -166,3 +253,46 @@ def _indexed_weights(indexed: ModelIdentity | None, name: str) -> str | None:
             f"this index was built with {indexed} from {indexed.weights_path}, which is not there any more; "
             "pass --weights PATH where the file is now (clapdex then remembers the new place)")
     return None
+
+
+def read_progress(home: Path) -> dict | None:
+    """The last run's progress, with ``running`` telling whether its process is still alive."""
+    try:
+        state = json.loads((Path(home) / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    state["running"] = state.get("phase") != "finished" and _alive(state.get("pid"))
+    return state
+
+
+def describe_run(state: dict) -> str:
+    phase, done, total = state.get("phase"), state.get("done", 0), state.get("total")
+    if phase == "finished":
+        summary = state.get("summary") or {}
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.get("finished", 0)))
+        return f"last run finished {when}: " + ", ".join(f"{value} {key}" for key, value in summary.items())
+    count = f"{done}/{total}" if total is not None else f"{done}"
+    line = f"{phase} {count} files, {state.get('files_per_second', 0):.1f} files/s"
+    if state.get("eta_seconds") is not None:
+        line += f", ETA {_duration(state['eta_seconds'])}"
+    if not state["running"]:
+        line = f"interrupted while {line}; run `clapdex index` again to resume"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

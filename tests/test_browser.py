@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -14,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from sounds import build_library
+from libraries import index_into
 
-from indexer import index_paths
 from search.config import load_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -51,7 +50,7 @@ def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float = 90) 
 def served(tmp_path_factory, tiny_weights, tiny_encoder):
     library = build_library(tmp_path_factory.mktemp("browser-library") / "sounds")
     home = tmp_path_factory.mktemp("browser-home")
-    index_paths(load_settings(home), [library["tone"].parent], encoder=tiny_encoder)
+    index_into(load_settings(home), [library["tone"].parent], tiny_encoder)
     port = free_port()
     command = [
         sys.executable, "-m", "clapdex", "--home", str(home), "--weights", str(tiny_weights), "--device", "cpu",

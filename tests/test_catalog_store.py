@@ -25,9 +25,9 @@ def catalog(request, tmp_path):
 
 
 def add_file(catalog, path, spans=((0.0, 7.0), (7.0, 14.0))):
-    record = catalog.upsert_file(path, root="/lib", size=100, mtime=1.5)
-    spans = catalog.replace_windows(record, spans, duration=14.0, sample_rate=44100, channels=2, codec="wav/pcm_16")
-    return record, spans
+    record = catalog.set_file(None, path, root="/lib", size=100, mtime=1.5)
+    removed, (ids,) = catalog.replace_windows_of([Embedded(record, spans, 14.0, 44100, 2, "wav/pcm_16")])
+    return record, (removed, ids)
 
 
 def test_catalog_is_sqlite_in_wal_mode(tmp_path):
@@ -48,7 +48,7 @@ def test_files_get_windows_whose_ids_map_back_to_them(catalog):
 def test_replacing_windows_never_reuses_ids(catalog):
     record, (_, first) = add_file(catalog, "/lib/dog.wav")
     catalog.commit()
-    removed, second = catalog.replace_windows(record, [(0.0, 3.0)], duration=3.0, sample_rate=44100, channels=1, codec="x")
+    removed, (second,) = catalog.replace_windows_of([Embedded(record, [(0.0, 3.0)], 3.0, 44100, 1, "x")])
     catalog.commit()
 
     assert removed == first
@@ -81,11 +81,10 @@ def test_the_first_model_is_claimed_and_another_refused(tmp_path, backend):
 
 
 def catalogue(catalog, path, duration, rate, channels, tags=(), cat_id=None, category=None, content_hash=None):
-    record = catalog.upsert_file(path, root="/lib", size=1, mtime=1.0, content_hash=content_hash)
+    record = catalog.set_file(catalog.file(path), path, root="/lib", size=1, mtime=1.0, content_hash=content_hash)
     catalog.set_metadata(record, Metadata(duration=duration, sample_rate=rate, channels=channels, tags=tags,
                                           ucs_cat_id=cat_id, ucs_category=category))
-    _, ids = catalog.replace_windows(record, [(0.0, min(duration, 7.0))], duration=duration, sample_rate=rate,
-                                     channels=channels, codec="x")
+    _, (ids,) = catalog.replace_windows_of([Embedded(record, [(0.0, min(duration, 7.0))], duration, rate, channels, "x")])
     return ids[0]
 
 
@@ -94,7 +93,7 @@ def test_filters_become_sql_over_indexed_files(catalog):
     rain = catalogue(catalog, "/lib/rain/heavy.flac", 30.0, 44100, 2, ("weather",))
     bird = catalogue(catalog, "/lib/rain/birds/dawn.mp3", 12.0, 44100, 1, ("weather", "birds"))
     odd = catalogue(catalog, "/lib/rain_and_more/x.wav", 1.0, 96000, 16)  # a sibling folder sharing a prefix
-    pending = catalog.upsert_file("/lib/rain/new.wav", root="/lib", size=1, mtime=1.0)
+    pending = catalog.set_file(None, "/lib/rain/new.wav", root="/lib", size=1, mtime=1.0)
     catalog.commit()
 
     def matching(**given):

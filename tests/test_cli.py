@@ -90,7 +90,9 @@ def test_a_path_that_does_not_exist_is_a_user_error(tmp_path, tiny_weights):
     result = clapdex("index", str(tmp_path / "no-such-folder"), home=tmp_path, weights=tiny_weights)
 
     assert result.returncode == 2
-    assert result.stderr == f"clapdex: no such file or folder: {tmp_path / 'no-such-folder'}\n"
+    assert result.stderr == f"clapdex index: argument PATH: '{tmp_path / 'no-such-folder'}' is not an existing file or " \
+                            "folder (see clapdex index --help)\n"
+    assert not (tmp_path / 'catalog.sqlite').exists()
 
 
 def test_a_folder_without_audio_is_said_so(tmp_path, tiny_weights):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from sounds import esc10_clips
+from libraries import index_into
 
-from indexer import index_paths
 from search.duplicates import exact_duplicates, near_duplicates
 from search.catalog import Catalog
 from search.config import load_settings
@@ -42,7 +42,7 @@ def indexed(tmp_path_factory, tiny_encoder):
     for command in commands.values():
         subprocess.run([str(part) for part in command], check=True)
     settings = load_settings(tmp_path_factory.mktemp("home"), batch_size=8)
-    index_paths(settings, [folder], encoder=tiny_encoder)
+    index_into(settings, [folder], tiny_encoder)
     return settings, folder, others
 
 

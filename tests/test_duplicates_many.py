@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search import duplicates
-from search.catalog import Catalog
+from search.catalog import Catalog, Embedded
 from search.duplicates import near_duplicates
 from search.qdrant_store import QdrantStore
 from search.store import FaissStore
@@ -82,10 +82,9 @@ def library():
 
 def add_files(catalog, store, paths, files) -> None:
     for path, (content_hash, windows) in zip(paths, files):
-        record = catalog.upsert_file(path, root="/lib", size=100, mtime=1.0, content_hash=content_hash)
+        record = catalog.set_file(None, path, root="/lib", size=100, mtime=1.0, content_hash=content_hash)
         spans = [(3.5 * n, 3.5 * n + 7.0) for n in range(len(windows))]
-        _, ids = catalog.replace_windows(record, spans, duration=3.5 * len(windows) + 3.5, sample_rate=44100,
-                                         channels=1, codec="wav/pcm_16")
+        _, (ids,) = catalog.replace_windows_of([Embedded(record, spans, 3.5 * len(windows) + 3.5, 44100, 1, "wav/pcm_16")])
         store.add(np.array(ids), windows.astype(np.float32))
     catalog.commit()
     store.save()

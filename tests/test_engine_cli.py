@@ -20,8 +20,11 @@ def indexed_home(tmp_path_factory, tiny_weights):
 
 
 def listed(result) -> list[str]:
-    assert result.returncode == 0, result.stderr
-    return [Path(hit["path"]).name for hit in json.loads(result.stdout)]
+    """The names of the hits printed; nothing found is exit status 1, as grep's."""
+    names = [Path(hit["path"]).name for hit in json.loads(result.stdout)]
+    assert result.returncode == (0 if names else 1), result.stderr
+    assert ("clapdex: no files match" in result.stderr) == (not names)
+    return names
 
 
 def test_filters_keywords_and_arithmetic(indexed_home, tiny_weights):

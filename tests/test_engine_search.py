@@ -10,11 +10,10 @@ import shutil
 import numpy as np
 import pytest
 from sounds import build_library, sox_tone
+from libraries import index_into, searching
 
-from indexer import index_paths
 from search.catalog import Catalog
 from search.config import load_settings
-from search.engine import Searcher
 from search.filters import Filters
 from search.query import Query, QueryError, Sound, Term, Text, parse_query
 
@@ -25,20 +24,20 @@ GOOD = {"tone": "tone.wav", "stereo": "stereo.flac", "mp3": "beep.mp3", "m4a": "
 def library(tmp_path_factory, tiny_encoder):
     files = build_library(tmp_path_factory.mktemp("engine") / "sounds")
     settings = load_settings(tmp_path_factory.mktemp("engine-home"), batch_size=8)
-    index_paths(settings, [files["tone"].parent], encoder=tiny_encoder)
+    index_into(settings, [files["tone"].parent], tiny_encoder)
     return settings, files
 
 
 @pytest.fixture(scope="module")
 def searcher(library, tiny_encoder):
-    with Searcher(library[0], encoder=tiny_encoder) as opened:
+    with searching(library[0], encoder=tiny_encoder) as opened:
         yield opened
 
 
 @pytest.fixture(scope="module")
 def page_searcher(library, tiny_encoder):
     """As the page opens it: sounds only from the library, clips bounded."""
-    with Searcher(library[0], encoder=tiny_encoder, library_only=True, max_clip_seconds=30) as opened:
+    with searching(library[0], encoder=tiny_encoder, library_only=True, max_clip_seconds=30) as opened:
         yield opened
 
 
@@ -199,7 +198,7 @@ def test_bad_sort_and_weight_are_sentences(searcher):
 
 
 def test_facets_offer_what_the_library_holds(searcher):
-    facets = searcher.facets()
+    facets = searcher.library.facets()
 
     assert facets.formats == ["flac", "m4a", "mp3", "ogg", "wav"]
     assert facets.channels == [1, 2] and 44100 in facets.sample_rates
@@ -213,13 +212,13 @@ def test_files_catalogued_but_not_embedded_are_found_by_keywords_and_filters(tmp
     root.mkdir()
     sox_tone(root / "door_creak.wav", 2)
     settings = load_settings(tmp_path / "home")
-    index_paths(settings, [root], encoder=tiny_encoder)
+    index_into(settings, [root], tiny_encoder)
     waiting = sox_tone(root / "door_slam.wav", 3, rate=48000)
     with Catalog(settings.catalog_url) as catalog:  # what the scan phase leaves behind
-        catalog.upsert_file(str(waiting), root=str(root), size=waiting.stat().st_size, mtime=waiting.stat().st_mtime)
+        catalog.set_file(None, str(waiting), root=str(root), size=waiting.stat().st_size, mtime=waiting.stat().st_mtime)
         catalog.commit()
 
-    with Searcher(settings, encoder=tiny_encoder) as searcher:
+    with searching(settings, encoder=tiny_encoder) as searcher:
         found = {hit.name: hit for hit in searcher.search(keywords_text="door", page_size=10).hits}
         assert sorted(found) == ["door_creak.wav", "door_slam.wav"]
         slam = found["door_slam.wav"]

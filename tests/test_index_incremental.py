@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 from sounds import sox_tone
+from libraries import index_into
 
 import indexer.pipeline
-from indexer import index_paths
 from search.catalog import INDEXED, PENDING, Catalog
 from search.config import load_settings
 from search.store import open_store
@@ -47,7 +47,7 @@ def state(settings, dim):
 
 def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, tiny_encoder, scan_batch):
     settings = load_settings(tmp_path / "home", batch_size=4)
-    first = index_paths(settings, [library], encoder=tiny_encoder)
+    first = index_into(settings, [library], tiny_encoder)
     assert (first.indexed, first.unchanged) == (3, 0)
     before = state(settings, tiny_encoder.dim)
     assert [span[1:] for span in before[str(library / "sub" / "b.flac")][1]] == [(0.0, 7.0), (2.0, 9.0)]
@@ -57,7 +57,7 @@ def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, ti
     (library / "c.wav").unlink()  # deleted
     sox_tone(library / "d.wav", 3, tone="sine 1200")  # new
     seen = []
-    second = index_paths(settings, [library], encoder=tiny_encoder, progress=lambda path, outcome: seen.append(outcome))
+    second = index_into(settings, [library], tiny_encoder, progress=lambda path, outcome: seen.append(outcome))
 
     assert (second.indexed, second.unchanged, second.moved, second.removed) == (1, 1, 1, 1)
     assert sorted(seen) == sorted(["unchanged", "moved", "pending", "indexed"])
@@ -73,7 +73,7 @@ def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, ti
         assert catalog.file(str(library / "a.wav")).mtime == 12345
 
     sox_tone(library / "a.wav", 2, tone="sine 600")  # same name, new sound
-    third = index_paths(settings, [library], encoder=tiny_encoder)
+    third = index_into(settings, [library], tiny_encoder)
     assert (third.indexed, third.unchanged) == (1, 2)
     final = state(settings, tiny_encoder.dim)
     assert not np.allclose(final[str(library / "a.wav")][2], after[str(library / "a.wav")][2], atol=1e-3)
@@ -81,13 +81,13 @@ def test_unchanged_touched_moved_changed_and_deleted_files(library, tmp_path, ti
 
 def test_a_moved_file_is_moved_once_however_many_copies_appear(library, tmp_path, tiny_encoder, scan_batch):
     settings = load_settings(tmp_path / "home", batch_size=4)
-    index_paths(settings, [library], encoder=tiny_encoder)
+    index_into(settings, [library], tiny_encoder)
     before = state(settings, tiny_encoder.dim)
     os.rename(library / "sub" / "b.flac", library / "sub" / "b1.flac")
     for name in ("b2.flac", "b3.flac"):
         shutil.copy2(library / "sub" / "b1.flac", library / "sub" / name)
 
-    report = index_paths(settings, [library], encoder=tiny_encoder)
+    report = index_into(settings, [library], tiny_encoder)
 
     assert (report.moved, report.indexed, report.unchanged) == (1, 2, 2)
     after = state(settings, tiny_encoder.dim)
@@ -97,10 +97,10 @@ def test_a_moved_file_is_moved_once_however_many_copies_appear(library, tmp_path
 
 def test_a_copy_is_indexed_as_its_own_file(library, tmp_path, tiny_encoder):
     settings = load_settings(tmp_path / "home", batch_size=4)
-    index_paths(settings, [library], encoder=tiny_encoder)
+    index_into(settings, [library], tiny_encoder)
     shutil.copy2(library / "a.wav", library / "a-copy.wav")
 
-    report = index_paths(settings, [library], encoder=tiny_encoder)
+    report = index_into(settings, [library], tiny_encoder)
 
     assert (report.indexed, report.moved) == (1, 0)
     current = state(settings, tiny_encoder.dim)
@@ -116,7 +116,7 @@ def test_the_scan_catalogues_pending_files_with_metadata_before_embedding(librar
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        index_paths(settings, [library], encoder=tiny_encoder, progress=stop_at_first_embedding)
+        index_into(settings, [library], tiny_encoder, progress=stop_at_first_embedding)
 
     with Catalog(settings.catalog_url) as catalog:
         records = {record.name: record for record in catalog.files()}
@@ -125,18 +125,18 @@ def test_the_scan_catalogues_pending_files_with_metadata_before_embedding(librar
         assert (records["b.flac"].duration, records["b.flac"].format, records["b.flac"].sample_rate) == (9.0, "flac", 44100)
         assert catalog.window_ids() == []
 
-    resumed = index_paths(settings, [library], encoder=tiny_encoder)
+    resumed = index_into(settings, [library], tiny_encoder)
     assert (resumed.indexed, resumed.unchanged) == (3, 0)  # each file counted once
 
 
 def test_files_windowed_with_another_hop_are_embedded_again(library, tmp_path, tiny_encoder):
     settings = load_settings(tmp_path / "home", batch_size=4)
-    index_paths(settings, [library], encoder=tiny_encoder)
+    index_into(settings, [library], tiny_encoder)
     with Catalog(settings.catalog_url) as catalog:
         catalog.file(str(library / "sub" / "b.flac")).hop = 7.0  # as an index built with another hop
         catalog.commit()
 
-    report = index_paths(settings, [library], encoder=tiny_encoder)
+    report = index_into(settings, [library], tiny_encoder)
 
     assert (report.indexed, report.unchanged) == (1, 2)
     with Catalog(settings.catalog_url) as catalog:

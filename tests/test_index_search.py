@@ -11,15 +11,17 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
 from checkpoints import write_tiny_msclap_checkpoint
 from sounds import BAD, build_library, sox_tone
+from libraries import index_into, searching
 
 from encoders import load_encoder
 from encoders.audio import load_audio
-from indexer import index_paths
 from search.catalog import ERROR, INDEXED, Catalog, ModelMismatchError
 from search.config import load_settings
-from search.engine import Searcher
+from search.library import Library
+from search.query import Query
 from search.store import open_store
 
 GOOD = ("tone", "stereo", "mp3", "m4a", "long", "esc0", "esc1")
@@ -34,13 +36,13 @@ def library(tmp_path_factory):
 def indexed(tmp_path_factory, library, tiny_encoder):
     """A home with ``library`` indexed once, and that run's report."""
     settings = load_settings(tmp_path_factory.mktemp("home"), batch_size=4)
-    report = index_paths(settings, [library["tone"].parent], encoder=tiny_encoder)
+    report = index_into(settings, [library["tone"].parent], tiny_encoder)
     return settings, report
 
 
 @pytest.fixture(scope="module")
 def searcher(indexed, tiny_encoder):
-    with Searcher(indexed[0], encoder=tiny_encoder) as opened:
+    with searching(indexed[0], encoder=tiny_encoder) as opened:
         yield opened
 
 
@@ -62,7 +64,7 @@ def test_index_run_catalogs_good_files_and_reports_bad_ones(indexed, library, ti
 
 
 def test_similar_finds_the_window_that_is_the_query_file(searcher, library):
-    hits = searcher.similar(library["tone"], top=3)
+    hits = searcher.search(Query.sound(str(library["tone"])), page_size=3).hits
 
     assert hits[0].path == str(library["long"])
     assert (hits[0].start, hits[0].end) == (7.0, 14.0)
@@ -70,10 +72,11 @@ def test_similar_finds_the_window_that_is_the_query_file(searcher, library):
     assert str(library["tone"]) not in [hit.path for hit in hits]
 
 
-def test_audio_query_matches_itself_first(searcher, library, tiny_encoder):
-    clip = load_audio(library["tone"], 22050)  # at another rate: the searcher resamples
+def test_audio_query_matches_itself_first(searcher, library, tmp_path):
+    clip = tmp_path / "tone-22k.wav"  # at another rate: the searcher resamples
+    soundfile.write(clip, load_audio(library["tone"], 22050), 22050)
 
-    hits = searcher.search_audio(clip, 22050, top=2)
+    hits = searcher.search(Query.clip(clip.read_bytes(), clip.name), page_size=2).hits
 
     assert {hit.path for hit in hits} == {str(library["tone"]), str(library["long"])}
     assert all(hit.score == pytest.approx(1.0, abs=1e-3) for hit in hits)
@@ -82,13 +85,13 @@ def test_audio_query_matches_itself_first(searcher, library, tiny_encoder):
 def test_similar_decodes_a_file_outside_the_index(searcher, library, tmp_path):
     outside = sox_tone(tmp_path / "copy.wav", 7)  # the same tone as tone.wav, not indexed
 
-    hits = searcher.similar(outside, top=2)
+    hits = searcher.search(Query.sound(str(outside)), page_size=2).hits
 
     assert {hit.path for hit in hits} == {str(library["tone"]), str(library["long"])}
 
 
 def test_text_search_ranks_distinct_files_by_best_window(searcher):
-    hits = searcher.search_text("a dog barking in the rain", top=5)
+    hits = searcher.search(Query.text("a dog barking in the rain"), page_size=5).hits
 
     assert len(hits) == 5 and len({hit.path for hit in hits}) == 5
     assert all(os.path.isabs(hit.path) for hit in hits)
@@ -97,23 +100,23 @@ def test_text_search_ranks_distinct_files_by_best_window(searcher):
 
 
 def test_asking_for_more_files_than_indexed_returns_every_file(searcher):
-    assert len(searcher.search_text("thunder", top=50)) == len(GOOD)
+    assert len(searcher.search(Query.text("thunder"), page_size=50).hits) == len(GOOD)
 
 
 def test_reindex_skips_unchanged_and_reembeds_changed_files(tmp_path, tiny_encoder):
     files = build_library(tmp_path / "sounds")
     settings = load_settings(tmp_path / "home", batch_size=4)
-    index_paths(settings, [tmp_path / "sounds"], encoder=tiny_encoder)
+    index_into(settings, [tmp_path / "sounds"], tiny_encoder)
     with Catalog(settings.catalog_url) as catalog:
         before = set(catalog.window_ids())
         old_stereo_ids = {w.id for w in catalog.file(str(files["stereo"])).windows}
 
-    again = index_paths(settings, [tmp_path / "sounds", files["tone"]], encoder=tiny_encoder)
+    again = index_into(settings, [tmp_path / "sounds", files["tone"]], tiny_encoder)
     assert (again.indexed, again.unchanged, len(again.errors)) == (0, len(GOOD), len(BAD))
 
     sox_tone(files["stereo"], 10, channels=2)  # now two windows
     os.utime(files["stereo"], (1, 1))
-    changed = index_paths(settings, [tmp_path / "sounds"], encoder=tiny_encoder)
+    changed = index_into(settings, [tmp_path / "sounds"], tiny_encoder)
     assert (changed.indexed, changed.unchanged) == (1, len(GOOD) - 1)
     with Catalog(settings.catalog_url) as catalog:
         stereo = catalog.file(str(files["stereo"]))
@@ -130,10 +133,10 @@ def test_another_model_is_refused_by_indexer_and_searcher(indexed, library, tmp_
     settings, _ = indexed
 
     with pytest.raises(ModelMismatchError) as caught:
-        index_paths(settings, [library["tone"]], encoder=other)
+        index_into(settings, [library["tone"]], other)
     assert other.weights_id in str(caught.value)
     with pytest.raises(ModelMismatchError):
-        Searcher(settings, encoder=other)
+        Library(settings, encoder=other)
 
 
 def test_an_interrupted_run_leaves_no_orphan_vectors(tmp_path, tiny_encoder):
@@ -142,13 +145,13 @@ def test_an_interrupted_run_leaves_no_orphan_vectors(tmp_path, tiny_encoder):
     sounds = tmp_path / "sounds"
     sounds.mkdir()
     sox_tone(sounds / "a.wav", 2)
-    index_paths(settings, [sounds], encoder=tiny_encoder)
+    index_into(settings, [sounds], tiny_encoder)
     store = open_store(settings, tiny_encoder.dim)
     store.add(np.array([9999]), np.ones((1, tiny_encoder.dim), np.float32) / np.sqrt(tiny_encoder.dim))
     store.save()
 
     sox_tone(sounds / "b.wav", 2)
-    index_paths(settings, [sounds], encoder=tiny_encoder)
+    index_into(settings, [sounds], tiny_encoder)
 
     with Catalog(settings.catalog_url) as catalog:
         assert sorted(open_store(settings, tiny_encoder.dim).ids()) == sorted(catalog.window_ids())

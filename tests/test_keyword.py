@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from search import keyword
 from search.catalog import INDEXED, Catalog, Metadata
 from search.keyword import Keyword, parse_keywords
 
@@ -24,9 +23,9 @@ NAMES = {
 def catalog(tmp_path_factory):
     with Catalog(f"sqlite:///{tmp_path_factory.mktemp('keywords') / 'catalog.sqlite'}") as opened:
         for relative, status in NAMES.items():
-            record = opened.upsert_file(f"{ROOT}/{relative}", root=ROOT, size=1, mtime=0.0)
+            record = opened.set_file(None, f"{ROOT}/{relative}", root=ROOT, size=1, mtime=0.0)
             record.status = status
-        described = opened.upsert_file(f"{ROOT}/misc/take_04.wav", root=ROOT, size=1, mtime=0.0)
+        described = opened.set_file(None, f"{ROOT}/misc/take_04.wav", root=ROOT, size=1, mtime=0.0)
         opened.set_metadata(described, Metadata(
             description="Thunder clap, distant, rolling", tags=("Storm", "field recording"), ucs_category="AMBIENCE",
             ucs_cat_id="WEATHStorm", ucs_subcategory="Storm",
@@ -37,7 +36,7 @@ def catalog(tmp_path_factory):
 
 
 def found(catalog, text: str) -> list[str]:
-    ids = keyword.ranked_file_ids(catalog.session, parse_keywords(text))
+    ids = catalog.keyword_ranked(parse_keywords(text))
     return [catalog.file_by_id(file_id).path.removeprefix(ROOT + "/") for file_id in ids]
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sounds import ffmpeg_tone, sox_tone
+from libraries import index_into
 
-from indexer import index_paths
-from search.progress import describe, read_progress
+from search.library import describe_run, read_progress
 from search.catalog import Catalog
 from search.config import load_settings
 from search.store import open_store
@@ -99,7 +99,7 @@ def status(home: Path) -> str:
 
 def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_path, library, tiny_weights, tiny_encoder):
     reference_settings = load_settings(tmp_path / "reference-home", batch_size=2)
-    index_paths(reference_settings, [library], encoder=tiny_encoder)
+    index_into(reference_settings, [library], tiny_encoder)
     reference = outcome(reference_settings.home, tiny_encoder.dim)
 
     home = tmp_path / "home"
@@ -117,7 +117,7 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
             def embedding_with_eta() -> bool:
                 progress = read_progress(home)
                 if indexed_count(home) >= target and progress and progress["running"] and progress.get("eta_seconds") is not None:
-                    seen_running.append(describe(progress))
+                    seen_running.append(describe_run(progress))
                     return True
                 return False
 
@@ -128,7 +128,7 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
             run.wait(timeout=60)
             progress = read_progress(home)
             if progress is not None:  # none yet if killed while Python was still starting
-                seen_interrupted.append(describe(progress))
+                seen_interrupted.append(describe_run(progress))
         run.wait(timeout=60)
     assert len(kills) >= 2, f"the runs finished before they could be killed: {kills}"
     assert all(line.startswith("embedding ") and "files/s" in line and "ETA" in line for line in seen_running)

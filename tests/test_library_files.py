@@ -6,10 +6,9 @@ import dataclasses
 
 import pytest
 from sounds import sox_tone
+from libraries import index_into, searching
 
-from indexer import index_paths
 from search.config import load_settings
-from search.engine import Searcher
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +20,13 @@ def library(tmp_path_factory, tiny_encoder):
     outside = sox_tone(base / "outside.wav", 1)
     (root / "escape.wav").symlink_to(outside)
     settings = load_settings(base / "home")
-    index_paths(settings, [root], encoder=tiny_encoder)
+    index_into(settings, [root], tiny_encoder)
     return settings, root, inside, outside
 
 
 def test_an_indexed_file_inside_its_root_is_served(library, tiny_encoder):
     settings, _, inside, _ = library
-    with Searcher(settings, encoder=tiny_encoder) as searcher:
+    with searching(settings, encoder=tiny_encoder) as searcher:
         assert searcher.library_file(inside) == inside.resolve()
 
 
@@ -40,12 +39,12 @@ def test_paths_outside_the_library_are_refused(library, tiny_encoder, name):
         "traversal": root / ".." / "outside.wav",
         "system": "/etc/passwd",
     }[name]
-    with Searcher(settings, encoder=tiny_encoder) as searcher, pytest.raises(PermissionError, match="not a file"):
+    with searching(settings, encoder=tiny_encoder) as searcher, pytest.raises(PermissionError, match="not a file"):
         searcher.library_file(path)
 
 
 def test_configured_roots_are_the_authority(library, tiny_encoder, tmp_path):
     settings, _, inside, _ = library
     narrowed = dataclasses.replace(settings, roots=(str(tmp_path),))
-    with Searcher(narrowed, encoder=tiny_encoder) as searcher, pytest.raises(PermissionError):
+    with searching(narrowed, encoder=tiny_encoder) as searcher, pytest.raises(PermissionError):
         searcher.library_file(inside)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from sounds import append_riff_chunks, bext_chunk, sox_tone, tagged
+from libraries import index_into
 
-from indexer import index_paths
 from indexer.metadata import parse_ucs_name, read_metadata
 from search.catalog import Catalog
 from search.config import load_settings
@@ -73,7 +73,7 @@ def test_metadata_is_catalogued_and_filterable(tmp_path, tiny_encoder):
                        {b"bext": bext_chunk("Seagulls, close", "Field Recorder X"), b"iXML": IXML})
     tagged(sounds / "slam.mp3", 1, title="Metal Door Slam", genre="Foley")
     settings = load_settings(tmp_path / "home", batch_size=4)
-    index_paths(settings, [sounds], encoder=tiny_encoder)
+    index_into(settings, [sounds], tiny_encoder)
 
     with Catalog(settings.catalog_url) as catalog:
         gulls = catalog.file(str(sounds / "BIRDSea_Gulls_FR_Harbour.wav"))

@@ -7,13 +7,13 @@ import os
 import numpy as np
 from postgres import fresh_database
 from sounds import sox_tone
+from libraries import index_into, searching
 
-from indexer import index_paths
-from indexer.doctor import examine
+from indexer.consistency import examine
 from search.catalog import Catalog
 from search.config import load_settings
-from search.engine import Searcher
 from search.filters import Filters
+from search.query import Query
 from search.store import open_store
 
 
@@ -25,7 +25,7 @@ def test_index_search_and_reindex_on_postgresql(tmp_path, tiny_encoder):
     (sounds / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
     settings = load_settings(tmp_path / "home", catalog=fresh_database(), batch_size=4)
 
-    first = index_paths(settings, [sounds], encoder=tiny_encoder)
+    first = index_into(settings, [sounds], tiny_encoder)
     assert (first.indexed, len(first.errors)) == (2, 1)
 
     with Catalog(settings.catalog_url) as catalog:
@@ -35,11 +35,11 @@ def test_index_search_and_reindex_on_postgresql(tmp_path, tiny_encoder):
         assert len(catalog.window_ids_matching(Filters(categories=("DOOR",)))) == 3
         store = open_store(settings, tiny_encoder.dim)
         assert examine(catalog, store, check_disk=True).healthy
-    with Searcher(settings, encoder=tiny_encoder) as searcher:
-        assert searcher.similar(sounds / "hum.flac", top=1)[0].path == str(door.path)
+    with searching(settings, encoder=tiny_encoder) as searcher:
+        assert searcher.search(Query.sound(str(sounds / "hum.flac")), page_size=1).hits[0].path == str(door.path)
 
     os.rename(sounds / "hum.flac", sounds / "doors" / "hum.flac")
-    second = index_paths(settings, [sounds], encoder=tiny_encoder)
+    second = index_into(settings, [sounds], tiny_encoder)
     assert (second.indexed, second.moved, second.unchanged) == (0, 1, 1)
     with Catalog(settings.catalog_url) as catalog:
         assert sorted(open_store(settings, tiny_encoder.dim).ids()) == sorted(catalog.window_ids())

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 from sounds import sox_tone
+from libraries import index_into
 
-from indexer import index_paths
 from search.catalog import Catalog
 from search.config import ConfigError, load_settings
 from search.filters import Filters
@@ -60,7 +60,7 @@ def test_index_keeps_payload_in_sync_and_filters_run_inside_qdrant(tmp_path, tin
     sox_tone(sounds / "hum.flac", 2, channels=2, tone="sine 60")
     sox_tone(sounds / "long.wav", 9, tone="sine 900")
     settings = load_settings(tmp_path / "home", store=f"qdrant+local://{tmp_path / 'qdrant'}", batch_size=4)
-    index_paths(settings, [sounds], encoder=tiny_encoder)
+    index_into(settings, [sounds], tiny_encoder)
 
     store = open_store(settings, tiny_encoder.dim)
     assert isinstance(store, QdrantStore)
@@ -92,7 +92,7 @@ def test_index_keeps_payload_in_sync_and_filters_run_inside_qdrant(tmp_path, tin
 
     os.rename(sounds / "hum.flac", sounds / "doors" / "hum.flac")  # payload follows the move
     store.close()  # local mode: one client at a time
-    report = index_paths(settings, [sounds], encoder=tiny_encoder)
+    report = index_into(settings, [sounds], tiny_encoder)
     assert (report.moved, report.indexed) == (1, 0)
     store = open_store(settings, tiny_encoder.dim)
     assert found(Filters(folders=(str(sounds / "doors"),))) == {"doors/DOORWood_Creak_JD_Lib.wav", "doors/hum.flac"}

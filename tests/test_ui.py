@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import streamlit as st
 from sounds import build_library, esc10_clips, sox_tone
+from libraries import index_into
 from streamlit.testing.v1 import AppTest
 
-from indexer import index_paths
 from search.config import load_settings
 from ui import APP, MAX_UPLOAD_BYTES
 
@@ -22,7 +22,7 @@ READABLE = 7
 def library_home(tmp_path_factory, tiny_weights, tiny_encoder):
     library = build_library(tmp_path_factory.mktemp("ui-library") / "sounds")
     home = tmp_path_factory.mktemp("ui-home")
-    index_paths(load_settings(home), [library["tone"].parent], encoder=tiny_encoder)
+    index_into(load_settings(home), [library["tone"].parent], tiny_encoder)
     return home, library
 
 
@@ -230,7 +230,7 @@ def duplicates_home(tmp_path_factory, tiny_weights, tiny_encoder):
     subprocess.run(["sox", str(original), str(folder / "quieter.wav"), "gain", "-6"], check=True)
     sox_tone(folder / "tone.wav", 3)
     home = tmp_path_factory.mktemp("dup-home")
-    index_paths(load_settings(home), [folder], encoder=tiny_encoder)
+    index_into(load_settings(home), [folder], tiny_encoder)
     return home, folder
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from processes import marked_processes
 from sounds import sox_tone
+from libraries import index_into
 
-from indexer import index_paths
 from search.config import load_settings
 
 CLAPDEX = Path(sys.executable).with_name("clapdex")
@@ -49,7 +49,7 @@ def home(tmp_path_factory, tiny_encoder):
     library = tmp_path_factory.mktemp("ui-process-library")
     sox_tone(library / "tone.wav", 2)
     home = tmp_path_factory.mktemp("ui-process-home")
-    index_paths(load_settings(home), [library], encoder=tiny_encoder)
+    index_into(load_settings(home), [library], tiny_encoder)
     return home
 
 

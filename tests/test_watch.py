@@ -11,6 +11,7 @@ from sounds import sox_tone
 from indexer.scan import network_filesystem
 from indexer.watch import watch
 from search.config import ConfigError, load_settings
+from search.library import Library
 
 MOUNTS = """\
 sysfs /sys sysfs rw 0 0
@@ -37,17 +38,19 @@ def test_network_file_systems_are_recognised_by_their_mount(mounts):
 
 def test_watching_a_network_mount_is_refused_unless_forced(tmp_path, mounts, tiny_encoder):
     with pytest.raises(ConfigError, match="network file system.*--force-network"):
-        watch(load_settings(tmp_path / "home"), ["/mnt/sfx"], tiny_encoder, mounts=mounts)
+        with Library(load_settings(tmp_path / "home"), create=True) as library:
+            watch(library, ["/mnt/sfx"], mounts=mounts)
+    assert not (tmp_path / "home").exists()  # refused before anything was made
 
 
 def test_watch_indexes_changes_after_they_settle(tmp_path, tiny_encoder):
     sounds = tmp_path / "sounds"
     sounds.mkdir()
     sox_tone(sounds / "first.wav", 1)
-    settings = load_settings(tmp_path / "home", batch_size=4)
+    library = Library(load_settings(tmp_path / "home", batch_size=4), create=True, encoder=tiny_encoder)
     reports, stop = queue.Queue(), threading.Event()
     watcher = threading.Thread(
-        target=watch, args=(settings, [sounds], tiny_encoder),
+        target=watch, args=(library, [sounds]),
         kwargs=dict(interval=0.1, debounce=0.3, stop=stop, after_run=reports.put),
     )
     watcher.start()
@@ -62,4 +65,5 @@ def test_watch_indexes_changes_after_they_settle(tmp_path, tiny_encoder):
     finally:
         stop.set()
         watcher.join(timeout=60)
+        library.close()
     assert not watcher.is_alive()

@@ -7,12 +7,17 @@ the page talks to ``search`` only.
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from search.config import load_settings
 from search.engine import AudioDecodeError, Searcher
+from search.library import Library
 from search.query import AUDIO_SUFFIXES, Query, QueryError, parse_query
 from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
+
+log = logging.getLogger(__name__)
 
 QUERY_HELP = (
     "Describe the sound. Add and subtract terms, and name library files, as in "
@@ -26,20 +31,21 @@ KEYWORD_HELP = (
 
 @st.cache_resource(show_spinner="Loading the model…")
 def open_searcher() -> Searcher:
-    # One model per server process, shared by every session and query, loaded before the first.
-    searcher = Searcher(load_settings(), library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
+    # One library and model per server process, shared by every session and query, the model
+    # loaded before the first query waits for it.
+    library = Library(load_settings())
     try:
-        _ = searcher.encoder
+        _ = library.encoder
     except BaseException:
-        searcher.close()
+        library.close()
         raise
-    return searcher
+    return Searcher(library, library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def disagreement(_searcher: Searcher) -> str | None:
     # A count of windows and vectors: cheap, but not on every click of every session.
-    return _searcher.disagreement()
+    return _searcher.library.disagreement()
 
 
 def sentence(exc: Exception) -> str:
@@ -107,6 +113,7 @@ def search_view(searcher: Searcher, options: sidebar.Options) -> None:
             page=state.page(), page_size=options.page_size, sort=options.sort,
         )
     except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
+        log.warning("search failed: %s", exc, exc_info=not isinstance(exc, QueryError | PermissionError))
         show_error(sentence(exc))
         return
     results.render(searcher, found)
@@ -119,12 +126,13 @@ def main() -> None:
 
     try:
         searcher = open_searcher()
-        options = sidebar.read_options(searcher.facets(), searcher.settings.roots)
+        options = sidebar.read_options(searcher.library.facets(), searcher.settings.roots)
     except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
+        log.error("the library could not be opened: %s", exc, exc_info=True)
         show_error(f"The library could not be opened: {exc}")
         st.stop()
-    if searcher.notice:
-        st.info(searcher.notice, icon=":material/info:")
+    if searcher.library.notice:
+        st.info(searcher.library.notice, icon=":material/info:")
     if problem := disagreement(searcher):
         st.warning(problem[:1].upper() + problem[1:] + ".", icon=":material/warning:")
 
@@ -132,9 +140,9 @@ def main() -> None:
     with search_tab:
         search_view(searcher, options)
     with library_tab:
-        views.library(searcher)
+        views.library(searcher.library)
     with duplicates_tab:
-        views.duplicates(searcher)
+        views.duplicates(searcher.library)
 
 
 main()

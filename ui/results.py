@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from search import audio_view
+from ui import audio_view
 from search.engine import Hit, Results, Searcher
 from search.query import Query, QueryError, format_time, parse_time
 from ui import state

@@ -7,7 +7,8 @@ import os
 
 import streamlit as st
 
-from search.engine import SORTS, Facets
+from search.catalog import Facets
+from search.engine import SORTS
 from search.filters import Filters
 
 PAGE_SIZES = (10, 20, 50, 5)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import streamlit as st
 
 from search.duplicates import DEFAULT_THRESHOLD as NEAR_DEFAULT
-from search.engine import Searcher
+from search.library import Library
 
 
-def library(searcher: Searcher) -> None:
-    status = searcher.status()
+def library(opened: Library) -> None:
+    status = opened.status()
     indexed, pending, errors, segments = st.columns(4)
     indexed.metric("Files indexed", status.indexed)
     pending.metric("Waiting to be indexed", status.pending)
     errors.metric("Unreadable files", len(status.errors))
-    segments.metric("Segments", status.segments, help="Windows of audio the search compares, several per long file.")
+    segments.metric("Segments", status.windows, help="Windows of audio the search compares, several per long file.")
     total = status.indexed + status.pending + len(status.errors)
     if total:
         done = (status.indexed + len(status.errors)) / total
         st.progress(done, text=f"{done:.0%} of the catalogued files are indexed or found unreadable")
-    if status.progress:
-        st.caption(f"Indexing: {status.progress}")
-    st.caption(f"Model: {status.model or 'none yet: nothing is indexed'}")
+    if status.run_described:
+        st.caption(f"Indexing: {status.run_described}")
+    st.caption(f"Model: {status.model}")
     if status.errors:
         st.subheader("Files that could not be read")
         st.dataframe(
@@ -29,9 +29,9 @@ def library(searcher: Searcher) -> None:
         )
 
 
-def duplicates(searcher: Searcher) -> None:
+def duplicates(opened: Library) -> None:
     st.caption("Nothing is deleted here; this only lists them.")
-    groups = searcher.exact_duplicates()
+    groups = opened.exact_duplicates()
     st.subheader("Identical files")
     if not groups:
         st.info("No exact duplicates in this library.")
@@ -49,7 +49,7 @@ def duplicates(searcher: Searcher) -> None:
         help="Cosine similarity of the two files' embeddings. Re-encodes, gain changes and resamples "
         "score near 1; raise it if different sounds are listed.",
     )
-    pairs = searcher.near_duplicates(threshold)
+    pairs = opened.near_duplicates(threshold)
     if not pairs:
         st.info("No near duplicates at this similarity.")
         return

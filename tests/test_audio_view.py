@@ -10,7 +10,7 @@ import soundfile
 from PIL import Image
 from sounds import concatenate, ffmpeg_tone, sox_tone
 
-from search.audio_view import (
+from ui.audio_view import (
     BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, region_wav, spectrogram_png, waveform_png,
 )
 

@@ -1,0 +1,109 @@
+"""Checking that the catalog, the vector store and the disk agree, and making them agree again.
+
+They can disagree after a crash between writing one and the other, or after either was
+edited, restored or lost on its own (a catalog row deleted by hand, a vectors file copied
+back from a backup). The catalog is the authority on which files and windows exist;
+vectors are what can be recomputed:
+
+- orphan vectors (no window names them) are removed;
+- orphan windows (their file's row is gone) and orphan tags are removed, with the windows'
+  vectors;
+- windows whose vector is missing send their file back to 'pending', to be embedded again;
+- indexed files without windows go back to 'pending' too;
+- files waiting to be embedded (an interrupted run) are embedded;
+- files gone from disk are forgotten (with their vectors), and files changed on disk since
+  they were indexed are indexed again, when asked to look at the disk.
+
+Every index run repairs the catalog and store before it starts, so an interrupted run
+resumes from a consistent state; ``clapdex doctor`` (``indexer.doctor``) reports, and with
+``--fix`` repairs, all of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from search.catalog import ERROR, Catalog
+from search.store import VectorStore
+
+
+@dataclasses.dataclass
+class Findings:
+    orphan_vectors: np.ndarray  # ids in the store that no window has
+    orphan_windows: list[int]  # ids of windows whose file row is gone
+    orphan_tags: int  # tag rows whose file row is gone
+    files_missing_vectors: list[str]  # paths of files with a window whose vector is absent
+    indexed_without_windows: list[str]
+    waiting: list[str] = dataclasses.field(default_factory=list)  # pending: catalogued, not embedded yet
+    missing_on_disk: list[str] = dataclasses.field(default_factory=list)
+    changed_on_disk: list[str] = dataclasses.field(default_factory=list)  # size or mtime not as catalogued
+
+    @property
+    def healthy(self) -> bool:
+        return not (len(self.orphan_vectors) or self.orphan_windows or self.orphan_tags or self.files_missing_vectors
+                    or self.indexed_without_windows or self.waiting or self.missing_on_disk or self.changed_on_disk)
+
+    def lines(self) -> list[str]:
+        counted = [
+            (len(self.orphan_vectors), "vectors belong to no window"),
+            (len(self.orphan_windows), "windows belong to no file (its catalog row was deleted)"),
+            (self.orphan_tags, "tags belong to no file"),
+            (len(self.waiting), "files are catalogued but not embedded yet (an interrupted run)"),
+        ]
+        return (
+            [f"{count} {what}" for count, what in counted if count]
+            + [f"missing vectors: {path}" for path in self.files_missing_vectors]
+            + [f"indexed without windows: {path}" for path in self.indexed_without_windows]
+            + [f"missing on disk: {path}" for path in self.missing_on_disk]
+            + [f"changed on disk since indexed: {path}" for path in self.changed_on_disk]
+        )
+
+
+def examine(catalog: Catalog, store: VectorStore, check_disk: bool = False) -> Findings:
+    stored = np.unique(store.ids())
+    orphan_windows = catalog.orphan_window_ids()
+    named = np.setdiff1d(np.array(catalog.window_ids(), dtype=np.int64), np.array(orphan_windows, dtype=np.int64))
+    missing_ids = np.setdiff1d(named, stored)
+    files_missing_vectors = catalog.paths_of(catalog.file_ids_of_windows(missing_ids.tolist()).values())
+    findings = Findings(
+        orphan_vectors=np.setdiff1d(stored, np.array(catalog.window_ids(), dtype=np.int64)),
+        orphan_windows=orphan_windows, orphan_tags=catalog.orphan_tag_count(),
+        files_missing_vectors=files_missing_vectors, indexed_without_windows=catalog.indexed_without_windows(),
+        waiting=[record.path for record in catalog.pending_files()],
+    )
+    if check_disk:
+        for path, size, mtime, status in catalog.sizes_and_times():
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:
+                findings.missing_on_disk.append(path)
+                continue
+            except OSError:
+                continue  # unreadable now (permissions, a mount away): the next index run reports it
+            # Unreadable files are read again by every index run whatever their size says.
+            if status != ERROR and (found.st_size, found.st_mtime) != (size, mtime):
+                findings.changed_on_disk.append(path)
+    return findings
+
+
+def repair(catalog: Catalog, store: VectorStore, findings: Findings) -> None:
+    """Make catalog and store agree as ``findings`` says; the caller checkpoints both.
+
+    Files sent back to 'pending' need an embedding run to be searchable again, and files
+    changed on disk an index run (``findings.changed_on_disk``)."""
+    if len(findings.orphan_vectors):
+        store.remove(findings.orphan_vectors)
+    if findings.orphan_windows:
+        store.remove(np.array(findings.orphan_windows, dtype=np.int64))
+        catalog.delete_windows(findings.orphan_windows)
+    if findings.orphan_tags:
+        catalog.delete_orphan_tags()
+    gone = set(findings.missing_on_disk)
+    for path in findings.files_missing_vectors + findings.indexed_without_windows:
+        if path not in gone:
+            store.remove(np.array(catalog.mark_pending(catalog.file(path)), dtype=np.int64))
+    for path in findings.missing_on_disk:
+        store.remove(np.array(catalog.delete_file(catalog.file(path)), dtype=np.int64))
