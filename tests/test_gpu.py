@@ -39,8 +39,9 @@ def test_tiling_on_the_gpu_matches_the_cpu(tiny_weights, tiny_encoder):
 
     on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32")
     audio = clips(5, np.random.default_rng(1))
-    tiled = on_gpu.windows_on_device(audio).cpu().numpy()
-    assert np.array_equal(tiled, np.stack([tiny_encoder.fill_window(clip) for clip in audio]))
+    tiled, lengths = on_gpu.runtime.windows_on_device(audio)
+    assert np.array_equal(tiled.cpu().numpy(), np.stack([tiny_encoder.runtime.fill_window(clip) for clip in audio]))
+    assert lengths.tolist() == [len(clip) for clip in audio]
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -51,7 +52,7 @@ def test_full_batches_replayed_from_a_cuda_graph_match_launched_ones(tiny_weight
     launched = load_msclap_2023(tiny_weights, device="cuda", precision="bf16", batch_size=4, cuda_graphs=False)
     audio = clips(10, np.random.default_rng(3))  # two full batches and a partial one
     first = graphed.embed_audio(audio)
-    assert graphed._graph is not None  # the full batches went through the graph
+    assert graphed.runtime.graph is not None  # the full batches went through the graph
     assert np.sum(first * launched.embed_audio(audio), axis=1).min() > 0.9999
     # Replaying again with other inputs gives their own vectors, not the captured ones.
     again = graphed.embed_audio(audio[::-1])

@@ -60,7 +60,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from encoders.compact import CONFIGS
-from encoders.msclap import resolve_device
+from encoders.runtime import resolve_device
 from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
                                     read_shards)
 from encoders.training.evaluate import corpus_retrieval, evaluate_model

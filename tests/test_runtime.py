@@ -1,0 +1,36 @@
+"""encoders.runtime: windows filled on the device as on the host."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def compact_encoder():
+    from encoders.compact import load_compact
+
+    return load_compact(device="cpu")  # the shipped weights
+
+
+@pytest.mark.parametrize("model", ["tiny_encoder", "compact_encoder"])
+def test_windows_filled_on_a_device_are_those_filled_on_the_host(request, model):
+    # msclap-2023 tiles short clips, clapdex-compact pads them with silence; fill_on_device
+    # runs on any device, so the CPU checks what a GPU does.
+    runtime = request.getfixturevalue(model).runtime
+    rng = np.random.default_rng(0)
+    window = runtime.window_samples
+    audio = [rng.uniform(-1, 1, size).astype(np.float32) for size in (1, window // 3, window - 1, window)]
+    windows, lengths = runtime.fill_on_device(torch.from_numpy(np.concatenate(audio)), [len(clip) for clip in audio])
+    assert np.array_equal(windows.numpy(), np.stack([runtime.fill_window(clip) for clip in audio]))
+    assert lengths.tolist() == [len(clip) for clip in audio]
+    assert not (runtime.fill == "silence" and windows[0, 1:].any())
+
+
+def test_the_compact_model_embeds_windows_filled_on_a_device_as_clips(compact_encoder):
+    runtime = compact_encoder.runtime
+    audio = [0.1 * np.random.default_rng(seed).standard_normal(size).astype(np.float32)
+             for seed, size in enumerate((3200, runtime.window_samples, 50000))]
+    filled = runtime.fill_on_device(torch.from_numpy(np.concatenate(audio)), [len(clip) for clip in audio])
+    assert np.array_equal(runtime.embed_windows(*filled), compact_encoder.embed_audio(audio))
