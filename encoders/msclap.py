@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import flex_attention
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
-from .runtime import AudioRuntime, autocast, autocast_dtype, one_cpu_thread, resolve_devices
+from .runtime import AudioRuntime, autocast, autocast_dtype, resolve_devices, threads_limited
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
 NAME = "msclap-2023"
@@ -559,7 +559,7 @@ class MSClap2023Encoder:
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         texts = list(texts)
         if self.device.type == "cpu" and len(texts) == 1:
-            with one_cpu_thread():
+            with threads_limited(1):  # a lone query: threads_limited says why
                 return self._embed_text(texts, batch_size)
         return self._embed_text(texts, batch_size)
 

@@ -1,4 +1,4 @@
-"""What both models run on: devices, precision, a thread limit, and ``AudioRuntime``, which
+"""What both models run on: devices, precision, thread limits, and ``AudioRuntime``, which
 embeds audio through a model's own function as fast as the device allows.
 
 A model hands ``AudioRuntime`` one ``embed(windows, lengths)`` a device: a (batch,
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -65,16 +66,27 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
 
 
 @contextlib.contextmanager
-def one_cpu_thread():
-    """One intra-op thread for a lone query. On 2 cores shared with other busy jobs, GPT-2 on
-    one caption took 513 ms (p50) on 2 threads, which spin waiting for each other, and 70 ms
-    on one (docs/benchmarks.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def threads_limited(count: int) -> Iterator[None]:
+    """At most ``count`` threads (one at least) for torch's intra-op work and, when faiss is
+    loaded, for its OpenMP loops; both as they were afterwards.
+
+    Threads with no work of their own spin waiting for each other. On 2 cores shared with
+    other busy jobs, GPT-2 on one caption took 513 ms (p50) on 2 threads and 70 ms on one;
+    an exact faiss search of one query over 10^4 windows took 20 ms on 2 OpenMP threads and
+    1.2 ms on one (docs/benchmarks.md). So a lone query runs on one thread, and a search on
+    no more threads than queries.
+    """
+    limits = [(torch.get_num_threads, torch.set_num_threads)]
+    if (faiss := sys.modules.get("faiss")) is not None:  # search loads it; encoders never import it
+        limits.append((faiss.omp_get_max_threads, faiss.omp_set_num_threads))
+    before = [get() for get, _ in limits]
+    for (_, set_threads), threads in zip(limits, before):
+        set_threads(max(1, min(threads, count)))
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        for (_, set_threads), threads in zip(limits, before):
+            set_threads(threads)
 
 
 class AudioRuntime:

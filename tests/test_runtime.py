@@ -1,10 +1,13 @@
-"""encoders.runtime: windows filled on the device as on the host."""
+"""encoders.runtime: windows filled on the device as on the host, and one thread limit for
+torch and faiss."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+
+from encoders.runtime import threads_limited
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +37,17 @@ def test_the_compact_model_embeds_windows_filled_on_a_device_as_clips(compact_en
              for seed, size in enumerate((3200, runtime.window_samples, 50000))]
     filled = runtime.fill_on_device(torch.from_numpy(np.concatenate(audio)), [len(clip) for clip in audio])
     assert np.array_equal(runtime.embed_windows(*filled), compact_encoder.embed_audio(audio))
+
+
+def test_threads_limited_limits_torch_and_faiss_and_restores_both():
+    faiss = pytest.importorskip("faiss")
+    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    with threads_limited(1):
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (1, 1)
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (torch_threads, faiss_threads)
+    with pytest.raises(KeyError), threads_limited(0):  # at least one thread, and restored after an error
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (1, 1)
+        raise KeyError
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (torch_threads, faiss_threads)
+    with threads_limited(torch_threads + faiss_threads):  # more than there are: as they were
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (torch_threads, faiss_threads)
