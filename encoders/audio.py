@@ -344,10 +344,13 @@ def _clean(samples: np.ndarray) -> np.ndarray:
 def stream_windows(
     blocks: Iterable[np.ndarray], sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> Iterator[Window]:
-    """The windows ``windows`` would cut from the concatenated ``blocks``, holding only about
-    one window of samples at a time. Windows are views of the blocks (overlapping ones share
-    samples): copy one before changing it."""
-    size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
+    """The windows ``windows`` describes, cut from the concatenated ``blocks``, holding only
+    about one window of samples at a time. Windows are views of the blocks (overlapping ones
+    share samples): copy one before changing it."""
+    size = round(window_seconds * sample_rate)
+    hop = round((hop_seconds or window_seconds) * sample_rate)
+    if size <= 0 or hop <= 0:
+        raise ValueError(f"window ({window_seconds} s) and hop ({hop_seconds} s) must be positive")
     held = np.empty(0, np.float32)
     held_from = 0  # sample index of held[0]
     total = next_start = covered = 0
@@ -392,30 +395,14 @@ def unpack(packed: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
 def windows(
     samples: np.ndarray, sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> list[Window]:
-    """Cut ``samples`` into windows that cover all of it.
+    """Cut ``samples`` into windows that cover all of it: ``stream_windows`` over one block.
 
     Windows start at 0, hop, 2*hop, ...; when the last of those stops short of the end, one
     more window is aligned to the end, so every window is full length and no sound is
-    missed. Audio shorter than one window is one short window (the encoder tiles it).
+    missed. Audio shorter than one window is one short window (the encoder tiles it); empty
+    audio has none. Windows are views of ``samples`` (as float32).
     """
-    size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
-    total = len(samples)
-    if total <= size:
-        return [Window(0.0, total / sample_rate, samples)]
-    starts = list(range(0, total - size + 1, hop))
-    if starts[-1] + size < total:
-        starts.append(total - size)
-    return [
-        Window(start / sample_rate, (start + size) / sample_rate, samples[start : start + size]) for start in starts
-    ]
-
-
-def _window_sizes(sample_rate: int, window_seconds: float, hop_seconds: float | None) -> tuple[int, int]:
-    size = round(window_seconds * sample_rate)
-    hop = round((hop_seconds or window_seconds) * sample_rate)
-    if size <= 0 or hop <= 0:
-        raise ValueError(f"window ({window_seconds} s) and hop ({hop_seconds} s) must be positive")
-    return size, hop
+    return list(stream_windows([samples], sample_rate, window_seconds, hop_seconds))
 
 
 def _is_file_name(source) -> bool:
