@@ -33,6 +33,12 @@ import soundfile
 # read costs a copy); 16 MB at most, for 16 channels.
 BLOCK_FRAMES = 1 << 18
 
+# libsndfile's subtypes -> bits a sample, of integer PCM or float; lossy ones have none.
+SUBTYPE_BITS = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
+    "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
+}
+
 
 class AudioDecodeError(Exception):
     """A file could not be read as audio: missing, unreadable, corrupt, empty or not audio."""
@@ -90,7 +96,7 @@ class AudioStream:
         else:
             self.sample_rate, self.channels = self._sound.samplerate, self._sound.channels
             self.codec = f"{self._sound.format}/{self._sound.subtype}".lower()
-            self.bit_depth = _SUBTYPE_BITS.get(self._sound.subtype)
+            self.bit_depth = SUBTYPE_BITS.get(self._sound.subtype)
             if (self._sound.format == "FLAC" and _is_file_name(source)
                     and (decoder := _MiniaudioDecoder.open(source, vorbis_only=False))):
                 declared = self._sound.frames if self._sound.frames < 1 << 40 else 0  # huge: length unknown
@@ -274,12 +280,6 @@ def _ogg_pages_intact(data: mmap.mmap) -> bool:
             return False
         at += size
     return True
-
-
-_SUBTYPE_BITS = {
-    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
-    "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
-}
 
 
 def read_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
