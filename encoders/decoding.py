@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import logging
 import mmap
 import multiprocessing
 import os
@@ -40,6 +41,8 @@ import numpy as np
 
 from .audio import AudioDecodeError, AudioInfo, AudioStream, stream_windows, unpack
 from .processes import exit_with_parent
+
+log = logging.getLogger(__name__)
 
 # Windows handed over at once (a piece), and slots per worker: a worker decodes up to
 # SLOTS pieces ahead of the caller, about 40 MB of address space a worker at 7 s and
@@ -110,6 +113,7 @@ def _file_pieces(number: int, path: str, sample_rate: int, window_seconds: float
     except AudioDecodeError as exc:
         info, error = None, exc.reason
     except Exception as exc:  # a decoder's surprise about one file must not end the run
+        log.warning("%s: unexpected error decoding it; the file is skipped", path, exc_info=True)
         info, error = None, f"{type(exc).__name__}: {exc}"
     yield Piece(number, starts, ends, samples, True, info, error)
 

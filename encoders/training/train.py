@@ -66,7 +66,7 @@ from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, d
 from encoders.training.evaluate import corpus_retrieval, evaluate_model
 from encoders.training.models import MODELS, TRAINEES, freeze, train_mode
 
-log = logging.getLogger("clapdex.train")
+log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
 STATE_FILE = "train_state.pt"
 PACKED_FILE = "packed.json"  # beside the shards packed from a manifest: what they were packed from
