@@ -1,4 +1,4 @@
-"""What runs on a CUDA device: the encoder's bf16, compiled and GPU-tiling paths, and exact GPU search.
+"""What runs on a CUDA device: the encoders' bf16, compiled and GPU-filling paths, and exact GPU search.
 
 Marked ``gpu``; skipped, with the reason, where CUDA is absent.
 """
@@ -94,3 +94,22 @@ def test_exact_gpu_search_agrees_with_faiss_and_filters_inside(tmp_path):
     assert filtered.shape == (4, 5) and set(filtered.ravel()) <= set(allowed)
     on_gpu.remove(ids[:2500])
     assert not set(on_gpu.search(queries, 10)[1].ravel()) & set(ids[:2500])
+
+
+def test_the_compact_model_on_the_gpu_gives_the_cpus_rows():
+    from encoders.batches import BatchEmbedder
+    from encoders.compact import load_compact
+
+    on_cpu, on_gpu = load_compact(device="cpu"), load_compact(device="cuda", batch_size=4)
+    rng = np.random.default_rng(5)
+    audio = [0.1 * rng.standard_normal(int(on_cpu.sample_rate * seconds)).astype(np.float32)
+             for seconds in np.linspace(0.3, on_cpu.window_seconds, 9)]
+    padded, lengths = on_gpu.runtime.windows_on_device(audio)
+    assert np.array_equal(padded.cpu().numpy(), np.stack([on_cpu.runtime.fill_window(clip) for clip in audio]))
+    assert lengths.tolist() == [len(clip) for clip in audio]
+    expected = on_cpu.embed_audio(audio)
+    assert np.sum(on_gpu.embed_audio(audio) * expected, axis=1).min() > 0.999
+    with BatchEmbedder(on_gpu) as batches:
+        for clip in audio:
+            batches.add(clip)
+        assert np.sum(np.stack(list(batches.finish())) * expected, axis=1).min() > 0.999
