@@ -78,7 +78,7 @@ def main() -> None:
         encoder = load_msclap_2023(write_tiny_msclap_checkpoint(folder / "weights", full=True), device=args.device,
                                    compiled=args.compile)
         warm_up_started = time.perf_counter()  # kernels, the CUDA graph and any compiling: once per process
-        encoder.embed_windows(torch.zeros(encoder.batch_size, encoder.config.window_samples))
+        encoder.runtime.embed_windows(torch.zeros(encoder.batch_size, encoder.config.window_samples))
         warm_up_s = time.perf_counter() - warm_up_started
         settings = Settings(home=folder / "home", device=args.device)
         settings.home.mkdir()

@@ -89,11 +89,11 @@ def windows_per_second(encoder, batch: int, repeats: int) -> float:
     inputs = [0.1 * torch.randn(batch, encoder.config.window_samples, device=encoder.device, generator=generator)
               for _ in range(3)]
     for warm in inputs:
-        encoder.embed_windows(warm)
+        encoder.runtime.embed_windows(warm)
     synchronize(encoder.device)
     started = time.perf_counter()
     for round_ in range(repeats):
-        encoder.embed_windows(inputs[round_ % len(inputs)])
+        encoder.runtime.embed_windows(inputs[round_ % len(inputs)])
     synchronize(encoder.device)
     return batch * repeats / (time.perf_counter() - started)
 
@@ -248,9 +248,9 @@ def profile_encoder(encoder, batch: int, rows: int = 25) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     windows = 0.1 * torch.randn(batch, encoder.config.window_samples, device=encoder.device)
-    encoder.embed_windows(windows)
+    encoder.runtime.embed_windows(windows)
     with profile(activities=[ProfilerActivity.CUDA]) as profiler:
-        encoder.embed_windows(windows)
+        encoder.runtime.embed_windows(windows)
     return profiler.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=70)
 
 
@@ -389,8 +389,8 @@ def main() -> None:
                 compiled = load_msclap_2023(weights, device=device, batch_size=batch, precision="bf16",
                                             compiled=True if mode == "default" else mode, window_attention=attention)
                 probe = 0.1 * torch.randn(4, compiled.config.window_samples, device=device)
-                reference = encoders["bf16"].embed_windows(probe)
-                first = compiled.embed_windows(torch.cat([probe, probe.new_zeros(batch - 4, probe.shape[1])]))[:4]
+                reference = encoders["bf16"].runtime.embed_windows(probe)
+                first = compiled.runtime.embed_windows(torch.cat([probe, probe.new_zeros(batch - 4, probe.shape[1])]))[:4]
                 compile_s = time.perf_counter() - started
                 rate = windows_per_second(compiled, batch, args.repeats)
                 compiled_rates[f"{mode} batch {batch} {compiled.window_attention} attention"] = {

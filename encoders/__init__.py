@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from .weights import MissingWeightsError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DeviceError", "Encoder", "MissingWeightsError", "list_models", "load_encoder"]
 
@@ -26,13 +29,20 @@ class Encoder(Protocol):
     weights_path: str  # the file they were read from, absolute; "" for weights shipped inside clapdex
     logit_scale: float  # multiplier for cosine similarities
     batch_size: int  # clips or texts per model call unless a call says otherwise
-    device: object
+    device: object  # where text is embedded, and the first of devices
+    devices: list  # the devices each call's audio is shared among
 
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised."""
 
     def embed_audio(self, waveforms: list[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """Mono float32 clips at ``sample_rate``, each at most one window -> (n, dim) float32, unit rows."""
+
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        """``embed_audio`` of clips laid end to end in ``samples`` (1-D float32 on the host, in
+        pinned memory when ``device`` is a GPU), of ``lengths`` samples each -> (len(lengths),
+        dim) float32, unit rows. ``encoders.batches.BatchEmbedder`` packs clips so: a batch
+        crosses to the device in one copy, and is laid in its windows there."""
 
 
 # name -> "module:loader"; imported on use so `import encoders` stays light.

@@ -33,6 +33,12 @@ import soundfile
 # read costs a copy); 16 MB at most, for 16 channels.
 BLOCK_FRAMES = 1 << 18
 
+# libsndfile's subtypes -> bits a sample, of integer PCM or float; lossy ones have none.
+SUBTYPE_BITS = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
+    "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
+}
+
 
 class AudioDecodeError(Exception):
     """A file could not be read as audio: missing, unreadable, corrupt, empty or not audio."""
@@ -90,7 +96,7 @@ class AudioStream:
         else:
             self.sample_rate, self.channels = self._sound.samplerate, self._sound.channels
             self.codec = f"{self._sound.format}/{self._sound.subtype}".lower()
-            self.bit_depth = _SUBTYPE_BITS.get(self._sound.subtype)
+            self.bit_depth = SUBTYPE_BITS.get(self._sound.subtype)
             if (self._sound.format == "FLAC" and _is_file_name(source)
                     and (decoder := _MiniaudioDecoder.open(source, vorbis_only=False))):
                 declared = self._sound.frames if self._sound.frames < 1 << 40 else 0  # huge: length unknown
@@ -276,12 +282,6 @@ def _ogg_pages_intact(data: mmap.mmap) -> bool:
     return True
 
 
-_SUBTYPE_BITS = {
-    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
-    "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
-}
-
-
 def read_audio(path: str | os.PathLike | BinaryIO, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
     """Decode ``path`` (a file name, or an open binary file such as an upload) to mono float32
     at ``sample_rate``, with what the file itself holds. The whole file is held: for long
@@ -344,10 +344,13 @@ def _clean(samples: np.ndarray) -> np.ndarray:
 def stream_windows(
     blocks: Iterable[np.ndarray], sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> Iterator[Window]:
-    """The windows ``windows`` would cut from the concatenated ``blocks``, holding only about
-    one window of samples at a time. Windows are views of the blocks (overlapping ones share
-    samples): copy one before changing it."""
-    size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
+    """The windows ``windows`` describes, cut from the concatenated ``blocks``, holding only
+    about one window of samples at a time. Windows are views of the blocks (overlapping ones
+    share samples): copy one before changing it."""
+    size = round(window_seconds * sample_rate)
+    hop = round((hop_seconds or window_seconds) * sample_rate)
+    if size <= 0 or hop <= 0:
+        raise ValueError(f"window ({window_seconds} s) and hop ({hop_seconds} s) must be positive")
     held = np.empty(0, np.float32)
     held_from = 0  # sample index of held[0]
     total = next_start = covered = 0
@@ -392,30 +395,14 @@ def unpack(packed: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
 def windows(
     samples: np.ndarray, sample_rate: int, window_seconds: float, hop_seconds: float | None = None
 ) -> list[Window]:
-    """Cut ``samples`` into windows that cover all of it.
+    """Cut ``samples`` into windows that cover all of it: ``stream_windows`` over one block.
 
     Windows start at 0, hop, 2*hop, ...; when the last of those stops short of the end, one
     more window is aligned to the end, so every window is full length and no sound is
-    missed. Audio shorter than one window is one short window (the encoder tiles it).
+    missed. Audio shorter than one window is one short window (the encoder tiles it); empty
+    audio has none. Windows are views of ``samples`` (as float32).
     """
-    size, hop = _window_sizes(sample_rate, window_seconds, hop_seconds)
-    total = len(samples)
-    if total <= size:
-        return [Window(0.0, total / sample_rate, samples)]
-    starts = list(range(0, total - size + 1, hop))
-    if starts[-1] + size < total:
-        starts.append(total - size)
-    return [
-        Window(start / sample_rate, (start + size) / sample_rate, samples[start : start + size]) for start in starts
-    ]
-
-
-def _window_sizes(sample_rate: int, window_seconds: float, hop_seconds: float | None) -> tuple[int, int]:
-    size = round(window_seconds * sample_rate)
-    hop = round((hop_seconds or window_seconds) * sample_rate)
-    if size <= 0 or hop <= 0:
-        raise ValueError(f"window ({window_seconds} s) and hop ({hop_seconds} s) must be positive")
-    return size, hop
+    return list(stream_windows([samples], sample_rate, window_seconds, hop_seconds))
 
 
 def _is_file_name(source) -> bool:

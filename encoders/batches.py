@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .audio import unpack, window_clip
+from . import Encoder
+from .audio import window_clip
 
 # One buffer filling, one waiting, one on the device.
 BUFFERS = 3
@@ -43,10 +44,10 @@ class BatchEmbedder:
     Use as a context manager (or call ``close``), so the thread ends with an error too.
     """
 
-    def __init__(self, encoder, batch_size: int | None = None):
+    def __init__(self, encoder: Encoder, batch_size: int | None = None):
         self.encoder = encoder
         # By default a full batch for each device the encoder spreads batches over.
-        self.batch_size = batch_size or encoder.batch_size * (1 + len(getattr(encoder, "replicas", ())))
+        self.batch_size = batch_size or encoder.batch_size * len(encoder.devices)
         window = round(encoder.sample_rate * encoder.window_seconds)
         pinned = torch.device(encoder.device).type == "cuda"
         self._free: queue.Queue[_Buffer] = queue.Queue()
@@ -113,10 +114,7 @@ class BatchEmbedder:
     def _embed_batches(self) -> None:
         while (buffer := self._to_embed.get()) is not None:
             try:
-                if hasattr(self.encoder, "embed_packed"):
-                    vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths)
-                else:
-                    vectors = self.encoder.embed_audio(unpack(buffer.array, buffer.lengths), batch_size=self.batch_size)
+                vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths)
             except BaseException as error:  # raised again in the caller's thread
                 self._embedded.put(error)
             else:

@@ -32,7 +32,9 @@ configurations are data (``CONFIGS``); the trainer lives in ``encoders.training`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -45,8 +47,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .audio import window_clip
-from .msclap import Projection, resolve_devices
+from .msclap import Projection
+from .runtime import AudioRuntime, resolve_devices
 from .weights import MissingWeightsError, tensors_fingerprint
 
 NAME = "clapdex-compact"
@@ -284,29 +286,40 @@ def read_compact(path: str | Path) -> tuple[CompactClap, str]:
     return model.eval(), weights_fingerprint(state)
 
 
+def _audio_rows(model: CompactClap, windows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The function ``AudioRuntime`` runs: windows padded with silence and the length of the clip
+    in each -> (batch, projection_dim) unit rows."""
+    return F.normalize(model.encode_audio(windows, lengths).float(), dim=-1)
+
+
 class CompactEncoder:
-    """The ``encoders.Encoder`` interface over ``CompactClap``: numpy in, unit-norm float32 numpy out."""
+    """The ``encoders.Encoder`` interface over ``CompactClap``: numpy in, unit-norm float32 numpy out.
+
+    Audio goes through ``runtime`` (``encoders.runtime.AudioRuntime``), shared among
+    ``devices`` when there are several, each with a copy of the model; text runs on the first.
+    """
 
     name = NAME
     weights_path = ""  # set by the loader: the file the weights came from
 
-    def __init__(self, model: CompactClap, weights_id: str, device: torch.device, batch_size: int = 32,
+    def __init__(self, model: CompactClap, weights_id: str, devices: list[torch.device], batch_size: int = 32,
                  text_encoder: MiniLMSentenceEncoder | None = None):
-        self.model = model.to(device).eval()
+        # The copies for further devices are made before the first is moved.
+        models = [model, *(copy.deepcopy(model) for _ in devices[1:])]
+        models = [copied.to(device).eval() for copied, device in zip(models, devices)]
+        self.model = models[0]
         self.config = model.config
         self.weights_id = weights_id
-        self.device = device
+        self.device, self.devices = devices[0], list(devices)
         self.batch_size = batch_size
         self.sample_rate = self.config.sample_rate
         self.window_seconds = self.config.window_seconds
         self.dim = self.config.projection_dim
         self.logit_scale = model.logit_scale.detach().exp().item()
-        self.text_encoder = text_encoder or MiniLMSentenceEncoder(device, self.config.text_max_tokens)
-
-    def pad_window(self, waveform) -> tuple[np.ndarray, int]:
-        """A mono clip of at most one window -> (the window, silence after the clip; its length)."""
-        samples = window_clip(waveform, self.sample_rate, self.window_seconds)
-        return np.pad(samples, (0, self.config.window_samples - samples.shape[0])), samples.shape[0]
+        self.text_encoder = text_encoder or MiniLMSentenceEncoder(self.device, self.config.text_max_tokens)
+        self.runtime = AudioRuntime.on_devices(
+            [(device, functools.partial(_audio_rows, copied)) for copied, device in zip(models, devices)],
+            self.sample_rate, self.window_seconds, self.dim, batch_size, "silence")
 
     @torch.inference_mode()
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
@@ -316,29 +329,24 @@ class CompactEncoder:
         features = self.text_encoder(texts, batch_size or 256)
         return F.normalize(self.model.encode_text(features).float(), dim=-1).cpu().numpy()
 
-    @torch.inference_mode()
     def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
-        padded = [self.pad_window(waveform) for waveform in waveforms]
-        step = batch_size or self.batch_size
-        batches = []
-        for start in range(0, len(padded), step):
-            windows, lengths = zip(*padded[start:start + step])
-            embedded = self.model.encode_audio(torch.from_numpy(np.stack(windows)).to(self.device),
-                                               torch.tensor(lengths, device=self.device))
-            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
-        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
+        return self.runtime.embed_audio(waveforms, batch_size)
+
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        return self.runtime.embed_packed(samples, lengths)
 
 
 def load_compact(weights: str | Path | None = None, device: str | torch.device = "cpu",
                  batch_size: int | None = None) -> CompactEncoder:
-    """Load a ``save_compact`` checkpoint: ``weights``, else the one shipped in the package."""
+    """Load a ``save_compact`` checkpoint: ``weights``, else the one shipped in the package.
+
+    ``device`` may name several, "cuda:0,cuda:1": audio batches are then shared among them
+    (text runs on the first), with the rows one device would give.
+    """
     path = Path(weights) if weights is not None else PACKAGED_WEIGHTS
     if not path.is_file():
         raise MissingWeightsError(f"weights file {path} (from --weights or CLAPDEX_WEIGHTS) does not exist")
     model, weights_id = read_compact(path)
-    devices = resolve_devices(device)
-    if len(devices) > 1:
-        raise ValueError(f"{NAME} runs on one device; got {device!r} ({len(devices)} devices)")
-    encoder = CompactEncoder(model, weights_id, devices[0], batch_size or 32)
+    encoder = CompactEncoder(model, weights_id, resolve_devices(device), batch_size or 32)
     encoder.weights_path = "" if weights is None else str(path.absolute())
     return encoder

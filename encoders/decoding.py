@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import logging
 import mmap
 import multiprocessing
 import os
@@ -39,6 +40,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .audio import AudioDecodeError, AudioInfo, AudioStream, stream_windows, unpack
+from .processes import exit_with_parent
+
+log = logging.getLogger(__name__)
 
 # Windows handed over at once (a piece), and slots per worker: a worker decodes up to
 # SLOTS pieces ahead of the caller, about 40 MB of address space a worker at 7 s and
@@ -48,8 +52,6 @@ SLOTS = 4
 # Files a worker holds: the one it reads and the next, so it never waits for the caller to
 # hand it work.
 FILES_AHEAD = 2
-# How often a worker waiting for a free slot or its next file checks that its parent is alive.
-PARENT_CHECK_SECONDS = 1.0
 
 
 class Piece(NamedTuple):
@@ -111,6 +113,7 @@ def _file_pieces(number: int, path: str, sample_rate: int, window_seconds: float
     except AudioDecodeError as exc:
         info, error = None, exc.reason
     except Exception as exc:  # a decoder's surprise about one file must not end the run
+        log.warning("%s: unexpected error decoding it; the file is skipped", path, exc_info=True)
         info, error = None, f"{type(exc).__name__}: {exc}"
     yield Piece(number, starts, ends, samples, True, info, error)
 
@@ -148,7 +151,7 @@ class _WorkerPool:
         files_in, worker.files = self.context.Pipe(duplex=False)
         worker.free_slots = self.context.Semaphore(SLOTS)
         worker.process = self.context.Process(
-            target=_work, args=(worker.slots, worker.free_slots, sending, files_in), daemon=True)
+            target=_work, args=(worker.slots, worker.free_slots, sending, files_in, os.getpid()), daemon=True)
         worker.process.start()
         sending.close()  # the worker's ends: EOF here once the worker is gone
         files_in.close()
@@ -237,36 +240,23 @@ def close_pools() -> None:
             pool.close()
 
 
-def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connection) -> None:
+def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connection, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
-    parent, turn = os.getppid(), 0
+    # Siblings forked later hold copies of the parent's end of ``files``, so the parent's death
+    # shows as silence, not as end of file: waiting for a file or a free slot, an orphan would
+    # wait forever.
+    exit_with_parent(parent)
+    turn = 0
     try:
-        for number, path, *job in _handed_out(files, parent):
+        while True:
+            number, path, *job = files.recv()
             for piece in _file_pieces(number, path, *job):
                 slot = -1
                 if piece.samples:
-                    if not _waited(lambda timeout: free_slots.acquire(timeout=timeout), parent):
-                        return
+                    free_slots.acquire()
                     slot, turn = turn, (turn + 1) % SLOTS  # the parent frees slots in the order they were sent
                     np.concatenate(piece.samples, out=slots[slot, : sum(len(s) for s in piece.samples)])
                 connection.send((slot, piece.number, piece.starts, piece.ends, [len(s) for s in piece.samples],
                                  piece.done, piece.info, piece.error))
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the parent is gone or closed us
-
-
-def _handed_out(files: Connection, parent: int) -> Iterator[tuple]:
-    """The files the parent hands this worker, until it is gone. (Siblings forked later hold
-    copies of the parent's end of this pipe, so its death shows as silence, not as end of
-    file.)"""
-    while _waited(files.poll, parent):
-        yield files.recv()
-
-
-def _waited(ready, parent: int) -> bool:
-    """Whether ``ready(timeout)`` came true before the parent went: an orphaned worker (the
-    parent was killed) must not wait for a slot or a file that nobody will give it."""
-    while not ready(PARENT_CHECK_SECONDS):
-        if os.getppid() != parent:
-            return False
-    return True

@@ -17,8 +17,6 @@ Deliberate differences from the official wrapper (msclap 1.3.4), which clapdex t
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -31,8 +29,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import flex_attention
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
-from . import DeviceError
-from .audio import unpack, window_clip
+from .runtime import AudioRuntime, autocast, autocast_dtype, resolve_devices, threads_limited
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
 NAME = "msclap-2023"
@@ -438,26 +435,6 @@ def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
                                        GPT2 + "wpe.weight"))
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda":
-        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (resolved.index or 0) >= visible:
-            here = f"only {visible} CUDA devices are visible here" if visible else "no CUDA device is visible here"
-            raise DeviceError(f"device {device}: {here}; use --device cpu, or auto to take a GPU where there is one")
-    return resolved
-
-
-def resolve_devices(devices: str | torch.device) -> list[torch.device]:
-    """"cuda:0,cuda:1" -> both; "all" -> every visible GPU (the CPU when there is none); a
-    single name as ``resolve_device`` reads it."""
-    if str(devices) == "all":
-        return [torch.device("cuda", index) for index in range(torch.cuda.device_count())] or [torch.device("cpu")]
-    return [resolve_device(name.strip()) for name in str(devices).split(",")]
-
-
 def load_gpt2_tokenizer(folder: Path) -> GPT2TokenizerFast:
     # from_pretrained, not GPT2TokenizerFast(vocab_file=...): the latter silently builds an
     # empty vocabulary in transformers 5.x.
@@ -485,248 +462,6 @@ def tokenize_captions(tokenizer: GPT2TokenizerFast, config: MSClapConfig,
     return input_ids, attention_mask
 
 
-class MSClap2023Encoder:
-    """The ``encoders.Encoder`` interface over ``MSClapModel``: numpy in, unit-norm float32 numpy out."""
-
-    name = NAME
-    weights_path = ""  # set by the loader: the file the weights came from
-
-    def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
-                 device: torch.device, batch_size: int = 32, precision: str = "auto", compiled: bool | str = False,
-                 cuda_graphs: bool = True, window_attention: str | None = None):
-        self.model = model.to(device)
-        self.tokenizer = tokenizer
-        self.config = model.config
-        self.weights_id = weights_id
-        self.device = device
-        self.batch_size = batch_size
-        self.sample_rate = self.config.sample_rate
-        self.window_seconds = self.config.window_seconds
-        self.dim = self.config.projection_dim
-        # The multiplier for cosine similarities (exp of the stored log-scale), as CLIP uses it.
-        self.logit_scale = model.logit_scale.detach().exp().item()
-        self.autocast_dtype = autocast_dtype(precision, device)
-        # In bfloat16 (float32's range) the audio tower runs wholly in it, weights and activations,
-        # the residual stream included. Under autocast its layer norms, softmaxes and residual adds
-        # stayed float32, and moving those activations cost compiled batches a tenth of their time
-        # on an H100 (9,003 against 8,199 windows/s at 512; cosine to float32 0.99997 against
-        # 0.99998, docs/benchmarks.md). float16 keeps autocast: its range could overflow there.
-        self.audio_dtype = torch.bfloat16 if self.autocast_dtype == torch.bfloat16 else None
-        self._windows_to_vectors = self._embed_on_device
-        self.compiled = bool(compiled)
-        self.window_attention = window_attention_kind(window_attention, self.compiled, device)
-        if self.window_attention == "flex":
-            self.model.use_flex_window_attention()
-        if self.audio_dtype is not None:
-            self.model.audio_tower.to(self.audio_dtype)
-            self.model.audio_projection.to(self.audio_dtype)
-        if device.type == "cuda":
-            # cuDNN convolves channels-last: with the patch embedding's weight so, its output needs
-            # no layout conversion and flattens into tokens as a view (compiled, batch 512 on an
-            # H100: 9,447 against 9,043 windows/s, docs/benchmarks.md).
-            self.model.audio_tower.audio_encoder.patch_embed.proj.to(memory_format=torch.channels_last)
-        if compiled:
-            mode = compiled if isinstance(compiled, str) else None
-            self._windows_to_vectors = torch.compile(self._embed_on_device, dynamic=False, mode=mode)
-        # Full batches on a GPU replay one captured CUDA graph: launching HTSAT's thousand-odd
-        # kernels from Python one by one costs nearly as much CPU time as the GPU spends on them
-        # (65 against 75 ms a batch of 256 on an H100), CPU the indexer's main process needs.
-        self.cuda_graphs = cuda_graphs and device.type == "cuda"
-        self._graph: _CapturedBatch | None = None
-        self._staging: torch.Tensor | None = None  # pinned host buffer for batches bound for the GPU
-        self.replicas: list[MSClap2023Encoder] = []  # the same model on further devices
-
-    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
-        return tokenize_captions(self.tokenizer, self.config, texts)
-
-    def check_clip(self, waveform) -> np.ndarray:
-        return window_clip(waveform, self.sample_rate, self.window_seconds)
-
-    def fill_window(self, waveform) -> np.ndarray:
-        """A mono clip of at most one window, tiled to exactly one window as msclap does:
-        repeated ceil(window / length) times, then cut to the window."""
-        samples = self.check_clip(waveform)
-        window = self.config.window_samples
-        return np.tile(samples, -(-window // samples.shape[0]))[:window]
-
-    @torch.inference_mode()
-    def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        texts = list(texts)
-        if self.device.type == "cpu" and len(texts) == 1:
-            with one_cpu_thread():
-                return self._embed_text(texts, batch_size)
-        return self._embed_text(texts, batch_size)
-
-    def _embed_text(self, texts: list[str], batch_size: int | None) -> np.ndarray:
-        batches = []
-        for start in range(0, len(texts), batch_size or self.batch_size):
-            input_ids, attention_mask = self.tokenize(texts[start : start + (batch_size or self.batch_size)])
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                embedded = self.model.embed_text(input_ids.to(self.device), attention_mask.to(self.device))
-            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
-        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
-
-    def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
-        if self.replicas:
-            return self._embed_audio_on_every_device(list(waveforms), batch_size)
-        return self.embed_audio_here(waveforms, batch_size)
-
-    @torch.inference_mode()
-    def embed_audio_here(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
-        """``embed_audio`` on this encoder's own device only."""
-        size = batch_size or self.batch_size
-        if self.device.type == "cpu":
-            windows = [self.fill_window(waveform) for waveform in waveforms]
-            batches = [torch.from_numpy(np.stack(windows[start : start + size])) for start in range(0, len(windows), size)]
-        else:
-            clips = [self.check_clip(waveform) for waveform in waveforms]
-            batches = (self.windows_on_device(clips[start : start + size]) for start in range(0, len(clips), size))
-        embedded = [self.embed_windows(batch) for batch in batches]
-        return np.concatenate(embedded) if embedded else np.zeros((0, self.dim), np.float32)
-
-    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        """Clips laid end to end in ``samples`` (1-D float32 on the host, pinned for a GPU), of
-        ``lengths`` samples each, at most one window -> (len(lengths), dim) unit rows.
-
-        ``encoders.batches.BatchEmbedder`` packs windows this way, so they cross to the
-        device in one copy and are tiled there.
-        """
-        if self.replicas:
-            return self._embed_packed_on_every_device(samples, lengths)
-        return self.embed_packed_here(samples, lengths)
-
-    def embed_packed_here(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        """``embed_packed`` on this encoder's own device only."""
-        if self.device.type == "cpu":
-            return self.embed_audio_here(unpack(samples.numpy(), lengths), len(lengths))
-        return self.embed_windows(self.tile_on_device(samples.to(self.device, non_blocking=True), lengths))
-
-    def _embed_audio_on_every_device(self, waveforms: list, batch_size: int | None) -> np.ndarray:
-        # Contiguous shares, one per device, each embedded there on its own thread (the GIL is
-        # released inside CUDA work); rows come back in the callers' order, as one device gives.
-        return self._on_every_device(len(waveforms), lambda encoder, start, end:
-                                     encoder.embed_audio_here(waveforms[start:end], batch_size))
-
-    def _embed_packed_on_every_device(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        offsets = np.cumsum([0, *lengths])
-        return self._on_every_device(len(lengths), lambda encoder, start, end: encoder.embed_packed_here(
-            samples[offsets[start] : offsets[end]], lengths[start:end]))
-
-    def _on_every_device(self, count: int, embed_share) -> np.ndarray:
-        encoders = [self, *self.replicas]
-        bounds = np.linspace(0, count, len(encoders) + 1).round().astype(int)
-        with concurrent.futures.ThreadPoolExecutor(len(encoders)) as pool:
-            parts = list(pool.map(embed_share, encoders, bounds[:-1], bounds[1:]))
-        return np.concatenate(parts)
-
-    @torch.inference_mode()
-    def embed_windows(self, windows: torch.Tensor) -> np.ndarray:
-        """(batch, window_samples) float32, on any device -> (batch, dim) unit rows."""
-        windows = windows.to(self.device)
-        count = windows.shape[0]
-        if self.compiled and count < self.batch_size:
-            # Compiled for one batch shape: a smaller batch is padded to it rather than
-            # compiled again (half a minute) for its own shape.
-            windows = torch.cat([windows, windows.new_zeros(self.batch_size - count, windows.shape[1])])
-        if self.cuda_graphs and windows.shape[0] == self.batch_size:
-            return self._replayed(windows)[:count].cpu().numpy()
-        return self._windows_to_vectors(windows)[:count].cpu().numpy()
-
-    def _embed_on_device(self, windows: torch.Tensor) -> torch.Tensor:
-        # The log-mel front end stays float32 (its log needs the range).
-        log_mel = self.model.log_mel(windows)
-        if self.audio_dtype is not None:
-            embedded = self.model.audio_features(log_mel.to(self.audio_dtype))
-        else:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                embedded = self.model.audio_features(log_mel)
-        return F.normalize(embedded.float(), dim=-1)
-
-    def _replayed(self, windows: torch.Tensor) -> torch.Tensor:
-        if self._graph is None:
-            self._graph = _CapturedBatch(self._windows_to_vectors, windows)
-        return self._graph.replay(windows)
-
-    def windows_on_device(self, clips: list[np.ndarray]) -> torch.Tensor:
-        """Clips of at most one window -> (batch, window_samples) on the GPU, tiled there.
-
-        Only the clips' own samples cross the bus (a 5-s clip is 5/7 of its window), through
-        one pinned buffer; tiling on the GPU spares the host a pass over every window.
-        """
-        lengths = [len(clip) for clip in clips]
-        total = sum(lengths)
-        if self._staging is None or self._staging.numel() < total:
-            self._staging = torch.empty(max(total, 1 << 24), dtype=torch.float32).pin_memory()
-        staged = self._staging[:total]
-        np.concatenate(clips, out=staged.numpy())
-        # The copy must end before the buffer is refilled: the caller's .cpu() of the results
-        # waits for the stream that also runs this copy.
-        return self.tile_on_device(staged.to(self.device, non_blocking=True), lengths)
-
-    def tile_on_device(self, samples: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        """Clips end to end in ``samples`` (on the device) -> (batch, window_samples), each
-        repeated to fill its window as msclap tiles a short clip; one gather for the batch."""
-        window = self.config.window_samples
-        if len(lengths) * window >= 2**31:
-            raise ValueError(f"{len(lengths)} windows are too many for one batch")
-        starts = torch.tensor(np.cumsum([0, *lengths[:-1]]), dtype=torch.int32).to(self.device, non_blocking=True)
-        sizes = torch.tensor(lengths, dtype=torch.int32).to(self.device, non_blocking=True)
-        positions = torch.arange(window, dtype=torch.int32, device=self.device)
-        # (batch, window): where each sample of each tiled window comes from
-        sources = starts[:, None] + positions[None, :] % sizes[:, None]
-        return samples.index_select(0, sources.flatten()).view(len(lengths), window)
-
-
-class _CapturedBatch:
-    """``embed`` on a batch of one shape, captured once as a CUDA graph and replayed."""
-
-    def __init__(self, embed, example: torch.Tensor):
-        with torch.cuda.device(example.device):
-            self.windows = example.clone()  # the graph reads its input here and writes its output below
-            # Warm-up on a side stream, as capture needs: cuFFT plans, cuBLAS workspaces and
-            # any compilation happen here, not inside the graph.
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    embed(self.windows)
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            # thread_local: the indexer's main thread may touch CUDA while this thread captures.
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                self.vectors = embed(self.windows)
-
-    def replay(self, windows: torch.Tensor) -> torch.Tensor:
-        self.windows.copy_(windows)
-        self.graph.replay()
-        return self.vectors
-
-
-@contextlib.contextmanager
-def one_cpu_thread():
-    """One intra-op thread for a lone query. On 2 cores shared with other busy jobs, GPT-2 on
-    one caption took 513 ms (p50) on 2 threads, which spin waiting for each other, and 70 ms
-    on one (docs/benchmarks.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The matmul dtype for ``precision``: "auto" is bfloat16 on CUDA (embeddings within cosine
-    0.999 of float32, docs/benchmarks.md) and float32 elsewhere; "fp32" is always float32."""
-    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision not in choices:
-        raise ValueError(f"precision must be one of auto, {', '.join(choices)}; got {precision!r}")
-    return choices[precision]
-
-
 def window_attention_kind(choice: str | None, compiled: bool, device: torch.device) -> str:
     """The window attention an encoder runs, "flex" or "eager": ``choice``, or by default flex
     when compiled on CUDA and eager elsewhere: on this project's 2-core CPU, inductor's CPU flex
@@ -738,6 +473,110 @@ def window_attention_kind(choice: str | None, compiled: bool, device: torch.devi
     if choice == "flex" and not compiled:
         raise ValueError("window_attention='flex' needs compiled=True: uncompiled, flex_attention runs unfused")
     return choice
+
+
+class _ModelOnDevice:
+    """One copy of the model on one device, its audio tower made ready to run there: ``embed``
+    is the function ``AudioRuntime`` runs (compiled, and captured in a CUDA graph) on it."""
+
+    def __init__(self, model: MSClapModel, device: torch.device, precision: str, compiled: bool,
+                 window_attention: str | None):
+        self.model = model.to(device)
+        self.device = device
+        self.autocast_dtype = autocast_dtype(precision, device)
+        # In bfloat16 (float32's range) the audio tower runs wholly in it, weights and activations,
+        # the residual stream included. Under autocast its layer norms, softmaxes and residual adds
+        # stayed float32, and moving those activations cost compiled batches a tenth of their time
+        # on an H100 (9,003 against 8,199 windows/s at 512; cosine to float32 0.99997 against
+        # 0.99998, docs/benchmarks.md). float16 keeps autocast: its range could overflow there.
+        self.audio_dtype = torch.bfloat16 if self.autocast_dtype == torch.bfloat16 else None
+        self.window_attention = window_attention_kind(window_attention, compiled, device)
+        if self.window_attention == "flex":
+            self.model.use_flex_window_attention()
+        if self.audio_dtype is not None:
+            self.model.audio_tower.to(self.audio_dtype)
+            self.model.audio_projection.to(self.audio_dtype)
+        if device.type == "cuda":
+            # cuDNN convolves channels-last: with the patch embedding's weight so, its output needs
+            # no layout conversion and flattens into tokens as a view (compiled, batch 512 on an
+            # H100: 9,447 against 9,043 windows/s, docs/benchmarks.md).
+            self.model.audio_tower.audio_encoder.patch_embed.proj.to(memory_format=torch.channels_last)
+
+    def embed(self, windows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # windows: (batch, window_samples), short clips tiled to fill them, so their lengths
+        # change nothing -> (batch, projection_dim) unit rows.
+        # The log-mel front end stays float32 (its log needs the range).
+        log_mel = self.model.log_mel(windows)
+        if self.audio_dtype is not None:
+            embedded = self.model.audio_features(log_mel.to(self.audio_dtype))
+        else:
+            with autocast(self.device, self.autocast_dtype):
+                embedded = self.model.audio_features(log_mel)
+        return F.normalize(embedded.float(), dim=-1)
+
+
+class MSClap2023Encoder:
+    """The ``encoders.Encoder`` interface over ``MSClapModel``: numpy in, unit-norm float32 numpy out.
+
+    Audio goes through ``runtime`` (``encoders.runtime.AudioRuntime``), shared among
+    ``devices`` when there are several, each with a copy of the model; text runs on the first.
+    """
+
+    name = NAME
+    weights_path = ""  # set by the loader: the file the weights came from
+
+    def __init__(self, model: MSClapModel, tokenizer: GPT2TokenizerFast, weights_id: str,
+                 devices: list[torch.device], batch_size: int = 32, precision: str = "auto",
+                 compiled: bool | str = False, cuda_graphs: bool = True, window_attention: str | None = None):
+        # The copies for further devices are made before the first is moved or cast.
+        models = [model, *(copy.deepcopy(model) for _ in devices[1:])]
+        on_devices = [_ModelOnDevice(copied, device, precision, bool(compiled), window_attention)
+                      for copied, device in zip(models, devices)]
+        first = on_devices[0]
+        self.model = first.model
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.weights_id = weights_id
+        self.device, self.devices = first.device, list(devices)
+        self.batch_size = batch_size
+        self.sample_rate = self.config.sample_rate
+        self.window_seconds = self.config.window_seconds
+        self.dim = self.config.projection_dim
+        # The multiplier for cosine similarities (exp of the stored log-scale), as CLIP uses it.
+        self.logit_scale = model.logit_scale.detach().exp().item()
+        self.autocast_dtype = first.autocast_dtype  # the text tower's; the audio tower's is first.audio_dtype
+        self.compiled = bool(compiled)
+        self.window_attention = first.window_attention
+        self.runtime = AudioRuntime.on_devices([(on.device, on.embed) for on in on_devices], self.sample_rate,
+                                               self.window_seconds, self.dim, batch_size, "tile", compiled,
+                                               cuda_graphs)
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
+        return tokenize_captions(self.tokenizer, self.config, texts)
+
+    @torch.inference_mode()
+    def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        texts = list(texts)
+        if self.device.type == "cpu" and len(texts) == 1:
+            with threads_limited(1):  # a lone query: threads_limited says why
+                return self._embed_text(texts, batch_size)
+        return self._embed_text(texts, batch_size)
+
+    def _embed_text(self, texts: list[str], batch_size: int | None) -> np.ndarray:
+        batches = []
+        for start in range(0, len(texts), batch_size or self.batch_size):
+            input_ids, attention_mask = self.tokenize(texts[start : start + (batch_size or self.batch_size)])
+            with autocast(self.device, self.autocast_dtype):
+                embedded = self.model.embed_text(input_ids.to(self.device), attention_mask.to(self.device))
+            batches.append(F.normalize(embedded.float(), dim=-1).cpu().numpy())
+        return np.concatenate(batches) if batches else np.zeros((0, self.dim), np.float32)
+
+    def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
+        return self.runtime.embed_audio(waveforms, batch_size)
+
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        return self.runtime.embed_packed(samples, lengths)
 
 
 def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",
@@ -765,18 +604,10 @@ def load_msclap_2023(weights: str | Path | None = None, device: str | torch.devi
     state = checkpoint["model"]
     model = MSClapModel.from_official_state_dict(state)
     tokenizer = load_gpt2_tokenizer(resolve_gpt2_tokenizer(path, cache_dir))
-    first, *more = resolve_devices(device)
+    devices = resolve_devices(device)
     # A GPU needs large batches to be kept busy (measured in bench/indexing.py); a CPU doesn't.
-    batch_size = batch_size or (256 if first.type == "cuda" else 32)
-    replicas = [copy.deepcopy(model) for _ in more]
-    # Several GPUs embed their shares on threads of their own, and capturing a graph on one
-    # while another works fails (cudaErrorStreamCaptureUnsupported, on two H100s): their
-    # kernels are launched one by one.
-    cuda_graphs = cuda_graphs and not more
-    encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), first, batch_size, precision, compiled,
+    batch_size = batch_size or (256 if devices[0].type == "cuda" else 32)
+    encoder = MSClap2023Encoder(model, tokenizer, weights_fingerprint(state), devices, batch_size, precision, compiled,
                                 cuda_graphs, window_attention)
-    encoder.replicas = [MSClap2023Encoder(replica, tokenizer, encoder.weights_id, device, batch_size, precision, compiled,
-                                          cuda_graphs, window_attention)
-                        for replica, device in zip(replicas, more)]
     encoder.weights_path = str(path.absolute())
     return encoder

@@ -22,6 +22,7 @@ from typing import BinaryIO
 import mutagen
 import soundfile
 
+from encoders.audio import SUBTYPE_BITS
 from search.catalog import Metadata
 
 # Tag names per container that mean the same thing; ID3 frames are matched on their id.
@@ -91,8 +92,7 @@ def _read_header(path, metadata: Metadata) -> None:
     metadata.sample_rate, metadata.channels = info.samplerate, info.channels
     metadata.duration = info.frames / info.samplerate if info.samplerate else None
     metadata.codec = f"{info.format}/{info.subtype}".lower()
-    metadata.bit_depth = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32,
-                          "DOUBLE": 64}.get(info.subtype)
+    metadata.bit_depth = SUBTYPE_BITS.get(info.subtype)
 
 
 def _read_tags(path, metadata: Metadata) -> None:

@@ -7,12 +7,12 @@ import hashlib
 import multiprocessing
 import os
 import signal
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, TypeVar
+
+from encoders.processes import exit_with_parent
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"})
 
@@ -131,14 +131,7 @@ def _read_all(files: list[tuple[str, str | None]], describe: Callable[[str], obj
 
 def _start_reader(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which ends the pool
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-
-
-def _exit_with(parent: int) -> None:
-    """A parent killed outright leaves its pool's workers waiting for work forever: end them."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
+    exit_with_parent(parent)  # a parent killed outright leaves its pool's workers waiting for work forever
 
 
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs"})

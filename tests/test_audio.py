@@ -144,6 +144,11 @@ def test_short_audio_is_one_short_window():
     assert spans(700) == [(0.0, 7.0)]
 
 
+def test_empty_audio_has_no_windows():
+    assert spans(0) == []
+    assert list(stream_windows([], 100, 7.0)) == []
+
+
 def test_long_audio_is_covered_with_the_last_window_aligned_to_the_end():
     assert spans(2000) == [(0.0, 7.0), (7.0, 14.0), (13.0, 20.0)]
     assert spans(1400) == [(0.0, 7.0), (7.0, 14.0)]  # already covered: no extra window

@@ -34,13 +34,15 @@ def test_batches_give_embed_audio_vectors_in_order(tiny_encoder, batch_size):
     assert np.allclose(embedded_in_batches(tiny_encoder, audio, batch_size), expected, atol=1e-5)
 
 
-def test_encoders_without_packed_batches_are_fed_clip_lists(tmp_path):
+def test_the_compact_model_embeds_packed_batches_as_it_embeds_clips():
     from encoders.compact import load_compact
 
     compact = load_compact(device="cpu")  # the shipped weights
     audio = clips(5, seed=1, rate=compact.sample_rate, longest=compact.window_seconds)
-    assert not hasattr(compact, "embed_packed")
-    assert np.allclose(embedded_in_batches(compact, audio, 2), compact.embed_audio(audio), atol=1e-5)
+    expected = compact.embed_audio(audio)
+    packed = torch.from_numpy(np.concatenate(audio))
+    assert np.array_equal(compact.embed_packed(packed, [len(clip) for clip in audio]), expected)
+    assert np.allclose(embedded_in_batches(compact, audio, 2), expected, atol=1e-5)
 
 
 def test_clips_longer_than_a_window_are_refused_when_added(tiny_encoder):

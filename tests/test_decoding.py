@@ -145,6 +145,30 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert not any(running(pid) for pid in workers)
 
 
+def test_a_worker_exits_with_its_parent():
+    """The orphan check both decoder and scan workers start, on its own."""
+    parent = """
+import os, signal, time
+from encoders.processes import exit_with_parent
+parent = os.getpid()
+worker = os.fork()
+if worker == 0:
+    exit_with_parent(parent)
+    time.sleep(60)  # waiting for work that will never come
+    os._exit(1)
+print(worker, flush=True)
+time.sleep(0.5)  # the worker is watching
+os.kill(parent, signal.SIGKILL)
+"""
+    result = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60)
+    worker = int(result.stdout)
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running(worker):
+        time.sleep(0.1)
+    assert not running(worker)
+
+
 def running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

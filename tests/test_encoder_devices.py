@@ -9,7 +9,9 @@ def test_several_devices_share_audio_batches_and_give_one_devices_rows(tiny_weig
     from encoders.msclap import load_msclap_2023
 
     shared = load_msclap_2023(tiny_weights, device="cpu,cpu", batch_size=2)
-    assert len(shared.replicas) == 1 and shared.replicas[0].model is not shared.model
+    assert shared.devices == shared.runtime.devices == [torch.device("cpu")] * 2
+    models = [runtime.embed.__self__.model for runtime in (shared.runtime, *shared.runtime.replicas)]
+    assert models[0] is shared.model and models[1] is not shared.model  # each device has its own copy
     rng = np.random.default_rng(5)
     clips = [0.1 * rng.standard_normal(int(44100 * s)).astype(np.float32) for s in (1.0, 7.0, 3.5, 0.5, 2.0)]
     assert np.allclose(shared.embed_audio(clips), tiny_encoder.embed_audio(clips), atol=1e-5)
@@ -39,7 +41,7 @@ def test_two_gpus_give_the_rows_of_one(tiny_weights):
 
     one = load_msclap_2023(tiny_weights, device="cuda:0", batch_size=8, precision="fp32")
     two = load_msclap_2023(tiny_weights, device="cuda:0,cuda:1", batch_size=8, precision="fp32")
-    assert two.replicas[0].device == torch.device("cuda:1")
+    assert two.devices == [torch.device("cuda:0"), torch.device("cuda:1")]
     rng = np.random.default_rng(7)
     clips = [0.1 * rng.standard_normal(int(44100 * s)).astype(np.float32) for s in np.linspace(0.5, 7.0, 20)]
     vectors = []
@@ -51,20 +53,31 @@ def test_two_gpus_give_the_rows_of_one(tiny_weights):
 
 
 def test_all_means_every_gpu_and_the_cpu_without_one(tiny_weights):
-    from encoders.msclap import load_msclap_2023, resolve_devices
+    from encoders.msclap import load_msclap_2023
+    from encoders.runtime import resolve_devices
 
     expected = [torch.device("cuda", i) for i in range(torch.cuda.device_count())] or [torch.device("cpu")]
     assert resolve_devices("all") == expected
     assert resolve_devices("cpu, cpu") == [torch.device("cpu")] * 2
     encoder = load_msclap_2023(tiny_weights, device="all", batch_size=2)
-    assert [encoder.device, *(replica.device for replica in encoder.replicas)] == expected
+    assert encoder.devices == encoder.runtime.devices == expected
 
 
-def test_the_compact_model_refuses_several_devices():
+def test_the_compact_model_shares_audio_batches_among_devices_too():
+    from encoders.batches import BatchEmbedder
     from encoders.compact import load_compact
 
-    with pytest.raises(ValueError, match="runs on one device"):
-        load_compact(device="cpu,cpu")
+    one = load_compact(device="cpu", batch_size=2)  # the shipped weights
+    shared = load_compact(device="cpu,cpu", batch_size=2)
+    assert shared.devices == [torch.device("cpu")] * 2
+    rng = np.random.default_rng(8)
+    clips = [0.1 * rng.standard_normal(int(one.sample_rate * s)).astype(np.float32) for s in (0.3, 5.0, 2.5, 1.0, 4.0)]
+    expected = one.embed_audio(clips)
+    assert np.allclose(shared.embed_audio(clips), expected, atol=1e-5)
+    with BatchEmbedder(shared) as batches:
+        for clip in clips:
+            batches.add(clip)
+        assert np.allclose(np.stack(list(batches.finish())), expected, atol=1e-5)
 
 
 def test_devices_is_another_name_for_the_device_option():

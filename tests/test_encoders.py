@@ -105,7 +105,7 @@ def test_short_clip_tiled_like_msclap(tiny_encoder):
     window = 7 * 44100
     clip = np.random.default_rng(1).uniform(-0.5, 0.5, 57330).astype(np.float32)  # 1.3 s
     tiled = np.concatenate([clip] * 6)[:window]  # ceil(308700 / 57330) = 6 copies, cut
-    np.testing.assert_array_equal(tiny_encoder.fill_window(clip), tiled)
+    np.testing.assert_array_equal(tiny_encoder.runtime.fill_window(clip), tiled)
     np.testing.assert_allclose(tiny_encoder.embed_audio([clip]), tiny_encoder.embed_audio([tiled]), atol=1e-6)
 
 
@@ -189,7 +189,7 @@ def test_missing_tokenizer_offline(tiny_weights, tmp_path, offline_hub):
 
 
 def test_auto_device():
-    from encoders.msclap import resolve_device
+    from encoders.runtime import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,4 +1,4 @@
-"""What runs on a CUDA device: the encoder's bf16, compiled and GPU-tiling paths, and exact GPU search.
+"""What runs on a CUDA device: the encoders' bf16, compiled and GPU-filling paths, and exact GPU search.
 
 Marked ``gpu``; skipped, with the reason, where CUDA is absent.
 """
@@ -39,8 +39,9 @@ def test_tiling_on_the_gpu_matches_the_cpu(tiny_weights, tiny_encoder):
 
     on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32")
     audio = clips(5, np.random.default_rng(1))
-    tiled = on_gpu.windows_on_device(audio).cpu().numpy()
-    assert np.array_equal(tiled, np.stack([tiny_encoder.fill_window(clip) for clip in audio]))
+    tiled, lengths = on_gpu.runtime.windows_on_device(audio)
+    assert np.array_equal(tiled.cpu().numpy(), np.stack([tiny_encoder.runtime.fill_window(clip) for clip in audio]))
+    assert lengths.tolist() == [len(clip) for clip in audio]
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -51,7 +52,7 @@ def test_full_batches_replayed_from_a_cuda_graph_match_launched_ones(tiny_weight
     launched = load_msclap_2023(tiny_weights, device="cuda", precision="bf16", batch_size=4, cuda_graphs=False)
     audio = clips(10, np.random.default_rng(3))  # two full batches and a partial one
     first = graphed.embed_audio(audio)
-    assert graphed._graph is not None  # the full batches went through the graph
+    assert graphed.runtime.graph is not None  # the full batches went through the graph
     assert np.sum(first * launched.embed_audio(audio), axis=1).min() > 0.9999
     # Replaying again with other inputs gives their own vectors, not the captured ones.
     again = graphed.embed_audio(audio[::-1])
@@ -93,3 +94,22 @@ def test_exact_gpu_search_agrees_with_faiss_and_filters_inside(tmp_path):
     assert filtered.shape == (4, 5) and set(filtered.ravel()) <= set(allowed)
     on_gpu.remove(ids[:2500])
     assert not set(on_gpu.search(queries, 10)[1].ravel()) & set(ids[:2500])
+
+
+def test_the_compact_model_on_the_gpu_gives_the_cpus_rows():
+    from encoders.batches import BatchEmbedder
+    from encoders.compact import load_compact
+
+    on_cpu, on_gpu = load_compact(device="cpu"), load_compact(device="cuda", batch_size=4)
+    rng = np.random.default_rng(5)
+    audio = [0.1 * rng.standard_normal(int(on_cpu.sample_rate * seconds)).astype(np.float32)
+             for seconds in np.linspace(0.3, on_cpu.window_seconds, 9)]
+    padded, lengths = on_gpu.runtime.windows_on_device(audio)
+    assert np.array_equal(padded.cpu().numpy(), np.stack([on_cpu.runtime.fill_window(clip) for clip in audio]))
+    assert lengths.tolist() == [len(clip) for clip in audio]
+    expected = on_cpu.embed_audio(audio)
+    assert np.sum(on_gpu.embed_audio(audio) * expected, axis=1).min() > 0.999
+    with BatchEmbedder(on_gpu) as batches:
+        for clip in audio:
+            batches.add(clip)
+        assert np.sum(np.stack(list(batches.finish())) * expected, axis=1).min() > 0.999

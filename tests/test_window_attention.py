@@ -61,7 +61,7 @@ def test_a_shifted_block_attends_as_transformers_does(monkeypatch, grid_rows):
 def test_compiled_flex_encoder_gives_the_eager_embeddings(tiny_weights):
     eager = load_msclap_2023(tiny_weights, device="cpu", batch_size=3)
     sharpened(eager.model)
-    flex = MSClap2023Encoder(copy.deepcopy(eager.model), eager.tokenizer, eager.weights_id, torch.device("cpu"),
+    flex = MSClap2023Encoder(copy.deepcopy(eager.model), eager.tokenizer, eager.weights_id, [torch.device("cpu")],
                              batch_size=3, compiled=True, window_attention="flex")
     swapped = [module for module in flex.model.modules() if isinstance(module, FlexWindowAttention)]
     assert len(swapped) == sum(eager.config.htsat_depths)
@@ -71,11 +71,11 @@ def test_compiled_flex_encoder_gives_the_eager_embeddings(tiny_weights):
     assert all(torch.equal(value, official[key]) for key, value in eager.model.to_official_state_dict(template).items())
 
     windows = 0.1 * torch.randn(3, eager.config.window_samples, generator=torch.Generator().manual_seed(1))
-    expected = eager.embed_windows(windows)
-    assert np.sum(flex.embed_windows(windows) * expected, axis=1).min() > 0.99999
+    expected = eager.runtime.embed_windows(windows)
+    assert np.sum(flex.runtime.embed_windows(windows) * expected, axis=1).min() > 0.99999
     # A bias looked up the wrong way round would fail the bound above.
-    mirrored = MSClap2023Encoder(flipped_bias(eager.model), eager.tokenizer, eager.weights_id, torch.device("cpu"), 3)
-    assert np.sum(mirrored.embed_windows(windows) * expected, axis=1).min() < 0.9999
+    mirrored = MSClap2023Encoder(flipped_bias(eager.model), eager.tokenizer, eager.weights_id, [torch.device("cpu")], 3)
+    assert np.sum(mirrored.runtime.embed_windows(windows) * expected, axis=1).min() < 0.9999
 
 
 def test_flex_is_the_default_only_compiled_on_cuda(tiny_weights):

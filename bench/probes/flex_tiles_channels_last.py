@@ -17,7 +17,7 @@ batch = 512
 g = torch.Generator(device='cuda').manual_seed(1)
 test = 0.1 * torch.randn(batch, 308700, device='cuda', generator=g)
 reference = msclap.load_msclap_2023(weights, device='cuda', batch_size=64, precision='fp32', cuda_graphs=False)
-expected = np.concatenate([reference.embed_windows(test[i:i + 64]) for i in range(0, batch, 64)])
+expected = np.concatenate([reference.runtime.embed_windows(test[i:i + 64]) for i in range(0, batch, 64)])
 del reference; torch.cuda.empty_cache()
 original = msclap.flex_attention
 def variant(tiles, channels_last):
@@ -28,8 +28,8 @@ def variant(tiles, channels_last):
     return encoder
 for label, tiles, cl in [('flex as committed', False, False), ('flex tiles 64x64', True, False), ('patch conv channels-last', False, True), ('both', True, True)]:
     try:
-        t0 = time.perf_counter(); encoder = variant(tiles, cl); encoder.embed_windows(test); compile_s = time.perf_counter() - t0
-        cosine = float(np.sum(encoder.embed_windows(test) * expected, axis=1).min())
+        t0 = time.perf_counter(); encoder = variant(tiles, cl); encoder.runtime.embed_windows(test); compile_s = time.perf_counter() - t0
+        cosine = float(np.sum(encoder.runtime.embed_windows(test) * expected, axis=1).min())
         rate = windows_per_second(encoder, batch, 12)
         print(f'{label}: {rate:.0f} windows/s, cosine to fp32 min {cosine:.6f}, compile {compile_s:.0f} s', flush=True)
     except Exception as error:

@@ -44,7 +44,7 @@ import soundfile
 from encoders.training import sources as rules
 from encoders.training.sources import Source
 
-log = logging.getLogger("clapdex.corpus")
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32_000
 AUDIO_SUFFIXES = frozenset({".wav", ".ogg", ".oga", ".flac", ".mp3", ".aif", ".aiff", ".opus", ".wv"})
@@ -423,6 +423,7 @@ def _make_clip_job(job: tuple[str, str, float]) -> tuple[str, dict]:
     except SkipClip as reason:
         return path, {"skip": str(reason)}
     except Exception as error:  # a bad file is logged and skipped, never the end of the run
+        log.debug("%s: skipped", path, exc_info=True)  # the reason alone is logged as the skip
         return path, {"skip": f"error: {type(error).__name__}: {error}"}
 
 
@@ -650,7 +651,7 @@ def _long_windows_job(job) -> list[tuple[float, Clip]]:
     try:
         samples = trim(decode(Path(path), limit_seconds), limit_seconds)
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the rest
-        log.warning("%s: %s", path, error)
+        log.warning("%s: %s", path, error, exc_info=True)
         return []
     size, first = int(window_seconds * SAMPLE_RATE), int(max_seconds * SAMPLE_RATE)
     windows = []

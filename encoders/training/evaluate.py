@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.untrained:
         from encoders.compact import CONFIGS, CompactClap, CompactEncoder
-        from encoders.msclap import resolve_device
+        from encoders.runtime import resolve_devices
 
         torch.manual_seed(args.seed)
         encoder = CompactEncoder(CompactClap(CONFIGS[args.untrained]), f"untrained-{args.untrained}-{args.seed}",
-                                 resolve_device(args.device))
+                                 resolve_devices(args.device))
     else:
         from encoders import load_encoder
 

@@ -33,7 +33,7 @@ from encoders.compact import CompactConfig, MiniLMSentenceEncoder
 from encoders.training.data import mu_law_encode
 from encoders.training.evaluate import PROMPT, esc10_files
 
-log = logging.getLogger("clapdex.pack")
+log = logging.getLogger(__name__)
 MIB = 1 << 20
 TEXT_BATCH = 256
 

@@ -60,13 +60,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from encoders.compact import CONFIGS
-from encoders.msclap import resolve_device
+from encoders.runtime import resolve_device
 from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
                                     read_shards)
 from encoders.training.evaluate import corpus_retrieval, evaluate_model
 from encoders.training.models import MODELS, TRAINEES, freeze, train_mode
 
-log = logging.getLogger("clapdex.train")
+log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
 STATE_FILE = "train_state.pt"
 PACKED_FILE = "packed.json"  # beside the shards packed from a manifest: what they were packed from
