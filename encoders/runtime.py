@@ -1,5 +1,5 @@
-"""What both models run on: devices, precision, thread limits, and ``AudioRuntime``, which
-embeds audio through a model's own function as fast as the device allows.
+"""What both models run on: devices, precision, and ``AudioRuntime``, which embeds audio
+through a model's own function as fast as the device allows (thread limits: ``threads``).
 
 A model hands ``AudioRuntime`` one ``embed(windows, lengths)`` a device: a (batch,
 window_samples) float32 batch on that device and the length of the clip in each window
@@ -12,9 +12,7 @@ each call's clips among several devices.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -63,30 +61,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     """torch.autocast to ``dtype`` (an ``autocast_dtype``) on ``device``; off for None (float32)."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-@contextlib.contextmanager
-def threads_limited(count: int) -> Iterator[None]:
-    """At most ``count`` threads (one at least) for torch's intra-op work and, when faiss is
-    loaded, for its OpenMP loops; both as they were afterwards.
-
-    Threads with no work of their own spin waiting for each other. On 2 cores shared with
-    other busy jobs, GPT-2 on one caption took 513 ms (p50) on 2 threads and 70 ms on one;
-    an exact faiss search of one query over 10^4 windows took 20 ms on 2 OpenMP threads and
-    1.2 ms on one (docs/benchmarks.md). So a lone query runs on one thread, and a search on
-    no more threads than queries.
-    """
-    limits = [(torch.get_num_threads, torch.set_num_threads)]
-    if (faiss := sys.modules.get("faiss")) is not None:  # search loads it; encoders never import it
-        limits.append((faiss.omp_get_max_threads, faiss.omp_set_num_threads))
-    before = [get() for get, _ in limits]
-    for (_, set_threads), threads in zip(limits, before):
-        set_threads(max(1, min(threads, count)))
-    try:
-        yield
-    finally:
-        for (_, set_threads), threads in zip(limits, before):
-            set_threads(threads)
 
 
 class AudioRuntime:

@@ -7,7 +7,6 @@ they hold; ``open_store`` picks it from ``settings.store``.
 from __future__ import annotations
 
 import abc
-import contextlib
 import logging
 import math
 import os
@@ -19,6 +18,7 @@ from typing import ClassVar
 import faiss
 import numpy as np
 
+from encoders.threads import threads_limited
 from search.config import ConfigError, Settings
 from search.filters import Filters
 
@@ -204,7 +204,7 @@ class FaissStore(VectorStore):
             self._gpu = self._gpu or _GpuExact()
             scores, ids = self._gpu.search(self._index, queries, k, allowed_ids)
         else:
-            with _threads_for(len(queries)):
+            with threads_limited(len(queries)):
                 scores, ids = self._index.search(queries, k, allowed_ids, self.nprobe)
         # Fewer allowed ids than k in the index leave -1 slots; drop them from every row alike.
         keep = (ids >= 0).all(axis=0)
@@ -372,18 +372,6 @@ def _opened(index: faiss.Index, exact_rows: _ExactRows) -> _Flat:
     if isinstance(index, faiss.IndexIVFScalarQuantizer):
         return _IvfSq8(index, exact_rows)
     return (_Ivf if isinstance(index, faiss.IndexIVF) else _Flat)(index, exact_rows)
-
-
-@contextlib.contextmanager
-def _threads_for(queries: int):
-    """No more OpenMP threads than queries: on 2 shared cores one query on 2 spinning threads
-    took 20 ms exact over 10^4 windows, on one thread 1.2 ms (docs/benchmarks.md)."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(max(1, min(threads, queries)))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(threads)
 
 
 def _trained_ivf(dim: int, kind: str, vectors: np.ndarray) -> faiss.IndexIVF:

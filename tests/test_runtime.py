@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from encoders.runtime import threads_limited
+from encoders.threads import threads_limited
 
 
 @pytest.fixture(scope="module")
