@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import json
 import logging
 import os
 import sys
 
+from clapdex import __version__
 from encoders import DeviceError, MissingWeightsError, list_models
-from encoders.audio import AudioDecodeError
-from search.catalog import FORMATS, ModelMismatchError
+from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
+from search.catalog import ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, device_problem, load_settings, store_problem
 from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
@@ -55,7 +55,7 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
     print_index_report(report)
     if not any(report.summary().values()):
         print(f"clapdex: no audio files under {', '.join(args.paths)} (looked for "
-              f"{', '.join(sorted(FORMATS))})", file=sys.stderr)
+              f"{', '.join(sorted(AUDIO_EXTENSIONS))})", file=sys.stderr)
     return 0
 
 
@@ -187,9 +187,9 @@ def ui(settings: Settings, args: argparse.Namespace) -> int:
 def train(settings: Settings, args: argparse.Namespace) -> int:
     """Fine-tune a model on a manifest, or on the library's own metadata turned into one."""
     from encoders.compact import PACKAGED_WEIGHTS  # torch: only for the verbs that need it
-    from encoders.training.models import TRAINEES
-    from encoders.training.train import TrainConfig
-    from encoders.training.train import train as run_training
+    from training.models import TRAINEES
+    from training.train import TrainConfig
+    from training.train import train as run_training
 
     manifest, model = args.manifest, settings.model
     if args.from_library:
@@ -280,7 +280,7 @@ DEVICE = _checked(lambda text: None if device_problem(text) else text,
                   "a device: auto, cpu, cuda, cuda:N, several such as cuda:0,cuda:1, or all")
 STORE = _checked(lambda text: None if store_problem(text) else text,
                  "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
-FORMAT_NAMES = sorted(set(FORMATS.values()))
+FORMAT_NAMES = sorted(set(AUDIO_EXTENSIONS.values()))
 
 
 class Parser(argparse.ArgumentParser):
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = global_options(defaults=False)
     parser = Parser(prog="clapdex", description="Semantic search for sound libraries.",
                     parents=[global_options(defaults=True)])
-    parser.add_argument("--version", action="version", version=f"clapdex {importlib.metadata.version('clapdex')}")
+    parser.add_argument("--version", action="version", version=f"clapdex {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     def verb(name: str, run, help: str) -> argparse.ArgumentParser:

@@ -33,6 +33,13 @@ import soundfile
 # read costs a copy); 16 MB at most, for 16 channels.
 BLOCK_FRAMES = 1 << 18
 
+# What clapdex reads as audio: a file extension -> its format family, as filters name it. The
+# scan indexes these, a query names these, the page offers to upload these.
+AUDIO_EXTENSIONS = {
+    ".wav": "wav", ".wave": "wav", ".flac": "flac", ".aif": "aiff", ".aiff": "aiff", ".ogg": "ogg", ".oga": "ogg",
+    ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a",  # m4a: AAC, in MP4 or raw ADTS
+}
+
 # libsndfile's subtypes -> bits a sample, of integer PCM or float; lossy ones have none.
 SUBTYPE_BITS = {
     "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,

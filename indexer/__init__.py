@@ -1,6 +1,6 @@
 """Writing the index: finding audio files, embedding their windows, storing catalog and vectors."""
 
 from indexer.pipeline import IndexReport, index_paths
-from indexer.scan import AUDIO_EXTENSIONS, scan
+from indexer.scan import scan
 
-__all__ = ["AUDIO_EXTENSIONS", "IndexReport", "index_paths", "scan"]
+__all__ = ["IndexReport", "index_paths", "scan"]

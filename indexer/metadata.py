@@ -12,6 +12,7 @@ Everything here is best effort: a file whose tags cannot be read is still indexe
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import struct
@@ -24,6 +25,8 @@ import soundfile
 
 from encoders.audio import SUBTYPE_BITS
 from search.catalog import Metadata
+
+log = logging.getLogger(__name__)
 
 # Tag names per container that mean the same thing; ID3 frames are matched on their id.
 _TAG_NAMES = {
@@ -99,6 +102,7 @@ def _read_tags(path, metadata: Metadata) -> None:
     try:
         found = mutagen.File(os.fspath(path))
     except Exception:  # mutagen raises many kinds on odd files; tags are optional
+        log.debug("%s: mutagen could not read its tags", path, exc_info=True)
         return
     if found is None:
         return

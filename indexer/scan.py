@@ -12,9 +12,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from encoders.audio import AUDIO_EXTENSIONS
 from encoders.processes import exit_with_parent
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac"})
 
 
 class Found(NamedTuple):

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship, selectinload
 
+from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
 from search.filters import Filters
 from search.keyword import Keyword, KeywordQuery
@@ -57,7 +58,7 @@ class File(Base):
     channels: Mapped[int | None] = mapped_column(Integer)
     codec: Mapped[str | None] = mapped_column(String(64))
     bit_depth: Mapped[int | None] = mapped_column(Integer)
-    format: Mapped[str | None] = mapped_column(String(8), index=True)  # extension family: FORMATS' values
+    format: Mapped[str | None] = mapped_column(String(8), index=True)  # encoders.audio.AUDIO_EXTENSIONS' values
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     title: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)  # BWF bext, else a comment tag, else iXML's note
@@ -103,11 +104,6 @@ class Window(Base):
     file: Mapped[File] = relationship(back_populates="windows")
 
 
-# File extension -> the format family filters name.
-FORMATS = {
-    ".wav": "wav", ".flac": "flac", ".aif": "aiff", ".aiff": "aiff", ".ogg": "ogg", ".oga": "ogg",
-    ".opus": "opus", ".mp3": "mp3", ".m4a": "m4a", ".aac": "m4a",  # m4a: AAC, in MP4 or raw ADTS
-}
 
 
 @dataclasses.dataclass
@@ -611,7 +607,7 @@ def _placed(path: str, root: str) -> dict:
     """The columns that say where a file is."""
     place = Path(path)
     return {"path": path, "root": root, "folder": str(place.parent), "name": place.name,
-            "format": FORMATS.get(place.suffix.lower())}
+            "format": AUDIO_EXTENSIONS.get(place.suffix.lower())}
 
 
 _HEADER = ("duration", "sample_rate", "channels", "bit_depth", "codec")

@@ -19,8 +19,9 @@ import dataclasses
 import re
 from pathlib import Path
 
+from encoders.audio import AUDIO_EXTENSIONS
+
 # A term is a path when it looks like one; "lo-fi hiss" and "AC/DC hum" stay text.
-AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac")
 _PATH_PREFIXES = ("./", "../", "/", "~/", ".\\", "..\\")
 # Operators stand alone between spaces, so a hyphen inside a word is never one.
 _OPERATOR = re.compile(r"\s+([+-])(?:\s+|$)")
@@ -151,7 +152,7 @@ def parse_query(text: str) -> Query:
 
 
 def looks_like_path(term: str) -> bool:
-    return term.startswith(_PATH_PREFIXES) or term.lower().endswith(AUDIO_SUFFIXES)
+    return term.startswith(_PATH_PREFIXES) or term.lower().endswith(tuple(AUDIO_EXTENSIONS))
 
 
 def parse_time(text: str) -> float:

@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import soundfile
 
-from encoders.training import corpus, sources
-from encoders.training.sources import Source
+from training import corpus, sources
+from training.sources import Source
 
 SOURCES = {source.name: source for source in sources.SOURCES}
 

@@ -1,6 +1,4 @@
-import ast
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +6,6 @@ import torch
 
 from checkpoints import TOKENIZER_FILES
 
-import encoders
 from encoders import DeviceError, Encoder, MissingWeightsError, list_models, load_encoder
 from encoders.weights import MSCLAP_2023_FILENAME
 
@@ -197,18 +194,6 @@ def test_auto_device():
         assert resolve_device(f"cuda:{visible - 1}") == torch.device("cuda", visible - 1)
     with pytest.raises(DeviceError, match=f"cuda:{visible}: "):  # one past the last GPU, or none at all
         resolve_device(f"cuda:{visible}")
-
-
-def test_encoders_imports_no_other_package():
-    sources = Path(encoders.__file__).parent.glob("*.py")
-    imported = set()
-    for tree in (ast.parse(source.read_text()) for source in sources):
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                imported.add(node.module.split(".")[0])
-    assert not {"indexer", "search", "ui", "clapdex"} & imported
 
 
 @pytest.mark.gpu

@@ -11,9 +11,9 @@ from sounds import append_riff_chunks, bext_chunk, sox_tone, tagged
 
 from clapdex.cli import main as clapdex
 from encoders import load_encoder
-from encoders.training.data import read_shards
-from encoders.training.pack import pack_manifest, read_manifest
-from encoders.training.train import TrainConfig, train
+from training.data import read_shards
+from training.pack import pack_manifest, read_manifest
+from training.train import TrainConfig, train
 from search.catalog import Catalog, File, FileTag
 from test_training import SOUNDS
 from test_training import manifest as msclap_manifest  # noqa: F401  (twelve sox clips, four captions)

@@ -9,10 +9,10 @@ from sounds import sox_tone
 
 from encoders.audio import load_audio
 from encoders.compact import CONFIGS, CompactClap, MiniLMSentenceEncoder
-from encoders.training.data import GlobalBatches, MU, mu_law_decode, mu_law_encode, read_shards
-from encoders.training.evaluate import retrieval_scores
-from encoders.training.pack import pack_manifest
-from encoders.training.train import TrainConfig, contrastive_loss, train
+from training.data import GlobalBatches, MU, mu_law_decode, mu_law_encode, read_shards
+from training.evaluate import retrieval_scores
+from training.pack import pack_manifest
+from training.train import TrainConfig, contrastive_loss, train
 
 # Four kinds of sound, three recordings each, at odd rates and lengths the packer must handle.
 SOUNDS = {
@@ -155,7 +155,7 @@ def gathered_gradients(rank, world, port, batch, state, results):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from encoders.training.train import gather
+    from training.train import gather
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -200,7 +200,7 @@ def test_gathered_loss_on_two_ranks_has_the_one_process_gradient():
 
 
 def test_vorbis_parts_unpack_to_train_and_validation_shards_and_train_with_augmentation(tmp_path):
-    from encoders.training.pack import is_validation, pack_index, unpack
+    from training.pack import is_validation, pack_index, unpack
 
     # Corpus clips are 32 kHz, as the corpus builder writes them.
     (tmp_path / "clips").mkdir()
@@ -229,7 +229,7 @@ def test_vorbis_parts_unpack_to_train_and_validation_shards_and_train_with_augme
 
 
 def test_caption_refinement():
-    from encoders.training.captions import refine
+    from training.captions import refine
 
     assert refine("burp", "effect") == "burp sound effect"
     assert refine("lavarumble (ambience)", "ambience") == "lava rumble, ambient background sound (ambience)"

@@ -14,7 +14,8 @@ import streamlit as st
 from search.config import load_settings
 from search.engine import AudioDecodeError, Searcher
 from search.library import Library
-from search.query import AUDIO_SUFFIXES, Query, QueryError, parse_query
+from encoders.audio import AUDIO_EXTENSIONS
+from search.query import Query, QueryError, parse_query
 from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def query_form() -> None:
         keywords = st.text_input("Keywords", placeholder="door -metal, gate", help=KEYWORD_HELP)
         upload_column, record_column = st.columns(2)
         upload = upload_column.file_uploader(
-            "…or search by example", type=[suffix.lstrip(".") for suffix in AUDIO_SUFFIXES],
+            "…or search by example", type=[suffix.lstrip(".") for suffix in AUDIO_EXTENSIONS],
             help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB; the first {MAX_QUERY_SECONDS:.0f} s are used.",
         )
         recording = record_column.audio_input("…or record one", help=f"The first {MAX_QUERY_SECONDS:.0f} s are used.")

@@ -12,12 +12,9 @@ from search.engine import Hit, Results, Searcher
 from search.query import Query, QueryError, format_time, parse_time
 from ui import state
 
-# What the browser is told each file is; it plays what it can.
-AUDIO_TYPES = {
-    ".wav": "audio/wav", ".wave": "audio/wav", ".flac": "audio/flac", ".aif": "audio/aiff", ".aiff": "audio/aiff",
-    ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
-    ".m4a": "audio/mp4", ".aac": "audio/aac",
-}
+# What the browser is told each format is; it plays what it can.
+AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "aiff": "audio/aiff", "ogg": "audio/ogg", "opus": "audio/ogg",
+               "mp3": "audio/mpeg", "m4a": "audio/mp4"}
 SCORE_HELP = (
     "Cosine similarity between the query and the file's best-matching segment, from -1 to 1. "
     "Its size depends on the query (short text queries score lower than sounds), so compare hits "
@@ -77,7 +74,7 @@ def _card(searcher: Searcher, rank: int, hit: Hit, best: float | None) -> None:
         st.caption(hit.description)
     st.image(waveform(str(path), mtime, hit.start, hit.end), width="stretch")
     st.audio(
-        file_bytes(str(path), mtime), format=AUDIO_TYPES.get(path.suffix.lower(), "audio/wav"),
+        file_bytes(str(path), mtime), format=AUDIO_TYPES.get(hit.format or "", "audio/wav"),
         start_time=hit.start, end_time=hit.end,
     )
     more, region, download, spectrum = st.columns([1, 1, 1, 1])

@@ -1,8 +1,8 @@
 """Zero-shot validation on ESC-10 (or any labelled set), for any encoder or a model in training.
 
-    python -m encoders.training.evaluate --model clapdex-compact --weights model.safetensors
-    python -m encoders.training.evaluate --model clapdex-compact --untrained base
-    python -m encoders.training.evaluate --model msclap-2023 --esc10 ../shared/data/esc10
+    python -m training.evaluate --model clapdex-compact --weights model.safetensors
+    python -m training.evaluate --model clapdex-compact --untrained base
+    python -m training.evaluate --model msclap-2023 --esc10 ../shared/data/esc10
 
 Each class is one text query, ``PROMPT`` with the class name ("the sound of a dog bark").
   * accuracy: share of clips whose most similar class query is their own class;
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 PROMPT = "the sound of a {}"
 RECALL_AT = (1, 5, 10)
 PRECISION_AT = 10
-ESC10 = Path(__file__).resolve().parents[3] / "shared" / "data" / "esc10"
+ESC10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc10"
 
 
 def retrieval_scores(audio: np.ndarray, labels: np.ndarray, queries: np.ndarray) -> dict[str, float]:
@@ -111,7 +111,7 @@ def evaluate_model(model, clips, device: torch.device, batch_size: int = 64, tok
     """A model in training (``encode_audio``/``encode_text``, ``config.window_samples``) on packed
     clips with labels and class text features, windowed exactly as ``evaluate_encoder`` does;
     ``tokenize`` as for ``text_inputs``."""
-    from encoders.training.data import mu_law_table
+    from training.data import mu_law_table
 
     table = mu_law_table().to(device)
     size = model.config.window_samples
@@ -141,7 +141,7 @@ def corpus_retrieval(model, clips, device: torch.device, batch_size: int = 256, 
     """Held-out corpus clips (no labels): each clip's first window against the distinct captions.
     audio_to_text recall@k: share of clips whose caption is among the k captions nearest to it;
     text_to_audio recall@k: share of captions with one of their clips among the k nearest clips."""
-    from encoders.training.data import mu_law_table
+    from training.data import mu_law_table
 
     table = mu_law_table().to(device)
     size = model.config.window_samples
@@ -177,7 +177,7 @@ def corpus_retrieval(model, clips, device: torch.device, batch_size: int = 256, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m encoders.training.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="clapdex-compact", help="a name from encoders.list_models()")
     parser.add_argument("--weights", help="checkpoint file for --model")
     parser.add_argument("--untrained", metavar="CONFIG",

@@ -1,6 +1,6 @@
 """Build the CLAP training corpus from openly licensed audio in package registries.
 
-    python -m encoders.training.corpus --out DIR [--sources a,b,...] [--max-seconds 10]
+    python -m training.corpus --out DIR [--sources a,b,...] [--max-seconds 10]
 
 Downloads each source with its registry's own client into DIR/cache (reruns reuse it), opens
 the archives where games keep their sounds, renders labelled General MIDI notes with
@@ -41,13 +41,15 @@ import av
 import numpy as np
 import soundfile
 
-from encoders.training import sources as rules
-from encoders.training.sources import Source
+from encoders.audio import AUDIO_EXTENSIONS
+from training import sources as rules
+from training.sources import Source
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32_000
-AUDIO_SUFFIXES = frozenset({".wav", ".ogg", ".oga", ".flac", ".mp3", ".aif", ".aiff", ".opus", ".wv"})
+# What clapdex reads, and WavPack, which some game packages ship (decoded through FFmpeg).
+AUDIO_SUFFIXES = frozenset(AUDIO_EXTENSIONS) | {".wv"}
 SILENCE_DB = -50.0  # below the clip's peak: trimmed at both ends
 MIN_PEAK = 10 ** (-50 / 20)  # a clip quieter than -50 dBFS throughout is near-empty
 MIN_SECONDS = 0.05

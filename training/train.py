@@ -1,11 +1,11 @@
 """Contrastive training (symmetric InfoNCE, learnt temperature) of clapdex-compact, and
 fine-tuning of clapdex-compact or msclap-2023 (``--model``, ``--weights``, ``--freeze-audio``,
-``--freeze-text``; ``encoders.training.models`` says how each is started and saved).
+``--freeze-text``; ``training.models`` says how each is started and saved).
 
-    python -m encoders.training.train --shards .carry/shards --eval-shards .carry/esc10 --out runs/a
-    python -m encoders.training.train --manifest /work/corpus/manifest.jsonl --out runs/a   # packs first
-    python -m encoders.training.train --manifest m.csv --model msclap-2023 --freeze-audio --out runs/b
-    torchrun --nproc-per-node 8 -m encoders.training.train --shards ... --out ...         # DDP
+    python -m training.train --shards .carry/shards --eval-shards .carry/esc10 --out runs/a
+    python -m training.train --manifest /work/corpus/manifest.jsonl --out runs/a   # packs first
+    python -m training.train --manifest m.csv --model msclap-2023 --freeze-audio --out runs/b
+    torchrun --nproc-per-node 8 -m training.train --shards ... --out ...         # DDP
 
 Every epoch: loss, temperature, held-out corpus recall (``--val-shards``: the shipped copy is
 the epoch that did best there) and, if given, ESC-10 numbers (``--eval-shards``, for measuring
@@ -61,10 +61,10 @@ from torch.utils.data import DataLoader
 
 from encoders.compact import CONFIGS
 from encoders.runtime import resolve_device
-from encoders.training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
+from training.data import (GlobalBatches, RandomCrops, collate_crops, decode_batch, mu_law_table,
                                     read_shards)
-from encoders.training.evaluate import corpus_retrieval, evaluate_model
-from encoders.training.models import MODELS, TRAINEES, freeze, train_mode
+from training.evaluate import corpus_retrieval, evaluate_model
+from training.models import MODELS, TRAINEES, freeze, train_mode
 
 log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
@@ -207,7 +207,7 @@ def prepare_data(config: TrainConfig, rank: int, sample_rate: int) -> tuple[Path
     if config.esc10 and not eval_shards:
         eval_shards = Path(config.out) / "cache" / f"esc10-{sample_rate}"
     if rank == 0:
-        from encoders.training import pack
+        from training import pack
 
         if not config.shards:
             if not config.manifest:
@@ -360,10 +360,10 @@ def save_state(path: Path, state: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig(out="")
-    parser = argparse.ArgumentParser(prog="python -m encoders.training.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="run folder: checkpoints and log.jsonl")
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--shards", help="folder of packed training shards (encoders.training.pack)")
+    data.add_argument("--shards", help="folder of packed training shards (training.pack)")
     data.add_argument("--manifest", help="JSONL or CSV manifest (audio, caption, optional start/end), packed into "
                       "OUT/shards on first use")
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds,

@@ -1,12 +1,12 @@
 """Pack a corpus manifest, or ESC-10, into shards the GPU machine reads with numpy alone.
 
-    python -m encoders.training.pack corpus --manifest /work/corpus/manifest.jsonl --out .carry/shards
-    python -m encoders.training.pack esc10 --folder ../shared/data/esc10 --out .carry/esc10
+    python -m training.pack corpus --manifest /work/corpus/manifest.jsonl --out .carry/shards
+    python -m training.pack esc10 --folder ../shared/data/esc10 --out .carry/esc10
 
 Each clip is decoded here once, to mono at the model rate, cut to at most ``--max-seconds``
 and stored as 8-bit mu-law (32 kB per second at 32 kHz); each caption goes through the frozen
 MiniLM text tower here too (the GPU machine has neither the decoders nor the 88 MB of MiniLM
-weights). The format is described in ``encoders.training.data``. Shards stay under
+weights). The format is described in ``training.data``. Shards stay under
 ``--shard-mib`` (60 MiB by default) as written, so each one fits, with the repository, in one
 64 MiB call to the GPU machine.
 """
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from encoders.compact import CompactConfig, MiniLMSentenceEncoder
-from encoders.training.data import mu_law_encode
-from encoders.training.evaluate import PROMPT, esc10_files
+from training.data import mu_law_encode
+from training.evaluate import PROMPT, esc10_files
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
@@ -233,7 +233,7 @@ def is_validation(row: dict, share: float = VALIDATION_SHARE) -> bool:
 def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0) -> dict:
     """``out/index.npz`` (clip paths, refined captions and their MiniLM features, loss weights, the
     validation flag) and ``out/part-N.tar`` (the Vorbis clips, uncompressed tar)."""
-    from encoders.training.captions import refine
+    from training.captions import refine
 
     manifest, out = Path(manifest), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def unpack(folders: list[str | Path], out: str | Path, workers: int = 16, shard_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m encoders.training.pack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.pack", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
     corpus = verbs.add_parser("corpus", help="a manifest, JSON lines or CSV (audio path, caption, optional start/end)")
     corpus.add_argument("--manifest", required=True)
