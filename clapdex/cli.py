@@ -29,9 +29,9 @@ EXIT_NOTHING = EXIT_PROBLEMS = 1
 EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED, EXIT_CLOSED_OUTPUT = 2, 3, 130, 141
 # Errors that are the user's to fix, reported in one line without a traceback, most specific first.
 USER_ERRORS = (
-    (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY), (MissingWeightsError, EXIT_NOT_READY),
-    (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE), (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE),
-    (FileNotFoundError, EXIT_USAGE),
+    (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY),
+    (MissingWeightsError, EXIT_NOT_READY), (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE),
+    (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE), (FileNotFoundError, EXIT_USAGE),
 )
 
 
@@ -39,15 +39,16 @@ USER_ERRORS = (
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer import index_paths  # torch and the model: only for the verbs that embed
+    from indexer.watch import check_watchable, watch
 
+    if args.watch:  # refused before anything is loaded or made
+        check_watchable(args.paths, args.force_network)
     with Library(settings, create=True) as library:
         if library.indexed is None:  # a new library: say at once which model it gets
             _ = library.encoder
             if library.notice:
                 print(f"clapdex: {library.notice}", file=sys.stderr, flush=True)
         if args.watch:
-            from indexer.watch import watch
-
             watch(library, args.paths, interval=args.interval, force_network=args.force_network,
                   after_run=print_index_report, show_progress=True)
             return 0

@@ -204,7 +204,7 @@ class _IndexRun:
             record = self.catalogue_one(item, same_content, fresh)
             if record is not None:
                 ids.append(record.id)
-        self.catalog.session.flush()
+        self.catalog.flush()
         ids += self.catalog.add_files(fresh)
         for file in fresh:
             self.notify(file.path, "pending")
@@ -265,7 +265,7 @@ class _IndexRun:
         self.catalog.move_file(record, path, root=root, mtime=mtime)
         # The name can carry metadata (UCS); what decoding measured stays.
         self.catalog.set_metadata(record, metadata, header=record.status != INDEXED)
-        self.catalog.session.flush()
+        self.catalog.flush()
         self.sync_payload(record)
         self.report.moved += 1
         self.notify(path, "moved")

@@ -35,6 +35,18 @@ def snapshot(paths: Iterable[str]) -> dict[str, tuple[int, float]]:
     return state
 
 
+def check_watchable(paths: Iterable[str | os.PathLike], force_network: bool = False,
+                    mounts: str = "/proc/mounts") -> None:
+    """Raise ConfigError for a path on a network mount, unless ``force_network``."""
+    for path in paths:
+        kind = network_filesystem(path, mounts)
+        if kind and not force_network:
+            raise ConfigError(
+                f"{path} is on a network file system ({kind}): watching it would poll the server for every "
+                "file every few seconds; run `clapdex index` when it changes, or pass --force-network"
+            )
+
+
 def watch(
     library: Library,
     paths: Iterable[str | os.PathLike],
@@ -49,13 +61,7 @@ def watch(
 ) -> None:
     """Index ``paths`` into ``library`` now, then again after every settled change, until ``stop`` is set."""
     paths = [os.path.abspath(path) for path in paths]
-    for path in paths:
-        kind = network_filesystem(path, mounts)
-        if kind and not force_network:
-            raise ConfigError(
-                f"{path} is on a network file system ({kind}): watching it would poll the server for every "
-                "file every few seconds; run `clapdex index` when it changes, or pass --force-network"
-            )
+    check_watchable(paths, force_network, mounts)
     stop = stop or threading.Event()
     after_run = after_run or (lambda report: None)
     last = snapshot(paths)

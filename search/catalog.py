@@ -254,6 +254,10 @@ class Catalog:
     def commit(self) -> None:
         self.session.commit()
 
+    def flush(self) -> None:
+        """Send pending changes to the database inside the transaction (ids assigned, not committed)."""
+        self.session.flush()
+
     def rollback(self) -> None:
         """Drop uncommitted changes; also ends a read, so the next one sees newer commits."""
         self.session.rollback()
