@@ -62,30 +62,34 @@ class Findings:
         )
 
 
-def examine(catalog: Catalog, store: VectorStore, check_disk: bool = False) -> Findings:
+def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Findings:
+    """What disagrees between catalog and store; with ``full`` (doctor), also the files waiting
+    to be embedded and the disk, which an index run deals with on its own."""
     stored = np.unique(store.ids())
+    windows = np.array(catalog.window_ids(), dtype=np.int64)
     orphan_windows = catalog.orphan_window_ids()
-    named = np.setdiff1d(np.array(catalog.window_ids(), dtype=np.int64), np.array(orphan_windows, dtype=np.int64))
-    missing_ids = np.setdiff1d(named, stored)
-    files_missing_vectors = catalog.paths_of(catalog.file_ids_of_windows(missing_ids.tolist()).values())
+    # Windows of no file (orphans) drop out here: file_ids_of_windows names only catalogued files.
+    missing_ids = np.setdiff1d(windows, stored)
     findings = Findings(
-        orphan_vectors=np.setdiff1d(stored, np.array(catalog.window_ids(), dtype=np.int64)),
-        orphan_windows=orphan_windows, orphan_tags=catalog.orphan_tag_count(),
-        files_missing_vectors=files_missing_vectors, indexed_without_windows=catalog.indexed_without_windows(),
-        waiting=[record.path for record in catalog.pending_files()],
+        orphan_vectors=np.setdiff1d(stored, windows), orphan_windows=orphan_windows,
+        orphan_tags=catalog.orphan_tag_count(),
+        files_missing_vectors=catalog.paths_of(catalog.file_ids_of_windows(missing_ids.tolist()).values()),
+        indexed_without_windows=catalog.indexed_without_windows(),
     )
-    if check_disk:
-        for path, size, mtime, status in catalog.sizes_and_times():
-            try:
-                found = os.stat(path)
-            except FileNotFoundError:
-                findings.missing_on_disk.append(path)
-                continue
-            except OSError:
-                continue  # unreadable now (permissions, a mount away): the next index run reports it
-            # Unreadable files are read again by every index run whatever their size says.
-            if status != ERROR and (found.st_size, found.st_mtime) != (size, mtime):
-                findings.changed_on_disk.append(path)
+    if not full:
+        return findings
+    findings.waiting = catalog.pending_paths()
+    for path, size, mtime, status in catalog.sizes_and_times():
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            findings.missing_on_disk.append(path)
+            continue
+        except OSError:
+            continue  # unreadable now (permissions, a mount away): the next index run reports it
+        # Unreadable files are read again by every index run whatever their size says.
+        if status != ERROR and (found.st_size, found.st_mtime) != (size, mtime):
+            findings.changed_on_disk.append(path)
     return findings
 
 

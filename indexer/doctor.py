@@ -24,7 +24,7 @@ def checkup(library: Library, fix: bool = False, show_progress: bool = False) ->
     """Examine ``library`` (with the disk); with ``fix``, repair what was found and embed again
     what the repair sent back, reading files changed on disk afresh (hash, metadata)."""
     with library.reading() as catalog:
-        findings = examine(catalog, library.store, check_disk=True)
+        findings = examine(catalog, library.store, full=True)
     if findings.healthy or not fix:
         return Checkup(findings)
     repair(library.catalog, library.store, findings)

@@ -398,6 +398,9 @@ class Catalog:
     def pending_files(self) -> list[File]:
         return list(self.session.scalars(select(File).where(File.status == PENDING).order_by(File.path)))
 
+    def pending_paths(self) -> list[str]:
+        return list(self.session.scalars(select(File.path).where(File.status == PENDING).order_by(File.path)))
+
     def files(self, status: str | None = None) -> Iterator[File]:
         query = select(File).order_by(File.path).options(selectinload(File.windows), selectinload(File.tag_rows))
         if status is not None:

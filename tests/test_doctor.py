@@ -31,7 +31,7 @@ def test_doctor_finds_and_fixes_orphans_missing_vectors_and_vanished_files(tmp_p
         damaged_ids = np.array([w.id for w in damaged.windows])
         store = open_store(settings, tiny_encoder.dim)
         before = store.reconstruct(damaged_ids)
-        assert examine(catalog, store, check_disk=True).healthy
+        assert examine(catalog, store, full=True).healthy
         store.remove(damaged_ids[:1])  # a lost vector
         store.add(np.array([10_000]), before[:1])  # a vector no window names
         store.save()

@@ -34,7 +34,7 @@ def test_index_search_and_reindex_on_postgresql(tmp_path, tiny_encoder):
         assert (door.ucs_category, door.ucs_subcategory, door.format, len(door.windows)) == ("DOOR", "Wood", "wav", 3)
         assert len(catalog.window_ids_matching(Filters(categories=("DOOR",)))) == 3
         store = open_store(settings, tiny_encoder.dim)
-        assert examine(catalog, store, check_disk=True).healthy
+        assert examine(catalog, store, full=True).healthy
     with searching(settings, encoder=tiny_encoder) as searcher:
         assert searcher.search(Query.sound(str(sounds / "hum.flac")), page_size=1).hits[0].path == str(door.path)
 
