@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.audio import AudioDecodeError, load_audio, resample, to_mono, windows  # noqa: F401 - the page catches it from here
+from encoders.audio import load_audio, resample, to_mono, windows
 from search import keyword as keywords
 from search.catalog import INDEXED, PENDING, File, Window
 from search.catalog import SORTS as CATALOG_SORTS

@@ -2,7 +2,7 @@
 to the matched moments; see the library's state and its duplicates.
 
 Run through ``clapdex ui`` (which passes the library settings in CLAPDEX_* variables);
-the page talks to ``search`` only.
+the page talks to the ``Library`` and the query engine, and reads audio through ``encoders.audio``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import logging
 
 import streamlit as st
 
+from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
 from search.config import load_settings
-from search.engine import AudioDecodeError, Searcher
+from search.engine import Searcher
 from search.library import Library
-from encoders.audio import AUDIO_EXTENSIONS
 from search.query import Query, QueryError, parse_query
 from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import audio_view
 from search.engine import Hit, Results, Searcher
 from search.query import Query, QueryError, format_time, parse_time
-from ui import state
+from ui import audio_view, state
 
 # What the browser is told each format is; it plays what it can.
 AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "aiff": "audio/aiff", "ogg": "audio/ogg", "opus": "audio/ogg",
