@@ -99,6 +99,9 @@ def run_search(settings: Settings, args: argparse.Namespace, query: Query | None
     if not results.hits:  # as grep does: a script can tell "nothing found" from "found"
         print("clapdex: no files match", file=sys.stderr)
         return EXIT_NOTHING
+    if results.best_match == "weak":
+        print("clapdex: nothing matches well: the best hit scores no higher than queries with no answer "
+              "in this library do", file=sys.stderr)
     return 0
 
 
@@ -106,10 +109,10 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
     if as_json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         return
-    print(f"{'rank':>4}  {'score':>6}  {'start-end (s)':>13}  path")
+    print(f"{'rank':>4}  {'score':>6}  {'match':<6}  {'start-end (s)':>13}  path")
     for rank, hit in enumerate(hits, 1):
         score = f"{hit.score:>6.3f}" if hit.score is not None else f"{'-':>6}"  # keywords or filters alone
-        print(f"{rank:>4}  {score}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
+        print(f"{rank:>4}  {score}  {hit.match or '-':<6}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
 
 
 def status(settings: Settings, args: argparse.Namespace) -> int:
@@ -166,7 +169,7 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def ui(settings: Settings, args: argparse.Namespace) -> int:
     """Become the Streamlit server (exec), so a signal to this process reaches the server itself."""
-    from ui import APP, MAX_UPLOAD_BYTES
+    from ui import MAX_UPLOAD_BYTES, SERVER
 
     with Library(settings):  # refuse at once, before any server starts, if there is no index
         pass
@@ -175,7 +178,7 @@ def ui(settings: Settings, args: argparse.Namespace) -> int:
         environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
     environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
     command = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "streamlit", "run", str(SERVER),
         "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
         "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20), "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",

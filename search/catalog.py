@@ -208,6 +208,7 @@ class Facets:
     folders: list[str]
     tags: list[str]
     categories: list[str]
+    roots: list[str]  # the library folders the files were found under
 
 
 # Orders a search's files can be listed in beside relevance: the column, and whether descending.
@@ -590,7 +591,7 @@ class Catalog:
             min_duration=low or 0.0, max_duration=high or 0.0,
             sample_rates=distinct_values(File.sample_rate), channels=distinct_values(File.channels),
             formats=distinct_values(File.format), folders=distinct_values(File.folder),
-            tags=sorted(tags), categories=distinct_values(File.ucs_category),
+            tags=sorted(tags), categories=distinct_values(File.ucs_category), roots=distinct_values(File.root),
         )
 
     def window_ids_matching(self, filters: Filters) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 
 from encoders.audio import load_audio, resample, to_mono, windows
 from search import keyword as keywords
+from search import relevance
 from search.catalog import INDEXED, PENDING, File, Window
 from search.catalog import SORTS as CATALOG_SORTS
 from search.filters import Filters
@@ -54,6 +55,7 @@ class Hit:
     folder: str
     root: str
     size: int
+    mtime: float  # the file's version, as catalogued
     sample_rate: int | None
     channels: int | None
     codec: str | None
@@ -65,6 +67,8 @@ class Hit:
     ucs_cat_id: str | None = None  # "DOORWood"
     ucs_category: str | None = None  # "DOOR"
     keyword_match: bool = False  # the file matched the keywords
+    relevance: float | None = None  # the score placed among this library's (search.relevance)
+    match: str | None = None  # "strong", "fair" or "weak"
 
     @classmethod
     def of(cls, window: Window, score: float | None, keyword_match: bool = False) -> Hit:
@@ -78,7 +82,7 @@ class Hit:
             path=file.path, score=score, start=window.start if window else 0.0,
             end=window.end if window else file.duration or 0.0, duration=file.duration,
             file_id=file.id, window_id=window.id if window else None, name=file.name, folder=file.folder,
-            root=file.root, size=file.size, sample_rate=file.sample_rate, channels=file.channels, codec=file.codec,
+            root=file.root, size=file.size, mtime=file.mtime, sample_rate=file.sample_rate, channels=file.channels, codec=file.codec,
             format=file.format, bit_depth=file.bit_depth, title=file.title, description=file.description,
             tags=tuple(file.tags), ucs_cat_id=file.ucs_cat_id, ucs_category=file.ucs_category,
             keyword_match=keyword_match,
@@ -102,6 +106,7 @@ class Results:
     page: int  # from 0
     page_size: int
     best_score: float | None = None  # the highest cosine of the search, on any page
+    best_match: str | None = None  # how well the best hit matches: "strong", "fair", "weak"
 
     @property
     def pages(self) -> int:
@@ -127,6 +132,7 @@ class Searcher:
         # Typing a query, then paging and filtering, embeds the same words again and again.
         self.embed_text = functools.lru_cache(maxsize=1024)(self._embed_text)
         self._embed_clip_bytes = functools.lru_cache(maxsize=16)(self._embed_clip_bytes_uncached)
+        self._calibration: tuple[int, relevance.Calibration] | None = None
 
     @property
     def encoder(self):
@@ -165,9 +171,25 @@ class Searcher:
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
             hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched})
+            best_match = None
+            # Words and sounds mixed in one query score on a scale of their own, which neither
+            # reference knows: such hits carry their cosine only.
+            if vector is not None and not (query.has_sound and query.has_text):
+                judge = functools.partial(self._relevance, sound_query=query.has_sound)
+                hits = [dataclasses.replace(hit, relevance=judge(hit.score), match=relevance.level(judge(hit.score)))
+                        if hit.score is not None else hit for hit in hits]
+                best_match = relevance.level(judge(best_score)) if best_score is not None else None
         log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
                   len(ranked), 1000 * (time.perf_counter() - started))
-        return Results(hits, len(ranked), page, page_size, best_score)
+        return Results(hits, len(ranked), page, page_size, best_score, best_match)
+
+    def _relevance(self, score: float, sound_query: bool) -> float | None:
+        # The reference is computed once per state of the store: a library that grows gets a new one.
+        if self._calibration is None or self._calibration[0] != len(self.store):
+            self._calibration = (len(self.store), relevance.calibrate(
+                self.encoder.embed_text, self.store, self.catalog.file_ids_of_windows,
+            ))
+        return self._calibration[1].relevance(score, sound_query)
 
     # --- embedding queries
 
@@ -252,22 +274,8 @@ class Searcher:
     # --- serving files
 
     def library_file(self, path: str | os.PathLike) -> Path:
-        """``path``, resolved, if it is an indexed file inside its library root; else PermissionError.
-
-        Everything a user can reach through a query result goes through here, so no parameter
-        can name a file outside the indexed roots (no ``..``, no symlink out of a root).
-        """
-        with self.library.reading():
-            record = self.catalog.file(os.path.abspath(path))
-        refused = PermissionError(f"{path} is not a file of this library")
-        if record is None or record.status not in (INDEXED, PENDING):
-            raise refused
-        resolved = Path(record.path).resolve()
-        # Configured roots are the authority; without them, the root the file was indexed under.
-        allowed = [Path(root).resolve() for root in self.settings.roots or (record.root,)]
-        if not any(resolved.is_relative_to(root) for root in allowed):
-            raise refused
-        return resolved
+        """``path``, resolved, if it is an indexed file inside its library root; else PermissionError."""
+        return self.library.served_file(path)
 
     # --- ranking
 

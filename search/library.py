@@ -52,6 +52,17 @@ class LibraryStatus:
         return describe_run(self.run) if self.run else None
 
 
+@dataclasses.dataclass(frozen=True)
+class ServedFile:
+    """What serving a file needs to know of it, read while the catalog was held."""
+
+    name: str
+    format: str | None
+    duration: float | None
+    sample_rate: int | None
+    mtime: float
+
+
 class NoIndexError(LookupError):
     """A verb that reads an index was pointed at a home (or catalog) that holds none."""
 
@@ -195,6 +206,34 @@ class Library:
             return None
         return (f"the catalog names {windows} windows but the vector store holds {vectors} vectors, so results "
                 "may be missing; run `clapdex doctor` to see why and `clapdex doctor --fix` to repair")
+
+    def served_file(self, path: str | os.PathLike) -> Path:
+        """``path``, resolved, if it is an indexed file inside its library root; else PermissionError.
+
+        Everything a user can reach through a query result goes through here, so no parameter
+        can name a file outside the indexed roots (no ``..``, no symlink out of a root).
+        """
+        with self.reading() as catalog:
+            record = catalog.file(os.path.abspath(path))
+            return self._served(record, path)
+
+    def served_file_by_id(self, file_id: int) -> tuple[Path, ServedFile]:
+        """The file catalogued as ``file_id``, by the same rule as ``served_file``."""
+        with self.reading() as catalog:
+            record = catalog.file_by_id(file_id)
+            path = self._served(record, f"file {file_id}")
+            return path, ServedFile(record.name, record.format, record.duration, record.sample_rate, record.mtime)
+
+    def _served(self, record, asked) -> Path:
+        refused = PermissionError(f"{asked} is not a file of this library")
+        if record is None or record.status not in (INDEXED, PENDING):
+            raise refused
+        resolved = Path(record.path).resolve()
+        # Configured roots are the authority; without them, the root the file was indexed under.
+        allowed = [Path(root).resolve() for root in self.settings.roots or (record.root,)]
+        if not any(resolved.is_relative_to(root) for root in allowed):
+            raise refused
+        return resolved
 
     def close(self) -> None:
         if self._catalog is not None:

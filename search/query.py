@@ -28,6 +28,8 @@ _OPERATOR = re.compile(r"\s+([+-])(?:\s+|$)")
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _WEIGHT = re.compile(rf"^({_NUMBER}):(.+)$", re.DOTALL)
 # A quoted term, optionally weighted ('2:"a - b.wav"'); its closing quote ends the term.
+# A region of a sound file: "take.wav@1:02-1:05" or "take.wav@62-65.5".
+_REGION = re.compile(r"^(.+\.\w+)@([\d:.]+)-([\d:.]+)$")
 _QUOTED = re.compile(rf"""(?:({_NUMBER}):)?(["'])(.*?)\2(?=\s|$)""", re.DOTALL)
 
 
@@ -64,6 +66,10 @@ class Sound:
     def __str__(self) -> str:
         name = Path(self.path).name
         return f"{name} {format_time(self.start)}–{format_time(self.end)}" if self.is_region else name
+
+    def typed(self) -> str:
+        written = self.path + (f"@{format_time(self.start)}-{format_time(self.end)}" if self.is_region else "")
+        return f'"{written}"' if _needs_quotes(written) else written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +111,29 @@ class Query:
     def __bool__(self) -> bool:
         return bool(self.terms)
 
+    @property
+    def has_sound(self) -> bool:
+        """Whether any term is a sound (a file, a region or a clip)."""
+        return any(not isinstance(term.source, Text) for term in self.terms)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether any term is a description."""
+        return any(isinstance(term.source, Text) for term in self.terms)
+
+    def as_typed(self) -> str:
+        """The query as one would type it, so that ``parse_query`` reads it back; clips (bytes,
+        not text) are left out."""
+        parts = []
+        for term in self.terms:
+            if isinstance(term.source, Clip):
+                continue
+            written = term.source.typed() if isinstance(term.source, Sound) else term.source.text
+            magnitude = abs(term.weight)
+            written = f"{magnitude:g}:{written}" if magnitude != 1 else written
+            parts.append(("- " if term.weight < 0 else "+ " if parts else "") + written)
+        return " ".join(parts)
+
     def __str__(self) -> str:
         parts = []
         for term in self.terms:
@@ -137,7 +166,7 @@ def parse_query(text: str) -> Query:
                                  "closing quote, before a space)")
         if not body:
             raise QueryError(f"{text!r} has a + or - with no term beside it")
-        terms.append(Term(Sound(body) if looks_like_path(body) else Text(body), sign * weight))
+        terms.append(Term(_sound(body) if looks_like_path(body) else Text(body), sign * weight))
         if at == len(text):
             break
         operator = _OPERATOR.match(text, at)
@@ -152,7 +181,20 @@ def parse_query(text: str) -> Query:
 
 
 def looks_like_path(term: str) -> bool:
-    return term.startswith(_PATH_PREFIXES) or term.lower().endswith(tuple(AUDIO_EXTENSIONS))
+    return term.startswith(_PATH_PREFIXES) or term.lower().endswith(tuple(AUDIO_EXTENSIONS)) \
+        or _REGION.match(term) is not None
+
+
+def _sound(body: str) -> Sound:
+    """A path, or a region of one: ``take.wav@1:02-1:05``."""
+    region = _REGION.match(body)
+    if region is None:
+        return Sound(body)
+    return Sound(region.group(1), parse_time(region.group(2)), parse_time(region.group(3)))
+
+
+def _needs_quotes(written: str) -> bool:
+    return any(character.isspace() or character in "\"'" for character in written)
 
 
 def parse_time(text: str) -> float:

@@ -87,3 +87,23 @@ def test_a_quoted_term_stays_whole_and_is_a_sound_when_it_looks_like_a_path():
 def test_a_quote_that_does_not_close_a_term_is_a_sentence(text, says):
     with pytest.raises(QueryError, match=says):
         parse_query(text)
+
+
+@pytest.mark.parametrize("text", [
+    "rain", 'rain + "/sfx/a b/c.wav@0:07.0-0:14.0" - 2:traffic', "take.wav@1:02.0-1:05.5", "lo-fi hiss + ./x.flac",
+])
+def test_a_query_reads_back_from_its_typed_form(text):
+    query = parse_query(text)
+    assert parse_query(query.as_typed()) == query
+
+
+def test_a_region_is_typed_after_an_at_sign():
+    (term,) = parse_query("take.wav@62-65.5").terms
+    assert term.source == Sound("take.wav", 62.0, 65.5)
+    assert Query.sound("/x/y z.wav", 1.0, 2.5).as_typed() == '"/x/y z.wav@0:01.0-0:02.5"'
+    assert parse_query("user@host").terms[0].source == Text("user@host")  # not a path: stays words
+
+
+def test_a_clip_is_left_out_of_the_typed_form_and_marks_a_sound_query():
+    query = Query(parse_query("rain").terms + Query.clip(b"RIFF", "x.wav").terms)
+    assert query.as_typed() == "rain" and query.has_sound and not parse_query("rain").has_sound
