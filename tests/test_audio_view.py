@@ -11,7 +11,8 @@ from PIL import Image
 from sounds import concatenate, ffmpeg_tone, sox_tone
 
 from ui.audio_view import (
-    BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, region_wav, spectrogram_png, waveform_png,
+    BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, overview, region_wav, spectrogram_png,
+    waveform_png,
 )
 
 
@@ -31,7 +32,7 @@ def test_waveform_shades_the_region_and_scales_to_the_loudest_peak(long_file):
     samples = display_samples(long_file)
     assert len(samples) == 6 * DISPLAY_RATE
 
-    pixels = picture(waveform_png(samples, region=(2.0, 4.0), width=600, height=80))
+    pixels = picture(waveform_png(overview(samples), region=(2.0, 4.0), width=600, height=80))
 
     assert pixels.shape == (80, 600, 3)
     # The loud square wave (2-4 s) fills its columns top to bottom in the accent colour.
@@ -49,7 +50,7 @@ def test_spectrogram_frames_the_region(long_file):
 
 
 def test_empty_and_tiny_inputs_still_draw():
-    assert picture(waveform_png(np.zeros(0, np.float32))).shape[1] > 0
+    assert picture(waveform_png(overview(np.zeros(0, np.float32)))).shape[1] > 0
     assert picture(spectrogram_png(np.zeros(10, np.float32), region=(0.0, 0.001))).shape[1] > 0
 
 
@@ -67,3 +68,24 @@ def test_a_region_of_a_file_only_ffmpeg_reads_is_mono_at_its_rate(tmp_path):
     frames, rate = soundfile.read(io.BytesIO(region_wav(chirp, 1.0, 2.0, sample_rate=22050)))
 
     assert rate == 22050 and frames.ndim == 1 and len(frames) == 22050
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.044, 3600.0])
+def test_waveforms_from_10_ms_to_an_hour_are_unbroken_envelopes_inside_their_box(seconds):
+    rng = np.random.default_rng(0)
+    count = round(seconds * DISPLAY_RATE)
+    # A decaying noise burst, the shape of a one-shot, however long.
+    samples = (rng.standard_normal(count) * np.exp(-np.linspace(0, 5, count))).astype(np.float32)
+
+    pixels = picture(waveform_png(overview(samples), width=200, height=36))
+
+    assert pixels.shape == (36, 200, 3)
+    drawn = (pixels == WAVE).all(axis=2)
+    # Every column has ink (no dots with gaps between them), and the peak reaches the box's edge
+    # without leaving it.
+    assert drawn.any(axis=0).all()
+    assert drawn[:2].any() or drawn[-2:].any()
+    # Each column's ink is one run that touches its neighbours' runs: a continuous trace.
+    spans = [np.flatnonzero(column) for column in drawn.T]
+    assert all(span[-1] - span[0] + 1 == len(span) for span in spans)
+    assert all(a[0] <= b[-1] + 1 and b[0] <= a[-1] + 1 for a, b in zip(spans, spans[1:]))

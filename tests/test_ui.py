@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -48,125 +49,126 @@ def page(opened_once):
 
 
 def search(app: AppTest, text: str = "", keywords: str = "") -> AppTest:
-    app.text_input[0].input(text)
-    app.text_input[1].input(keywords)
+    app.text_input(key="query_text").input(text)
+    app.text_input(key="keywords_text").input(keywords)
     app.button[0].click()
     app.run()
     assert not app.exception
     return app
 
 
-def results(app: AppTest) -> dict[str, dict]:
-    """Per listed file name, in page order: its caption, score and player."""
-    headings = [m.value for m in app.markdown if m.value.startswith("**") and "  \n`" in m.value]
-    names = [heading.split("**")[1].split(". ", 1)[1] for heading in headings]
-    captions = [c.value for c in app.caption if c.value.startswith(("best match", "segment"))]
-    players = [element.proto for element in app.get("audio")]
-    assert len(names) == len(captions) == len(players)
-    scores = {}
-    for metric in app.metric:
-        if metric.label == "match":
-            scores[len(scores)] = float(metric.value)
-    return {
-        name: {"rank": rank, "caption": caption, "score": scores.get(rank), "player": player}
-        for rank, (name, caption, player) in enumerate(zip(names, captions, players))
-    }
+def listed(app: AppTest, name: str = "hits") -> dict:
+    """What the result list was given to draw: its heading and, per file name, its row."""
+    for element in app.get("bidi_component"):
+        if element.proto.component_name == "clapdex.hitlist" and element.proto.id.endswith(name):
+            data = json.loads(element.proto.json)
+            data["rows"] = {row["name"]: row for row in data["rows"]}
+            return data
+    return {"rows": {}}
 
 
-def click(app: AppTest, label: str, index: int = 0) -> AppTest:
-    [button for button in app.button if button.label == label][index].click()
+def rows(app: AppTest) -> dict[str, dict]:
+    return listed(app)["rows"]
+
+
+def upload(app: AppTest, name: str, data: bytes) -> AppTest:
+    uploader = next(widget for widget in app.get("file_uploader") if widget.key.startswith("upload-"))
+    uploader.set_value((name, data, "audio/wav"))
     app.run()
     assert not app.exception
     return app
 
 
-def test_text_query_lists_files_with_players_of_the_matched_region(page):
-    listed = results(search(page, "a steady electronic tone"))
+def test_text_query_lists_files_with_their_audio_and_waveforms(page):
+    shown = rows(search(page, "a steady electronic tone"))
 
-    assert not page.error and len(listed) == READABLE
-    scores = [entry["score"] for entry in listed.values()]
+    assert not page.error and len(shown) == READABLE
+    scores = [float(row["score"]) for row in shown.values()]
     assert scores == sorted(scores, reverse=True)
-    assert all(entry["player"].url and entry["player"].end_time > entry["player"].start_time for entry in listed.values())
-    assert len(page.get("image")) == READABLE  # a waveform each
-    assert any("kHz" in caption.value and "WAV" in caption.value for caption in page.caption)
+    for row in shown.values():
+        assert row["audio"].startswith(f"/clapdex/audio/{row['id']}?v=")
+        assert row["wave"].startswith(f"/clapdex/waveform/{row['id']}.png") and row["durationLabel"]
+        assert row["match"] in ("strong", "fair", "weak")
+    assert any("kHz" in row["meta"] and "WAV" in row["meta"] for row in shown.values())
 
 
-def test_example_upload_finds_the_window_it_came_from(page, library_home):
+def test_example_upload_is_a_chip_and_finds_the_window_it_came_from(page, library_home):
     _, library = library_home
-    page.file_uploader[0].set_value(("query.wav", library["tone"].read_bytes(), "audio/wav"))
-    listed = results(search(page))
+    shown = rows(upload(page, "query.wav", library["tone"].read_bytes()))
 
     assert not page.error
     # The clip itself, and long.wav whose 7-14 s window is the clip sample for sample.
-    assert listed["tone.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert listed["long.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert listed["long.wav"]["caption"].startswith("best match 0:07.0–0:14.0")
-    assert (listed["long.wav"]["player"].start_time, listed["long.wav"]["player"].end_time) == (7, 14)
+    assert float(shown["tone.wav"]["score"]) == pytest.approx(1.0, abs=1e-3)
+    assert float(shown["long.wav"]["score"]) == pytest.approx(1.0, abs=1e-3)
+    assert (shown["long.wav"]["start"], shown["long.wav"]["end"]) == (7, 14)
+    assert shown["long.wav"]["regionLabel"] == "7.0–14.0 s"
+    # The clip is a chip now, and the uploader is empty again.
+    chip = next(button for button in page.button if button.key == "clip-chip")
+    assert chip.label == "query.wav"
+    assert all(widget.value is None for widget in page.get("file_uploader"))
+
+    search(page, "a steady electronic tone")
+    assert listed(page)["what"] == "Sounds like “a steady electronic tone + query.wav”"
+    next(button for button in page.button if button.key == "clip-chip").click()
+    page.run()
+    assert listed(page)["what"] == "Sounds like “a steady electronic tone”"
+    assert not any(button.key == "clip-chip" for button in page.button)
 
 
-def test_more_like_this_leaves_out_its_own_file(page):
-    listed = results(search(page, "a steady electronic tone"))
-    click(page, "More like this", listed["tone.wav"]["rank"])
+def test_a_typed_region_finds_the_file_holding_it(page, library_home):
+    _, library = library_home
+    search(page, f'"{library["long"]}@0:07-0:14"')
 
-    again = results(page)
-    assert "tone.wav" not in again and len(again) == READABLE - 1
-    assert next(iter(again)) == "long.wav" and again["long.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
-
-
-def test_a_time_range_of_a_result_finds_the_file_holding_it(page):
-    listed = results(search(page, "a steady electronic tone"))
-    rank = listed["long.wav"]["rank"]
-    page.text_input(key=f"from-{_file_id(page, rank)}").input("0:07")
-    page.text_input(key=f"to-{_file_id(page, rank)}").input("14")
-    click(page, "Find similar", rank)
-
-    again = results(page)
-    assert "long.wav" not in again
-    assert next(iter(again)) == "tone.wav" and again["tone.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert any("Sounds like **long.wav 0:07.0–0:14.0**" in markdown.value for markdown in page.markdown)
-
-
-def _file_id(app: AppTest, rank: int) -> str:
-    keys = [button.key for button in app.button if button.key and button.key.startswith("more-")]
-    return keys[rank].removeprefix("more-")
+    shown = rows(page)
+    # The file holding the region (at that window), and tone.wav, which is that region sample for sample.
+    assert (shown["long.wav"]["start"], shown["long.wav"]["end"]) == (7, 14)
+    assert float(shown["tone.wav"]["score"]) == pytest.approx(1.0, abs=1e-3)
+    assert listed(page)["what"] == "Sounds like “long.wav 0:07.0–0:14.0”"
+    # The box keeps the query as typed, so running it again runs the same thing.
+    assert page.text_input(key="query_text").value == f'{library["long"]}@0:07.0-0:14.0'
 
 
 def test_a_sidebar_filter_applies_inside_the_search(page):
     page.sidebar.multiselect(key="formats").select("m4a")
     page.sidebar.selectbox(key="page_size").select(5)
-    listed = results(search(page, "a steady electronic tone"))
 
-    assert list(listed) == ["chirp.m4a"]
+    assert list(rows(search(page, "a steady electronic tone"))) == ["chirp.m4a"]
+    assert "M4A" in listed(page)["details"]
+
+
+def test_the_duration_filter_is_on_a_log_scale(page):
+    slider = page.sidebar.select_slider(key="duration")
+    stops = slider.options
+    assert stops[0] == "2.0 s" and "5.0 s" in stops and stops[-1] == "20.0 s"
+    slider.set_range(2.0, 5).run()
+    shown = rows(search(page, "a steady electronic tone"))
+
+    assert shown and all(row["duration"] <= 5 for row in shown.values())
 
 
 def test_keywords_with_boolean_syntax(page):
-    assert sorted(results(search(page, keywords="beep, chirp"))) == ["beep.mp3", "chirp.m4a"]
-    assert "beep.mp3" not in results(search(page, keywords="sub -beep"))
+    assert sorted(rows(search(page, keywords="beep, chirp"))) == ["beep.mp3", "chirp.m4a"]
+    assert "beep.mp3" not in rows(search(page, keywords="sub -beep"))
 
 
-def test_pages_move_through_the_results(page):
+def test_pages_hold_the_rest_and_a_filter_goes_back_to_page_one(page):
     page.sidebar.selectbox(key="page_size").select(5)
-    first = results(search(page, "a steady electronic tone"))
-    second = results(click(page, "Next"))
-
-    assert len(first) == 5 and len(second) == READABLE - 5 and not set(first) & set(second)
-    assert any(caption.value == "page 2 of 2" for caption in page.caption)
-
-
-def test_a_spectrogram_is_drawn_on_demand(page):
-    search(page, "a steady electronic tone")
-    page.toggle(key=[toggle.key for toggle in page.toggle][0]).set_value(True)
+    first = rows(search(page, "a steady electronic tone"))
+    page.session_state["results_page"] = 1  # what the list's Next asks for (tested in the browser)
     page.run()
+    second = listed(page)
 
-    assert len(page.get("image")) == READABLE + 1
+    assert len(first) == 5 and len(second["rows"]) == READABLE - 5 and not set(first) & set(second["rows"])
+    assert second["count"].endswith("page 2 of 2")
+    page.sidebar.multiselect(key="channels").select(1).run()
+    assert listed(page)["count"].endswith("page 1 of 1")
 
 
 def test_oversized_upload_is_refused_with_a_sentence(page):
-    page.file_uploader[0].set_value(("big.wav", b"\0" * (MAX_UPLOAD_BYTES + 1), "audio/wav"))
-    search(page)
+    upload(page, "big.wav", b"\0" * (MAX_UPLOAD_BYTES + 1))
 
     assert "at most 20 MB" in page.error[0].value
-    assert not page.get("audio")
+    assert not any(button.key == "clip-chip" for button in page.button)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -181,18 +183,19 @@ def test_query_mistakes_are_sentences(page, text, expected):
 
 
 def test_unreadable_upload_is_an_error_sentence_not_a_traceback(page):
-    page.file_uploader[0].set_value(("notes.wav", b"just some text", "audio/wav"))
-    search(page)
+    upload(page, "notes.wav", b"just some text")
 
     assert page.error[0].value.startswith("That clip could not be read")
 
 
 def test_library_view_counts_files_segments_and_errors(page):
+    page.get("button_group")[0].set_value("Library").run()
     metrics = {metric.label: metric.value for metric in page.metric}
 
     assert metrics["Files indexed"] == str(READABLE) and metrics["Unreadable files"] == "3"
     assert int(metrics["Segments"]) > READABLE  # long files have several
     assert len(page.dataframe[0].value) == 3
+    assert not page.sidebar.children  # the search's filters are not shown where they do nothing
 
 
 def opened_fresh(monkeypatch, home, weights) -> AppTest:
@@ -234,7 +237,7 @@ def duplicates_home(tmp_path_factory, tiny_weights, tiny_encoder):
     return home, folder
 
 
-def test_duplicates_view_lists_identical_files_and_near_duplicates(duplicates_home, tiny_weights, monkeypatch):
+def test_duplicates_view_groups_identical_files_and_near_duplicates(duplicates_home, tiny_weights, monkeypatch):
     home, folder = duplicates_home
     monkeypatch.setenv("CLAPDEX_HOME", str(home))
     monkeypatch.setenv("CLAPDEX_WEIGHTS", str(tiny_weights))
@@ -242,15 +245,17 @@ def test_duplicates_view_lists_identical_files_and_near_duplicates(duplicates_ho
     st.cache_resource.clear()
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.run()
-    similarity = next(slider for slider in app.slider if slider.label == "Similarity at least")
-    similarity.set_value(0.995).run()
+    app.get("button_group")[0].set_value("Duplicates").run()
+    next(slider for slider in app.slider if slider.key == "near_threshold").set_value(0.995).run()
     st.cache_resource.clear()
 
     assert not app.exception
-    assert any(m.value.startswith("**Group 1** · 2 copies") for m in app.markdown)
-    assert {code.value for code in app.code} >= {str(folder / "original.ogg"), str(folder / "copy.ogg")}
-    near = next(frame.value for frame in app.dataframe if "near duplicate" in frame.value.columns)
-    pairs = {frozenset((row["file"], row["near duplicate"])) for _, row in near.iterrows()}
-    # The re-encode pairs with the original (and so with its copy); the tone with nothing.
-    assert frozenset((str(folder / "original.ogg"), str(folder / "quieter.wav"))) in pairs
-    assert all(str(folder / "tone.wav") not in pair for pair in pairs)
+    groups: dict[str, set[str]] = {}
+    for element in app.get("bidi_component"):
+        for row in json.loads(element.proto.json)["rows"]:
+            groups.setdefault(row["group"], set()).add(row["name"])
+            assert row["folder"] == folder.name and row["audio"].startswith("/clapdex/audio/")
+    # The copies first; the re-encode groups with the original (and so with its copy); the tone with nothing.
+    assert list(groups.values())[0] == {"original.ogg", "copy.ogg"}
+    assert any(names >= {"original.ogg", "quieter.wav"} for names in groups.values())
+    assert all("tone.wav" not in names for names in groups.values())

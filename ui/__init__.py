@@ -3,6 +3,8 @@
 from pathlib import Path
 
 APP = Path(__file__).with_name("app.py")
+SERVER = Path(__file__).with_name("server.py")  # APP with its media routes
+FAVICON = Path(__file__).with_name("favicon.png")
 
 # Query clips are short by nature; bound what one upload may cost.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

@@ -15,8 +15,10 @@ from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
 from search.config import load_settings
 from search.engine import Searcher
 from search.library import Library
-from search.query import Query, QueryError, parse_query
-from ui import MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
+from search.query import QueryError, parse_query
+from ui import FAVICON, MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
+
+VIEWS = ("Search", "Library", "Duplicates")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,12 @@ def open_searcher() -> Searcher:
     return Searcher(library, library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def facets(_searcher: Searcher):
+    # The filters' choices: a pass over the catalog, not needed again on every click.
+    return _searcher.library.facets()
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def disagreement(_searcher: Searcher) -> str | None:
     # A count of windows and vectors: cheap, but not on every click of every session.
@@ -63,51 +71,65 @@ def show_error(message: str) -> None:
 
 
 def query_form() -> None:
-    with st.form("query"):
-        text = st.text_input("Describe the sound", placeholder="glass shattering on concrete, close", help=QUERY_HELP)
-        keywords = st.text_input("Keywords", placeholder="door -metal, gate", help=KEYWORD_HELP)
-        upload_column, record_column = st.columns(2)
-        upload = upload_column.file_uploader(
-            "…or search by example", type=[suffix.lstrip(".") for suffix in AUDIO_EXTENSIONS],
+    with st.form("query", border=False):
+        text, words, go = st.columns([6, 3, 1], vertical_alignment="bottom")
+        text.text_input("Describe the sound", key=state.QUERY_BOX, placeholder="glass shattering on concrete, close",
+                        help=QUERY_HELP)
+        words.text_input("Keywords", key=state.KEYWORDS_BOX, placeholder="door -metal, gate", help=KEYWORD_HELP)
+        go.form_submit_button("Search", type="primary", on_click=submit, width="stretch")
+    example, chip = st.columns([1, 4], vertical_alignment="center")
+    with example.popover("Search by example", icon=":material/graphic_eq:", width="stretch"):
+        number = state.clip_widgets()
+        st.file_uploader(
+            "Drop in a clip", type=[suffix.lstrip(".") for suffix in AUDIO_EXTENSIONS], key=f"upload-{number}",
+            on_change=attach, args=(f"upload-{number}",),
             help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB; the first {MAX_QUERY_SECONDS:.0f} s are used.",
         )
-        recording = record_column.audio_input("…or record one", help=f"The first {MAX_QUERY_SECONDS:.0f} s are used.")
-        submitted = st.form_submit_button("Search", type="primary")
-    if submitted:
-        state.search_for(build_query(text, upload, recording), keywords.strip())
+        st.audio_input("…or record one", key=f"record-{number}", on_change=attach, args=(f"record-{number}",),
+                       help=f"The first {MAX_QUERY_SECONDS:.0f} s are used.")
+    if attached := state.clip():
+        chip.button(
+            attached.name, icon=":material/close:", on_click=state.detach_clip, key="clip-chip",
+            help="This clip is part of the search; click to remove it.",
+        )
 
 
-def build_query(text: str, upload, recording) -> Query | None:
-    """The description's terms plus any example clips, all added together."""
-    terms = parse_query(text).terms
-    for clip in (upload, recording):
-        if clip is None:
-            continue
-        data = clip.getvalue()
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise QueryError(
-                f"the clip is {len(data) / 2**20:.1f} MB; query clips may be at most {MAX_UPLOAD_BYTES // 2**20} MB"
-            )
-        terms += Query.clip(data, clip.name).terms
-    return Query(terms) if terms else None
-
-
-def search_view(searcher: Searcher, options: sidebar.Options) -> None:
+def submit() -> None:
+    """The form's Search: the boxes' text, parsed, plus any attached clip."""
+    text, words = st.session_state[state.QUERY_BOX].strip(), st.session_state[state.KEYWORDS_BOX].strip()
+    current = state.query()
     try:
-        query_form()
-    except (QueryError, ValueError) as exc:
-        show_error(sentence(exc))
+        # Unchanged text keeps the query it shows ("More like this" leaves its own file out).
+        query = current if current is not None and text == current.as_typed() else parse_query(text)
+    except QueryError as exc:
+        state.report(sentence(exc))
         return
+    state.search_for(query or None, words)
+
+
+def attach(widget: str) -> None:
+    clip = st.session_state.get(widget)
+    if clip is None:
+        return
+    data = clip.getvalue()
+    if len(data) > MAX_UPLOAD_BYTES:
+        state.report(f"The clip is {len(data) / 2**20:.1f} MB; query clips may be at most "
+                     f"{MAX_UPLOAD_BYTES // 2**20} MB.")
+        return
+    state.attach_clip(data, clip.name)
+
+
+def search_view(searcher: Searcher) -> None:
+    options = sidebar.read_options(facets(searcher))
+    query_form()
     if message := state.take_message():
         show_error(message)
     if not state.searched():
         return
-    query, keywords = state.query(), state.keywords()
+    query, keywords = state.full_query(), state.keywords()
     if query is None and not keywords and not options.filters:
-        st.info("Type a description or keywords, upload or record a clip, or choose filters first.")
+        st.info("Type a description or keywords, add a clip, or choose filters first.")
         return
-    if query is not None:
-        st.markdown(f"Sounds like **{query}**" + (f", keywords `{keywords}`" if keywords else ""))
     try:
         found = searcher.search(
             query, filters=options.filters, keywords_text=keywords, keyword_weight=options.keyword_weight,
@@ -117,17 +139,23 @@ def search_view(searcher: Searcher, options: sidebar.Options) -> None:
         log.warning("search failed: %s", exc, exc_info=not isinstance(exc, QueryError | PermissionError))
         show_error(sentence(exc))
         return
-    results.render(searcher, found)
+    results.render(found, query, keywords, options)
 
 
 def main() -> None:
-    st.set_page_config(page_title="clapdex", page_icon=":material/graphic_eq:", layout="wide")
-    st.title("clapdex")
-    st.caption("Describe a sound, or drop in an example, to find it in your library.")
+    # A file of our own: a Material icon name would make every browser fetch it from Google.
+    st.set_page_config(page_title="clapdex", page_icon=str(FAVICON), layout="wide")
+    # Streamlit leaves 6 rem above the page; its toolbar needs less than 4, and results use the rest.
+    st.html("<style>.stMainBlockContainer { padding-top: 3.5rem; }</style>")
+    title, views_column = st.columns([3, 2], vertical_alignment="bottom")
+    title.markdown("### clapdex")
+    title.caption("Describe a sound, or drop in an example, to find it in your library.")
+    view = views_column.segmented_control(
+        "View", VIEWS, default=VIEWS[0], key="view", label_visibility="collapsed", required=True,
+    )
 
     try:
         searcher = open_searcher()
-        options = sidebar.read_options(searcher.library.facets(), searcher.settings.roots)
     except Exception as exc:  # noqa: BLE001 - the page shows sentences, never tracebacks
         log.error("the library could not be opened: %s", exc, exc_info=True)
         show_error(f"The library could not be opened: {exc}")
@@ -137,13 +165,13 @@ def main() -> None:
     if problem := disagreement(searcher):
         st.warning(problem[:1].upper() + problem[1:] + ".", icon=":material/warning:")
 
-    search_tab, library_tab, duplicates_tab = st.tabs(["Search", "Library", "Duplicates"])
-    with search_tab:
-        search_view(searcher, options)
-    with library_tab:
+    # Only the view on screen computes: the Duplicates pass never runs for a search.
+    if view == "Library":
         views.library(searcher.library)
-    with duplicates_tab:
+    elif view == "Duplicates":
         views.duplicates(searcher.library)
+    else:
+        search_view(searcher)
 
 
 main()

@@ -8,6 +8,7 @@ ramp. Callers pass paths they have already checked (``Searcher.library_file``).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 
@@ -37,22 +38,67 @@ def display_samples(path: str | os.PathLike) -> np.ndarray:
     return load_audio(path, DISPLAY_RATE)
 
 
-def waveform_png(samples: np.ndarray, region: Region | None = None, width: int = WIDTH, height: int = 90) -> bytes:
-    """A waveform of ``samples`` (at DISPLAY_RATE), ``region`` shaded and drawn in the accent colour."""
+@dataclasses.dataclass(frozen=True)
+class Overview:
+    """A file's waveform at a fixed resolution, whatever its length: per column, the lowest and
+    highest sample, scaled so the loudest peak is 1. Small enough to keep for many files."""
+
+    low: np.ndarray
+    high: np.ndarray
+    seconds: float
+
+
+OVERVIEW_COLUMNS = 4096
+
+
+def overview(samples: np.ndarray) -> Overview:
+    """The overview of ``samples`` (mono, at DISPLAY_RATE)."""
+    seconds = len(samples) / DISPLAY_RATE
+    peak = max(float(np.abs(samples).max()) if len(samples) else 0.0, 1e-4)
+    # The loudest peak fills the height, so quiet files are readable too.
+    low, high = _envelope(samples / peak, min(OVERVIEW_COLUMNS, max(len(samples), 1)))
+    return Overview(low.astype(np.float32), high.astype(np.float32), seconds)
+
+
+def waveform_png(view: Overview, region: Region | None = None, width: int = WIDTH, height: int = 90) -> bytes:
+    """The waveform of ``view`` as a filled envelope inside a ``width`` x ``height`` box,
+    ``region`` (seconds) shaded and drawn in the accent colour.
+
+    Files shorter than the box has columns (a 10-ms click) are stretched across it; longer
+    ones (an hour) are reduced to one min/max bar per column, so both fill the box and stay in it.
+    """
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    region_columns = _columns_of(region, len(samples), width)
+    region_columns = _columns_of(region, view.seconds, width)
     if region_columns is not None:
         draw.rectangle((region_columns[0], 0, region_columns[1], height - 1), fill=REGION_BACKGROUND)
-    low, high = _envelope(samples, width)
-    middle = (height - 1) / 2
-    # The loudest peak fills the height, so quiet files are readable too.
-    scale = middle / max(float(np.abs(samples).max()) if len(samples) else 0.0, 1e-4)
+    low, high = _fit(view.low, view.high, width)
+    # Each column reaches its neighbours, so a stretched click is one unbroken trace, not dots.
+    padded_low, padded_high = np.pad(low, 1, mode="edge"), np.pad(high, 1, mode="edge")
+    low, high = (np.minimum(low, np.minimum(padded_high[:-2], padded_high[2:])),
+                 np.maximum(high, np.maximum(padded_low[:-2], padded_low[2:])))
+    middle, reach = (height - 1) / 2, (height - 2) / 2
+    tops = np.clip(middle - high * reach, 0, height - 1)
+    bottoms = np.clip(middle - low * reach, 0, height - 1)
+    bottoms = np.maximum(bottoms, tops + 1)  # silence is a line, not nothing
     for column in range(width):
         inside = region_columns is not None and region_columns[0] <= column <= region_columns[1]
-        top, bottom = middle - high[column] * scale, middle - low[column] * scale
-        draw.line((column, top, column, max(bottom, top + 1)), fill=REGION_WAVE if inside else WAVE)
+        draw.line((column, tops[column], column, bottoms[column]), fill=REGION_WAVE if inside else WAVE)
     return _png(image)
+
+
+def _fit(low: np.ndarray, high: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``low``/``high`` columns brought to ``width``: grouped (min of lows, max of highs) when
+    there are more, interpolated when fewer."""
+    count = len(low)
+    if count == 0:
+        return np.zeros(width), np.zeros(width)
+    if count >= width:
+        edges = np.linspace(0, count, width + 1).astype(int)[:-1]
+        return np.minimum.reduceat(low, edges), np.maximum.reduceat(high, edges)
+    positions = np.linspace(0, count - 1, width)
+    columns = np.arange(count)
+    return np.interp(positions, columns, low), np.interp(positions, columns, high)
 
 
 def spectrogram_png(samples: np.ndarray, region: Region | None = None, width: int = WIDTH, height: int = 160) -> bytes:
@@ -70,7 +116,7 @@ def spectrogram_png(samples: np.ndarray, region: Region | None = None, width: in
     fraction = (positions - lower)[..., None]
     colours = _RAMP[lower] * (1 - fraction) + _RAMP[lower + 1] * fraction
     image = Image.fromarray(colours.astype(np.uint8), "RGB").resize((width, height), Image.Resampling.BILINEAR)
-    region_columns = _columns_of(region, len(samples), width)
+    region_columns = _columns_of(region, len(samples) / DISPLAY_RATE, width)
     if region_columns is not None:
         ImageDraw.Draw(image).rectangle((region_columns[0], 0, region_columns[1], height - 1), outline=REGION_EDGE, width=2)
     return _png(image)
@@ -93,19 +139,16 @@ def region_wav(path: str | os.PathLike, start: float, end: float, sample_rate: i
 
 
 def _envelope(samples: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel column, the lowest and highest sample in it."""
+    """Per column (``width`` at most the sample count), the lowest and highest sample in it."""
     if len(samples) == 0:
         return np.zeros(width), np.zeros(width)
-    edges = np.linspace(0, len(samples), width + 1).astype(int)
-    edges[1:] = np.maximum(edges[1:], edges[:-1] + 1).clip(max=len(samples))
-    edges[:-1] = edges[:-1].clip(max=len(samples) - 1)
-    return np.minimum.reduceat(samples, edges[:-1]), np.maximum.reduceat(samples, edges[:-1])
+    edges = np.linspace(0, len(samples), width + 1).astype(int)[:-1]
+    return np.minimum.reduceat(samples, edges), np.maximum.reduceat(samples, edges)
 
 
-def _columns_of(region: Region | None, sample_count: int, width: int) -> tuple[int, int] | None:
-    if region is None or sample_count == 0:
+def _columns_of(region: Region | None, seconds: float, width: int) -> tuple[int, int] | None:
+    if region is None or seconds <= 0:
         return None
-    seconds = sample_count / DISPLAY_RATE
     first = int(region[0] / seconds * width)
     last = int(np.ceil(region[1] / seconds * width)) - 1
     return max(0, min(first, width - 1)), max(0, min(max(last, first), width - 1))

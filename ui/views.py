@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from search.duplicates import DEFAULT_THRESHOLD as NEAR_DEFAULT
+from search.engine import Hit
 from search.library import Library
+from ui import hitlist
 
 
 def library(opened: Library) -> None:
@@ -29,31 +31,74 @@ def library(opened: Library) -> None:
         )
 
 
-def duplicates(opened: Library) -> None:
-    st.caption("Nothing is deleted here; this only lists them.")
-    groups = opened.exact_duplicates()
-    st.subheader("Identical files")
-    if not groups:
-        st.info("No exact duplicates in this library.")
-    else:
-        st.write(f"{len(groups)} groups of files with exactly the same content")
-    for number, group in enumerate(groups, start=1):
-        with st.container(border=True):
-            st.markdown(f"**Group {number}** · {len(group)} copies")
-            for path in group:
-                st.code(path, language=None)
+GROUPS_SHOWN = 200
+KEEP_ACTIONS = (("keep", "Keep this one", "List the other files of its group, to move or delete them yourself"),)
 
-    st.subheader("Same sound, other bytes")
-    threshold = st.slider(
-        "Similarity at least", 0.90, 1.0, NEAR_DEFAULT, 0.005,
+
+def duplicates(opened: Library) -> None:
+    st.caption("Nothing is deleted here. “Keep this one” lists the other files of its group, for you to move or "
+               "delete them yourself.")
+    exact, near_column = st.columns([1, 1])
+    threshold = near_column.slider(
+        "Near duplicates: similarity at least", 0.90, 1.0, NEAR_DEFAULT, 0.005, key="near_threshold",
         help="Cosine similarity of the two files' embeddings. Re-encodes, gain changes and resamples "
-        "score near 1; raise it if different sounds are listed.",
+        "score near 1; raise it if different sounds are grouped.",
     )
-    pairs = opened.near_duplicates(threshold)
-    if not pairs:
-        st.info("No near duplicates at this similarity.")
+    groups = [("identical", group) for group in opened.exact_duplicates()]
+    groups += [("sound the same", group) for group in near_groups(opened, threshold)]
+    exact.metric("Groups", len(groups), help="Identical files (same bytes), then files that sound the same.")
+    if kept := st.session_state.get("kept"):
+        name, others = kept
+        st.markdown(f"Keeping **{name}**; the others of its group (copied to the clipboard where the browser "
+                    "allows it):")
+        st.code("\n".join(others), language=None)
+    if not groups:
+        st.info("No duplicates in this library at this similarity.")
         return
-    st.dataframe(
-        [{"file": pair.first, "near duplicate": pair.second, "similarity": pair.score} for pair in pairs],
-        hide_index=True, width="stretch",
+    shown = groups[:GROUPS_SHOWN]
+    with opened.reading() as catalog:
+        records = catalog.files_at({path for _, group in shown for path in group})
+        rows, members = [], {}
+        for number, (kind, group) in enumerate(shown, start=1):
+            for path in group:
+                if (record := records.get(path)) is None:
+                    continue
+                others = [other for other in group if other != path]
+                members[record.id] = (record.name, others)
+                rows.append(hitlist.Row(Hit.of_file(record), len(rows) + 1, copy="\n".join(others),
+                                        group=f"Group {number} · {len(group)} files · {kind}"))
+    st.session_state["duplicate_members"] = members
+    more = f" (the first {GROUPS_SHOWN} shown)" if len(groups) > GROUPS_SHOWN else ""
+    hitlist.show(
+        rows, key=0, what="Duplicates", details="", count=f"{len(groups)} groups{more}", notice=None, page=0,
+        pages=1, on_action=_keep, actions=KEEP_ACTIONS, name="duplicates",
     )
+
+
+def near_groups(opened: Library, threshold: float) -> list[list[str]]:
+    """Near-duplicate pairs joined into groups: files that sound the same, directly or through another."""
+    leader: dict[str, str] = {}
+
+    def find(path: str) -> str:
+        while leader.setdefault(path, path) != path:
+            leader[path] = leader[leader[path]]
+            path = leader[path]
+        return path
+
+    for pair in _near_pairs(opened, threshold, opened.status().windows):
+        leader[find(pair.first)] = find(pair.second)
+    grouped: dict[str, list[str]] = {}
+    for path in leader:
+        grouped.setdefault(find(path), []).append(path)
+    return sorted((sorted(group) for group in grouped.values()), key=lambda group: (-len(group), group))
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing every file with its neighbours…")
+def _near_pairs(_opened: Library, threshold: float, windows: int):
+    # Keyed by the window count: a pass over the whole library, again only when it changed.
+    return _opened.near_duplicates(threshold)
+
+
+def _keep(action: dict) -> None:
+    if action["kind"] == "keep" and (member := st.session_state.get("duplicate_members", {}).get(action.get("id"))):
+        st.session_state["kept"] = member

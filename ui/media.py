@@ -1,0 +1,155 @@
+"""The page's audio and pictures, served over HTTP beside it: a hit's file (with Range
+requests, so long recordings seek without downloading), a region of it as WAV, its waveform
+and its spectrogram.
+
+Each is asked for by catalogue id, never by path, and goes through ``Library.served_file_by_id``:
+only indexed files inside the library roots are ever served. The browser loads these while the
+page draws, in parallel and cached by the file's version (``?v=mtime``), so a page of results
+costs the page's script run nothing but the search.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from encoders.audio import AudioDecodeError
+from search.config import load_settings
+from search.library import Library, ServedFile
+from ui import audio_view
+
+# What the browser is told each format is; Chromium and Firefox play these as they are.
+PLAYABLE = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg", "mp3": "audio/mpeg",
+            "m4a": "audio/mp4"}
+# Others (AIFF, ...) are sent as WAV made on the fly, from the start asked for, at most this long.
+CONVERTED_SECONDS = 600.0
+THUMBNAIL = (200, 36)
+CACHE = "private, max-age=86400"  # the URL carries the file's version
+
+_opened: Library | None = None
+_opening = threading.Lock()
+
+
+def library() -> Library:
+    """The served library, opened on first request (the same settings as the page's)."""
+    global _opened
+    with _opening:
+        if _opened is None:
+            _opened = Library(load_settings())
+        return _opened
+
+
+class Refused(Exception):
+    """A request this server answers with a status and a sentence, not a file."""
+
+    def __init__(self, status: int, sentence: str):
+        super().__init__(sentence)
+        self.status = status
+
+
+def answering(handler):
+    @functools.wraps(handler)
+    def answer(request: Request) -> Response:
+        try:
+            return handler(request)
+        except Refused as refusal:
+            return PlainTextResponse(str(refusal), status_code=refusal.status)
+    return answer
+
+
+@answering
+def audio(request: Request) -> Response:
+    """The file, or ``?start=&end=`` seconds of it as WAV (``&download=1`` to save it)."""
+    path, record, start, end = _asked(request)
+    download = request.query_params.get("download") == "1"
+    if start is None and end is None and record.format in PLAYABLE and not download:
+        return FileResponse(path, media_type=PLAYABLE[record.format], headers={"Cache-Control": CACHE})
+    start = start or 0.0
+    end = end if end is not None else min(record.duration or CONVERTED_SECONDS, start + CONVERTED_SECONDS)
+    if not end > start:
+        raise Refused(400, "end must be after start")
+    data = _decoded(record, lambda: audio_view.region_wav(
+        path, start, min(end, start + CONVERTED_SECONDS), record.sample_rate))
+    headers = {"Cache-Control": CACHE}
+    if download:
+        stem = record.name.rsplit(".", 1)[0]
+        headers["Content-Disposition"] = f'attachment; filename="{stem}_{start:.2f}-{end:.2f}.wav"'
+    return Response(data, media_type="audio/wav", headers=headers)
+
+
+@answering
+def waveform(request: Request) -> Response:
+    """A thumbnail of the whole file, ``?start=&end=`` marked."""
+    path, record, start, end = _asked(request)
+    png = _decoded(record, lambda: audio_view.waveform_png(
+        _overview(str(path), record.mtime), _region(start, end), *THUMBNAIL))
+    return Response(png, media_type="image/png", headers={"Cache-Control": CACHE})
+
+
+@answering
+def spectrogram(request: Request) -> Response:
+    path, record, start, end = _asked(request)
+    png = _decoded(record, lambda: audio_view.spectrogram_png(audio_view.display_samples(path), _region(start, end)))
+    return Response(png, media_type="image/png", headers={"Cache-Control": CACHE})
+
+
+@functools.lru_cache(maxsize=512)  # 32 KB each
+def _overview(path: str, mtime: float) -> audio_view.Overview:
+    return audio_view.overview(audio_view.display_samples(path))
+
+
+def _asked(request: Request) -> tuple[Path, ServedFile, float | None, float | None]:
+    """The file asked for (only one this library serves) and the ``start``/``end`` given."""
+    file_id = request.path_params["file_id"]
+    try:
+        path, record = library().served_file_by_id(file_id)
+    except PermissionError:
+        raise Refused(404, "no such file in this library") from None
+    if not path.is_file():
+        raise Refused(404, f"{record.name} is no longer where it was indexed")
+    return path, record, _seconds(request, "start"), _seconds(request, "end")
+
+
+def _seconds(request: Request, name: str) -> float | None:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e7:
+        raise Refused(400, f"{name} must be seconds from the start of the file")
+    return value
+
+
+def _region(start: float | None, end: float | None) -> tuple[float, float] | None:
+    return (start, end) if start is not None and end is not None else None
+
+
+def _decoded(record: ServedFile, make):
+    try:
+        return make()
+    except AudioDecodeError as exc:
+        raise Refused(422, f"{record.name} cannot be read: {exc.reason}") from None
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/clapdex/audio/{file_id:int}", audio),
+        Route("/clapdex/waveform/{file_id:int}.png", waveform),
+        Route("/clapdex/spectrogram/{file_id:int}.png", spectrogram),
+    ]
+
+
+def url(kind: str, file_id: int, mtime: float, **params) -> str:
+    """Where the page's browser finds ``kind`` ("audio", "waveform", "spectrogram") of a file."""
+    suffix = "" if kind == "audio" else ".png"
+    query = "&".join(f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in params.items() if value is not None)
+    return f"/clapdex/{kind}/{file_id}{suffix}?v={mtime:.0f}" + (f"&{query}" if query else "")
