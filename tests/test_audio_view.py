@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from sounds import concatenate, ffmpeg_tone, sox_tone
 
 from ui.audio_view import (
-    BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, overview, region_wav, spectrogram_png,
+    BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, file_overview, overview, region_wav, spectrogram_png,
     waveform_png,
 )
 
@@ -40,6 +41,20 @@ def test_waveform_shades_the_region_and_scales_to_the_loudest_peak(long_file):
     # The quiet tone outside stays near the middle, on the plain background.
     assert (pixels[40, 100] == WAVE).all() and (pixels[5, 100] == BACKGROUND).all()
     assert (pixels[5, 199] == BACKGROUND).all() and (pixels[5, 200] == REGION_WAVE).all()
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_a_file_overview_read_at_its_own_rate_draws_the_same_picture(long_file, tmp_path, suffix):
+    source = long_file
+    if suffix == ".mp3":
+        source = tmp_path / "long.mp3"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(long_file), str(source)], check=True)
+    read = file_overview(source)
+    decoded = overview(display_samples(source))
+
+    assert read.seconds == pytest.approx(decoded.seconds, abs=0.06)
+    ours, theirs = (picture(waveform_png(view, (2.0, 4.0), 600, 80)) for view in (read, decoded))
+    assert ((ours != theirs).any(axis=2)).mean() < 0.03  # the same picture, to a few edge pixels
 
 
 def test_spectrogram_frames_the_region(long_file):

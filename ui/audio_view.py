@@ -51,13 +51,45 @@ class Overview:
 OVERVIEW_COLUMNS = 4096
 
 
-def overview(samples: np.ndarray) -> Overview:
-    """The overview of ``samples`` (mono, at DISPLAY_RATE)."""
-    seconds = len(samples) / DISPLAY_RATE
-    peak = max(float(np.abs(samples).max()) if len(samples) else 0.0, 1e-4)
+def overview(samples: np.ndarray, rate: int = DISPLAY_RATE) -> Overview:
+    """The overview of mono ``samples`` at ``rate``."""
+    per_column = max(1, -(-len(samples) // OVERVIEW_COLUMNS))
+    low, high = _column_extremes(samples, per_column)
+    return _scaled(low, high, len(samples) / rate)
+
+
+def file_overview(path: str | os.PathLike) -> Overview:
+    """The overview of a file, read block by block at its own rate where libsndfile reads it
+    (no resampling: a thumbnail needs only extremes; an hour in memory is never held), else
+    decoded at DISPLAY_RATE."""
+    try:
+        with soundfile.SoundFile(path) as sound:
+            per_column = max(1, -(-sound.frames // OVERVIEW_COLUMNS))
+            lows, highs = [], []
+            for block in sound.blocks(blocksize=per_column * 256, dtype="float32", always_2d=True):
+                low, high = _column_extremes(block.mean(axis=1), per_column)
+                lows.append(low)
+                highs.append(high)
+            seconds = sound.frames / sound.samplerate
+    except soundfile.LibsndfileError:  # MP3 on older libsndfile, M4A, Opus: FFmpeg's decoders
+        return overview(display_samples(path))
+    if not lows:
+        return _scaled(np.zeros(0), np.zeros(0), 0.0)
+    return _scaled(np.concatenate(lows), np.concatenate(highs), seconds)
+
+
+def _column_extremes(samples: np.ndarray, per_column: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of each run of ``per_column`` samples (the last run may be shorter)."""
+    if len(samples) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    edges = np.arange(0, len(samples), per_column)
+    return np.minimum.reduceat(samples, edges), np.maximum.reduceat(samples, edges)
+
+
+def _scaled(low: np.ndarray, high: np.ndarray, seconds: float) -> Overview:
     # The loudest peak fills the height, so quiet files are readable too.
-    low, high = _envelope(samples / peak, min(OVERVIEW_COLUMNS, max(len(samples), 1)))
-    return Overview(low.astype(np.float32), high.astype(np.float32), seconds)
+    peak = max(float(np.abs(low).max()) if len(low) else 0.0, float(np.abs(high).max()) if len(high) else 0.0, 1e-4)
+    return Overview((low / peak).astype(np.float32), (high / peak).astype(np.float32), seconds)
 
 
 def waveform_png(view: Overview, region: Region | None = None, width: int = WIDTH, height: int = 90) -> bytes:
@@ -136,14 +168,6 @@ def region_wav(path: str | os.PathLike, start: float, end: float, sample_rate: i
     out = io.BytesIO()
     soundfile.write(out, frames, rate, format="WAV", subtype="PCM_24")
     return out.getvalue()
-
-
-def _envelope(samples: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per column (``width`` at most the sample count), the lowest and highest sample in it."""
-    if len(samples) == 0:
-        return np.zeros(width), np.zeros(width)
-    edges = np.linspace(0, len(samples), width + 1).astype(int)[:-1]
-    return np.minimum.reduceat(samples, edges), np.maximum.reduceat(samples, edges)
 
 
 def _columns_of(region: Region | None, seconds: float, width: int) -> tuple[int, int] | None:

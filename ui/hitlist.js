@@ -89,7 +89,6 @@ export default function (component) {
     const picture = element("img");
     picture.src = row.wave;
     picture.alt = `waveform of ${row.name}`;
-    picture.loading = "lazy";
     const playhead = element("div", "playhead");
     wave.append(picture, playhead);
     wave.title = "Click to play from here";

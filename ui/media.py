@@ -100,7 +100,7 @@ def spectrogram(request: Request) -> Response:
 
 @functools.lru_cache(maxsize=512)  # 32 KB each
 def _overview(path: str, mtime: float) -> audio_view.Overview:
-    return audio_view.overview(audio_view.display_samples(path))
+    return audio_view.file_overview(path)
 
 
 def _asked(request: Request) -> tuple[Path, ServedFile, float | None, float | None]:
