@@ -1,8 +1,10 @@
-"""Worker processes that end with their parent."""
+"""Processes that end with their parent: decoding workers, servers, index runs."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
 
@@ -25,3 +27,17 @@ def _exit_when_orphaned(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK_SECONDS)
     os._exit(0)
+
+
+def end_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (it survives exec), so a
+    server or a run started by a script, a test or a server never outlives it. Also usable as
+    a ``preexec_fn``."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took
+        os.kill(os.getpid(), signal.SIGTERM)
