@@ -9,6 +9,7 @@ interrupted; 141 the output was closed (``| head``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,12 +19,13 @@ import sys
 from clapdex import __version__
 from encoders import DeviceError, MissingWeightsError, list_models
 from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
-from search.catalog import ModelMismatchError
+from search.catalog import KeyNameTaken, ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, device_problem, load_settings, store_problem
 from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
 from search.library import CatalogUnreachable, Library, NoIndexError
 from search.query import Query, QueryError, parse_query, parse_time
+from server import keys as api_keys
 
 EXIT_NOTHING = EXIT_PROBLEMS = 1
 EXIT_USAGE, EXIT_NOT_READY, EXIT_INTERRUPTED, EXIT_CLOSED_OUTPUT = 2, 3, 130, 141
@@ -32,6 +34,7 @@ USER_ERRORS = (
     (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY),
     (MissingWeightsError, EXIT_NOT_READY), (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE),
     (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE), (FileNotFoundError, EXIT_USAGE),
+    (KeyNameTaken, EXIT_USAGE),
 )
 
 
@@ -225,6 +228,49 @@ def train(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def keys_add(settings: Settings, args: argparse.Namespace) -> int:
+    with keys_library(settings) as library:
+        key = api_keys.add(library, args.name, args.role)
+    print(key)
+    print(f"clapdex: key {args.name} ({args.role}) made; it is shown only now, store it", file=sys.stderr)
+    return 0
+
+
+def keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    with keys_library(settings) as library:
+        keys = api_keys.listed(library)
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    print_table([("name", "role", "created", "last used", "revoked")] + [
+        (key["name"], key["role"], key["created"], key["last_used"] or "-", key["revoked"] or "-") for key in keys])
+    return 0
+
+
+def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    with keys_library(settings) as library:
+        revoked = api_keys.revoke(library, args.name)
+    if not revoked:
+        print(f"clapdex: no active key named {args.name}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"clapdex: key {args.name} revoked", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def keys_library(settings: Settings):
+    """The library whose API keys are meant; a catalog made before there were keys gets their table."""
+    with Library(settings) as library:
+        library.catalog.create_tables()
+        yield library
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 def warn(problem: str | None) -> None:
     if problem:
         print(f"clapdex: warning: {problem}", file=sys.stderr)
@@ -284,6 +330,8 @@ DEVICE = _checked(lambda text: None if device_problem(text) else text,
                   "a device: auto, cpu, cuda, cuda:N, several such as cuda:0,cuda:1, or all")
 STORE = _checked(lambda text: None if store_problem(text) else text,
                  "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
+KEY_NAME = _checked(api_keys.valid_name, api_keys.NAME_RULE)
+ROLE = _checked(lambda text: text if text in api_keys.ROLES else None, f"a role ({', '.join(api_keys.ROLES)})")
 FORMAT_NAMES = sorted(set(AUDIO_EXTENSIONS.values()))
 
 
@@ -323,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"clapdex {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
-    def verb(name: str, run, help: str) -> argparse.ArgumentParser:
-        added = verbs.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", parents=[common])
+    def verb(name: str, run, help: str, under=verbs) -> argparse.ArgumentParser:
+        added = under.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", parents=[common])
         added.set_defaults(run=run)
         return added
 
@@ -369,6 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
     ui_verb = verb("ui", ui, "serve the search page in the browser")
     ui_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ui_verb.add_argument("--port", type=PORT, default=8501, help="port to listen on (default 8501)")
+
+    keys_verb = verb("keys", None, "make, list and revoke the keys of the HTTP API")
+    keys_actions = keys_verb.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_key = verb("add", keys_add, "make a key; it is printed once, and only its hash is kept", keys_actions)
+    add_key.add_argument("name", type=KEY_NAME, metavar="NAME", help="who or what the key is for (ci-bot, ana@studio)")
+    add_key.add_argument("--role", type=ROLE, required=True, help="read (search) or admin (everything)")
+    list_keys = verb("list", keys_list, "list the keys, revoked ones too (never the keys themselves)", keys_actions)
+    list_keys.add_argument("--json", action="store_true", help="print a JSON array")
+    revoke_key = verb("revoke", keys_revoke, "revoke a key at once; its name stays taken", keys_actions)
+    revoke_key.add_argument("name", metavar="NAME")
 
     train_verb = verb("train", train, "fine-tune a model on a manifest or on the library's own metadata")
     source = train_verb.add_mutually_exclusive_group(required=True)
@@ -415,7 +473,7 @@ def add_hit_options(verb: argparse.ArgumentParser) -> None:
 
 
 # Our packages: their debug records are what -v shows; other libraries' stay at warnings.
-PACKAGES = ("clapdex", "encoders", "indexer", "search", "training", "ui")
+PACKAGES = ("clapdex", "encoders", "indexer", "search", "server", "training", "ui")
 
 
 class LogLines(logging.Formatter):

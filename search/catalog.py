@@ -21,9 +21,10 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Integer, String, Text, and_, case, create_engine, delete,
-    event, exists, func, insert, inspect, literal, not_, or_, select, true,
+    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator, and_, case,
+    create_engine, delete, event, exists, func, insert, inspect, literal, not_, or_, select, true,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship, selectinload
 
 from encoders.audio import AUDIO_EXTENSIONS
@@ -156,6 +157,36 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class _Utc(TypeDecorator):
+    """A moment, read back in UTC with its time zone on every backend (SQLite keeps none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(datetime.timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        utc = datetime.timezone.utc
+        return value.replace(tzinfo=utc) if value.tzinfo is None else value.astimezone(utc)
+
+
+class ApiKey(Base):
+    """A key of the HTTP API: its SHA-256 hash only, never the key (server/keys.py)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)  # a revoked key keeps its name
+    role: Mapped[str] = mapped_column(String(16))  # "read" or "admin"
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # SHA-256, hex
+    created_at: Mapped[datetime.datetime] = mapped_column(_Utc)
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(_Utc)
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(_Utc)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelIdentity:
     """What makes two embeddings comparable: the same model with the same weights.
@@ -194,6 +225,13 @@ class ModelMismatchError(Exception):
 
 class CatalogMissing(LookupError):
     """Asked to open a catalog that was never created."""
+
+
+class KeyNameTaken(ValueError):
+    """An API key is to be made under a name another key, active or revoked, has already."""
+
+    def __init__(self, name: str):
+        super().__init__(f"a key named {name} exists already (revoked keys keep their names); choose another name")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,6 +519,44 @@ class Catalog:
                    for file_id in self.session.scalars(query(Window.file_id.in_(chunk)))}
         return [window_id for record in records if record.id in holding for window_id in self._drop_windows(record)]
 
+    # --- API keys
+
+    def add_key(self, name: str, role: str, key_hash: str) -> ApiKey:
+        """A new key called ``name``; KeyNameTaken if a key, active or revoked, has that name (if another
+        process takes it first, this unit of work's uncommitted changes are dropped)."""
+        if self.session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+            raise KeyNameTaken(name)
+        key = ApiKey(name=name, role=role, key_hash=key_hash, created_at=_utc_now())
+        self.session.add(key)
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            raise KeyNameTaken(name) from None
+        return key
+
+    def keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too, by name."""
+        return list(self.session.scalars(select(ApiKey).order_by(ApiKey.name)))
+
+    def revoke_key(self, name: str) -> bool:
+        """Revoke the active key called ``name``; False if there is none."""
+        key = self.session.scalar(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)))
+        if key is None:
+            return False
+        key.revoked_at = _utc_now()
+        self.session.flush()
+        return True
+
+    def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The active key whose hash is ``key_hash``."""
+        return self.session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
+
+    def touch_key(self, key: ApiKey) -> None:
+        """Record that ``key`` was used now."""
+        key.last_used_at = _utc_now()
+        self.session.flush()
+
     # --- reading
 
     def file_ids_of_windows(self, ids: Iterable[int]) -> dict[int, int]:
@@ -609,6 +685,10 @@ class Catalog:
         counts.update({status: count for status, count in per_status})
         counts["windows"] = self.window_count()
         return counts
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _placed(path: str, root: str) -> dict:
