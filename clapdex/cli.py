@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import sys
 from clapdex import __version__
 from encoders import DeviceError, MissingWeightsError, list_models
 from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
+from encoders.processes import end_with_parent
 from search.catalog import KeyNameTaken, ModelMismatchError
 from search.config import ENV_PREFIX, ConfigError, Settings, device_problem, load_settings, store_problem
 from search.engine import SORTS, Hit, Searcher
@@ -34,7 +36,7 @@ USER_ERRORS = (
     (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY),
     (MissingWeightsError, EXIT_NOT_READY), (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE),
     (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE), (FileNotFoundError, EXIT_USAGE),
-    (KeyNameTaken, EXIT_USAGE),
+    (KeyNameTaken, EXIT_USAGE), (api_keys.NoKeys, EXIT_NOT_READY),
 )
 
 
@@ -172,11 +174,17 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def ui(settings: Settings, args: argparse.Namespace) -> int:
     """Become the Streamlit server (exec), so a signal to this process reaches the server itself."""
-    from ui import MAX_UPLOAD_BYTES, SERVER
+    from ui import MAX_UPLOAD_BYTES, SERVER, SIGN_IN
 
-    with Library(settings):  # refuse at once, before any server starts, if there is no index
-        pass
+    # Refuse at once, before any server starts: a home with no index; a page open to the network.
+    with Library(settings) as library:
+        sign_in = args.sign_in or not is_loopback(args.host)
+        if sign_in:
+            api_keys.require_some(library, f"the page on {args.host} would be open to anyone who can reach it: make "
+                                  "a key first (`clapdex keys add NAME --role read`); visitors then sign in with it"
+                                  if not args.sign_in else "signing in needs a key: `clapdex keys add NAME --role read`")
     environment = dict(os.environ)
+    environment[SIGN_IN] = "1" if sign_in else "0"
     for name in ("home", "catalog", "store", "model", "weights", "device"):
         environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
     environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
@@ -189,6 +197,30 @@ def ui(settings: Settings, args: argparse.Namespace) -> int:
     print(f"clapdex: serving {settings.home} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     end_with_parent()
     os.execve(sys.executable, command, environment)
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    """The HTTP API on uvicorn, until SIGTERM or SIGINT (or this process's parent ends)."""
+    import uvicorn
+
+    from server.api import Limits, create_app
+
+    with Library(settings) as library:
+        api_keys.require_some(library, "no API keys yet, and every call needs one: make one with "
+                                       "`clapdex keys add NAME --role admin`")
+    app = create_app(settings, limits=Limits(requests_per_minute=args.rate_limit), cors_origins=tuple(args.cors_origin))
+    print(f"clapdex: serving the API of {settings.home} on http://{args.host}:{args.port} (its docs at /docs)",
+          file=sys.stderr, flush=True)
+    end_with_parent()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def train(settings: Settings, args: argparse.Namespace) -> int:
@@ -274,20 +306,6 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 def warn(problem: str | None) -> None:
     if problem:
         print(f"clapdex: warning: {problem}", file=sys.stderr)
-
-
-def end_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (it survives exec), so a
-    server started by a script or a test never outlives it."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the request took
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # --- the command line
@@ -417,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui_verb = verb("ui", ui, "serve the search page in the browser")
     ui_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ui_verb.add_argument("--port", type=PORT, default=8501, help="port to listen on (default 8501)")
+    ui_verb.add_argument("--sign-in", action="store_true",
+                         help="visitors sign in with an API key (always so on an address other than loopback)")
 
     keys_verb = verb("keys", None, "make, list and revoke the keys of the HTTP API")
     keys_actions = keys_verb.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -427,6 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     list_keys.add_argument("--json", action="store_true", help="print a JSON array")
     revoke_key = verb("revoke", keys_revoke, "revoke a key at once; its name stays taken", keys_actions)
     revoke_key.add_argument("name", metavar="NAME")
+
+    serve_verb = verb("serve", serve, "serve the HTTP API for other tools (every call needs an API key)")
+    serve_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_verb.add_argument("--port", type=PORT, default=8000, help="port to listen on (default 8000)")
+    serve_verb.add_argument("--rate-limit", type=COUNT, default=600, metavar="N",
+                            help="requests a minute per key, in bursts of ten seconds' worth (default 600)")
+    serve_verb.add_argument("--cors-origin", action="append", default=[], metavar="URL",
+                            help="a web origin allowed to call the API from a browser (repeat for more)")
 
     train_verb = verb("train", train, "fine-tune a model on a manifest or on the library's own metadata")
     source = train_verb.add_mutually_exclusive_group(required=True)

@@ -213,18 +213,19 @@ class Library:
         Everything a user can reach through a query result goes through here, so no parameter
         can name a file outside the indexed roots (no ``..``, no symlink out of a root).
         """
+        return self.served_record(path)[0]
+
+    def served_record(self, path: str | os.PathLike) -> tuple[Path, ServedFile]:
+        """``served_file``, with what serving it needs to know."""
         with self.reading() as catalog:
-            record = catalog.file(os.path.abspath(path))
-            return self._served(record, path)
+            return self._served(catalog.file(os.path.abspath(path)), path)
 
     def served_file_by_id(self, file_id: int) -> tuple[Path, ServedFile]:
         """The file catalogued as ``file_id``, by the same rule as ``served_file``."""
         with self.reading() as catalog:
-            record = catalog.file_by_id(file_id)
-            path = self._served(record, f"file {file_id}")
-            return path, ServedFile(record.name, record.format, record.duration, record.sample_rate, record.mtime)
+            return self._served(catalog.file_by_id(file_id), f"file {file_id}")
 
-    def _served(self, record, asked) -> Path:
+    def _served(self, record, asked) -> tuple[Path, ServedFile]:
         refused = PermissionError(f"{asked} is not a file of this library")
         if record is None or record.status not in (INDEXED, PENDING):
             raise refused
@@ -233,7 +234,7 @@ class Library:
         allowed = [Path(root).resolve() for root in self.settings.roots or (record.root,)]
         if not any(resolved.is_relative_to(root) for root in allowed):
             raise refused
-        return resolved
+        return resolved, ServedFile(record.name, record.format, record.duration, record.sample_rate, record.mtime)
 
     def close(self) -> None:
         if self._catalog is not None:

@@ -96,6 +96,25 @@ def revoke(library: Library, name: str) -> bool:
     return revoked
 
 
+class NoKeys(LookupError):
+    """Something that must not run unauthenticated, in a library with no active key."""
+
+
+def require_some(library: Library, refusal: str) -> None:
+    """NoKeys(``refusal``) unless the library has an active key."""
+    with library.reading() as catalog:
+        catalog.create_tables()  # an older catalog gets the keys' table, empty
+        if not any(key.revoked_at is None for key in catalog.keys()):
+            raise NoKeys(refusal)
+
+
+def active(library: Library, name: str) -> Caller | None:
+    """The key called ``name`` as a Caller, if it is active."""
+    with library.reading() as catalog:
+        found = next((key for key in catalog.keys() if key.name == name and key.revoked_at is None), None)
+        return Caller(found.name, found.role) if found is not None else None
+
+
 def authenticate(library: Library, presented: str | None) -> Caller | None:
     """The Caller ``presented`` is the key of, or None for no key, a wrong one or a revoked one."""
     if not presented or not presented.startswith(PREFIX):

@@ -11,7 +11,7 @@ import soundfile
 from PIL import Image
 from sounds import concatenate, ffmpeg_tone, sox_tone
 
-from ui.audio_view import (
+from server.audio_view import (
     BACKGROUND, DISPLAY_RATE, REGION_EDGE, REGION_WAVE, WAVE, display_samples, file_overview, overview, region_wav, spectrogram_png,
     waveform_png,
 )

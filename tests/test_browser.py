@@ -343,3 +343,54 @@ def _id_of(url: str, name: str) -> int:
         if status == 200 and name.rsplit(".", 1)[0] in headers.get("Content-Disposition", ""):
             return file_id
     raise AssertionError(f"{name} is not served")
+
+
+@pytest.fixture(scope="module")
+def signed(served):
+    """The same library's page with signing in, on loopback (`--sign-in`), and a key for it."""
+    url, files = served
+    home = Path(files["take"]).parents[3] / "browser-home0"
+    made = subprocess.run([sys.executable, "-m", "clapdex", "--home", str(home), "keys", "add", "visitor", "--role",
+                           "read"], capture_output=True, text=True, check=True)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "clapdex", "--home", str(home), "--device", "cpu", "ui",
+                               "--sign-in", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server)
+        yield url, made.stdout.strip(), home
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_signing_in_with_a_key_before_anything_is_shown(signed, browser):
+    url, key, home = signed
+    assert get(f"{url}/clapdex/audio/1")[0] == 401  # the media too, not only the page
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    expect(page.get_by_label("API key")).to_be_visible(timeout=30_000)
+    assert page.get_by_text("Describe a sound").count() == 0
+    page.get_by_label("API key").fill("cdx_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("That key is not valid")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "sign-in.png")
+
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Describe a sound, or drop in an example")).to_be_visible(timeout=60_000)
+    search(page, "rain falling")
+    expect(page.locator(".hitlist .row")).to_have_count(10)
+    page.wait_for_function("() => [...document.querySelector('[data-testid=stBidiComponentIsolated]').shadowRoot"
+                           ".querySelectorAll('.wave img')].every(img => img.complete && img.naturalWidth === 200)")
+    page.close()
+
+    subprocess.run([sys.executable, "-m", "clapdex", "--home", str(home), "keys", "revoke", "visitor"], check=True,
+                   capture_output=True)
+    again = browser.new_page(viewport=VIEWPORT)
+    again.goto(url + "/clapdex/sign-in")
+    again.get_by_label("API key").fill(key)
+    again.get_by_role("button", name="Sign in").click()
+    expect(again.get_by_text("That key is not valid")).to_be_visible()
+    again.close()

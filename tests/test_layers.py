@@ -17,8 +17,9 @@ ALLOWED = {
     "training": {"encoders"},
     "search": {"encoders"},
     "indexer": {"encoders", "search"},
-    "ui": {"encoders", "search"},
-    "clapdex": {"encoders", "search", "indexer", "ui", "training"},
+    "server": {"encoders", "search"},
+    "ui": {"encoders", "search", "server"},
+    "clapdex": {"encoders", "search", "indexer", "server", "ui", "training"},
 }
 
 

@@ -3,8 +3,12 @@
 from pathlib import Path
 
 APP = Path(__file__).with_name("app.py")
-SERVER = Path(__file__).with_name("server.py")  # APP with its media routes
+# APP with its media routes; not "server.py": streamlit puts ui/ first on the path, where that
+# name would hide the server package.
+SERVER = Path(__file__).with_name("asgi.py")
 FAVICON = Path(__file__).with_name("favicon.png")
+# Set by `clapdex ui` for a page served beyond loopback: visitors sign in with an API key.
+SIGN_IN = "CLAPDEX_UI_SIGN_IN"
 
 # Query clips are short by nature; bound what one upload may cost.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

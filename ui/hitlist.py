@@ -4,7 +4,7 @@ player for the whole list, keyboard audition, and actions sent back as one trigg
 Streamlit's own elements give a hit a card of about 470 px (a player, a picture and four
 buttons each), so two hits fit a screen and every card is a separate player. Here a row is
 48 px; audio, waveforms and spectrograms come from the page server's media routes
-(``ui.media``), loaded by the browser, so a page of results costs the script run nothing.
+(``server.media``), loaded by the browser, so a page of results costs the script run nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from search.engine import Hit
-from ui import media
+from server import media
 
 _HERE = Path(__file__).parent
 _mount = st.components.v2.component(

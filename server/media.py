@@ -1,11 +1,12 @@
-"""The page's audio and pictures, served over HTTP beside it: a hit's file (with Range
-requests, so long recordings seek without downloading), a region of it as WAV, its waveform
-and its spectrogram.
+"""Audio and pictures of library files over HTTP, for the page and the API: a file (with
+Range requests, so long recordings seek without downloading), a region of it as WAV, its
+waveform and its spectrogram.
 
-Each is asked for by catalogue id, never by path, and goes through ``Library.served_file_by_id``:
-only indexed files inside the library roots are ever served. The browser loads these while the
-page draws, in parallel and cached by the file's version (``?v=mtime``), so a page of results
-costs the page's script run nothing but the search.
+Callers hand over files the Library has already agreed to serve (``Library.served_file_by_id``
+or ``served_record``: only indexed files inside the library roots). The page's routes ask by
+catalogue id, never by path; the browser loads them while the page draws, in parallel and
+cached by the file's version (``?v=mtime``), so a page of results costs the page's script run
+nothing but the search.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.routing import Route
 from encoders.audio import AudioDecodeError
 from search.config import load_settings
 from search.library import Library, ServedFile
-from ui import audio_view
+from server import audio_view
 
 # What the browser is told each format is; Chromium and Firefox play these as they are.
 PLAYABLE = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg", "mp3": "audio/mpeg",
@@ -62,11 +63,9 @@ def answering(handler):
     return answer
 
 
-@answering
-def audio(request: Request) -> Response:
-    """The file, or ``?start=&end=`` seconds of it as WAV (``&download=1`` to save it)."""
-    path, record, start, end = _asked(request)
-    download = request.query_params.get("download") == "1"
+def audio_response(path: Path, record: ServedFile, start: float | None, end: float | None,
+                   download: bool = False) -> Response:
+    """The file as it is (Range requests answered), or ``start``-``end`` of it as WAV."""
     if start is None and end is None and record.format in PLAYABLE and not download:
         return FileResponse(path, media_type=PLAYABLE[record.format], headers={"Cache-Control": CACHE})
     start = start or 0.0
@@ -80,6 +79,13 @@ def audio(request: Request) -> Response:
         stem = record.name.rsplit(".", 1)[0]
         headers["Content-Disposition"] = f'attachment; filename="{stem}_{start:.2f}-{end:.2f}.wav"'
     return Response(data, media_type="audio/wav", headers=headers)
+
+
+@answering
+def audio(request: Request) -> Response:
+    """The page's player: the file, or ``?start=&end=`` seconds of it as WAV (``&download=1``)."""
+    path, record, start, end = _asked(request)
+    return audio_response(path, record, start, end, request.query_params.get("download") == "1")
 
 
 @answering
@@ -105,18 +111,22 @@ def _overview(path: str, mtime: float) -> audio_view.Overview:
 
 def _asked(request: Request) -> tuple[Path, ServedFile, float | None, float | None]:
     """The file asked for (only one this library serves) and the ``start``/``end`` given."""
-    file_id = request.path_params["file_id"]
     try:
-        path, record = library().served_file_by_id(file_id)
+        path, record = library().served_file_by_id(request.path_params["file_id"])
     except PermissionError:
         raise Refused(404, "no such file in this library") from None
+    return on_disk(path, record), record, seconds(request.query_params.get("start"), "start"), \
+        seconds(request.query_params.get("end"), "end")
+
+
+def on_disk(path: Path, record: ServedFile) -> Path:
     if not path.is_file():
         raise Refused(404, f"{record.name} is no longer where it was indexed")
-    return path, record, _seconds(request, "start"), _seconds(request, "end")
+    return path
 
 
-def _seconds(request: Request, name: str) -> float | None:
-    text = request.query_params.get(name)
+def seconds(text: str | None, name: str) -> float | None:
+    """A time parameter: seconds from the start of the file, or None when not given."""
     if text is None:
         return None
     try:
@@ -139,7 +149,7 @@ def _decoded(record: ServedFile, make):
         raise Refused(422, f"{record.name} cannot be read: {exc.reason}") from None
 
 
-def routes() -> list[Route]:
+def page_routes() -> list[Route]:
     return [
         Route("/clapdex/audio/{file_id:int}", audio),
         Route("/clapdex/waveform/{file_id:int}.png", waveform),

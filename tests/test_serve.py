@@ -1,0 +1,251 @@
+"""`clapdex serve`: the HTTP API on a real uvicorn on 127.0.0.1, over SQLite and PostgreSQL
+catalogs, called as a team's tools would call it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+from libraries import index_into
+from postgres import fresh_database
+from sounds import build_library, sox_tone
+from test_browser import free_port
+
+from search.config import load_settings
+
+
+def clapdex(*args: str, home, catalog: str | None = None, weights=None) -> subprocess.CompletedProcess:
+    options = ["--home", str(home)] + (["--catalog", catalog] if catalog else []) + \
+        (["--weights", str(weights)] if weights else [])
+    return subprocess.run([sys.executable, "-m", "clapdex", *options, *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+class Api:
+    def __init__(self, url: str, keys: dict[str, str], library: dict, home):
+        self.url, self.keys, self.library, self.home = url, keys, library, home
+
+    def call(self, method: str, route: str, key: str | None = "reader", body: bytes | None = None,
+             **headers) -> tuple[int, bytes, dict]:
+        if key is not None:
+            headers["Authorization"] = f"Bearer {self.keys.get(key, key)}"
+        request = urllib.request.Request(self.url + route, data=body, method=method,
+                                         headers={name.replace("_", "-"): value for name, value in headers.items()})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), error.headers
+
+    def get(self, route: str, key: str | None = "reader", **headers):
+        return self.call("GET", route, key, **headers)
+
+    def json(self, route: str, key: str | None = "reader"):
+        status, body, headers = self.get(route, key)
+        assert status == 200, body
+        return json.loads(body), headers
+
+
+def answers(api: Api) -> bool:
+    try:
+        return api.get("/v1/status")[0] == 200
+    except OSError:  # not listening yet
+        return False
+
+
+def quoted(path) -> str:
+    return urllib.parse.quote(str(path), safe="")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api(request, tmp_path_factory, tiny_weights, tiny_encoder):
+    folder = tmp_path_factory.mktemp("served-library") / "sounds"
+    library = build_library(folder)
+    outside = sox_tone(tmp_path_factory.mktemp("outside") / "secret.wav", 1)
+    (folder / "escape.wav").symlink_to(outside)  # a link out of the root
+    library["outside"] = outside
+    home = tmp_path_factory.mktemp("served-home")
+    catalog = fresh_database() if request.param == "postgresql" else None
+    index_into(load_settings(home, catalog=catalog), [folder], tiny_encoder)
+    keys = {}
+    for name, role in (("reader", "read"), ("admin", "admin"), ("burst", "read"), ("gone", "read")):
+        made = clapdex("keys", "add", name, "--role", role, home=home, catalog=catalog)
+        assert made.returncode == 0, made.stderr
+        keys[name] = made.stdout.strip()
+    assert clapdex("keys", "revoke", "gone", home=home, catalog=catalog).returncode == 0
+    port = free_port()
+    command = [sys.executable, "-m", "clapdex", "--home", str(home), "--weights", str(tiny_weights), "--device", "cpu",
+               *(["--catalog", catalog] if catalog else []), "serve", "--port", str(port),
+               "--rate-limit", "600", "--cors-origin", "http://tools.example"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    served = Api(url, keys, library, home)
+    try:
+        deadline = time.monotonic() + 120
+        while not answers(served):
+            if server.poll() is not None:
+                raise RuntimeError(f"clapdex serve exited with {server.returncode}: {server.stderr.read()}")
+            assert time.monotonic() < deadline, "clapdex serve did not answer"
+            time.sleep(0.5)
+        yield served
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_search_by_text_returns_hits_with_where_they_matched(api):
+    hits, headers = api.json("/v1/search?q=a+steady+tone&top=3")
+
+    assert len(hits) == 3 and int(headers["X-Total-Count"]) >= 3
+    assert {"path", "score", "start", "end", "name", "duration", "sample_rate", "relevance", "match"} <= set(hits[0])
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_search_takes_the_command_lines_filters_and_keywords(api):
+    hits, _ = api.json("/v1/search?q=tone&format=m4a&format=mp3")
+    assert {hit["format"] for hit in hits} == {"m4a", "mp3"}
+    hits, _ = api.json("/v1/search?keywords=beep,+chirp")
+    assert sorted(hit["name"] for hit in hits) == ["beep.mp3", "chirp.m4a"]
+    status, body, _ = api.get("/v1/search?q=tone&sort=loudest")
+    assert status == 400 and "unknown sort" in json.loads(body)["detail"].lower()
+    assert api.get("/v1/search?q=tone&top=0")[0] == 422
+
+
+def test_post_search_with_an_uploaded_clip_finds_its_window(api):
+    boundary = uuid.uuid4().hex
+    clip = api.library["tone"].read_bytes()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode() + clip + \
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"top\"\r\n\r\n3\r\n--{boundary}--\r\n".encode()
+    status, answer, _ = api.call("POST", "/v1/search", body=body,
+                                 Content_Type=f"multipart/form-data; boundary={boundary}")
+
+    hits = json.loads(answer)
+    assert status == 200 and len(hits) == 3
+    by_name = {hit["name"]: hit for hit in hits}
+    assert by_name["long.wav"]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert (by_name["long.wav"]["start"], by_name["long.wav"]["end"]) == (7.0, 14.0)
+
+
+def test_post_search_with_a_json_query(api):
+    body = json.dumps({"q": f"{api.library['tone']} - steady", "top": 2}).encode()
+    status, answer, _ = api.call("POST", "/v1/search", body=body, Content_Type="application/json")
+    assert status == 200 and len(json.loads(answer)) == 2
+    status, answer, _ = api.call("POST", "/v1/search", body=b'{"q": "rain", "colour": "red"}',
+                                 Content_Type="application/json")
+    assert status == 400 and "colour" in json.loads(answer)["detail"].lower()
+
+
+def test_uploads_are_bounded(api):
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n").encode() \
+        + b"\0" * (21 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+    status, answer, _ = api.call("POST", "/v1/search", body=body,
+                                 Content_Type=f"multipart/form-data; boundary={boundary}")
+    assert status == 413 and "at most 20 MB" in json.loads(answer)["detail"]
+
+
+def test_similar_to_a_file_and_to_a_range_of_it(api):
+    hits, _ = api.json(f"/v1/similar?path={quoted(api.library['long'])}&start=7&end=14&top=2")
+    assert hits[0]["name"] == "tone.wav" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert api.get(f"/v1/similar?path={quoted(api.library['long'])}&start=7")[0] == 400
+
+
+def test_audio_is_streamed_with_range_requests_and_regions_as_wav(api):
+    route = f"/v1/audio?path={quoted(api.library['stereo'])}"
+    status, whole, headers = api.get(route)
+    assert status == 200 and headers["Content-Type"] == "audio/flac" and headers["Accept-Ranges"] == "bytes"
+    status, part, headers = api.get(route, Range="bytes=10-99")
+    assert status == 206 and part == whole[10:100] and headers["Content-Range"] == f"bytes 10-99/{len(whole)}"
+    status, region, headers = api.get(route + "&start=1&end=2")
+    assert status == 200 and headers["Content-Type"] == "audio/wav" and region[:4] == b"RIFF"
+
+
+@pytest.mark.parametrize("path", [
+    "{root}/../{outside_name}", "{outside}", "/etc/passwd", "{root}/escape.wav", "{root}/%2e%2e/{outside_name}",
+    "{root}/notes.wav", "{root}/readme.txt",
+])
+def test_nothing_outside_the_indexed_files_is_served(api, path):
+    root = api.library["tone"].parent
+    outside = api.library["outside"]
+    asked = path.format(root=root, outside=outside, outside_name=f"{outside.parent.name}/{outside.name}")
+    for route in (f"/v1/audio?path={quoted(asked)}", f"/v1/similar?path={quoted(asked)}"):
+        status, body, _ = api.get(route)
+        assert status == 404, (route, body)
+        assert json.loads(body)["detail"] in ("no such file in this library", "No such file in this library")
+
+
+@pytest.mark.parametrize(("key", "status"), [(None, 401), ("not-a-key", 401), ("gone", 401)])
+def test_missing_wrong_and_revoked_keys_get_401(api, key, status):
+    answer, body, headers = api.get("/v1/search?q=tone", key=key)
+    assert answer == status and headers["WWW-Authenticate"] == "Bearer" and json.loads(body)["detail"]
+
+
+def test_a_read_key_cannot_index_and_an_admin_key_can(api):
+    status, body, _ = api.call("POST", "/v1/index", key="reader")
+    assert status == 403 and "admin" in json.loads(body)["detail"]
+    status, body, _ = api.call("POST", "/v1/index", key="admin", body=b'{"paths": ["/etc"]}',
+                               Content_Type="application/json")
+    assert status == 400 and "not under the library roots" in json.loads(body)["detail"]
+
+    status, body, _ = api.call("POST", "/v1/index", key="admin")
+    assert status == 202, body
+    deadline = time.monotonic() + 240
+    while True:
+        progress, _ = api.json("/v1/index", key="admin")
+        if not progress["running"]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert progress["exit_status"] == 0 and progress["progress"]["phase"] == "finished"
+
+
+def test_status_and_duplicates(api):
+    status, _ = api.json("/v1/status")
+    assert status["indexed"] >= 7 and status["windows"] > 7 and "msclap-2023" in status["model"]
+    assert len(status["errors"]) == 3
+    found, _ = api.json("/v1/duplicates?threshold=0.999")
+    assert set(found) == {"exact", "near"}
+    assert api.get("/v1/duplicates?threshold=2")[0] == 422
+
+
+def test_a_key_sending_too_fast_gets_429_with_retry_after(api):
+    answers = [api.get("/v1/status", key="burst") for _ in range(120)]
+    limited = [headers for status, _, headers in answers if status == 429]
+    assert limited and int(limited[0]["Retry-After"]) >= 1
+    assert api.get("/v1/status", key="reader")[0] == 200  # other keys are not held back
+
+
+def test_cors_answers_only_the_configured_origins(api):
+    allowed = api.call("OPTIONS", "/v1/search", key=None, Origin="http://tools.example",
+                       Access_Control_Request_Method="GET", Access_Control_Request_Headers="authorization")
+    assert allowed[0] == 200 and allowed[2]["Access-Control-Allow-Origin"] == "http://tools.example"
+    other = api.call("OPTIONS", "/v1/search", key=None, Origin="http://elsewhere.example",
+                     Access_Control_Request_Method="GET")
+    assert other[0] == 400 and "Access-Control-Allow-Origin" not in other[2]
+
+
+def test_openapi_docs_describe_the_versioned_routes(api):
+    status, body, _ = api.get("/openapi.json", key=None)
+    routes = set(json.loads(body)["paths"])
+    assert status == 200 and {"/v1/search", "/v1/similar", "/v1/audio", "/v1/status", "/v1/duplicates",
+                              "/v1/index"} <= routes
+    assert api.get("/docs", key=None)[0] == 200
+
+
+@pytest.mark.parametrize("verb", [["serve"], ["ui", "--host", "0.0.0.0"], ["ui", "--sign-in"]])
+def test_servers_that_would_be_open_refuse_to_start_without_keys(tmp_path, tiny_weights, tiny_encoder, verb):
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    sox_tone(folder / "a.wav", 1)
+    index_into(load_settings(tmp_path / "home"), [folder], tiny_encoder)
+    done = clapdex(*verb, "--port", str(free_port()), home=tmp_path / "home", weights=tiny_weights)
+
+    assert done.returncode == 3 and "clapdex keys add" in done.stderr and len(done.stderr.splitlines()) == 1
