@@ -183,13 +183,18 @@ class Searcher:
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
 
+    def calibration(self) -> relevance.Calibration:
+        """This library's reference scores (search.relevance), computed once per state of the store:
+        a library that grows gets a new one. Servers call it at start, so no query waits for it."""
+        with self.library.reading():
+            if self._calibration is None or self._calibration[0] != len(self.store):
+                self._calibration = (len(self.store), relevance.calibrate(
+                    self.encoder.embed_text, self.store, self.catalog.file_ids_of_windows,
+                ))
+            return self._calibration[1]
+
     def _relevance(self, score: float, sound_query: bool) -> float | None:
-        # The reference is computed once per state of the store: a library that grows gets a new one.
-        if self._calibration is None or self._calibration[0] != len(self.store):
-            self._calibration = (len(self.store), relevance.calibrate(
-                self.encoder.embed_text, self.store, self.catalog.file_ids_of_windows,
-            ))
-        return self._calibration[1].relevance(score, sound_query)
+        return self.calibration().relevance(score, sound_query)
 
     # --- embedding queries
 

@@ -80,9 +80,9 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
     async def lifespan(_app: FastAPI):
         library = Library(settings)
         try:
-            _ = library.encoder  # the first query should not wait for the model
             state["library"] = library
             state["searcher"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
+            state["searcher"].calibration()  # the first query should wait for neither it nor the model
             yield
         finally:
             library.close()

@@ -38,11 +38,12 @@ def open_searcher() -> Searcher:
     # loaded before the first query waits for it.
     library = Library(load_settings())
     try:
-        _ = library.encoder
+        searcher = Searcher(library, library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
+        searcher.calibration()  # loads the model too
     except BaseException:
         library.close()
         raise
-    return Searcher(library, library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
+    return searcher
 
 
 @st.cache_data(ttl=30, show_spinner=False)
