@@ -229,3 +229,19 @@ def test_files_catalogued_but_not_embedded_are_found_by_keywords_and_filters(tmp
         assert searcher.library_file(waiting) == waiting.resolve()
         by_sound = searcher.search(Query.text("a door"), keywords_text="door", page_size=10).hits
         assert [hit.name for hit in by_sound] == ["door_creak.wav"]
+
+
+def test_window_files_are_learned_once_and_only_unknown_ids_are_asked():
+    from search.engine import WindowFiles
+
+    asked = []
+
+    def catalog(ids):
+        asked.append(sorted(ids))
+        return {window: 100 + window for window in ids if window != 7}  # window 7: its file is gone
+
+    files = WindowFiles()
+    assert files.of(np.array([3, 5, -1, 7]), catalog).tolist() == [103, 105, -1, -1]
+    assert files.of(np.array([5, 3, 9]), catalog).tolist() == [105, 103, 109]
+    assert asked == [[3, 5, 7], [9]]  # 3 and 5 were known; -1 (FAISS's "no more") never asked
+    assert files.of(np.array([7]), catalog).tolist() == [-1] and asked[-1] == [7]  # not learned: asked again
