@@ -2,8 +2,8 @@
 
 Exit status: 0 done; 1 done, and found nothing (``search``, ``similar``) or found problems
 (``doctor``); 2 a mistake in the command line, a setting or a query, or an input that cannot
-be read; 3 the library cannot do this yet (no index, other or missing weights); 130
-interrupted; 141 the output was closed (``| head``).
+be read; 3 the library cannot do this yet (no index, other or missing weights, no API key for a
+server that needs one); 130 interrupted; 141 the output was closed (``| head``).
 """
 
 from __future__ import annotations
