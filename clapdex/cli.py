@@ -22,7 +22,7 @@ from encoders import DeviceError, MissingWeightsError, list_models
 from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
 from encoders.processes import end_with_parent
 from search.catalog import KeyNameTaken, ModelMismatchError
-from search.config import ENV_PREFIX, ConfigError, Settings, device_problem, load_settings, store_problem
+from search.config import ConfigError, Settings, device_problem, load_settings, store_problem
 from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
 from search.library import CatalogUnreachable, Library, NoIndexError
@@ -183,11 +183,7 @@ def ui(settings: Settings, args: argparse.Namespace) -> int:
             api_keys.require_some(library, f"the page on {args.host} would be open to anyone who can reach it: make "
                                   "a key first (`clapdex keys add NAME --role read`); visitors then sign in with it"
                                   if not args.sign_in else "signing in needs a key: `clapdex keys add NAME --role read`")
-    environment = dict(os.environ)
-    environment[SIGN_IN] = "1" if sign_in else "0"
-    for name in ("home", "catalog", "store", "model", "weights", "device"):
-        environment[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
-    environment[ENV_PREFIX + "ROOTS"] = os.pathsep.join(settings.roots)
+    environment = {**os.environ, **settings.environment(), SIGN_IN: "1" if sign_in else "0"}
     command = [
         sys.executable, "-m", "streamlit", "run", str(SERVER),
         "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",

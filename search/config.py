@@ -62,6 +62,14 @@ class Settings:
     def vectors_dir(self) -> Path:
         return self.home / "vectors"
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the CLAPDEX_* variables ``load_settings`` reads, for a process of
+        ours started to work on the same library (the page's server, an index run)."""
+        passed = {ENV_PREFIX + name.upper(): str(getattr(self, name))
+                  for name in ("home", "catalog", "store", "model", "weights", "device")}
+        passed[ENV_PREFIX + "ROOTS"] = os.pathsep.join(self.roots)
+        return passed
+
 
 def default_home() -> Path:
     return Path(os.environ.get(ENV_PREFIX + "HOME") or Path.home() / ".clapdex").expanduser()

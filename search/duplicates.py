@@ -67,6 +67,25 @@ def exact_duplicates(catalog: Catalog) -> list[list[str]]:
     return [[record.path for record in group] for group in catalog.exact_duplicates()]
 
 
+def groups(pairs: list[NearPair]) -> list[list[str]]:
+    """Pairs joined into groups of files that sound the same, directly or through another; the
+    largest groups first, each in path order."""
+    leader: dict[str, str] = {}
+
+    def find(path: str) -> str:
+        while leader.setdefault(path, path) != path:
+            leader[path] = leader[leader[path]]
+            path = leader[path]
+        return path
+
+    for pair in pairs:
+        leader[find(pair.first)] = find(pair.second)
+    grouped: dict[str, list[str]] = {}
+    for path in leader:
+        grouped.setdefault(find(path), []).append(path)
+    return sorted((sorted(group) for group in grouped.values()), key=lambda group: (-len(group), group))
+
+
 def near_duplicates(catalog: Catalog, store: VectorStore, threshold: float = DEFAULT_THRESHOLD, *,
                     exact_up_to: int = EXACT_UP_TO) -> list[NearPair]:
     """Pairs of indexed files with different content that sound the same, best first.

@@ -91,12 +91,15 @@ class Hit:
     @property
     def folder_in_library(self) -> str:
         """The folder as the user knows it: from the library root's own name down."""
-        return os.path.join(os.path.basename(self.root.rstrip(os.sep)), os.path.relpath(self.folder, self.root)).removesuffix(
-            os.sep + "."
-        )
+        return below_root(self.folder, self.root)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def below_root(folder: str, root: str) -> str:
+    """``folder`` (inside ``root``) from the root's own name down: "sfx/doors/wood"."""
+    return os.path.join(os.path.basename(root.rstrip(os.sep)), os.path.relpath(folder, root)).removesuffix(os.sep + ".")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,10 +211,10 @@ class Searcher:
             # Words and sounds mixed in one query score on a scale of their own, which neither
             # reference knows: such hits carry their cosine only.
             if vector is not None and not (query.has_sound and query.has_text):
-                judge = functools.partial(self._relevance, sound_query=query.has_sound)
-                hits = [dataclasses.replace(hit, relevance=judge(hit.score), match=relevance.level(judge(hit.score)))
-                        if hit.score is not None else hit for hit in hits]
-                best_match = relevance.level(judge(best_score)) if best_score is not None else None
+                placed = self.calibration()
+                hits = [self._placed(hit, placed, query.has_sound) if hit.score is not None else hit for hit in hits]
+                best_match = relevance.level(placed.relevance(best_score, query.has_sound)) \
+                    if best_score is not None else None
         log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
@@ -226,8 +229,10 @@ class Searcher:
                 ))
             return self._calibration[1]
 
-    def _relevance(self, score: float, sound_query: bool) -> float | None:
-        return self.calibration().relevance(score, sound_query)
+    @staticmethod
+    def _placed(hit: Hit, placed: relevance.Calibration, sound_query: bool) -> Hit:
+        share = placed.relevance(hit.score, sound_query)
+        return dataclasses.replace(hit, relevance=share, match=relevance.level(share))
 
     # --- embedding queries
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from encoders.audio import AudioDecodeError
 from encoders.processes import end_with_parent
-from search.config import ENV_PREFIX, Settings
+from search.config import Settings
 from search.engine import SORTS, Results, Searcher
 from search.filters import Filters
 from search.library import Library, read_progress
@@ -152,7 +152,8 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
     @app.get("/v1/audio", dependencies=reader, summary="A library file (Range requests), or a region as WAV")
     def audio(path: str, start: float | None = None, end: float | None = None, download: bool = False) -> Response:
         served, record = state["library"].served_record(path)
-        start, end = media.seconds(_text(start), "start"), media.seconds(_text(end), "end")
+        media.check_seconds(start, "start")
+        media.check_seconds(end, "end")
         return media.audio_response(media.on_disk(served, record), record, start, end, download)
 
     @app.get("/v1/status", dependencies=reader, summary="What is indexed, with which model, and what failed")
@@ -297,11 +298,9 @@ class IndexRuns:
         with self.lock:
             if self.running is not None and self.running.poll() is None:
                 raise HTTPException(409, "an index run is going; see GET /v1/index")
-            environment = dict(os.environ)
-            for name in ("home", "catalog", "store", "model", "weights", "device"):
-                environment[ENV_PREFIX + name.upper()] = str(getattr(self.settings, name))
             self.running = subprocess.Popen(
-                [sys.executable, "-m", "clapdex", "index", *map(str, chosen)], env=environment,
+                [sys.executable, "-m", "clapdex", "index", *map(str, chosen)],
+                env={**os.environ, **self.settings.environment()},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=end_with_parent,
             )
         log.info("indexing %s (process %d)", ", ".join(map(str, chosen)), self.running.pid)
@@ -312,10 +311,6 @@ class IndexRuns:
             going = self.running is not None and self.running.poll() is None
             finished = None if self.running is None or going else self.running.returncode
         return {"running": going, "exit_status": finished, "progress": read_progress(self.settings.home)}
-
-
-def _text(value: float | None) -> str | None:
-    return None if value is None else repr(value)
 
 
 def _sentence(exc: Exception) -> str:

@@ -133,7 +133,12 @@ def seconds(text: str | None, name: str) -> float | None:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value < 1e7:
+    return check_seconds(value, name)
+
+
+def check_seconds(value: float | None, name: str) -> float | None:
+    """``value``, if it is None or seconds from the start of a file; else Refused (400)."""
+    if value is not None and not 0 <= value < 1e7:
         raise Refused(400, f"{name} must be seconds from the start of the file")
     return value
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import html
 import secrets
 import threading
 import time
@@ -120,7 +119,7 @@ class RequireSession:
         if scope["method"] == "GET" and scope["path"] == "/":
             answer: Response = RedirectResponse(SIGN_IN, status_code=303)
         else:
-            answer = Response(f"sign in first: {html.escape(SIGN_IN)}", status_code=401, media_type="text/plain")
+            answer = Response(f"sign in first: {SIGN_IN}", status_code=401, media_type="text/plain")
         await answer(scope, receive, send)
 
 

@@ -42,8 +42,7 @@ class Row:
     def data(self) -> dict:
         hit = self.hit
         # Marked where it says something: not on a file that is all one match.
-        whole = hit.start <= 0.005 and hit.end >= (hit.duration or 0) - 0.005
-        region = {"start": hit.start, "end": hit.end} if hit.window_id is not None and not whole else {}
+        region = {"start": hit.start, "end": hit.end} if hit.window_id is not None and not _whole(hit) else {}
         row = {
             "id": hit.file_id, "rank": self.rank, "name": hit.name, "folder": hit.folder_in_library,
             "path": hit.path, "duration": hit.duration or 0.0, "durationLabel": format_duration(hit.duration),
@@ -100,13 +99,22 @@ def region_label(hit: Hit) -> str:
     """Where in the file the hit matched; "whole file" when that is all of it."""
     if hit.window_id is None or hit.duration is None:
         return ""
-    if hit.start <= 0.005 and hit.end >= hit.duration - 0.005:
+    if _whole(hit):
         return "whole file"
     if hit.duration < 1:
         return f"{hit.start * 1000:.0f}–{hit.end * 1000:.0f} ms"
     if hit.duration < 60:
         return f"{hit.start:.1f}–{min(hit.end, hit.duration):.1f} s"
     return f"{_clock(hit.start)}–{_clock(min(hit.end, hit.duration))}"
+
+
+def _whole(hit: Hit) -> bool:
+    """Whether the hit's region is all of its file."""
+    return hit.start <= 0.005 and hit.end >= (hit.duration or 0) - 0.005
+
+
+def channels_label(count: int) -> str:
+    return {1: "mono", 2: "stereo"}.get(count, f"{count} channels")
 
 
 def _clock(seconds: float) -> str:
@@ -120,7 +128,7 @@ def metadata_line(hit: Hit) -> str:
     if hit.sample_rate:
         parts.append(f"{hit.sample_rate / 1000:g} kHz")
     if hit.channels:
-        parts.append({1: "mono", 2: "stereo"}.get(hit.channels, f"{hit.channels} channels"))
+        parts.append(channels_label(hit.channels))
     if hit.format:
         parts.append(hit.format.upper() + (f" {hit.bit_depth}-bit" if hit.bit_depth else ""))
     if hit.ucs_cat_id:

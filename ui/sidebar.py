@@ -8,17 +8,16 @@ import os
 import streamlit as st
 
 from search.catalog import Facets
-from search.engine import SORTS
+from search.engine import SORTS, below_root
 from search.filters import Filters
 from ui import state
-from ui.hitlist import format_duration
+from ui.hitlist import channels_label, format_duration
 
 PAGE_SIZES = (10, 20, 50, 5)
 SORT_LABELS = {
     "relevance": "Relevance", "name": "Name", "shortest": "Shortest first", "longest": "Longest first",
     "folder": "Folder",
 }
-CHANNEL_LABELS = {1: "mono", 2: "stereo"}
 # Stops of the duration slider, in seconds: about three per decade.
 DURATION_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
@@ -44,7 +43,7 @@ def read_options(facets: Facets) -> Options:
                 "Sample rate", facets.sample_rates, format_func=lambda rate: f"{rate / 1000:g} kHz", key="rates", **changed,
             )),
             channels=tuple(st.multiselect(
-                "Channels", facets.channels, format_func=lambda count: CHANNEL_LABELS.get(count, f"{count} channels"),
+                "Channels", facets.channels, format_func=channels_label,
                 key="channels", **changed,
             )),
             formats=tuple(st.multiselect("Format", facets.formats, format_func=str.upper, key="formats", **changed)),
@@ -91,8 +90,7 @@ def _below_roots(folder: str, roots: tuple[str, ...]) -> str:
     inside = [root for root in roots if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep)]
     if not inside:
         return folder
-    root = max(inside, key=len)
-    return os.path.join(os.path.basename(root.rstrip(os.sep)), os.path.relpath(folder, root)).removesuffix(os.sep + ".")
+    return below_root(folder, max(inside, key=len))
 
 
 def describe_filters(filters: Filters) -> str:
@@ -103,7 +101,7 @@ def describe_filters(filters: Filters) -> str:
         high = format_duration(filters.max_duration) if filters.max_duration is not None else "any length"
         parts.append(f"{low} to {high}")
     parts += [f"{rate / 1000:g} kHz" for rate in filters.sample_rates]
-    parts += [CHANNEL_LABELS.get(count, f"{count} channels") for count in filters.channels]
+    parts += [channels_label(count) for count in filters.channels]
     parts += [name.upper() for name in filters.formats]
     parts += [os.path.basename(folder.rstrip(os.sep)) + "/" for folder in filters.folders]
     parts += [f"#{tag}" for tag in filters.tags]

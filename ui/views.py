@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from search import duplicates as duplicates_of
 from search.duplicates import DEFAULT_THRESHOLD as NEAR_DEFAULT
 from search.engine import Hit
 from search.library import Library
@@ -45,7 +46,8 @@ def duplicates(opened: Library) -> None:
         "score near 1; raise it if different sounds are grouped.",
     )
     groups = [("identical", group) for group in opened.exact_duplicates()]
-    groups += [("sound the same", group) for group in near_groups(opened, threshold)]
+    near = duplicates_of.groups(_near_pairs(opened, threshold, len(opened.store)))
+    groups += [("sound the same", group) for group in near]
     exact.metric("Groups", len(groups), help="Identical files (same bytes), then files that sound the same.")
     if kept := st.session_state.get("kept"):
         name, others = kept
@@ -75,27 +77,9 @@ def duplicates(opened: Library) -> None:
     )
 
 
-def near_groups(opened: Library, threshold: float) -> list[list[str]]:
-    """Near-duplicate pairs joined into groups: files that sound the same, directly or through another."""
-    leader: dict[str, str] = {}
-
-    def find(path: str) -> str:
-        while leader.setdefault(path, path) != path:
-            leader[path] = leader[leader[path]]
-            path = leader[path]
-        return path
-
-    for pair in _near_pairs(opened, threshold, opened.status().windows):
-        leader[find(pair.first)] = find(pair.second)
-    grouped: dict[str, list[str]] = {}
-    for path in leader:
-        grouped.setdefault(find(path), []).append(path)
-    return sorted((sorted(group) for group in grouped.values()), key=lambda group: (-len(group), group))
-
-
 @st.cache_data(max_entries=8, show_spinner="Comparing every file with its neighbours…")
-def _near_pairs(_opened: Library, threshold: float, windows: int):
-    # Keyed by the window count: a pass over the whole library, again only when it changed.
+def _near_pairs(_opened: Library, threshold: float, vectors: int):
+    # Keyed by the vector count: a pass over the whole library, again only when it changed.
     return _opened.near_duplicates(threshold)
 
 
