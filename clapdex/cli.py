@@ -174,23 +174,32 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def ui(settings: Settings, args: argparse.Namespace) -> int:
     """Become the Streamlit server (exec), so a signal to this process reaches the server itself."""
-    from ui import MAX_UPLOAD_BYTES, SERVER, SIGN_IN
+    from server.sign_in import provider_configured
+    from ui import KEYS, MAX_UPLOAD_BYTES, PROVIDER, SECRETS, SERVER, SIGN_IN
 
     # Refuse at once, before any server starts: a home with no index; a page open to the network.
+    secrets_file = settings.home / SECRETS
+    sign_in = ""
     with Library(settings) as library:
-        sign_in = args.sign_in or not is_loopback(args.host)
-        if sign_in:
-            api_keys.require_some(library, f"the page on {args.host} would be open to anyone who can reach it: make "
-                                  "a key first (`clapdex keys add NAME --role read`); visitors then sign in with it"
-                                  if not args.sign_in else "signing in needs a key: `clapdex keys add NAME --role read`")
-    environment = {**os.environ, **settings.environment(), SIGN_IN: "1" if sign_in else "0"}
+        if args.sign_in or not is_loopback(args.host):
+            sign_in = PROVIDER if provider_configured(secrets_file) else KEYS
+        if sign_in == KEYS:
+            ways = (f"configure an OpenID Connect provider ([auth] in {secrets_file}) or make a key "
+                    "(`clapdex keys add NAME --role read`)")
+            api_keys.require_some(library, f"the page on {args.host} would be open to anyone who can reach it: {ways}"
+                                  if not args.sign_in else f"nobody could sign in: {ways}")
+    environment = {**os.environ, **settings.environment(), SIGN_IN: sign_in}
     command = [
         sys.executable, "-m", "streamlit", "run", str(SERVER),
         "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
         "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20), "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
+        # The home's secrets only, never those of whatever folder the page was started in.
+        "--secrets.files", str(secrets_file),
     ]
-    print(f"clapdex: serving {settings.home} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    how = {PROVIDER: "; visitors sign in through the OpenID Connect provider in " + str(secrets_file),
+           KEYS: "; visitors sign in with an API key"}.get(sign_in, "")
+    print(f"clapdex: serving {settings.home} on http://{args.host}:{args.port}{how}", file=sys.stderr, flush=True)
     end_with_parent()
     os.execve(sys.executable, command, environment)
 
@@ -432,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ui_verb.add_argument("--port", type=PORT, default=8501, help="port to listen on (default 8501)")
     ui_verb.add_argument("--sign-in", action="store_true",
-                         help="visitors sign in with an API key (always so on an address other than loopback)")
+                         help="visitors sign in, through the OpenID Connect provider in the home's "
+                              ".streamlit/secrets.toml or with an API key (always so on an address other than loopback)")
 
     keys_verb = verb("keys", None, "make, list and revoke the keys of the HTTP API")
     keys_actions = keys_verb.add_subparsers(dest="action", required=True, metavar="ACTION")

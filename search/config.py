@@ -9,6 +9,7 @@ comes from ``--home``, else ``CLAPDEX_HOME``, else ``~/.clapdex``.
     catalog = "postgresql://clapdex@127.0.0.1/clapdex"
     weights = "/models/CLAP_weights_2023.pth"
     roots = ["/srv/sfx"]
+    admins = ["ana@studio.example"]
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class Settings:
     compile: bool = False
     # Library roots served by the UI; files outside them are never read for a user.
     roots: tuple[str, ...] = ()
+    # E-mail addresses that sign in to the page through an OpenID Connect provider as admins;
+    # everyone else who signs in there may only read.
+    admins: tuple[str, ...] = ()
 
     @property
     def catalog_url(self) -> str:

@@ -4,7 +4,10 @@ model (clapdex-compact) on 127.0.0.1. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -12,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,17 +89,30 @@ def served(tmp_path_factory):
     files = build_sound_library(library)
     home = tmp_path_factory.mktemp("browser-home")
     index_into(load_settings(home, model="clapdex-compact", device="cpu"), [library])
-    port = free_port()
-    command = [sys.executable, "-m", "clapdex", "--home", str(home), "--device", "cpu", "ui",
-               "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, server)
+    with page_server(home) as url:
         yield url, files
+
+
+@contextlib.contextmanager
+def started(command: list[str], stderr=subprocess.PIPE) -> Iterator[subprocess.Popen]:
+    """A server process, ended when the block ends."""
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    try:
+        yield server
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def page_server(home: Path, *options: str, port: int | None = None) -> Iterator[str]:
+    """`clapdex ui` for ``home`` on 127.0.0.1 (a free port unless given), healthy: its URL."""
+    port = port or free_port()
+    with started([sys.executable, "-m", "clapdex", "--home", str(home), "--device", "cpu", "ui",
+                  "--host", "127.0.0.1", "--port", str(port), *options]) as server:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, server)
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -348,21 +365,18 @@ def _id_of(url: str, name: str) -> int:
 @pytest.fixture(scope="module")
 def signed(served):
     """The same library's page with signing in, on loopback (`--sign-in`), and a key for it."""
-    url, files = served
+    _, files = served
     home = Path(files["take"]).parents[3] / "browser-home0"
     made = subprocess.run([sys.executable, "-m", "clapdex", "--home", str(home), "keys", "add", "visitor", "--role",
                            "read"], capture_output=True, text=True, check=True)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "clapdex", "--home", str(home), "--device", "cpu", "ui",
-                               "--sign-in", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, server)
+    with page_server(home, "--sign-in") as url:
         yield url, made.stdout.strip(), home
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+
+def sign_out(page, visitor: str) -> None:
+    """Through the menu that names the visitor and their role."""
+    page.get_by_role("button", name=visitor).click()
+    page.get_by_role("button", name="Sign out").click()
 
 
 def test_signing_in_with_a_key_before_anything_is_shown(signed, browser):
@@ -384,6 +398,9 @@ def test_signing_in_with_a_key_before_anything_is_shown(signed, browser):
     expect(page.locator(".hitlist .row")).to_have_count(10)
     page.wait_for_function("() => [...document.querySelector('[data-testid=stBidiComponentIsolated]').shadowRoot"
                            ".querySelectorAll('.wave img')].every(img => img.complete && img.naturalWidth === 200)")
+    sign_out(page, "visitor · read")
+    expect(page.get_by_label("API key")).to_be_visible(timeout=30_000)
+    assert page.request.get(f"{url}/clapdex/audio/1").status == 401  # the session went with the cookie
     page.close()
 
     subprocess.run([sys.executable, "-m", "clapdex", "--home", str(home), "keys", "revoke", "visitor"], check=True,
@@ -394,3 +411,84 @@ def test_signing_in_with_a_key_before_anything_is_shown(signed, browser):
     again.get_by_role("button", name="Sign in").click()
     expect(again.get_by_text("That key is not valid")).to_be_visible()
     again.close()
+
+
+@pytest.fixture(scope="module")
+def provider():
+    """A real OpenID Connect provider on 127.0.0.1 (oidc-provider-mock), with two users: its URL."""
+    port = free_port()
+    users = [{"sub": "ana", "email": "ana@studio.test", "email_verified": True, "name": "Ana"},
+             {"sub": "bob", "email": "bob@studio.test", "email_verified": True, "name": "Bob"}]
+    command = [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)]
+    for user in users:
+        command += ["--user-claims", json.dumps(user)]
+    url = f"http://127.0.0.1:{port}"
+    with started(command, stderr=subprocess.DEVNULL) as server:  # it logs every request
+        deadline = time.monotonic() + 60
+        while not _answers(url + "/.well-known/openid-configuration"):
+            assert server.poll() is None and time.monotonic() < deadline, "the OpenID provider did not start"
+            time.sleep(0.3)
+        yield url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return get(url)[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def provider_signed(served, provider, tmp_path_factory):
+    """The same sounds' page on loopback with `--sign-in`, through the provider: a home of its own
+    with an [auth] section, Ana listed as admin, and no API key at all."""
+    _, files = served
+    home = tmp_path_factory.mktemp("provider-home")
+    index_into(load_settings(home, model="clapdex-compact", device="cpu"), [files["take"].parents[1]])
+    (home / "config.toml").write_text('admins = ["ana@studio.test"]\n')
+    port = free_port()
+    (home / ".streamlit").mkdir()
+    (home / ".streamlit" / "secrets.toml").write_text(
+        f'[auth]\nredirect_uri = "http://127.0.0.1:{port}/oauth2callback"\ncookie_secret = "{secrets.token_hex(32)}"\n'
+        f'client_id = "clapdex"\nclient_secret = "{secrets.token_hex(16)}"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
+    with page_server(home, "--sign-in", port=port) as url:
+        yield url
+
+
+def sign_in_through_provider(page, user: str) -> None:
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name=user, exact=True).click()  # the provider's own form
+    expect(page.get_by_text("Describe a sound, or drop in an example")).to_be_visible(timeout=60_000)
+
+
+def test_signing_in_through_an_openid_provider(provider_signed, browser):
+    url = provider_signed
+    assert get(f"{url}/clapdex/audio/1")[0] == 401
+    assert get(f"{url}/clapdex/audio/1", Cookie="_streamlit_user=forged.by.hand")[0] == 401
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+    assert page.get_by_text("Describe a sound").count() == 0
+    page.screenshot(path=ARTIFACTS / "sign-in-provider.png")
+
+    sign_in_through_provider(page, "ana")
+    expect(page.get_by_role("button", name="ana@studio.test · admin")).to_be_visible()  # listed in admins
+    search(page, "rain falling")
+    expect(page.locator(".hitlist .row")).to_have_count(10)
+    page.wait_for_function("() => [...document.querySelector('[data-testid=stBidiComponentIsolated]').shadowRoot"
+                           ".querySelectorAll('.wave img')].every(img => img.complete && img.naturalWidth === 200)")
+    signed_in = page.request.get(f"{url}/clapdex/audio/1", headers={"Range": "bytes=0-99"})
+    assert signed_in.status == 206 and len(signed_in.body()) == 100
+    page.get_by_role("button", name="ana@studio.test · admin").click()
+    page.screenshot(path=ARTIFACTS / "signed-in-provider.png")
+    page.keyboard.press("Escape")
+
+    sign_out(page, "ana@studio.test · admin")
+    page.get_by_role("button", name="End session").click()  # the provider's own, then back to the page
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+    assert page.request.get(f"{url}/clapdex/audio/1").status == 401
+
+    sign_in_through_provider(page, "bob")
+    expect(page.get_by_role("button", name="bob@studio.test · read")).to_be_visible()
+    page.close()

@@ -197,3 +197,34 @@ def test_output_closed_early_ends_quietly(indexed_home):
     _, errors = run.communicate(timeout=120)
 
     assert run.returncode == 141 and errors == ""
+
+
+def test_a_page_for_the_network_without_a_way_to_sign_in_is_refused_saying_both_ways(indexed_home, tiny_weights):
+    home, _, _ = indexed_home
+
+    result = clapdex("ui", "--host", "0.0.0.0", "--port", "8599", home=home, weights=tiny_weights)
+
+    assert result.returncode == 3 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"[auth] in {home / '.streamlit' / 'secrets.toml'}" in result.stderr
+    assert "clapdex keys add NAME --role read" in result.stderr
+
+
+@pytest.mark.parametrize(("auth", "named"), [
+    ('redirect_uri = "http://sfx.test:8501/oauth2callback"\ncookie_secret = "s"\nclient_id = "c"\n',
+     "[auth] lacks client_secret, server_metadata_url"),
+    ('redirect_uri = "http://sfx.test:8501/"\ncookie_secret = "s"\nclient_id = "c"\nclient_secret = "c"\n'
+     'server_metadata_url = "https://id.test/.well-known/openid-configuration"\n',
+     "redirect_uri must be the page's own address followed by /oauth2callback"),
+])
+def test_a_provider_that_could_sign_nobody_in_is_named_in_one_line(indexed_home, tiny_weights, auth, named):
+    home, _, _ = indexed_home
+    secrets = home / ".streamlit" / "secrets.toml"
+    secrets.parent.mkdir(exist_ok=True)
+    secrets.write_text("[auth]\n" + auth)
+    try:
+        result = clapdex("ui", "--sign-in", "--port", "8599", home=home, weights=tiny_weights)
+    finally:
+        secrets.unlink()
+
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert str(secrets) in result.stderr and named in result.stderr

@@ -16,7 +16,7 @@ from search.config import load_settings
 from search.engine import Searcher
 from search.library import Library
 from search.query import QueryError, parse_query
-from ui import FAVICON, MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, results, sidebar, state, views
+from ui import FAVICON, MAX_QUERY_SECONDS, MAX_UPLOAD_BYTES, gate, results, sidebar, state, views
 
 VIEWS = ("Search", "Library", "Duplicates")
 
@@ -148,12 +148,16 @@ def main() -> None:
     st.set_page_config(page_title="clapdex", page_icon=str(FAVICON), layout="wide")
     # Streamlit leaves 6 rem above the page; its toolbar needs less than 4, and results use the rest.
     st.html("<style>.stMainBlockContainer { padding-top: 3.5rem; }</style>")
-    title, views_column = st.columns([3, 2], vertical_alignment="bottom")
+    visitor = gate.visitor()  # where visitors sign in, nothing below runs for one who has not
+    title, views_column, *signed_in = st.columns([2.4, 2, 1.6] if visitor else [3, 2], vertical_alignment="bottom")
     title.markdown("### clapdex")
     title.caption("Describe a sound, or drop in an example, to find it in your library.")
     view = views_column.segmented_control(
         "View", VIEWS, default=VIEWS[0], key="view", label_visibility="collapsed", required=True,
     )
+    if visitor:
+        with signed_in[0]:
+            gate.show(visitor)
 
     try:
         searcher = open_searcher()
