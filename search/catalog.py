@@ -25,7 +25,7 @@ from sqlalchemy import (
     create_engine, delete, event, exists, func, insert, inspect, literal, not_, or_, select, true,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship, selectinload
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
@@ -105,6 +105,47 @@ class Window(Base):
     file: Mapped[File] = relationship(back_populates="windows")
 
 
+
+
+class Span(NamedTuple):
+    """A window, as a hit names it."""
+
+    id: int
+    start: float
+    end: float
+
+
+# The columns of a file a hit carries.
+_LISTED = (File.id, File.path, File.root, File.folder, File.name, File.size, File.mtime, File.duration,
+           File.sample_rate, File.channels, File.codec, File.bit_depth, File.format, File.title, File.description,
+           File.ucs_cat_id, File.ucs_category, File.status)
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """A file as a page of hits shows it (``Catalog.files_with_windows``): plain values, not
+    ORM objects, so it outlives the reading it came from."""
+
+    id: int
+    path: str
+    root: str
+    folder: str
+    name: str
+    size: int
+    mtime: float
+    duration: float | None
+    sample_rate: int | None
+    channels: int | None
+    codec: str | None
+    bit_depth: int | None
+    format: str | None
+    title: str | None
+    description: str | None
+    ucs_cat_id: str | None
+    ucs_category: str | None
+    status: str
+    windows: list[Span]  # by start
+    tags: list[str]
 
 
 @dataclasses.dataclass
@@ -266,7 +307,11 @@ class Catalog:
                 raise CatalogMissing(url)
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
+        # A server's request threads each read through a session of their own (``reader``), and
+        # each keeps its connection: one opened per request (SQLite reads its schema again on
+        # every new connection) cost more than the queries. Connections open only when needed.
+        self.engine = create_engine(url, pool_size=48, max_overflow=16)
+        self._owns_engine = True
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _tune_sqlite)
         if create:
@@ -280,9 +325,18 @@ class Catalog:
         """Create the tables that are not there yet (all of them, for a new catalog)."""
         Base.metadata.create_all(self.engine)
 
+    def reader(self) -> Catalog:
+        """Another unit of work on the same database, sharing this one's connections: one per
+        thread that reads while others do (a session is for one thread at a time)."""
+        other = object.__new__(Catalog)
+        other.engine, other._owns_engine = self.engine, False
+        other.session = Session(self.engine, expire_on_commit=False)
+        return other
+
     def close(self) -> None:
         self.session.close()
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
     def __enter__(self) -> Catalog:
         return self
@@ -567,6 +621,12 @@ class Catalog:
             found.update(self.session.execute(query(Window.id.in_(chunk))).all())
         return found
 
+    def window_files(self) -> tuple[np.ndarray, np.ndarray]:
+        """(window ids, their file ids) of every window of a catalogued file."""
+        rows = self.session.execute(select(Window.id, Window.file_id).join(File, File.id == Window.file_id)).all()
+        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
+
     def window_ids(self) -> list[int]:
         return list(self.session.scalars(select(Window.id)))
 
@@ -645,10 +705,20 @@ class Catalog:
             keys.update((file_id, (key if key is not None else 0, name.lower())) for file_id, key, name in rows)
         return keys
 
-    def files_with_windows(self, file_ids: Sequence[int]) -> dict[int, File]:
-        """id -> record, with its windows and tags, for a page of hits: one statement."""
-        query = select(File).where(File.id.in_(file_ids)).options(joinedload(File.windows), joinedload(File.tag_rows))
-        return {record.id: record for record in self.session.scalars(query).unique()}
+    def files_with_windows(self, file_ids: Sequence[int]) -> dict[int, Listed]:
+        """id -> what a page of hits shows of the file, with its windows and tags: three plain
+        statements (ORM objects for a page cost more than the search that found it)."""
+        if not file_ids:
+            return {}
+        listed = {row.id: row._asdict() | {"windows": [], "tags": []}
+                  for row in self.session.execute(select(*_LISTED).where(File.id.in_(file_ids)))}
+        windows = select(Window.file_id, Window.id, Window.start, Window.end).where(Window.file_id.in_(file_ids))
+        for file_id, *span in self.session.execute(windows.order_by(Window.file_id, Window.start)):
+            listed[file_id]["windows"].append(Span(*span))
+        tags = select(FileTag.file_id, FileTag.tag).where(FileTag.file_id.in_(file_ids)).order_by(FileTag.tag)
+        for file_id, tag in self.session.execute(tags):
+            listed[file_id]["tags"].append(tag)
+        return {file_id: Listed(**fields) for file_id, fields in listed.items()}
 
     def indexed_paths_named(self, name: str, limit: int = 2) -> list[str]:
         """Paths of indexed files called ``name`` (a query naming a sound by its file name)."""

@@ -15,6 +15,7 @@ import io
 import logging
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import numpy as np
 from encoders.audio import load_audio, resample, to_mono, windows
 from search import keyword as keywords
 from search import relevance
-from search.catalog import INDEXED, PENDING, File, Window
+from search.batching import Gathered
+from search.catalog import INDEXED, PENDING, File, Listed, Span, Window
 from search.catalog import SORTS as CATALOG_SORTS
 from search.filters import Filters
 from search.library import Library
@@ -71,11 +73,7 @@ class Hit:
     match: str | None = None  # "strong", "fair" or "weak"
 
     @classmethod
-    def of(cls, window: Window, score: float | None, keyword_match: bool = False) -> Hit:
-        return cls.of_file(window.file, keyword_match, window=window, score=score)
-
-    @classmethod
-    def of_file(cls, file: File, keyword_match: bool = False, *, window: Window | None = None,
+    def of_file(cls, file: File | Listed, keyword_match: bool = False, *, window: Window | Span | None = None,
                 score: float | None = None) -> Hit:
         """A hit on ``file`` at ``window``; without one (not embedded yet), the whole file."""
         return cls(
@@ -94,7 +92,12 @@ class Hit:
         return below_root(self.folder, self.root)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        fields = {name: getattr(self, name) for name in _HIT_FIELDS}  # not asdict(): no deep copies needed
+        fields["tags"] = list(self.tags)
+        return fields
+
+
+_HIT_FIELDS = tuple(field.name for field in dataclasses.fields(Hit))
 
 
 def below_root(folder: str, root: str) -> str:
@@ -129,11 +132,22 @@ class WindowFiles:
 
     def __init__(self):
         self.files = np.full(0, -1, dtype=np.int64)
+        self.lock = threading.Lock()  # concurrent searches learn into the same array
 
     def of(self, ids: np.ndarray, ask) -> np.ndarray:
         """The file id of each of ``ids`` (-1: none, or no such window); ``ask(ids) -> {window: file}``
         answers for those not learned yet."""
-        ids = np.asarray(ids, dtype=np.int64)
+        with self.lock:
+            return self._of(np.asarray(ids, dtype=np.int64), ask)
+
+    def learn_all(self, window_ids: np.ndarray, file_ids: np.ndarray) -> None:
+        """Learn every window at once (a server's start), so no search asks the catalog."""
+        with self.lock:
+            files = np.full(int(window_ids.max(initial=-1)) + 1, -1, dtype=np.int64)
+            files[window_ids] = file_ids
+            self.files = files
+
+    def _of(self, ids: np.ndarray, ask) -> np.ndarray:
         valid = ids >= 0
         if valid.any() and ids.max() >= len(self.files):
             grown = np.full(max(int(ids.max()) + 1, len(self.files) * 3 // 2), -1, dtype=np.int64)
@@ -154,8 +168,9 @@ class Searcher:
     ``library_only`` is for the page: sounds named in a query must then be indexed files
     inside the library roots, and clips are cut to ``max_clip_seconds``. The command line
     leaves it off, so ``clapdex similar ~/Downloads/x.wav`` reads any file its user can.
-    One Searcher may serve several threads (the page's sessions); calls take turns through
-    the library. Whoever opened the library closes it.
+    One Searcher serves any number of threads (a server's requests, the page's sessions) at
+    once: each reads the catalog through its own session, and the words of concurrent text
+    queries are embedded together, in one batch. Whoever opened the library closes it.
     """
 
     def __init__(self, library: Library, *, library_only: bool = False, max_clip_seconds: float | None = None):
@@ -163,12 +178,19 @@ class Searcher:
         self.settings = library.settings
         self.library_only = library_only
         self.max_clip_seconds = max_clip_seconds
-        self.catalog, self.store = library.catalog, library.store
-        # Typing a query, then paging and filtering, embeds the same words again and again.
-        self.embed_text = functools.lru_cache(maxsize=1024)(self._embed_text)
+        self.store = library.store
+        # Typing a query, then paging and filtering, embeds the same words again and again; words
+        # not embedded yet that several threads ask for at once are embedded in one model call.
+        self.embed_text = functools.lru_cache(maxsize=1024)(Gathered(self._embed_texts))
         self._embed_clip_bytes = functools.lru_cache(maxsize=16)(self._embed_clip_bytes_uncached)
         self._calibration: tuple[int, relevance.Calibration] | None = None
+        self._calibrating = threading.Lock()
         self._window_files = WindowFiles()
+
+    @property
+    def catalog(self):
+        """The catalog as this thread reads it (``Library.thread_catalog``)."""
+        return self.library.thread_catalog
 
     @property
     def encoder(self):
@@ -221,11 +243,13 @@ class Searcher:
 
     def calibration(self) -> relevance.Calibration:
         """This library's reference scores (search.relevance), computed once per state of the store:
-        a library that grows gets a new one. Servers call it at start, so no query waits for it."""
-        with self.library.reading():
+        a library that grows gets a new one. Servers call it at start, so no query waits for it,
+        nor for learning which file each window belongs to."""
+        with self.library.reading() as catalog, self._calibrating:
             if self._calibration is None or self._calibration[0] != len(self.store):
+                self._window_files.learn_all(*catalog.window_files())
                 self._calibration = (len(self.store), relevance.calibrate(
-                    self.encoder.embed_text, self.store, self.catalog.file_ids_of_windows,
+                    self.encoder.embed_text, self.store, catalog.file_ids_of_windows,
                 ))
             return self._calibration[1]
 
@@ -253,10 +277,11 @@ class Searcher:
             return self._embed_clip_bytes(source.data, source.name)
         return self._embed_sound(source)
 
-    def _embed_text(self, text: str) -> np.ndarray:
-        vector = self.encoder.embed_text([text])[0]
-        vector.flags.writeable = False  # shared by every later call through the cache
-        return vector
+
+    def _embed_texts(self, texts: list[str]) -> list[np.ndarray]:
+        vectors = self.encoder.embed_text(texts)
+        vectors.flags.writeable = False  # each row is shared by every later query of its text
+        return list(vectors)
 
     def _embed_clip_bytes_uncached(self, data: bytes, name: str) -> np.ndarray:
         clip = io.BytesIO(data)
@@ -384,19 +409,18 @@ class Searcher:
             if len(best) >= RESULT_LIMIT or wanted >= total or ids.shape[1] < wanted:
                 break
             wanted = min(total, wanted * 4)
-        return sorted(best.items(), key=lambda item: item[1], reverse=True)[:RESULT_LIMIT]
+        return list(best.items())[:RESULT_LIMIT]
 
     def _best_score_per_file(
         self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None
     ) -> dict[int, float]:
+        """file id -> its best window's score, best first (as the store ranks)."""
         file_of = self._window_files.of(ids, self.catalog.file_ids_of_windows)
-        best: dict[int, float] = {}
+        kept = (file_of >= 0) & (file_of != (-1 if exclude_file_id is None else exclude_file_id))
         # Scores arrive best first, so a file's first window is its best.
-        for score, file_id in zip(scores.tolist(), file_of.tolist()):
-            if file_id < 0 or file_id == exclude_file_id or file_id in best:
-                continue
-            best[file_id] = score
-        return best
+        files, first = np.unique(file_of[kept], return_index=True)
+        order = np.argsort(first, kind="stable")
+        return dict(zip(files[order].tolist(), scores[kept][first[order]].tolist()))
 
     def _sorted(self, ranked: list[tuple[int, float, bool]], sort: str) -> list[tuple[int, float, bool]]:
         if sort == "relevance" or not ranked:
@@ -422,8 +446,8 @@ class Searcher:
                 hits.append(Hit.of_file(record, matched))
             elif record is not None and record.windows:
                 if vector is None:
-                    hits.append(Hit.of(record.windows[0], None, matched))
+                    hits.append(Hit.of_file(record, matched, window=record.windows[0]))
                 else:
                     best = max(record.windows, key=lambda window: scores[window.id])
-                    hits.append(Hit.of(best, scores[best.id], matched))
+                    hits.append(Hit.of_file(record, matched, window=best, score=scores[best.id]))
         return hits

@@ -102,10 +102,12 @@ class Library:
         if create and self._catalog is not None:
             self._catalog.create_tables()  # those a newer clapdex added since the index was made
         log.debug("library %s: %s", self.where, self.indexed or "no index yet")
-        # A SQLAlchemy session and a torch model are not for concurrent use: the page's sessions
-        # share one Library and take turns (``reading``).
-        self._lock = threading.RLock()
-        self._readers = 0  # nested readings of the thread holding the lock
+        # A SQLAlchemy session is for one thread at a time: the thread that opened the library
+        # reads and writes through ``catalog``, every other one (a server's requests, the page's
+        # sessions) reads through a session of its own, so requests never wait for each other.
+        self._owner = threading.get_ident()
+        self._local = threading.local()  # another thread's catalog, and how deep its readings nest
+        self._lock = threading.RLock()  # loading the model and opening the store, once
         self._given = encoder
         self._encoder: Encoder | None = None
         self._store: VectorStore | None = None
@@ -133,20 +135,34 @@ class Library:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Catalog]:
-        """The catalog, for one caller at a time, with no read transaction left open after it
-        (SQLite's WAL would keep the writer's checkpoints waiting)."""
-        with self._lock:
-            self._readers += 1
-            try:
-                yield self.catalog
-            finally:
-                self._readers -= 1
-                if not self._readers:  # the outermost reading ends the transaction
-                    self.catalog.rollback()
+        """This thread's catalog (``thread_catalog``), with no read transaction left open after
+        the outermost reading (SQLite's WAL would keep the writer's checkpoints waiting)."""
+        catalog = self.thread_catalog
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        try:
+            yield catalog
+        finally:
+            self._local.depth = depth
+            if not depth:
+                catalog.rollback()
+
+    @property
+    def thread_catalog(self) -> Catalog:
+        """``catalog`` for the thread that opened the library; for any other, a session of its own."""
+        if threading.get_ident() == self._owner:
+            return self.catalog
+        catalog = getattr(self._local, "catalog", None)
+        if catalog is None:
+            # Dropped with its thread; between readings it holds no connection.
+            catalog = self._local.catalog = self.catalog.reader()
+        return catalog
 
     @property
     def encoder(self) -> Encoder:
         """The model for this library, loaded on first use and checked against the index."""
+        if self._encoder is not None:
+            return self._encoder
         with self._lock:
             return self._encoder or self._load_encoder()
 
@@ -157,10 +173,11 @@ class Library:
                   encoder.weights_path or "clapdex", encoder.device, time.perf_counter() - started)
         named = bool(self.settings.weights) or bool(self.indexed and self.indexed.weights_named)
         self.identity = ModelIdentity.of(encoder, named=named)
-        self.catalog.check_model(self.identity)
+        catalog = self.thread_catalog
+        catalog.check_model(self.identity)
         if self.indexed is not None:
-            self.catalog.remember_weights(self.identity)
-            self.catalog.commit()
+            catalog.remember_weights(self.identity)
+            catalog.commit()
         self._encoder = encoder
         return encoder
 
@@ -171,7 +188,9 @@ class Library:
     @property
     def store(self) -> VectorStore:
         if self._store is None:
-            self._store = open_store(self.settings, self.dim)
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.settings, self.dim)
         return self._store
 
     # --- what the library holds
