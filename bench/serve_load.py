@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -114,12 +115,18 @@ def client(port: int, key: str, paths: list[str], until: float, seed: int, laten
     connection.close()
 
 
+def _tail(log, characters: int = 4000) -> str:
+    log.seek(0)
+    return log.read()[-characters:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True, type=Path)
     parser.add_argument("--files", type=int, default=33_334, help="files of three windows each (default: 10^5 windows)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, help="clapdex serve --workers (default: its own default)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if not (args.home / "catalog.sqlite").exists():
@@ -132,9 +139,11 @@ def main() -> None:
         with library.reading() as catalog:
             paths = [record.path for record in catalog.files()][:: max(1, args.files // 2000)]
     port = free_port()
+    server_log = tempfile.TemporaryFile(mode="w+")
     server = subprocess.Popen([sys.executable, "-m", "clapdex", "--home", str(args.home), "--device", "cpu", "serve",
-                               "--port", str(port), "--rate-limit", "100000000"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               "--port", str(port), "--rate-limit", "100000000",
+                               *(["--workers", str(args.workers)] if args.workers is not None else [])],
+                              stdout=subprocess.DEVNULL, stderr=server_log, text=True)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -146,7 +155,7 @@ def main() -> None:
             except OSError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"clapdex serve did not start: {server.stderr.read() if server.poll() else 'timeout'}")
+                raise SystemExit(f"clapdex serve did not start: {_tail(server_log)}")
             time.sleep(0.5)
         latencies = {route: [] for route in ("search", "similar", "audio")}
         errors = dict.fromkeys(latencies, 0)
@@ -162,9 +171,11 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if sum(errors.values()):
+        print(f"errors; the server said:\n{_tail(server_log)}", file=sys.stderr)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.node()}, {os.cpu_count()} CPUs", "command": " ".join(sys.argv),
-              "files": args.files, "windows": args.files * WINDOWS_PER_FILE, "clients": args.clients,
+              "files": args.files, "workers": args.workers, "windows": args.files * WINDOWS_PER_FILE, "clients": args.clients,
               "seconds": round(elapsed, 1), "requests_per_second": round(sum(map(len, latencies.values())) / elapsed, 1),
               "routes": {}}
     print(f"{'route':<9}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")

@@ -213,7 +213,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     with Library(settings) as library:
         api_keys.require_some(library, "no API keys yet, and every call needs one: make one with "
                                        "`clapdex keys add NAME --role admin`")
-    app = create_app(settings, limits=Limits(requests_per_minute=args.rate_limit), cors_origins=tuple(args.cors_origin))
+    app = create_app(settings, limits=Limits(requests_per_minute=args.rate_limit), cors_origins=tuple(args.cors_origin),
+                     search_processes=args.workers)
     print(f"clapdex: serving the API of {settings.home} on http://{args.host}:{args.port} (its docs at /docs)",
           file=sys.stderr, flush=True)
     end_with_parent()
@@ -461,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="requests a minute per key, in bursts of ten seconds' worth (default 600)")
     serve_verb.add_argument("--cors-origin", action="append", default=[], metavar="URL",
                             help="a web origin allowed to call the API from a browser (repeat for more)")
+    serve_verb.add_argument("--workers", type=NATURAL, default=min(os.cpu_count() or 1, 4), metavar="N",
+                            help="search processes, each with its own model (default: the CPUs, at most 4; "
+                            "0 searches in the server's own process)")
 
     train_verb = verb("train", train, "fine-tune a model on a manifest or on the library's own metadata")
     source = train_verb.add_mutually_exclusive_group(required=True)

@@ -55,6 +55,9 @@ class AudioDecodeError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # rebuilt from its fields when it crosses to another process
+        return type(self), (self.path, self.reason)
+
 
 @dataclasses.dataclass(frozen=True)
 class AudioInfo:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query as Param, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,12 +34,15 @@ from search.filters import Filters
 from search.library import Library, read_progress
 from search.query import Query, QueryError, parse_query
 from server import keys, media
+from server.searching import SearchProcesses, SearchUnavailable
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_CLIP_SECONDS = 30.0
 MAX_TOP = 200
+# A key checked this recently is not looked up again, so a revoked key is refused within this.
+RECHECK_SECONDS = 5.0
 
 
 @dataclasses.dataclass
@@ -72,19 +76,29 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
-def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: tuple[str, ...] = ()) -> FastAPI:
-    """The API over the library at ``settings``; the model loads when the server starts."""
+def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: tuple[str, ...] = (),
+               search_processes: int = 0) -> FastAPI:
+    """The API over the library at ``settings``; the model loads when the server starts, in
+    ``search_processes`` worker processes (server.searching), or in this one for 0."""
     state: dict = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         library = Library(settings)
+        searching = None
         try:
             state["library"] = library
-            state["searcher"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
-            state["searcher"].calibration()  # the first query should wait for neither it nor the model
+            if search_processes:
+                searching = SearchProcesses(settings, search_processes, limits.clip_seconds)
+                await run_in_threadpool(searching.wait_ready)
+                state["search"] = searching
+            else:
+                state["search"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
+                state["search"].calibration()  # the first query should wait for neither it nor the model
             yield
         finally:
+            if searching is not None:
+                searching.close()
             library.close()
 
     app = FastAPI(
@@ -96,13 +110,23 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Total-Count"])
     limiter = RateLimiter(limits.requests_per_minute)
     indexing = IndexRuns(settings)
+    checked: dict[str, tuple[float, keys.Caller]] = {}  # valid keys' hashes: when checked, whose
 
-    def caller(authorization: Annotated[str | None, Header()] = None) -> keys.Caller:
+    async def caller(authorization: Annotated[str | None, Header()] = None) -> keys.Caller:
+        # Asynchronous, and asking the catalog only every RECHECK_SECONDS per key: most requests
+        # are let through without a trip to a worker thread and the database.
         scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise HTTPException(401, "send an API key: Authorization: Bearer KEY (make one with `clapdex keys add`)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        found = keys.authenticate(state["library"], presented.strip())
+        key_hash = keys.hash_key(presented.strip())
+        when, found = checked.get(key_hash, (-RECHECK_SECONDS, None))
+        if time.monotonic() - when >= RECHECK_SECONDS:
+            found = await run_in_threadpool(keys.authenticate, state["library"], presented.strip())
+            if found is None:
+                checked.pop(key_hash, None)
+            else:
+                checked[key_hash] = (time.monotonic(), found)
         if found is None:
             raise HTTPException(401, "this API key is not valid: unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
         if wait := limiter.wait_needed(found.name):
@@ -129,25 +153,31 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
     async def _unreadable(_request: Request, exc: AudioDecodeError):
         return JSONResponse({"detail": f"the clip cannot be read: {exc.reason}"}, status_code=422)
 
+    @app.exception_handler(SearchUnavailable)
+    async def _unavailable(_request: Request, exc: SearchUnavailable):
+        return JSONResponse({"detail": _sentence(exc)}, status_code=503, headers={"Retry-After": "5"})
+
     @app.exception_handler(media.Refused)
     async def _refused(_request: Request, exc: media.Refused):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
-    @app.get("/v1/search", dependencies=reader, summary="Files matching a description, keywords and filters")
-    def search_get(response: Response, options: Annotated[SearchOptions, Param()]) -> list[dict]:
-        return _hits(response, _search(state["searcher"], parse_query(options.q) or None, options))
+    hits = {"dependencies": reader, "response_model": list[dict]}
 
-    @app.post("/v1/search", dependencies=reader, summary="Search with an uploaded clip (multipart) or a JSON query")
-    async def search_post(request: Request, response: Response) -> list[dict]:
+    @app.get("/v1/search", **hits, summary="Files matching a description, keywords and filters")
+    def search_get(options: Annotated[SearchOptions, Param()]) -> Response:
+        return _hits(_search(state["search"], parse_query(options.q) or None, options))
+
+    @app.post("/v1/search", **hits, summary="Search with an uploaded clip (multipart) or a JSON query")
+    async def search_post(request: Request) -> Response:
         options, query = await _posted_query(request, limits)
-        return _hits(response, _search(state["searcher"], query, options))
+        return await run_in_threadpool(lambda: _hits(_search(state["search"], query, options)))
 
-    @app.get("/v1/similar", dependencies=reader, summary="Files like a library file, or a time range of it")
-    def similar(response: Response, path: str, start: float | None = None, end: float | None = None,
-                top: Annotated[int, Param(ge=1, le=MAX_TOP)] = 10) -> list[dict]:
+    @app.get("/v1/similar", **hits, summary="Files like a library file, or a time range of it")
+    def similar(path: str, start: float | None = None, end: float | None = None,
+                top: Annotated[int, Param(ge=1, le=MAX_TOP)] = 10) -> Response:
         if (start is None) != (end is None):
             raise QueryError("start and end go together")
-        return _hits(response, _search(state["searcher"], Query.sound(path, start, end), SearchOptions(top=top)))
+        return _hits(_search(state["search"], Query.sound(path, start, end), SearchOptions(top=top)))
 
     @app.get("/v1/audio", dependencies=reader, summary="A library file (Range requests), or a region as WAV")
     def audio(path: str, start: float | None = None, end: float | None = None, download: bool = False) -> Response:
@@ -217,7 +247,7 @@ class IndexRequest(BaseModel):
     paths: list[str] = []
 
 
-def _search(searcher: Searcher, query: Query | None, options: SearchOptions) -> Results:
+def _search(searcher: Searcher | SearchProcesses, query: Query | None, options: SearchOptions) -> Results:
     if options.sort not in SORTS:
         raise QueryError(f"unknown sort {options.sort!r}; one of {', '.join(SORTS)}")
     filters = options.filters()
@@ -228,9 +258,10 @@ def _search(searcher: Searcher, query: Query | None, options: SearchOptions) -> 
                            sort=options.sort)
 
 
-def _hits(response: Response, found: Results) -> list[dict]:
-    response.headers["X-Total-Count"] = str(found.total)
-    return [hit.to_dict() for hit in found.hits]
+def _hits(found: Results) -> Response:
+    # Made here, not by FastAPI from a return value: the hits are plain JSON already, and its
+    # check and conversion of every field against the response model only cost time.
+    return JSONResponse([hit.to_dict() for hit in found.hits], headers={"X-Total-Count": str(found.total)})
 
 
 async def _posted_query(request: Request, limits: Limits) -> tuple[SearchOptions, Query | None]:

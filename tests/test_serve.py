@@ -4,6 +4,7 @@ catalogs, called as a team's tools would call it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from sounds import build_library, sox_tone
 from test_browser import free_port
 
 from search.config import load_settings
+from server.api import RECHECK_SECONDS
 
 
 def clapdex(*args: str, home, catalog: str | None = None, weights=None) -> subprocess.CompletedProcess:
@@ -29,8 +31,8 @@ def clapdex(*args: str, home, catalog: str | None = None, weights=None) -> subpr
 
 
 class Api:
-    def __init__(self, url: str, keys: dict[str, str], library: dict, home):
-        self.url, self.keys, self.library, self.home = url, keys, library, home
+    def __init__(self, url: str, keys: dict[str, str], library: dict, home, catalog: str | None = None):
+        self.url, self.keys, self.library, self.home, self.catalog = url, keys, library, home, catalog
 
     def call(self, method: str, route: str, key: str | None = "reader", body: bytes | None = None,
              **headers) -> tuple[int, bytes, dict]:
@@ -86,7 +88,7 @@ def api(request, tmp_path_factory, tiny_weights, tiny_encoder):
                "--rate-limit", "600", "--cors-origin", "http://tools.example"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    served = Api(url, keys, library, home)
+    served = Api(url, keys, library, home, catalog)
     try:
         deadline = time.monotonic() + 120
         while not answers(served):
@@ -249,3 +251,59 @@ def test_servers_that_would_be_open_refuse_to_start_without_keys(tmp_path, tiny_
     done = clapdex(*verb, "--port", str(free_port()), home=tmp_path / "home", weights=tiny_weights)
 
     assert done.returncode == 3 and "clapdex keys add" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def started_server(home, weights, *options: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "clapdex", "--home", str(home), "--weights", str(weights),
+                               "--device", "cpu", "serve", "--port", str(port), *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def children_of(pid: int) -> set[int]:
+    # Linux lists children per thread of the parent: the workers are started from a worker thread.
+    children = set()
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{thread}/children") as listed:
+            children.update(int(child) for child in listed.read().split())
+    return children
+
+
+def test_search_processes_answer_as_the_server_itself_and_end_with_it(api, tiny_weights):
+    if api.catalog:
+        pytest.skip("where the catalog is changes nothing here: run over SQLite only")
+    answers_by = {}
+    for workers in ("0", "2"):
+        server, url = started_server(api.home, tiny_weights, "--workers", workers)
+        served = Api(url, api.keys, api.library, api.home)
+        try:
+            deadline = time.monotonic() + 120
+            while not answers(served):
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.5)
+            answers_by[workers] = [served.json(f"/v1/search?q={words}&top=5")[0] for words in ("tone", "noise")]
+            answers_by[workers].append(served.json(f"/v1/similar?path={quoted(api.library['tone'])}&top=3")[0])
+            workers_started = {child for child in children_of(server.pid)
+                               if "multiprocessing.spawn" in open(f"/proc/{child}/cmdline").read()}
+            assert len(workers_started) == int(workers)
+        finally:
+            server.kill()  # no goodbye: the workers must notice by themselves
+            server.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{child}") and "Z" not in open(f"/proc/{child}/stat").read().split()[2]
+                  for child in workers_started):
+            assert time.monotonic() < deadline, "a search process outlived its server"
+            time.sleep(0.2)
+    for in_process, in_workers in zip(answers_by["0"], answers_by["2"]):
+        assert [hit["path"] for hit in in_process] == [hit["path"] for hit in in_workers]
+        assert [hit["score"] for hit in in_process] == pytest.approx([hit["score"] for hit in in_workers], abs=1e-5)
+
+
+def test_a_key_revoked_while_the_server_runs_is_refused_within_seconds(api):
+    name = f"brief-{uuid.uuid4().hex[:8]}"
+    key = clapdex("keys", "add", name, "--role", "read", home=api.home, catalog=api.catalog).stdout.strip()
+    assert api.get("/v1/status", key=key)[0] == 200  # checked, and remembered for RECHECK_SECONDS
+    assert clapdex("keys", "revoke", name, home=api.home, catalog=api.catalog).returncode == 0
+    time.sleep(RECHECK_SECONDS + 0.5)
+    assert api.get("/v1/status", key=key)[0] == 401
