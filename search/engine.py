@@ -178,7 +178,7 @@ class Searcher:
         self.settings = library.settings
         self.library_only = library_only
         self.max_clip_seconds = max_clip_seconds
-        self.store = library.store
+        self._pinned = threading.local()  # the store one search uses from start to end
         # Typing a query, then paging and filtering, embeds the same words again and again; words
         # not embedded yet that several threads ask for at once are embedded in one model call.
         self.embed_text = functools.lru_cache(maxsize=1024)(Gathered(self._embed_texts))
@@ -186,6 +186,12 @@ class Searcher:
         self._calibration: tuple[int, relevance.Calibration] | None = None
         self._calibrating = threading.Lock()
         self._window_files = WindowFiles()
+
+    @property
+    def store(self):
+        """The library's vector store; within one search, the one it started with, even if an
+        index run's save replaces it meanwhile (``Library.store``)."""
+        return getattr(self._pinned, "store", None) or self.library.store
 
     @property
     def catalog(self):
@@ -223,6 +229,15 @@ class Searcher:
             raise QueryError("the keyword weight is a share between 0 and 1")
         keyword_query = keywords.parse_keywords(keywords_text)
         started = time.perf_counter()
+        self._pinned.store = self.library.store
+        try:
+            return self._search(query, filters, keywords_text, keyword_query, keyword_weight, page, page_size, sort,
+                                started)
+        finally:
+            self._pinned.store = None
+
+    def _search(self, query, filters, keywords_text, keyword_query, keyword_weight, page, page_size, sort,
+                started) -> Results:
         with self.library.reading():
             vector = self.embed_query(query) if query else None
             ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)

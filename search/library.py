@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "msclap-2023"
 SHIPPED_MODEL = "clapdex-compact"
 PROGRESS_FILE = "indexing.json"
+STORE_CHECK_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,10 @@ class Library:
         self._given = encoder
         self._encoder: Encoder | None = None
         self._store: VectorStore | None = None
+        # A reading library (a server, the page) takes up what index runs in other processes
+        # save: it looks at the vector file at most every STORE_CHECK_SECONDS.
+        self._follows_store = not create and settings.store == "faiss"
+        self._store_seen: tuple[float, tuple | None] = (0.0, None)  # when looked, what was there
         # Said to the user when the model chosen is not the one they might expect.
         self.notice: str | None = None
         if encoder is not None:  # loaded already: check it against the index now
@@ -190,8 +195,32 @@ class Library:
         if self._store is None:
             with self._lock:
                 if self._store is None:
+                    self._store_seen = (time.monotonic(), self._store_file())
                     self._store = open_store(self.settings, self.dim)
+        elif self._follows_store and time.monotonic() - self._store_seen[0] > STORE_CHECK_SECONDS:
+            self._reopen_if_saved()
         return self._store
+
+    def _reopen_if_saved(self) -> None:
+        # One thread opens the new file; the others go on with the store they have meanwhile.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            was = self._store_seen[1]
+            self._store_seen = (time.monotonic(), self._store_file())
+            if self._store_seen[1] != was:
+                log.info("the vector index was saved by another process; reading it again")
+                self._store = open_store(self.settings, self.dim)  # the old one is freed when unused
+        finally:
+            self._lock.release()
+
+    def _store_file(self) -> tuple | None:
+        """What identifies the saved vector file's version (saves replace it: a new inode)."""
+        try:
+            found = os.stat(self.settings.vectors_dir / "windows.faiss")
+        except FileNotFoundError:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
 
     # --- what the library holds
 

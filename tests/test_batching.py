@@ -126,3 +126,28 @@ def test_many_threads_searching_at_once_get_what_one_thread_gets(indexed, tiny_e
     for (hits, scores, total), (alone_hits, alone_scores, alone_total) in zip(together, alone * 6):
         assert (hits, total) == (alone_hits, alone_total)
         np.testing.assert_allclose(scores, alone_scores, atol=1e-5)
+
+
+def test_a_searcher_takes_up_what_an_index_run_elsewhere_saved(tmp_path, tiny_encoder):
+    """The page and the server stay open while `clapdex index` adds files: their next searches find them."""
+    from libraries import index_into, searching
+    from sounds import sox_tone
+
+    from search.config import load_settings
+    from search.query import Query
+
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    sox_tone(folder / "first.wav", 1)
+    settings = load_settings(tmp_path / "home")
+    index_into(settings, [folder], tiny_encoder)
+    with searching(settings, encoder=tiny_encoder, library_only=True) as searcher:
+        assert searcher.search(Query.text("tone"), page_size=10).total == 1
+        sox_tone(folder / "second.wav", 2, tone="sine 880")
+        index_into(settings, [folder], tiny_encoder)  # as another process would: its own Library
+        time.sleep(1.2)
+        found = searcher.search(Query.text("tone"), page_size=10)
+        assert sorted(hit.name for hit in found.hits) == ["first.wav", "second.wav"]
+        # Its stored vectors are read from the new index; the file itself is left out of its likes.
+        similar = searcher.search(Query.sound(str(folder / "second.wav")), page_size=10)
+        assert [hit.name for hit in similar.hits] == ["first.wav"]
