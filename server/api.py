@@ -22,6 +22,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query as Param, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -140,6 +141,11 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
         return who
 
     reader = [Depends(caller)]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        # A sentence naming the parameter, as every other refusal, not FastAPI's list of records.
+        return JSONResponse({"detail": _sentence(_first_problem(exc.errors(), skip=1))}, status_code=422)
 
     @app.exception_handler(QueryError)
     async def _query_error(_request: Request, exc: QueryError):
@@ -305,9 +311,15 @@ def _options(fields: dict) -> SearchOptions:
     try:
         return SearchOptions.model_validate(fields)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the options"
-        raise QueryError(f"{where}: {first['msg'].lower()}") from None
+        raise QueryError(_first_problem(error.errors())) from None
+
+
+def _first_problem(errors, skip: int = 0) -> str:
+    """"top: input should be ...": the first of pydantic's ``errors``, its location less ``skip``
+    parts ("query", "body")."""
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"][skip:]) or "the request"
+    return f"{where}: {first['msg'][:1].lower()}{first['msg'][1:]}"
 
 
 class IndexRuns:

@@ -117,7 +117,8 @@ def test_search_takes_the_command_lines_filters_and_keywords(api):
     assert sorted(hit["name"] for hit in hits) == ["beep.mp3", "chirp.m4a"]
     status, body, _ = api.get("/v1/search?q=tone&sort=loudest")
     assert status == 400 and "unknown sort" in json.loads(body)["detail"].lower()
-    assert api.get("/v1/search?q=tone&top=0")[0] == 422
+    status, body, _ = api.get("/v1/search?q=tone&top=0")
+    assert (status, json.loads(body)["detail"]) == (422, "Top: input should be greater than or equal to 1")
 
 
 def test_post_search_with_an_uploaded_clip_finds_its_window(api):
