@@ -213,8 +213,14 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     with Library(settings) as library:
         api_keys.require_some(library, "no API keys yet, and every call needs one: make one with "
                                        "`clapdex keys add NAME --role admin`")
+    workers = args.workers
+    if workers and settings.store.startswith("qdrant+local://"):
+        # qdrant-client's local mode lets one process open its folder: search in this one.
+        print("clapdex: a qdrant+local:// store is searched in the server's own process (--workers 0); "
+              "a Qdrant server lets workers share it", file=sys.stderr)
+        workers = 0
     app = create_app(settings, limits=Limits(requests_per_minute=args.rate_limit), cors_origins=tuple(args.cors_origin),
-                     search_processes=args.workers)
+                     search_processes=workers)
     print(f"clapdex: serving the API of {settings.home} on http://{args.host}:{args.port} (its docs at /docs)",
           file=sys.stderr, flush=True)
     end_with_parent()
