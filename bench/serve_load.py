@@ -4,6 +4,7 @@ windows indexed with the shipped model (synthetic vectors, real files: hard link
 real WAVs, so the audio route reads real bytes). Stops by itself.
 
     python bench/serve_load.py --home /tmp/load-home --clients 32 --seconds 60 --out bench/results/serve_load.json
+    python bench/serve_load.py --home /tmp/load-home --workers 0 --out bench/results/serve_load_one_process.json
 
 Prints, per route, requests, errors, p50/p95/p99 ms, and requests/s overall.
 """
