@@ -9,6 +9,7 @@ weighted reciprocal rank.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -17,6 +18,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -229,16 +231,7 @@ class Searcher:
             raise QueryError("the keyword weight is a share between 0 and 1")
         keyword_query = keywords.parse_keywords(keywords_text)
         started = time.perf_counter()
-        self._pinned.store = self.library.store
-        try:
-            return self._search(query, filters, keywords_text, keyword_query, keyword_weight, page, page_size, sort,
-                                started)
-        finally:
-            self._pinned.store = None
-
-    def _search(self, query, filters, keywords_text, keyword_query, keyword_weight, page, page_size, sort,
-                started) -> Results:
-        with self.library.reading():
+        with self._store_pinned(), self.library.reading():
             vector = self.embed_query(query) if query else None
             ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
             ranked = self._sorted(ranked, sort)
@@ -255,6 +248,15 @@ class Searcher:
         log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
+
+    @contextlib.contextmanager
+    def _store_pinned(self) -> Iterator[None]:
+        """``store`` stays the one it is now until the end, in this thread."""
+        self._pinned.store = self.library.store
+        try:
+            yield
+        finally:
+            self._pinned.store = None
 
     def calibration(self) -> relevance.Calibration:
         """This library's reference scores (search.relevance), computed once per state of the store:
@@ -291,7 +293,6 @@ class Searcher:
         if isinstance(source, Clip):
             return self._embed_clip_bytes(source.data, source.name)
         return self._embed_sound(source)
-
 
     def _embed_texts(self, texts: list[str]) -> list[np.ndarray]:
         vectors = self.encoder.embed_text(texts)

@@ -29,7 +29,7 @@ from encoders import Encoder, MissingWeightsError, list_models, load_encoder
 from search import duplicates
 from search.catalog import INDEXED, PENDING, Catalog, CatalogMissing, Facets, ModelIdentity
 from search.config import ConfigError, Settings
-from search.store import VectorStore, open_store
+from search.store import VectorStore, faiss_file, open_store
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Library:
     def _store_file(self) -> tuple | None:
         """What identifies the saved vector file's version (saves replace it: a new inode)."""
         try:
-            found = os.stat(self.settings.vectors_dir / "windows.faiss")
+            found = os.stat(faiss_file(self.settings))
         except FileNotFoundError:
             return None
         return found.st_ino, found.st_mtime_ns, found.st_size

@@ -79,7 +79,7 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
     """``settings.store``: "faiss" (files in the home), or a Qdrant URL: ``qdrant://host:6333``
     for a server, ``qdrant+local:///folder`` for qdrant-client's local mode."""
     if settings.store == "faiss":
-        return FaissStore(settings.vectors_dir / "windows.faiss", dim)
+        return FaissStore(faiss_file(settings), dim)
     if settings.store.startswith(("qdrant://", "qdrant+local://")):
         from search.qdrant_store import QdrantStore  # qdrant-client is an optional dependency
 
@@ -87,6 +87,11 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
     raise ConfigError(
         f"unknown vector store {settings.store!r}; known: 'faiss', 'qdrant://HOST:PORT', 'qdrant+local:///FOLDER'"
     )
+
+
+def faiss_file(settings: Settings) -> Path:
+    """Where a home's FAISS index is saved; a save replaces the file (``write_atomically``)."""
+    return settings.vectors_dir / "windows.faiss"
 
 
 log = logging.getLogger(__name__)
