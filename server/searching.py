@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -49,6 +50,7 @@ class SearchProcesses:
         self.settings, self.processes, self.max_clip_seconds = settings, processes, max_clip_seconds
         self.gathered = Gathered(self._run, most=BATCH, at_once=processes)
         self.executor = self._start()
+        self._restarting = threading.Lock()  # batches failing together start one new pool
 
     def _start(self) -> ProcessPoolExecutor:
         # Spawned, not forked: the server may hold threads and a loaded library already.
@@ -71,10 +73,11 @@ class SearchProcesses:
         try:
             return executor.submit(_search_batch, requests).result()
         except BrokenProcessPool:
-            log.error("a search process died; starting new ones")
-            if self.executor is executor:
-                self.executor = self._start()
-            executor.shutdown(wait=False, cancel_futures=True)
+            with self._restarting:
+                if self.executor is executor:
+                    log.error("a search process died; starting new ones")
+                    self.executor = self._start()
+                    executor.shutdown(wait=False, cancel_futures=True)
             raise SearchUnavailable("a search process stopped; try again") from None
 
     def close(self) -> None:

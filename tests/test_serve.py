@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -271,6 +272,10 @@ def children_of(pid: int) -> set[int]:
     return children
 
 
+def search_processes_of(pid: int) -> set[int]:
+    return {child for child in children_of(pid) if "multiprocessing.spawn" in open(f"/proc/{child}/cmdline").read()}
+
+
 def test_search_processes_answer_as_the_server_itself_and_end_with_it(api, tiny_weights):
     if api.catalog:
         pytest.skip("where the catalog is changes nothing here: run over SQLite only")
@@ -285,9 +290,17 @@ def test_search_processes_answer_as_the_server_itself_and_end_with_it(api, tiny_
                 time.sleep(0.5)
             answers_by[workers] = [served.json(f"/v1/search?q={words}&top=5")[0] for words in ("tone", "noise")]
             answers_by[workers].append(served.json(f"/v1/similar?path={quoted(api.library['tone'])}&top=3")[0])
-            workers_started = {child for child in children_of(server.pid)
-                               if "multiprocessing.spawn" in open(f"/proc/{child}/cmdline").read()}
+            workers_started = search_processes_of(server.pid)
             assert len(workers_started) == int(workers)
+            if workers_started:  # one killed: that search is refused, new workers take over
+                killed = min(workers_started)
+                os.kill(killed, signal.SIGKILL)
+                time.sleep(1)  # for the pool to notice
+                status, body, headers = served.get("/v1/search?q=tone&top=5")
+                assert (status, headers["Retry-After"]) == (503, "5"), body
+                assert served.json("/v1/search?q=tone&top=5")[0] == answers_by[workers][0]
+                workers_started = search_processes_of(server.pid)
+                assert 1 <= len(workers_started) <= int(workers) and killed not in workers_started  # started as needed
         finally:
             server.kill()  # no goodbye: the workers must notice by themselves
             server.wait(timeout=30)
