@@ -44,10 +44,12 @@ USER_ERRORS = (
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer import index_paths  # torch and the model: only for the verbs that embed
+    from indexer.pipeline import start_index_workers
     from indexer.watch import check_watchable, watch
 
     if args.watch:  # refused before anything is loaded or made
         check_watchable(args.paths, args.force_network)
+    start_index_workers()  # before the model: forked from a process holding a GPU, each costs ~47 ms
     with Library(settings, create=True) as library:
         if library.indexed is None:  # a new library: say at once which model it gets
             _ = library.encoder

@@ -10,7 +10,8 @@ of 2,000 clips on the H100 machine, their start included). Each worker streams i
 
 The workers outlive a call and serve the next one: forking a process that holds CUDA and a
 model costs about 47 ms a worker on the H100 machine, so starting sixteen took 0.4 s, a
-quarter of a run of 2,000 clips (docs/benchmarks.md).
+quarter of a run of 2,000 clips (docs/benchmarks.md). An index run therefore starts them
+(``start_workers``) before it loads the model.
 
 The hand-over is what one receiving process pays for every file, so it is kept to almost
 nothing: each worker owns a ring of slots in shared memory, writes a piece's windows into
@@ -33,7 +34,7 @@ import mmap
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
@@ -45,10 +46,13 @@ from .processes import exit_with_parent
 log = logging.getLogger(__name__)
 
 # Windows handed over at once (a piece), and slots per worker: a worker decodes up to
-# SLOTS pieces ahead of the caller, about 40 MB of address space a worker at 7 s and
-# 44.1 kHz, of which a library of short clips touches a few MB.
+# SLOTS pieces ahead of the caller, in about 43 MB of address space, of which a library of
+# short clips touches a few MB.
 WINDOWS_PER_PIECE = 8
 SLOTS = 4
+# A slot's room: a piece of 7-s windows (MS-CLAP's, our longest) at up to 48 kHz, so that
+# workers started before the model is known serve any of our models.
+SLOT_SAMPLES = WINDOWS_PER_PIECE * 7 * 48000
 # Files a worker holds: the one it reads and the next, so it never waits for the caller to
 # hand it work.
 FILES_AHEAD = 2
@@ -74,27 +78,46 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def decode_windows(paths: Sequence[str | os.PathLike], sample_rate: int, window_seconds: float,
+def decode_windows(paths: Iterable[str | os.PathLike], sample_rate: int, window_seconds: float,
                    hop_seconds: float | None = None, workers: int | None = None) -> Iterator[Piece]:
     """The windows of every file in ``paths`` as ``Piece``s: a file's pieces in order, files
-    interleaved across ``workers`` processes (default: one per core; 0 reads in this process)."""
-    paths = [os.fspath(path) for path in paths]
+    interleaved across ``workers`` processes (default: one per core; 0 reads in this process).
+
+    ``paths`` may be an iterator that is still growing (an index run's scan): a path is taken
+    from it when a worker has room for another file, and a file's number is the order taken."""
+    if isinstance(paths, Sequence):
+        paths = [os.fspath(path) for path in paths]
     workers = default_workers() if workers is None else workers
     job = (sample_rate, window_seconds, hop_seconds)
-    if min(workers, len(paths)) <= 1:
+    if workers <= 1 or (isinstance(paths, list) and len(paths) <= 1):
         for number, path in enumerate(paths):
-            yield from _file_pieces(number, path, *job)
+            yield from _file_pieces(number, os.fspath(path), *job)
         return
-    key = (workers, WINDOWS_PER_PIECE * round(window_seconds * sample_rate))
-    kept = _POOLS.get(key)
-    if kept is None or kept.closed:
-        kept = _POOLS[key] = _WorkerPool(*key)
-    pool = _WorkerPool(*key) if kept.busy else kept  # a call inside another gets workers of its own
+    slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
+    kept = _kept_pool(workers, slot_samples)
+    pool = _WorkerPool(workers, slot_samples) if kept.busy else kept  # a call inside another gets workers of its own
     try:
-        yield from pool.pieces(paths, job)
+        yield from pool.pieces(iter(paths), job)
     finally:
         if pool is not kept:
             pool.close()
+
+
+def start_workers(workers: int | None = None) -> None:
+    """Start the decoder processes now, so that they fork from a small process: after a model is
+    on a GPU, each costs about 47 ms to fork (docs/benchmarks.md). ``decode_windows`` then uses
+    them, for any model."""
+    _kept_pool(default_workers() if workers is None else workers, SLOT_SAMPLES)
+
+
+def _kept_pool(workers: int, slot_samples: int) -> _WorkerPool:
+    """The kept pool of ``workers`` processes, with slots of at least ``slot_samples``."""
+    kept = _POOLS.get(workers)
+    if kept is None or kept.closed or kept.slot_samples < slot_samples:
+        if kept is not None and not kept.closed and not kept.busy:
+            kept.close()
+        kept = _POOLS[workers] = _WorkerPool(workers, max(slot_samples, SLOT_SAMPLES))
+    return kept
 
 
 def _file_pieces(number: int, path: str, sample_rate: int, window_seconds: float,
@@ -137,9 +160,10 @@ class _WorkerPool:
         self.context = multiprocessing.get_context("fork")
         self.owner = os.getpid()  # a forked child holds a copy of this object, not the workers
         self.busy = self.closed = False
-        self.paths: list[str] = []
+        self.slot_samples = slot_samples
+        self.source: Iterator[str] = iter(())  # the call's paths not yet handed out
+        self.paths: list[str] = []  # those handed out, by number
         self.job: tuple[int, float, float | None] | None = None  # the call's rate, window and hop
-        self.next_file = 0
         self.workers = [_Worker(np.frombuffer(mmap.mmap(-1, SLOTS * slot_samples * 4), np.float32)
                                 .reshape(SLOTS, slot_samples))
                         for _ in range(workers)]
@@ -160,35 +184,33 @@ class _WorkerPool:
             worker.files.send((number, self.paths[number], *self.job))
 
     def _hand_out(self, worker: _Worker) -> None:
-        if self.next_file < len(self.paths):
-            worker.files.send((self.next_file, self.paths[self.next_file], *self.job))
-            worker.held.append(self.next_file)
-            self.next_file += 1
+        path = next(self.source, None)
+        if path is not None:
+            number = len(self.paths)
+            self.paths.append(os.fspath(path))
+            worker.files.send((number, self.paths[number], *self.job))
+            worker.held.append(number)
 
-    def pieces(self, paths: list[str], job: tuple[int, float, float | None]) -> Iterator[Piece]:
-        self.busy, self.paths, self.job, self.next_file = True, paths, job, 0
+    def pieces(self, paths: Iterator[str], job: tuple[int, float, float | None]) -> Iterator[Piece]:
+        self.busy, self.source, self.paths, self.job = True, paths, [], job
         finished = False
         try:
             for _ in range(FILES_AHEAD):  # round robin, so few files still spread over every worker
                 for worker in self.workers:
                     self._hand_out(worker)
-            waiting = len(paths)  # files whose last piece has not come
             live = {worker.connection: worker for worker in self.workers}
-            while waiting:
+            while any(worker.held for worker in self.workers):  # files whose last piece has not come
                 for connection in wait(list(live)):
                     worker = live[connection]
                     try:
                         slot, number, starts, ends, lengths, done, info, error = connection.recv()
                     except EOFError:  # died
                         del live[connection]
-                        for piece in self._replace(worker):
-                            waiting -= 1
-                            yield piece
+                        yield from self._replace(worker)
                         live[worker.connection] = worker
                         continue
                     if done:
                         worker.held.popleft()
-                        waiting -= 1
                         self._hand_out(worker)
                     samples = unpack(worker.slots[slot], lengths) if slot >= 0 else []
                     yield Piece(number, starts, ends, samples, done, info, error)
@@ -211,8 +233,11 @@ class _WorkerPool:
             cause = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
             yield Piece(worker.held.popleft(), [], [], [], True, None, f"the decoder crashed on this file ({cause})")
         self._start(worker)
-        while len(worker.held) < FILES_AHEAD and self.next_file < len(self.paths):
+        while len(worker.held) < FILES_AHEAD:
+            before = len(worker.held)
             self._hand_out(worker)
+            if len(worker.held) == before:  # no file left to give
+                break
 
     def close(self) -> None:
         self.closed = True
@@ -227,8 +252,8 @@ class _WorkerPool:
         self.workers = []
 
 
-# Pools kept for the next call, by worker count and slot size.
-_POOLS: dict[tuple[int, int], _WorkerPool] = {}
+# Pools kept for the next call, by worker count.
+_POOLS: dict[int, _WorkerPool] = {}
 
 
 @atexit.register

@@ -1,12 +1,14 @@
 """files -> catalog (scan) -> audio -> windows -> embeddings -> catalog + vectors (embed).
 
-An index run has two phases. The scan walks the roots and catalogues every audio file with
-its metadata, as 'pending' when it is new or changed: cheap, and the files are findable by
-name and metadata at once. Unchanged files (same size and mtime) are skipped; a changed
-size or mtime is confirmed by the content hash, which also recognises a moved or renamed
-file, re-pointed without embedding it again. Files gone from a scanned folder are
-forgotten. The embedding phase then decodes the pending files as streams, pools their
-windows into full batches for the model, and stores each file's windows and vectors.
+An index run has two stages, overlapped. The scan walks the roots and catalogues every
+audio file with its metadata, as 'pending' when it is new or changed: cheap, and the files
+are findable by name and metadata at once. Unchanged files (same size and mtime) are
+skipped; a changed size or mtime is confirmed by the content hash, which also recognises a
+moved or renamed file, re-pointed without embedding it again. Files gone from a scanned
+folder are forgotten. Embedding takes each pending file as the scan catalogues it: it
+decodes the files as streams, pools their windows into full batches for the model, and
+stores each file's windows and vectors. Both stages run in worker processes started before
+the model loads, and the catalog has one writer, this process's main thread.
 
 Consistency under kill -9: the catalog is committed in checkpoints, each after the vector
 store has been saved (atomically), so a crash leaves at worst vectors the catalog does not
@@ -31,11 +33,11 @@ from tqdm import tqdm
 
 from encoders.audio import AudioInfo
 from encoders.batches import BatchEmbedder
-from encoders.decoding import decode_windows
+from encoders.decoding import decode_windows, start_workers
 from indexer.consistency import examine, repair
 from indexer.metadata import read_metadata
 from indexer.progress import ProgressFile
-from indexer.scan import Contents, Found, read_batches, scan
+from indexer.scan import Contents, Found, read_batches, scan, start_readers
 from search.catalog import ERROR, INDEXED, PENDING, Embedded, File, Metadata, NewFile
 from search.library import Library
 from search.store import VectorStore
@@ -46,10 +48,12 @@ log = logging.getLogger(__name__)
 # model's 5 s): every event shorter than half a window lies wholly inside one window, and
 # each moment of audio is seen by two windows, at twice the vectors of hop = window.
 HOP_SHARE = 0.5
-# An interrupted run loses at most this much work; FAISS rewrites its whole file at each.
+# An interrupted run loses at most this much work; FAISS rewrites its whole file at each
+# checkpoint that follows a change to the vectors.
 CHECKPOINT_SECONDS = 30.0
 CHECKPOINT_FILES = 500
-# The scan only writes the catalog (cheap), so it commits more often.
+# Until vectors change, a checkpoint only commits the catalog (cheap), so the scan's come
+# more often: files are findable by name soon after they are found.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
 # Files the scan looks up, reads and writes together: one query and one flush for all. The
@@ -89,24 +93,35 @@ def index_paths(
     """
     paths = [os.path.abspath(path) for path in paths]
     found = scan(paths)
+    start_index_workers()
     with _IndexRun(library, progress, checkpoint_files, show_progress) as run:
-        run.scan(found, folders=[path for path in paths if os.path.isdir(path)])
-        run.embed_pending()
+        run.embed(run.scan(found, folders=[path for path in paths if os.path.isdir(path)]))
         return run.finish()
 
 
 def embed_pending(library: Library, progress: Progress | None = None, show_progress: bool = False) -> IndexReport:
     """Embed the files the catalog holds as 'pending' (after ``clapdex doctor --fix``)."""
+    start_index_workers()
     with _IndexRun(library, progress, CHECKPOINT_FILES, show_progress) as run:
-        run.embed_pending()
+        run.tracker.start("embedding", None)
+        run.embed(run.pending_besides(set()))
         return run.finish()
+
+
+def start_index_workers() -> None:
+    """Start the scan's readers and the decoders, unless running already. Call it before the
+    model loads (the index verb does): forked from a process holding a model on a GPU, each
+    of them costs about 47 ms to start, a second or more for a machine's worth."""
+    start_readers()
+    start_workers()
 
 
 @dataclasses.dataclass(eq=False)
 class _FileJob:
     """A pending file on its way through the model."""
 
-    record: File
+    file_id: int
+    path: str
     windows: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     vectors: list[np.ndarray] = dataclasses.field(default_factory=list)
     info: AudioInfo | None = None
@@ -128,13 +143,18 @@ class _IndexRun:
         self.notify = progress or (lambda path, outcome: None)
         self.show_progress = show_progress
         self.report = IndexReport()
+        self.done = 0  # files embedded (or failed in decoding) and stored
         self.library, self.catalog = library, library.catalog
         try:
             self.encoder = library.encoder
             self.hop = self.encoder.window_seconds * HOP_SHARE
             self.catalog.claim_model(library.identity)
             self.store: VectorStore = library.store
-            repair(self.catalog, self.store, examine(self.catalog, self.store))
+            findings = examine(self.catalog, self.store)
+            repair(self.catalog, self.store, findings)
+            # What the repair did is saved before anything else; an empty store, to make its file.
+            self.vectors_changed = not findings.healthy or len(self.store) == 0
+            self.since_checkpoint, self.last_checkpoint = 0, time.monotonic()
             self.checkpoint()
         except BaseException:
             self.catalog.rollback()
@@ -152,38 +172,69 @@ class _IndexRun:
         # Vectors first: dying between the two leaves vectors the catalog does not name, or
         # windows whose vectors were removed; the next run's repair handles both.
         started = time.perf_counter()
-        self.store.save()
+        if self.vectors_changed:
+            self.store.save()
+            self.vectors_changed = False
         self.catalog.commit()
-        log.debug("checkpoint: %d vectors saved and the catalog committed in %.2f s", len(self.store),
+        self.since_checkpoint, self.last_checkpoint = 0, time.monotonic()
+        log.debug("checkpoint: %d vectors and the catalog committed in %.2f s", len(self.store),
                   time.perf_counter() - started)
+
+    def counted(self, files: int) -> None:
+        """``files`` more files done, by the scan or by embedding: a checkpoint when it is time."""
+        self.since_checkpoint += files
+        most, seconds = ((self.checkpoint_files, CHECKPOINT_SECONDS) if self.vectors_changed
+                         else (SCAN_CHECKPOINT_FILES, SCAN_CHECKPOINT_SECONDS))
+        if self.since_checkpoint >= most or time.monotonic() - self.last_checkpoint >= seconds:
+            self.checkpoint()
+
+    def add_vectors(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.store.add(ids, vectors)
+        self.vectors_changed = True
+
+    def drop_vectors(self, ids: list[int]) -> None:
+        if ids:
+            self.store.remove(np.array(ids, dtype=np.int64))
+            self.vectors_changed = True
 
     def finish(self) -> IndexReport:
         self.checkpoint()
         self.tracker.finish(self.report.summary())
         return self.report
 
-    # --- phase 1: the scan
+    # --- the scan
 
-    def scan(self, found: Iterator[Found], folders: list[str]) -> None:
+    def scan(self, found: Iterator[Found], folders: list[str]) -> Iterator[tuple[int, str]]:
+        """Catalogue the files ``found``, yielding (id, path) of each to embed as soon as it is
+        catalogued; then forget the files gone from ``folders``, and yield the files left
+        pending elsewhere (by an interrupted run, or ``doctor --fix``)."""
         seen: set[int] = set()
+        to_embed: set[int] = set()
         self.tracker.start("scanning", None)
-        last_checkpoint, since_checkpoint = time.monotonic(), 0
         to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read])
                    for batch in self.look_up(found))
-        with tqdm(desc="scanning", unit=" files", disable=None if self.show_progress else True) as bar:
+        with tqdm(desc="scanning", unit=" files", position=0,
+                  disable=None if self.show_progress else True) as bar:
             for batch, contents in read_batches(to_read, _metadata_of, alone=SCAN_BATCH):
-                seen.update(self.catalogue(batch, contents))
+                ids, pending = self.catalogue(batch, contents)
+                seen.update(ids)
                 bar.update(len(batch))
-                since_checkpoint += len(batch)
                 self.tracker.advance(len(seen), len(self.report.errors))
-                if since_checkpoint >= SCAN_CHECKPOINT_FILES or time.monotonic() - last_checkpoint >= SCAN_CHECKPOINT_SECONDS:
-                    self.checkpoint()
-                    last_checkpoint, since_checkpoint = time.monotonic(), 0
+                self.counted(len(batch))
+                to_embed.update(file_id for file_id, _ in pending)
+                yield from pending
         for folder in folders:
             for file_id, path in list(self.catalog.paths_under(folder)):
                 if file_id not in seen:
                     self.remove(self.catalog.file_by_id(file_id))
         self.checkpoint()
+        rest = self.pending_besides(to_embed)
+        self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
+        yield from rest
+
+    def pending_besides(self, taken: set[int]) -> list[tuple[int, str]]:
+        """(id, path) of the pending files not in ``taken``."""
+        return [(record.id, record.path) for record in self.catalog.pending_files() if record.id not in taken]
 
     def look_up(self, found: Iterator[Found]) -> Iterator[list[_Seen]]:
         """The files found, in batches, each with its catalog record and what its stat says."""
@@ -191,24 +242,26 @@ class _IndexRun:
             records = self.catalog.files_at(path for path, _ in batch)
             yield [_Seen.stat(path, root, records.get(path)) for path, root in batch]
 
-    def catalogue(self, batch: list[_Seen], contents: list[Contents]) -> list[int]:
+    def catalogue(self, batch: list[_Seen], contents: list[Contents]) -> tuple[list[int], list[tuple[int, str]]]:
         """Record ``batch`` as found now, given the contents of those of its files that were read
-        (in order); returns their ids in the catalog."""
+        (in order); returns their ids in the catalog, and (id, path) of those now pending."""
         for item, read in zip([item for item in batch if item.to_read], contents, strict=True):
             item.contents = read
         # Only a new file whose content is catalogued already can have been moved.
         new = {item.contents.digest for item in batch if item.record is None and item.contents and item.contents.digest}
         same_content = self.catalog.files_with_hashes(new) if new else {}
-        ids, fresh = [], []
+        ids, fresh, pending = [], [], []
         for item in batch:
             record = self.catalogue_one(item, same_content, fresh)
             if record is not None:
                 ids.append(record.id)
+                if record.status == PENDING:
+                    pending.append((record.id, record.path))
         self.catalog.flush()
-        ids += self.catalog.add_files(fresh)
+        fresh_ids = self.catalog.add_files(fresh)
         for file in fresh:
             self.notify(file.path, "pending")
-        return ids
+        return ids + fresh_ids, pending + [(file_id, file.path) for file_id, file in zip(fresh_ids, fresh)]
 
     def catalogue_one(self, item: _Seen, same_content: dict[str, list[tuple[int, str, str]]],
                       fresh: list[NewFile]) -> File | None:
@@ -232,7 +285,7 @@ class _IndexRun:
                 return self.move(moved, path, root, item.mtime, metadata)
             fresh.append(NewFile(path, root, item.size, item.mtime, digest, metadata))
             return None
-        self.store.remove(np.array(self.catalog.mark_pending(record), dtype=np.int64))
+        self.drop_vectors(self.catalog.mark_pending(record))
         record = self.catalog.set_file(record, path, root=root, size=item.size, mtime=item.mtime, content_hash=digest)
         record.status, record.error = PENDING, None
         self.catalog.set_metadata(record, metadata)
@@ -242,7 +295,7 @@ class _IndexRun:
     def unchanged(self, record: File) -> File:
         if record.status == INDEXED and record.hop != self.hop:
             # Windows cut with another hop (an index from an older clapdex): cut and embed again.
-            self.store.remove(np.array(self.catalog.mark_pending(record), dtype=np.int64))
+            self.drop_vectors(self.catalog.mark_pending(record))
         if record.status == PENDING:
             # Left waiting by an interrupted run, or to be cut again: counted once embedded.
             self.notify(record.path, "pending")
@@ -272,11 +325,11 @@ class _IndexRun:
         return record
 
     def remove(self, record: File) -> None:
-        self.store.remove(np.array(self.catalog.delete_file(record), dtype=np.int64))
+        self.drop_vectors(self.catalog.delete_file(record))
         self.report.removed += 1
 
     def failed(self, record: File, reason: str) -> File:
-        self.store.remove(np.array(self.catalog.mark_error(record, reason), dtype=np.int64))
+        self.drop_vectors(self.catalog.mark_error(record, reason))
         self.report.errors.append((record.path, reason))
         self.notify(record.path, "error")
         return record
@@ -289,30 +342,35 @@ class _IndexRun:
             if ids:
                 self.store.set_payload(np.array(ids, dtype=np.int64), record)
 
-    # --- phase 2: embedding
+    # --- embedding
 
-    def embed_pending(self) -> None:
-        pending = self.catalog.pending_files()
-        self.tracker.start("embedding", len(pending))
-        jobs = [_FileJob(record) for record in pending]
+    def embed(self, files: Iterable[tuple[int, str]]) -> None:
+        """Decode, embed and store ``files`` ((id, path) of pending files), taking each when a
+        decoder has room for it: an iterator still being filled by the scan is welcome."""
+        started: dict[int, _FileJob] = {}  # by the number decode_windows gives each file
         waiting: collections.deque[_FileJob] = collections.deque()  # decoded, stored in this order once embedded
         embedding: collections.deque[_FileJob] = collections.deque()  # the file of each window given to the model
-        self.done = self.since_checkpoint = 0
-        self.last_checkpoint = time.monotonic()
-        with (tqdm(total=len(pending), desc="embedding", unit=" files", disable=None if self.show_progress else True) as bar,
+
+        def paths() -> Iterator[str]:
+            for number, (file_id, path) in enumerate(files):
+                started[number] = _FileJob(file_id, path)
+                self.bar.total = (self.bar.total or 0) + 1
+                yield path
+
+        with (tqdm(total=0, desc="embedding", unit=" files", position=1,
+                   disable=None if self.show_progress else True) as bar,
               BatchEmbedder(self.encoder) as batches):
             self.bar = bar
             # Worker processes decode the files, interleaved; a file's windows come in order.
-            for piece in decode_windows([job.record.path for job in jobs], self.encoder.sample_rate,
-                                        self.encoder.window_seconds, self.hop):
-                job = jobs[piece.number]
+            for piece in decode_windows(paths(), self.encoder.sample_rate, self.encoder.window_seconds, self.hop):
+                job = started[piece.number]
                 for start, end, samples in zip(piece.starts, piece.ends, piece.samples):
                     job.windows.append((start, end))
                     batches.add(samples)  # a copy: the samples are the decoder's memory
                     embedding.append(job)
                 if piece.done:
                     job.info, job.error, job.decoded = piece.info, piece.error, True
-                    waiting.append(job)
+                    waiting.append(started.pop(piece.number))
                 _hand_back(batches.ready(), embedding)
                 self.store_ready(waiting)
             _hand_back(batches.finish(), embedding)
@@ -322,38 +380,36 @@ class _IndexRun:
         """Store the jobs at the head of ``waiting`` that are ready, together, up to each checkpoint."""
         while waiting and waiting[0].ready:
             jobs = []
-            while waiting and waiting[0].ready and self.since_checkpoint + len(jobs) < self.checkpoint_files:
+            while waiting and waiting[0].ready and (not jobs or self.since_checkpoint + len(jobs) < self.checkpoint_files):
                 jobs.append(waiting.popleft())
             self.store_files(jobs)
             self.done += len(jobs)
-            self.since_checkpoint += len(jobs)
             self.bar.update(len(jobs))
             self.tracker.advance(self.done, len(self.report.errors))
-            if self.since_checkpoint >= self.checkpoint_files or time.monotonic() - self.last_checkpoint >= CHECKPOINT_SECONDS:
-                self.checkpoint()
-                self.since_checkpoint, self.last_checkpoint = 0, time.monotonic()
+            self.counted(len(jobs))
 
     def store_files(self, jobs: list[_FileJob]) -> None:
         """The windows and vectors of ``jobs`` (those decoded), in a few statements; the others' errors."""
+        records = self.catalog.files_by_id(job.file_id for job in jobs)
         stored = [job for job in jobs if job.error is None]
         for job in jobs:
             if job.error is not None:
-                self.failed(job.record, job.error)
+                self.failed(records[job.file_id], job.error)
         if not stored:
             return
         removed, added = self.catalog.replace_windows_of([
-            Embedded(job.record, job.windows, job.info.duration, job.info.sample_rate, job.info.channels, job.info.codec,
-                     job.info.bit_depth, self.hop)
+            Embedded(records[job.file_id], job.windows, job.info.duration, job.info.sample_rate, job.info.channels,
+                     job.info.codec, job.info.bit_depth, self.hop)
             for job in stored
         ])
-        self.store.remove(np.array(removed, dtype=np.int64))
+        self.drop_vectors(removed)
         vectors = [vector for job in stored for vector in job.vectors]
         if vectors:
-            self.store.add(np.array([i for ids in added for i in ids], dtype=np.int64), np.stack(vectors))
+            self.add_vectors(np.array([i for ids in added for i in ids], dtype=np.int64), np.stack(vectors))
         for job, ids in zip(stored, added):
-            self.sync_payload(job.record, ids)
+            self.sync_payload(records[job.file_id], ids)
             self.report.indexed += 1
-            self.notify(job.record.path, "indexed")
+            self.notify(job.path, "indexed")
 
 
 @dataclasses.dataclass(eq=False)

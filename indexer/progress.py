@@ -21,11 +21,12 @@ class ProgressFile:
         self.path = Path(home) / PROGRESS_FILE
         self.state: dict = {}
         self.phase_started = self.last_write = 0.0
+        self.done_before = 0  # of ``done``, what the phase began with
 
-    def start(self, phase: str, total: int | None) -> None:
-        self.phase_started = time.monotonic()
-        self.state = {"pid": os.getpid(), "phase": phase, "done": 0, "total": total, "errors": 0,
-                      "started": self.state.get("started", time.time())}
+    def start(self, phase: str, total: int | None, done: int = 0) -> None:
+        self.phase_started, self.done_before = time.monotonic(), done
+        self.state = {"pid": os.getpid(), "phase": phase, "done": done, "total": total,
+                      "errors": self.state.get("errors", 0), "started": self.state.get("started", time.time())}
         self._write()
 
     def advance(self, done: int, errors: int, total: int | None = None) -> None:
@@ -41,7 +42,7 @@ class ProgressFile:
 
     def _write(self) -> None:
         elapsed = max(time.monotonic() - self.phase_started, 1e-9)
-        rate = self.state["done"] / elapsed
+        rate = (self.state["done"] - self.done_before) / elapsed
         self.state.update(updated=time.time(), files_per_second=round(rate, 3), eta_seconds=None)
         if rate > 0 and self.state.get("total"):
             self.state["eta_seconds"] = round((self.state["total"] - self.state["done"]) / rate, 1)

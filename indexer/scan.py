@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -101,12 +102,12 @@ def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], 
     writes the batches before into the catalog.
     """
     workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    kept = _READERS.get(workers)
     pool, ahead, read_here = None, collections.deque(), 0
     try:
         for batch, files in batches:
             if pool is None and workers > 1 and read_here + len(files) > alone:
-                # fork: the workers start in milliseconds, with ``describe`` and its modules loaded.
-                pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_reader, (os.getpid(),))
+                pool = kept or _reader_pool(workers)
             if pool is None:
                 read_here += len(files)
                 yield batch, _read_all(files, describe)
@@ -116,9 +117,31 @@ def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], 
                 yield _done(*ahead.popleft())
         while ahead:
             yield _done(*ahead.popleft())
+    except BrokenProcessPool:
+        if pool is kept:
+            del _READERS[workers]  # the next call starts a whole pool again
+        raise
     finally:
-        if pool is not None:
+        if pool is not None and pool is not kept:
             pool.shutdown(cancel_futures=True)
+
+
+def start_readers(workers: int | None = None) -> None:
+    """Start ``read_batches``' worker processes now and keep them for every later call: forked
+    from a process that already holds a model on a GPU, each costs about 47 ms to start."""
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    if workers > 1 and workers not in _READERS:
+        pool = _READERS[workers] = _reader_pool(workers)
+        pool.submit(int).result()  # a forking pool starts all its processes at the first task
+
+
+def _reader_pool(workers: int) -> ProcessPoolExecutor:
+    # fork: the workers start in milliseconds, with ``describe`` and its modules loaded.
+    return ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_reader, (os.getpid(),))
+
+
+# Pools started ahead by ``start_readers``, by worker count; they end with the process.
+_READERS: dict[int, ProcessPoolExecutor] = {}
 
 
 def _done(batch: Batch, read: Future | None) -> tuple[Batch, list[Contents]]:

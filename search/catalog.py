@@ -531,6 +531,12 @@ class Catalog:
         the ids of the windows they had (removed) and each file's new window ids (in the order of
         its spans)."""
         records = [entry.record for entry in files]
+    def files_by_id(self, file_ids: Iterable[int]) -> dict[int, File]:
+        """id -> record, for those of ``file_ids`` that are catalogued."""
+        query = select(File).where
+        return {record.id: record for chunk in _chunks(file_ids)
+                for record in self.session.scalars(query(File.id.in_(chunk)))}
+
         removed = self._drop_windows_of(records)
         now = datetime.datetime.now(datetime.timezone.utc)
         for record, _, duration, sample_rate, channels, codec, bit_depth, hop in files:

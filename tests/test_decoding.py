@@ -193,3 +193,21 @@ def test_a_call_inside_another_gets_workers_of_its_own(tmp_path):
     for number in range(len(paths)):
         assert [w[:2] for w in outer[number]["windows"]] == [w[:2] for w in expected[number]["windows"]]
         assert [w[:2] for w in inner[len(paths) - 1 - number]["windows"]] == [w[:2] for w in expected[number]["windows"]]
+
+
+def test_paths_from_an_iterator_are_taken_only_as_workers_have_room(tmp_path):
+    # An index run hands its scan to the decoders as an iterator: the scan must not be drained
+    # ahead of the decoders, or scanning and embedding would again run one after the other.
+    paths = [write_tone(tmp_path / f"clip{i}.flac", 0.3) for i in range(12)]
+    taken = []
+
+    def growing():
+        for path in paths:
+            taken.append(path)
+            yield path
+
+    workers, done = 2, 0
+    for piece in decode_windows(growing(), RATE, 0.25, workers=workers):
+        assert len(taken) <= FILES_AHEAD * workers + done + 1
+        done += piece.done
+    assert done == len(paths) == len(taken)
