@@ -474,6 +474,12 @@ class Catalog:
     def file_by_id(self, file_id: int) -> File | None:
         return self.session.get(File, file_id)
 
+    def files_by_id(self, file_ids: Iterable[int]) -> dict[int, File]:
+        """id -> record, for those of ``file_ids`` that are catalogued."""
+        query = select(File).where
+        return {record.id: record for chunk in _chunks(file_ids)
+                for record in self.session.scalars(query(File.id.in_(chunk)))}
+
     def delete_file(self, record: File) -> list[int]:
         """Forget ``record``; returns the ids of its windows (vectors now to remove)."""
         removed = self._drop_windows(record)
@@ -531,12 +537,6 @@ class Catalog:
         the ids of the windows they had (removed) and each file's new window ids (in the order of
         its spans)."""
         records = [entry.record for entry in files]
-    def files_by_id(self, file_ids: Iterable[int]) -> dict[int, File]:
-        """id -> record, for those of ``file_ids`` that are catalogued."""
-        query = select(File).where
-        return {record.id: record for chunk in _chunks(file_ids)
-                for record in self.session.scalars(query(File.id.in_(chunk)))}
-
         removed = self._drop_windows_of(records)
         now = datetime.datetime.now(datetime.timezone.utc)
         for record, _, duration, sample_rate, channels, codec, bit_depth, hop in files:
