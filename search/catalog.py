@@ -191,6 +191,12 @@ class Embedded(NamedTuple):
     hop: float | None = None
 
 
+# The Meta key whose value changes with every commit that changes files, windows or tags:
+# what is computed from them (facets, status, duplicates) is kept until it changes.
+GENERATION = "generation"
+_WATCHED_TABLES = frozenset({"files", "windows", "file_tags"})
+
+
 class Meta(Base):
     __tablename__ = "meta"
 
@@ -320,6 +326,7 @@ class Catalog:
             self.engine.dispose()
             raise CatalogMissing(url)
         self.session = Session(self.engine, expire_on_commit=False)
+        _watch_changes(self.session)
 
     def create_tables(self) -> None:
         """Create the tables that are not there yet (all of them, for a new catalog)."""
@@ -331,6 +338,7 @@ class Catalog:
         other = object.__new__(Catalog)
         other.engine, other._owns_engine = self.engine, False
         other.session = Session(self.engine, expire_on_commit=False)
+        _watch_changes(other.session)
         return other
 
     def close(self) -> None:
@@ -363,6 +371,11 @@ class Catalog:
             return None
         return ModelIdentity(meta["model"], meta["weights_id"], int(meta["dim"]), meta.get("weights_path", ""),
                              meta.get("weights_named") == "1")
+
+    def generation(self) -> str | None:
+        """A token that changes whenever a commit changes files, windows or tags (None until the
+        first such commit of a catalog made before tokens were kept)."""
+        return self.session.scalar(select(Meta.value).where(Meta.key == GENERATION))
 
     def check_model(self, requested: ModelIdentity) -> None:
         """Raise ModelMismatchError unless the index is empty or was built by ``requested``."""
@@ -857,6 +870,33 @@ def _describes(word: str) -> ColumnElement[bool]:
 def _contains(column, word: str) -> ColumnElement[bool]:
     # coalesce: a NULL column must read as "no match", not poison a NOT into NULL.
     return func.lower(func.coalesce(column, "")).contains(word, autoescape=True)
+
+
+def _watch_changes(session: Session) -> None:
+    """Give the catalog a new generation at each commit of ``session`` that changes its files,
+    windows or tags, however they were written (ORM objects or bulk statements)."""
+    event.listen(session, "do_orm_execute", _note_statement)
+    event.listen(session, "before_flush", _note_flush)
+    event.listen(session, "before_commit", _new_generation)
+    event.listen(session, "after_rollback", lambda rolled_back: rolled_back.info.pop("changed", None))
+
+
+def _note_statement(state) -> None:
+    table = getattr(state.statement, "table", None)
+    if not state.is_select and getattr(table, "name", None) in _WATCHED_TABLES:
+        state.session.info["changed"] = True
+
+
+def _note_flush(session: Session, _context, _instances) -> None:
+    if any(isinstance(item, File | Window | FileTag) for group in (session.new, session.dirty, session.deleted)
+           for item in group):
+        session.info["changed"] = True
+
+
+def _new_generation(session: Session) -> None:
+    session.flush()  # what it changes is noted before the commit's own flush
+    if session.info.pop("changed", False):
+        session.merge(Meta(key=GENERATION, value=os.urandom(8).hex()))
 
 
 def _tune_sqlite(connection, _record) -> None:

@@ -116,6 +116,8 @@ class Library:
         # save: it looks at the vector file at most every STORE_CHECK_SECONDS.
         self._follows_store = not create and settings.store == "faiss"
         self._store_seen: tuple[float, tuple | None] = (0.0, None)  # when looked, what was there
+        # What is computed from the whole catalog, by name: (the catalog's generation, the value).
+        self._computed: dict[str, tuple[str | None, object]] = {}
         # Said to the user when the model chosen is not the one they might expect.
         self.notice: str | None = None
         if encoder is not None:  # loaded already: check it against the index now
@@ -225,20 +227,30 @@ class Library:
     # --- what the library holds
 
     def status(self) -> LibraryStatus:
-        with self.reading() as catalog:
-            counts = catalog.counts()
-            errors = [(record.path, record.error or "unknown") for record in catalog.errors()]
+        counts, errors = self._kept("status", lambda catalog: (
+            catalog.counts(), [(record.path, record.error or "unknown") for record in catalog.errors()]))
         return LibraryStatus(self.indexed, counts[INDEXED], counts[PENDING], errors, counts["windows"],
                              read_progress(self.settings.home))
 
     def facets(self) -> Facets:
-        with self.reading() as catalog:
-            return catalog.facets()
+        return self._kept("facets", Catalog.facets)
 
     def exact_duplicates(self) -> list[list[str]]:
         """Groups of paths with the same content (by hash), each group in path order."""
+        return self._kept("exact duplicates", duplicates.exact_duplicates)
+
+    def _kept(self, name: str, compute):
+        """``compute(catalog)``, computed again only once the catalog has changed: each is a pass
+        over every file (seconds at a million), asked for on every click of the page."""
         with self.reading() as catalog:
-            return duplicates.exact_duplicates(catalog)
+            generation = catalog.generation()
+            kept = self._computed.get(name)
+            if kept is not None and generation is not None and kept[0] == generation:
+                return kept[1]
+            value = compute(catalog)
+            # Read in one transaction with the generation, or later: never older than it says.
+            self._computed[name] = (generation, value)
+            return value
 
     def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> list[duplicates.NearPair]:
         """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples, trims)."""

@@ -163,6 +163,39 @@ def test_many_files_added_and_given_windows_at_once(catalog):
     assert catalog.window_ids() == renewed[0]
 
 
+def test_every_commit_that_changes_files_windows_or_tags_gives_a_new_generation(catalog):
+    """What the page keeps (facets, status) is computed again once, and only once, this changes."""
+    seen = [catalog.generation()]
+
+    def changed() -> bool:
+        seen.append(catalog.generation())
+        return seen[-1] != seen[-2]
+
+    catalog.add_files([NewFile("/lib/a.wav", "/lib", 10, 1.5, "h1", Metadata(tags=("wood",)))])  # bulk INSERTs
+    catalog.commit()
+    assert seen[0] is None and changed() and seen[-1] is not None
+    record = catalog.file("/lib/a.wav")
+    catalog.replace_windows_of([Embedded(record, [(0.0, 1.0)], 1.0, 44100, 1, "x")])
+    catalog.commit()
+    assert changed()
+    catalog.counts(), catalog.facets()
+    catalog.commit()  # reading only
+    assert not changed()
+    catalog.add_key("alice", "read", "0" * 64)
+    catalog.commit()  # not the library's files
+    assert not changed()
+    catalog.mark_error(record, "unreadable")
+    catalog.rollback()  # a change undone is no change
+    catalog.commit()
+    assert not changed()
+    catalog.set_metadata(catalog.file("/lib/a.wav"), Metadata(tags=("metal",)))  # its tag rows, through the ORM
+    catalog.commit()
+    assert changed()
+    other = catalog.reader()  # another thread's session sees the token that commit wrote
+    assert other.generation() == seen[-1]
+    other.close()
+
+
 def unit_rows(count, dim=8, seed=0):
     rows = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)

@@ -46,12 +46,6 @@ def open_searcher() -> Searcher:
     return searcher
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def facets(_searcher: Searcher):
-    # The filters' choices: a pass over the catalog, not needed again on every click.
-    return _searcher.library.facets()
-
-
 @st.cache_data(ttl=60, show_spinner=False)
 def disagreement(_searcher: Searcher) -> str | None:
     # A count of windows and vectors: cheap, but not on every click of every session.
@@ -121,7 +115,8 @@ def attach(widget: str) -> None:
 
 
 def search_view(searcher: Searcher) -> None:
-    options = sidebar.read_options(facets(searcher))
+    # The filters' choices: kept by the library until an index run changes the catalog.
+    options = sidebar.read_options(searcher.library.facets())
     query_form()
     if message := state.take_message():
         show_error(message)
