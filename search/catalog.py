@@ -759,6 +759,11 @@ class Catalog:
             tags=sorted(tags), categories=distinct_values(File.ucs_category), roots=distinct_values(File.root),
         )
 
+    def passing(self, file_ids: Sequence[int], filters: Filters) -> set[int]:
+        """Those of ``file_ids`` that are indexed and pass ``filters``."""
+        query = select(File.id).where(_passing(filters)).where
+        return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(query(File.id.in_(chunk)))}
+
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""
         query = select(Window.id).join(Window.file).where(_passing(filters))

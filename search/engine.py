@@ -41,6 +41,9 @@ OVERSAMPLE = 8
 # Files ranked per query. Pages and the other sort orders work within these: sorting the
 # whole library by name is a listing, not a search.
 RESULT_LIMIT = 500
+# A filter that passes at least 1/BROAD of the best files is applied to the unfiltered ranking,
+# ranked that many times deeper (``Searcher._rank_filtered``).
+BROAD = 2
 # Reciprocal rank fusion's constant: how much rank 1 outweighs rank 10 (60 is the usual choice).
 RRF_K = 60
 SORTS = ("relevance", *CATALOG_SORTS)
@@ -378,7 +381,7 @@ class Searcher:
             excluded = self.catalog.file(os.path.abspath(query.exclude_path))
         by_vector: list[tuple[int, float]] = []
         if vector is not None:
-            by_vector = self._rank_by_vector(vector, self._restriction(filters), excluded.id if excluded else None)
+            by_vector = self._rank_filtered(vector, filters, excluded.id if excluded else None)
         best_score = by_vector[0][1] if by_vector else None
         if not keyword_query:
             if vector is None:  # filters alone: a listing of what they let through
@@ -401,6 +404,24 @@ class Searcher:
         )
         return ranked[:RESULT_LIMIT], best_score
 
+    def _rank_filtered(self, vector: np.ndarray, filters: Filters, exclude_file_id: int | None) -> list[tuple[int, float]]:
+        """``_rank_by_vector`` within ``filters``. A broad filter (a duration most files have, a
+        common format) is applied to the files of a deeper unfiltered ranking: the windows it
+        allows are millions at 10^6 files, seconds to list, where checking a thousand files
+        takes milliseconds. Where too few of those pass, the store searches the allowed windows."""
+        if filters and not self.store.keeps_payload:
+            ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT)
+            kept: list[tuple[int, float]] = []
+            for at in range(0, len(ranked), RESULT_LIMIT):
+                chunk = ranked[at : at + RESULT_LIMIT]
+                passing = self.catalog.passing([file_id for file_id, _ in chunk], filters)
+                kept += [item for item in chunk if item[0] in passing]
+                if len(kept) >= RESULT_LIMIT:
+                    return kept[:RESULT_LIMIT]  # any other file that passes ranks lower
+                if len(passing) * BROAD < len(chunk):
+                    break
+        return self._rank_by_vector(vector, self._restriction(filters), exclude_file_id)
+
     def _restriction(self, filters: Filters) -> dict:
         """How the store is told ``filters``: as its own payload filter where it keeps the
         metadata beside the vectors (Qdrant), else as the windows the catalog lets through."""
@@ -411,21 +432,21 @@ class Searcher:
         return {"allowed_ids": self.catalog.window_ids_matching(filters)}
 
     def _rank_by_vector(
-        self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None
+        self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None, limit: int = RESULT_LIMIT
     ) -> list[tuple[int, float]]:
-        """(file id, best window's cosine) for the nearest files, best first."""
+        """(file id, best window's cosine) for the ``limit`` nearest files, best first."""
         allowed = restriction.get("allowed_ids")
         total = len(self.store) if allowed is None else len(allowed)
-        wanted = min(total, RESULT_LIMIT * OVERSAMPLE)
+        wanted = min(total, limit * OVERSAMPLE)
         best: dict[int, float] = {}
         while wanted > 0:
             scores, ids = self.store.search(vector[np.newaxis], wanted, **restriction)
             best = self._best_score_per_file(scores[0], ids[0], exclude_file_id)
             # Fewer than asked for: the filter let no more through.
-            if len(best) >= RESULT_LIMIT or wanted >= total or ids.shape[1] < wanted:
+            if len(best) >= limit or wanted >= total or ids.shape[1] < wanted:
                 break
             wanted = min(total, wanted * 4)
-        return list(best.items())[:RESULT_LIMIT]
+        return list(best.items())[:limit]
 
     def _best_score_per_file(
         self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None

@@ -12,6 +12,7 @@ import pytest
 from sounds import build_library, sox_tone
 from libraries import index_into, searching
 
+from search import engine
 from search.catalog import Catalog
 from search.config import load_settings
 from search.filters import Filters
@@ -93,6 +94,26 @@ def _passes(hit, filters: Filters) -> bool:
         and (filters.min_duration is None or hit.duration >= filters.min_duration)
         and (filters.max_duration is None or hit.duration <= filters.max_duration)
     )
+
+
+@pytest.mark.parametrize(("filters", "listed"), [
+    (Filters(max_duration=15.0), False),  # every file but long.wav: checked on the unfiltered ranking
+    (Filters(formats=("m4a",)), True),  # one file: searched among the windows it allows
+])
+def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypatch, filters, listed):
+    """Where most of the best files pass, the filtered ranking is the unfiltered one's files that
+    pass, found without listing the windows the filter allows (millions at 10^6 files)."""
+    unfiltered = searcher.search(Query.text("a steady tone"), page_size=50).hits
+    windows_listed = []
+    original = Catalog.window_ids_matching
+    monkeypatch.setattr(Catalog, "window_ids_matching",
+                        lambda catalog, asked: windows_listed.append(asked) or original(catalog, asked))
+    monkeypatch.setattr(engine, "RESULT_LIMIT", 3)  # a library of seven files is "large" then
+
+    results = searcher.search(Query.text("a steady tone"), filters=filters, page_size=50)
+
+    assert names(results) == [hit.name for hit in unfiltered if _passes(hit, filters)][:3]
+    assert bool(windows_listed) == listed
 
 
 def test_a_folder_filter_takes_files_below_it(searcher, library):
