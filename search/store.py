@@ -379,9 +379,10 @@ def _opened(index: faiss.Index, exact_rows: _ExactRows) -> _Flat:
     return (_Ivf if isinstance(index, faiss.IndexIVF) else _Flat)(index, exact_rows)
 
 
-def _trained_ivf(dim: int, kind: str, vectors: np.ndarray) -> faiss.IndexIVF:
-    """An empty IVF index ("ivf" or "ivf-sq8") trained on ``vectors``."""
-    nlist = min(ivf_lists_for(len(vectors)), max(1, len(vectors) // 39))
+def _trained_ivf(dim: int, kind: str, vectors: np.ndarray, count: int | None = None) -> faiss.IndexIVF:
+    """An empty IVF index ("ivf" or "ivf-sq8") for ``count`` vectors (default: as many as
+    ``vectors``), trained on ``vectors``."""
+    nlist = min(ivf_lists_for(count or len(vectors)), max(1, len(vectors) // 39))
     quantizer = faiss.IndexFlatIP(dim)
     if kind == "ivf":
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
