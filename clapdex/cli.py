@@ -21,7 +21,7 @@ from clapdex import __version__
 from encoders import DeviceError, MissingWeightsError, list_models
 from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
 from encoders.processes import end_with_parent
-from search.catalog import KeyNameTaken, ModelMismatchError
+from search.catalog import KeyNameTaken, KeywordIndexUnavailable, ModelMismatchError
 from search.config import ConfigError, Settings, device_problem, load_settings, store_problem
 from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
@@ -36,7 +36,7 @@ USER_ERRORS = (
     (NoIndexError, EXIT_NOT_READY), (CatalogUnreachable, EXIT_NOT_READY), (ModelMismatchError, EXIT_NOT_READY),
     (MissingWeightsError, EXIT_NOT_READY), (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE),
     (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE), (FileNotFoundError, EXIT_USAGE),
-    (KeyNameTaken, EXIT_USAGE), (api_keys.NoKeys, EXIT_NOT_READY),
+    (KeyNameTaken, EXIT_USAGE), (api_keys.NoKeys, EXIT_NOT_READY), (KeywordIndexUnavailable, EXIT_NOT_READY),
 )
 
 

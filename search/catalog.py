@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
     BigInteger, ColumnElement, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator, and_, case,
-    create_engine, delete, event, exists, func, insert, inspect, literal, not_, or_, select, true,
+    column, create_engine, delete, event, exists, false, func, insert, inspect, literal, not_, or_, select, text,
+    true, update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
 from search.filters import Filters
 from search.keyword import Keyword, KeywordQuery
+
+log = logging.getLogger(__name__)
 
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
 # Values per IN list, within every backend's bound-parameter limit.
@@ -103,6 +108,20 @@ class Window(Base):
     end: Mapped[float] = mapped_column(Float)
 
     file: Mapped[File] = relationship(back_populates="windows")
+
+
+class FileText(Base):
+    """What keyword search reads of a file: its name, and everything else it says (``_file_text``).
+
+    Kept by the catalog on every write (``_keep_text``, ``add_files``) and indexed by the
+    database's own full-text index: an FTS5 trigram index on SQLite, pg_trgm on PostgreSQL
+    (``_TEXT_INDEX``). Lower-cased by Python, so both backends fold case alike, Unicode too."""
+
+    __tablename__ = "file_text"
+
+    file_id: Mapped[int] = mapped_column(_ID, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    about: Mapped[str] = mapped_column(Text)  # its fields joined by _SEPARATOR
 
 
 
@@ -325,19 +344,41 @@ class Catalog:
         elif not inspect(self.engine).has_table(Meta.__tablename__):
             self.engine.dispose()
             raise CatalogMissing(url)
-        self.session = Session(self.engine, expire_on_commit=False)
+        self.session = _session(self.engine)
         _watch_changes(self.session)
 
     def create_tables(self) -> None:
-        """Create the tables that are not there yet (all of them, for a new catalog)."""
+        """Create the tables that are not there yet (all of them, for a new catalog), and the
+        keyword index of a catalog made before there was one."""
         Base.metadata.create_all(self.engine)
+        self._build_keyword_index()
+
+    def _build_keyword_index(self) -> None:
+        with self.engine.begin() as connection:
+            _create_text_index(connection)
+            if _text_kept(connection):
+                return
+        with self.engine.begin() as connection:
+            _lock_text(connection)
+            if _text_kept(connection):  # another process built it while this one waited
+                return
+            log.info("building the keyword index of %d files",
+                     connection.scalar(select(func.count()).select_from(File)))
+            connection.execute(delete(FileText))
+            last = connection.scalar(select(func.max(File.id))) or 0
+            for first in range(0, last + 1, _BUILD_STEP):
+                rows = _texts(connection, File.id.between(first, first + _BUILD_STEP - 1))
+                if rows:
+                    connection.execute(insert(FileText), rows)
+            connection.execute(delete(Meta).where(Meta.key == _TEXT_KEY))
+            connection.execute(insert(Meta).values(key=_TEXT_KEY, value=_TEXT_VERSION))
 
     def reader(self) -> Catalog:
         """Another unit of work on the same database, sharing this one's connections: one per
         thread that reads while others do (a session is for one thread at a time)."""
         other = object.__new__(Catalog)
         other.engine, other._owns_engine = self.engine, False
-        other.session = Session(self.engine, expire_on_commit=False)
+        other.session = _session(self.engine)
         _watch_changes(other.session)
         return other
 
@@ -466,6 +507,9 @@ class Catalog:
         tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
+        if _text_kept(self.session):
+            texts = [_file_text(ids[file.path], row, file_tags) for file, row, file_tags in zip(files, rows, tags)]
+            self.session.execute(insert(FileText), texts)
         return [ids[file.path] for file in files]
 
     def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
@@ -700,16 +744,26 @@ class Catalog:
     def keyword_ranked(self, query: KeywordQuery, filters: Filters = Filters(), *, pending: bool = False,
                        exclude_id: int | None = None, limit: int = 1000) -> list[int]:
         """Ids of the files ``query`` matches within ``filters`` (``pending``: files not embedded yet
-        too), best first: a word in the name counts twice a word elsewhere; then by name."""
+        too), best first: a word in the name counts twice a word elsewhere; then by name.
+
+        Read through the keyword index. A catalog made before there was one, opened only to
+        read (writers build it), is scanned instead, its case folded as its database's lower()
+        folds it (SQLite: ASCII only)."""
+        if _text_kept(self.session):
+            in_name, elsewhere = functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about)
+            statement = select(File.id).join(FileText, FileText.file_id == File.id)
+            statement = statement.where(*_narrowing(query, self.engine.dialect.name))
+        else:
+            in_name, elsewhere = functools.partial(_contains, File.name), _describes
+            statement = select(File.id)
         relevance = sum(
-            (case((_contains(File.name, word), 2), else_=0) + case((_describes(word), 1), else_=0)
-             for word in query.wanted),
+            (case((in_name(word), 2), else_=0) + case((elsewhere(word), 1), else_=0) for word in query.wanted),
             start=literal(0),
         )
         statement = (
-            select(File.id)
-            .where(_keywords_match(query), _passing(filters, pending),
-                   true() if exclude_id is None else File.id != exclude_id)
+            statement
+            .where(_keywords_match(query, lambda word: or_(in_name(word), elsewhere(word))),
+                   _passing(filters, pending), true() if exclude_id is None else File.id != exclude_id)
             .order_by(relevance.desc(), File.name, File.id)
             .limit(limit)
         )
@@ -851,16 +905,16 @@ def _passing(filters: Filters, pending: bool = False) -> ColumnElement[bool]:
     return and_(File.status.in_((INDEXED, PENDING) if pending else (INDEXED,)), *file_conditions(filters))
 
 
-def _keywords_match(query: KeywordQuery) -> ColumnElement[bool]:
-    """A WHERE clause on File true for the files ``query`` matches: an OR of ANDs."""
+def _keywords_match(query: KeywordQuery, found: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
+    """A WHERE clause true for the files ``query`` matches, an OR of ANDs, ``found`` saying
+    where a file holds a word."""
     if not query:
         return true()
-    return or_(*(and_(*(_keyword_clause(keyword) for keyword in group)) for group in query.alternatives))
+    return or_(*(and_(*(_keyword_clause(keyword, found) for keyword in group)) for group in query.alternatives))
 
 
-def _keyword_clause(keyword: Keyword) -> ColumnElement[bool]:
-    found = or_(_contains(File.name, keyword.word), _describes(keyword.word))
-    return not_(found) if keyword.negated else found
+def _keyword_clause(keyword: Keyword, found: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
+    return not_(found(keyword.word)) if keyword.negated else found(keyword.word)
 
 
 def _describes(word: str) -> ColumnElement[bool]:
@@ -875,6 +929,151 @@ def _describes(word: str) -> ColumnElement[bool]:
 def _contains(column, word: str) -> ColumnElement[bool]:
     # coalesce: a NULL column must read as "no match", not poison a NOT into NULL.
     return func.lower(func.coalesce(column, "")).contains(word, autoescape=True)
+
+
+# --- the keyword index: file_text, its full-text index, and who keeps them
+
+# Between a file's fields in FileText.about: a query's word never holds it (parse_keywords
+# splits words at it as at any white space), so neither a word nor a phrase runs across fields.
+_SEPARATOR = "\x1f"
+_ABOUT = ("title", "description", "ucs_cat_id", "ucs_category", "ucs_subcategory")
+# FileText is made of these: a change to any of them (or to the tags) makes the file's text again.
+_TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
+# meta's key and value once every file has its text as _file_text makes it: a new version (a
+# change to what the text holds) builds it again on the next open for writing.
+_TEXT_KEY, _TEXT_VERSION = "keyword_text", "1"
+_BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
+
+# Substring matching is what keyword search promises ("door" finds "DOORWood", "oor" too), so
+# trigram indexes, not word indexes (a tsvector finds words and stems, never parts of words):
+# FTS5's trigram tokenizer on SQLite (3.34+), pg_trgm's GIN operator class on PostgreSQL.
+# SQLite's index reads FileText as its external content, kept in step by triggers.
+_TEXT_INDEX = {
+    "sqlite": (
+        "CREATE VIRTUAL TABLE IF NOT EXISTS file_text_index USING fts5(name, about, content='file_text', "
+        "content_rowid='file_id', tokenize='trigram case_sensitive 1')",
+        "CREATE TRIGGER IF NOT EXISTS file_text_added AFTER INSERT ON file_text BEGIN "
+        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.file_id, new.name, new.about); END",
+        "CREATE TRIGGER IF NOT EXISTS file_text_removed AFTER DELETE ON file_text BEGIN "
+        "INSERT INTO file_text_index(file_text_index, rowid, name, about) "
+        "VALUES ('delete', old.file_id, old.name, old.about); END",
+        "CREATE TRIGGER IF NOT EXISTS file_text_changed AFTER UPDATE ON file_text BEGIN "
+        "INSERT INTO file_text_index(file_text_index, rowid, name, about) "
+        "VALUES ('delete', old.file_id, old.name, old.about); "
+        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.file_id, new.name, new.about); END",
+    ),
+    "postgresql": (
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "CREATE INDEX IF NOT EXISTS file_text_trigrams ON file_text USING gin (name gin_trgm_ops, about gin_trgm_ops)",
+    ),
+}
+
+
+class KeywordIndexUnavailable(RuntimeError):
+    """The database cannot make the keyword index (PostgreSQL without the pg_trgm extension)."""
+
+
+def _create_text_index(connection) -> None:
+    try:
+        for statement in _TEXT_INDEX.get(connection.dialect.name, ()):
+            connection.exec_driver_sql(statement)
+    except DBAPIError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise KeywordIndexUnavailable(
+            f"the catalog's database cannot make the keyword index ({reason}); on PostgreSQL, have the "
+            "database's owner run CREATE EXTENSION pg_trgm in it") from None
+
+
+def _text_kept(connection) -> bool:
+    """Every file has its text, as this version makes it (``connection``: or a session)."""
+    return connection.scalar(select(Meta.value).where(Meta.key == _TEXT_KEY)) == _TEXT_VERSION
+
+
+def _lock_text(connection) -> None:
+    # Two processes opening an old catalog at once build its text once: the second waits here
+    # for the first to commit, then finds it built.
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE file_text IN EXCLUSIVE MODE")
+    else:  # a write as a transaction's first statement takes SQLite's write lock before anything is read
+        connection.execute(update(Meta).where(Meta.key == _TEXT_KEY).values(value=Meta.value))
+
+
+def _file_text(file_id: int, fields, tags: Iterable[str]) -> dict:
+    """FileText's row for a file whose columns ``fields`` (a mapping) holds, with its ``tags``."""
+    # The folder below the root: every file shares the root's own path, so it says nothing.
+    about = (fields["folder"][len(fields["root"]):], *(fields[name] for name in _ABOUT), *tags)
+    return {"file_id": file_id, "name": fields["name"].lower(),
+            "about": _SEPARATOR.join(value.lower() for value in about if value)}
+
+
+def _texts(connection, which: ColumnElement[bool]) -> list[dict]:
+    """FileText's rows for the files ``which`` selects, as they are now."""
+    tags: dict[int, list[str]] = {}
+    for file_id, tag in connection.execute(select(FileTag.file_id, FileTag.tag).join(File).where(which)):
+        tags.setdefault(file_id, []).append(tag)
+    columns = [File.id, *(getattr(File, name) for name in _TEXT_FIELDS)]
+    return [_file_text(row.id, row._mapping, tags.get(row.id, ())) for row in connection.execute(select(*columns).where(which))]
+
+
+def _keep_text(session: Session, _flush_context) -> None:
+    """After every flush, the text of the files whose name, place, description or tags it
+    changed made again, in the same transaction. Bulk statements beside the ORM keep it
+    themselves (``add_files``)."""
+    changed, gone = set(), set()
+    for record in session.new:
+        if isinstance(record, (File, FileTag)):
+            changed.add(record.id if isinstance(record, File) else record.file_id)
+    for record in session.dirty:
+        state = inspect(record)
+        if isinstance(record, File) and any(state.attrs[name].history.has_changes() for name in _TEXT_FIELDS):
+            changed.add(record.id)
+    for record in session.deleted:
+        if isinstance(record, File):
+            gone.add(record.id)
+        elif isinstance(record, FileTag):
+            changed.add(record.file_id)
+    if not (changed or gone):
+        return
+    connection = session.connection()
+    if not _text_kept(connection):  # a catalog made before the index: building it later makes every text
+        return
+    for chunk in _chunks(sorted(changed | gone)):
+        connection.execute(delete(FileText).where(FileText.file_id.in_(chunk)))
+        rows = _texts(connection, File.id.in_([file_id for file_id in chunk if file_id not in gone]))
+        if rows:
+            connection.execute(insert(FileText), rows)
+
+
+def _session(engine) -> Session:
+    session = Session(engine, expire_on_commit=False)
+    event.listen(session, "after_flush", _keep_text)
+    return session
+
+
+def _holds(column, word: str) -> ColumnElement[bool]:
+    """``word`` (lower case) is in ``column`` of FileText (lower case too): LIKE, which
+    pg_trgm's index serves; on SQLite, ``_narrowing`` does what an index can first."""
+    if _SEPARATOR in word:  # could only be found across two fields
+        return false()
+    return column.contains(word, autoescape=True)
+
+
+def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
+    """On SQLite, a condition keeping the files its trigram index finds for ``query``: each
+    alternative's words of three characters or more (what trigrams find), none when an
+    alternative has no such word (only reading every file's text finds those). The words are
+    then tested exactly (``_holds``), so this only needs to keep every file that matches."""
+    if dialect != "sqlite" or not query:
+        return []
+    alternatives = []
+    for group in query.alternatives:
+        words = [keyword.word for keyword in group if not keyword.negated and len(keyword.word) >= 3]
+        if not words:
+            return []
+        # An FTS5 string, its quotes doubled: the word is never read as FTS5 syntax.
+        alternatives.append("(" + " AND ".join('"' + word.replace('"', '""') + '"' for word in words) + ")")
+    matching = text("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match")
+    return [FileText.file_id.in_(matching.bindparams(match=" OR ".join(alternatives)).columns(column("rowid", Integer)))]
 
 
 def _watch_changes(session: Session) -> None:

@@ -1,10 +1,13 @@
-"""Boolean keyword search over names and folders, in SQL, on a real SQLite catalog."""
+"""Boolean keyword search over names, folders and what files say, through the catalog's
+full-text index, on a real SQLite catalog and a real PostgreSQL one alike."""
 
 from __future__ import annotations
 
 import pytest
+from postgres import fresh_database
+from sqlalchemy import func, select, text
 
-from search.catalog import INDEXED, Catalog, Metadata
+from search.catalog import ERROR, INDEXED, PENDING, Catalog, FileText, Meta, Metadata, NewFile
 from search.keyword import Keyword, parse_keywords
 
 ROOT = "/library"
@@ -16,12 +19,18 @@ NAMES = {
     "weather/100%_wet_rain.wav": INDEXED,
     "weather/metal_door_in_rain.wav": INDEXED,
     "weather/door_broken.wav": "error",
+    "sommer/Été_ORAGE_Übergang.wav": INDEXED,
 }
+BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    with Catalog(f"sqlite:///{tmp_path_factory.mktemp('keywords') / 'catalog.sqlite'}") as opened:
+def new_catalog(backend: str, folder) -> Catalog:
+    return Catalog(f"sqlite:///{folder / 'catalog.sqlite'}" if backend == "sqlite" else fresh_database())
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def catalog(request, tmp_path_factory):
+    with new_catalog(request.param, tmp_path_factory.mktemp("keywords")) as opened:
         for relative, status in NAMES.items():
             record = opened.set_file(None, f"{ROOT}/{relative}", root=ROOT, size=1, mtime=0.0)
             record.status = status
@@ -32,6 +41,12 @@ def catalog(tmp_path_factory):
         ))
         described.status = INDEXED
         opened.commit()
+        yield opened
+
+
+@pytest.fixture(params=BACKENDS)
+def empty(request, tmp_path):
+    with new_catalog(request.param, tmp_path) as opened:
         yield opened
 
 
@@ -85,3 +100,137 @@ def test_descriptions_tags_and_ucs_categories_match(catalog, text):
 def test_a_tag_excluded_removes_the_file(catalog):
     assert "misc/take_04.wav" not in found(catalog, "wav -storm")
     assert "misc/take_04.wav" in found(catalog, "wav -door")
+
+
+def test_words_of_one_and_two_letters_are_found_without_trigrams(catalog):
+    assert found(catalog, "04") == ["misc/take_04.wav"]
+    assert sorted(found(catalog, "_s")) == ["doors/metal/DOORMetl_slam.wav", "doors/wood/DOORWood_creak_slow.wav"]
+    assert found(catalog, "in metal") == ["weather/metal_door_in_rain.wav"]
+    assert found(catalog, "in -rain -rolling -ing") == []
+
+
+def test_a_query_of_exclusions_alone_keeps_every_other_file(catalog):
+    assert found(catalog, "-wav") == ["doors/gate_latch.flac"]
+    assert sorted(found(catalog, "-door -weather -xyz")) == ["misc/take_04.wav", "sommer/Été_ORAGE_Übergang.wav"]
+
+
+def test_a_phrase_is_found_whole_and_never_across_two_fields(catalog):
+    assert found(catalog, '"thunder clap"') == ["misc/take_04.wav"]
+    assert found(catalog, '"clap thunder"') == []
+    # The description ends "rolling", the UCS CatID that follows it is "WEATHStorm".
+    assert found(catalog, '"rolling weathstorm"') == []
+    assert found(catalog, '"metal_door"') == ["weather/metal_door_in_rain.wav"]
+
+
+def test_parts_of_words_are_found_anywhere_in_them(catalog):
+    assert found(catalog, "oorwoo") == ["doors/wood/DOORWood_creak_slow.wav"]
+    assert sorted(found(catalog, "ath")) == ["misc/take_04.wav", "weather/100%_wet_rain.wav",
+                                             "weather/metal_door_in_rain.wav", "weather/rain_on_roof.wav"]
+    assert found(catalog, "slo") == ["doors/wood/DOORWood_creak_slow.wav"]
+
+
+def test_or_of_ands_with_nots(catalog):
+    assert sorted(found(catalog, "slam, latch")) == ["doors/gate_latch.flac", "doors/metal/DOORMetl_slam.wav"]
+    assert sorted(found(catalog, "rain -metal -100, storm")) == ["misc/take_04.wav", "weather/rain_on_roof.wav"]
+    assert found(catalog, 'd"oor -x') == []  # a quote inside a word is a character to find, not FTS5 syntax
+
+
+@pytest.mark.parametrize("text", ["été", "ÉTÉ", "Ét", "übergang", "ÜBER", "orage", "ü"])
+def test_case_is_folded_beyond_ascii_alike_on_every_backend(catalog, text):
+    # Python's str.lower() folds both the text and the words: "É" is "é", but "é" is not "e".
+    assert found(catalog, text) == ["sommer/Été_ORAGE_Übergang.wav"]
+
+
+def test_accents_are_kept(catalog):
+    assert found(catalog, "ete") == []
+    assert found(catalog, "uber") == []
+
+
+def test_pending_files_and_one_excluded(catalog):
+    everything = catalog.keyword_ranked(parse_keywords("door"), pending=True)
+    assert "weather/door_broken.wav" not in found(catalog, "door")  # an error, not pending
+    first = everything[0]
+    assert first not in catalog.keyword_ranked(parse_keywords("door"), exclude_id=first)
+
+
+def add(catalog: Catalog, relative: str, **described) -> int:
+    record = catalog.set_file(None, f"{ROOT}/{relative}", root=ROOT, size=1, mtime=0.0)
+    if described:
+        catalog.set_metadata(record, Metadata(**described))
+    record.status = INDEXED
+    catalog.commit()
+    return record.id
+
+
+def test_a_file_moved_renamed_retagged_or_described_anew_is_found_by_its_new_text_only(empty):
+    file_id = add(empty, "dogs/bark_loud.wav", tags=("kennel",), description="A big dog")
+    assert found(empty, "bark kennel dogs big") == ["dogs/bark_loud.wav"]
+
+    record = empty.file_by_id(file_id)
+    empty.move_file(record, f"{ROOT}/cats/meow_soft.wav", root=ROOT, mtime=1.0)
+    empty.set_metadata(record, Metadata(tags=("cattery", "indoor"), description="A small cat"))
+    empty.commit()
+    for old in ("bark", "dogs", "kennel", "big", "og"):
+        assert found(empty, old) == []
+    assert found(empty, "meow cats cattery indoor small") == ["cats/meow_soft.wav"]
+
+    empty.set_file(record, f"{ROOT}/birds/tweet.wav", root=ROOT, size=2, mtime=2.0)
+    empty.commit()
+    assert found(empty, "meow") == [] and found(empty, "tweet birds cattery") == ["birds/tweet.wav"]
+
+
+def test_a_deleted_file_is_never_found_again_not_even_under_its_id(empty):
+    file_id = add(empty, "doomed/horn_blast.wav", tags=("brass",))
+    empty.delete_file(empty.file_by_id(file_id))
+    empty.commit()
+    assert found(empty, "horn") == [] and found(empty, "brass") == []
+    add(empty, "kept/chime.wav")  # SQLite may give it the deleted file's id
+    assert found(empty, "horn") == [] and found(empty, "brass") == [] and found(empty, "chime") == ["kept/chime.wav"]
+    assert empty.session.scalar(select(func.count()).select_from(FileText)) == 1
+
+
+def test_files_added_in_bulk_are_found_and_status_changes_keep_their_text(empty):
+    new = [NewFile(f"{ROOT}/bulk/clip_{index}.wav", ROOT, 1, 0.0, None, Metadata(tags=(f"take{index}",)))
+           for index in range(3)]
+    ids = empty.add_files(new)
+    empty.commit()
+    assert found(empty, "clip") == []  # pending
+    assert empty.keyword_ranked(parse_keywords("take1"), pending=True) == [ids[1]]
+    record = empty.file_by_id(ids[1])
+    empty.mark_error(record, "unreadable")
+    empty.commit()
+    assert empty.keyword_ranked(parse_keywords("take1"), pending=True) == []
+    empty.mark_pending(record)
+    empty.commit()
+    assert empty.keyword_ranked(parse_keywords("take1 bulk"), pending=True) == [ids[1]]
+    assert record.status == PENDING and ERROR != PENDING
+
+
+QUERIES = ["door", "DOOR -metal, gate", "rain metal", "in", "_s", "04", "-wav", '"thunder clap"', "ath",
+           "storm, latch -gate", "wood", "library", "100%", "x"]
+
+
+def test_a_catalog_made_before_the_index_is_read_as_before_and_built_when_opened_for_writing(empty):
+    for relative, status in NAMES.items():
+        if relative.isascii():
+            add(empty, relative)
+    add(empty, "misc/take_04.wav", description="Thunder clap, distant, rolling", tags=("Storm", "field recording"),
+        ucs_category="AMBIENCE", ucs_cat_id="WEATHStorm", ucs_subcategory="Storm")
+    built = {query: found(empty, query) for query in QUERIES}
+    url = empty.engine.url.render_as_string(hide_password=False)
+    empty.rollback()  # its reading done: PostgreSQL drops no table a transaction has read
+    with empty.engine.begin() as connection:  # as a catalog made before file_text was
+        for statement in ("DROP TABLE file_text_index", "DROP TABLE file_text") if "sqlite" in url else (
+                "DROP TABLE file_text",):
+            connection.execute(text(statement))
+        connection.execute(Meta.__table__.delete().where(Meta.key == "keyword_text"))
+
+    with Catalog(url, create=False) as reader:
+        assert {query: found(reader, query) for query in QUERIES} == built
+        with pytest.raises(Exception):
+            reader.session.execute(select(FileText.file_id)).all()
+    with Catalog(url) as writer:
+        assert writer.session.scalar(select(func.count()).select_from(FileText)) == len(NAMES)
+        assert {query: found(writer, query) for query in QUERIES} == built
+        add(writer, "late/door_bell.wav")
+        assert found(writer, "bell") == ["late/door_bell.wav"]
