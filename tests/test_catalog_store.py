@@ -10,6 +10,7 @@ from postgres import fresh_database
 from search.catalog import (
     ERROR, INDEXED, PENDING, Catalog, Embedded, File, Metadata, ModelIdentity, ModelMismatchError, NewFile, file_conditions,
 )
+from search import catalog as catalog_module
 from search.filters import Filters
 from search.config import load_settings
 from search.store import FaissStore, open_store
@@ -194,6 +195,19 @@ def test_every_commit_that_changes_files_windows_or_tags_gives_a_new_generation(
     other = catalog.reader()  # another thread's session sees the token that commit wrote
     assert other.generation() == seen[-1]
     other.close()
+
+
+def test_a_sqlite_catalog_gathers_its_planners_statistics_after_a_change(tmp_path, monkeypatch):
+    """Without them SQLite's planner reads every file of a format to find one category's."""
+    monkeypatch.setattr(catalog_module, "_statistics_refreshed", 0.0)
+    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        catalog.add_files([NewFile(f"/lib/{number}.wav", "/lib", 10, 1.5, None, Metadata()) for number in range(50)])
+        catalog.commit()
+        stats = dict(catalog.session.execute(text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'files'")).all())
+        assert stats["ix_files_format"].startswith("50 ")
+        catalog.add_files([NewFile("/lib/more.wav", "/lib", 10, 1.5, None, Metadata())])
+        catalog.commit()  # minutes have not passed: not again
+        assert catalog.session.scalar(text("SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_files_format'")).startswith("50 ")
 
 
 def unit_rows(count, dim=8, seed=0):
