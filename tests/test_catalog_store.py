@@ -197,6 +197,23 @@ def test_every_commit_that_changes_files_windows_or_tags_gives_a_new_generation(
     other.close()
 
 
+def test_a_folder_filter_is_the_folders_exact_prefix_read_from_the_paths_index(catalog):
+    inside = catalogue(catalog, "/lib/Take_1%/x.wav", 1.0, 44100, 1)
+    deeper = catalogue(catalog, "/lib/Take_1%/sub/y.wav", 1.0, 44100, 1)
+    for other in ("/lib/take_1%/z.wav", "/lib/TakeX1%/z.wav", "/lib/Take_1x/z.wav", "/lib/Take_1%z/z.wav"):
+        catalogue(catalog, other, 1.0, 44100, 1)  # another case, "_" and "%" as any character, a sibling
+    catalog.commit()
+
+    assert sorted(catalog.window_ids_matching(Filters(folders=("/lib/Take_1%",)))) == sorted([inside, deeper])
+    assert [path for _, path in catalog.paths_under("/lib/Take_1%")] == ["/lib/Take_1%/sub/y.wav", "/lib/Take_1%/x.wav"]
+    if catalog.engine.dialect.name == "sqlite":
+        query = select(File.id).where(*file_conditions(Filters(folders=("/lib/Take_1%",))))
+        compiled = query.compile(catalog.engine)
+        plan = catalog.session.connection().exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params[name] for name in compiled.positiontup)).all()
+        assert "(path>? AND path<?)" in " ".join(row[3] for row in plan)
+
+
 def test_a_sqlite_catalog_gathers_its_planners_statistics_after_a_change(tmp_path, monkeypatch):
     """Without them SQLite's planner reads every file of a format to find one category's."""
     monkeypatch.setattr(catalog_module, "_statistics_refreshed", 0.0)
