@@ -50,9 +50,12 @@ class BatchEmbedder:
         self.batch_size = batch_size or encoder.batch_size * len(encoder.devices)
         window = round(encoder.sample_rate * encoder.window_seconds)
         pinned = torch.device(encoder.device).type == "cuda"
-        self._free: queue.Queue[_Buffer] = queue.Queue()
-        for _ in range(BUFFERS):
-            self._free.put(_Buffer(self.batch_size * window, pinned))
+        self._free: queue.Queue[_Buffer | BaseException] = queue.Queue()
+        # Page-locking a buffer takes about a quarter of a second (316 MB for MS-CLAP's batch):
+        # done on a thread, while the caller starts decoding and cataloguing.
+        self._allocating = threading.Thread(target=self._allocate, args=(self.batch_size * window, pinned),
+                                            name="clapdex-buffers", daemon=True)
+        self._allocating.start()
         self._filling: _Buffer | None = None
         self._to_embed: queue.Queue[_Buffer | None] = queue.Queue()
         self._embedded: queue.Queue[np.ndarray | BaseException] = queue.Queue()
@@ -71,6 +74,8 @@ class BatchEmbedder:
         samples = window_clip(samples, self.encoder.sample_rate, self.encoder.window_seconds)
         if self._filling is None:
             self._filling = self._free.get()
+            if isinstance(self._filling, BaseException):
+                raise self._filling
         self._filling.append(samples)
         if len(self._filling.lengths) == self.batch_size:
             self._submit()
@@ -92,10 +97,18 @@ class BatchEmbedder:
             yield from self._taken(self._embedded.get())
 
     def close(self) -> None:
+        self._allocating.join()
         if self._thread is not None:
             self._to_embed.put(None)
             self._thread.join()
             self._thread = None
+
+    def _allocate(self, capacity: int, pinned: bool) -> None:
+        try:
+            for _ in range(BUFFERS):
+                self._free.put(_Buffer(capacity, pinned))
+        except BaseException as error:  # raised again in the caller's thread, which waits for a buffer
+            self._free.put(error)
 
     def _submit(self) -> None:
         if self._thread is None:

@@ -144,6 +144,7 @@ class _IndexRun:
         self.show_progress = show_progress
         self.report = IndexReport()
         self.done = 0  # files embedded (or failed in decoding) and stored
+        self.seen: set[int] = set()  # ids of the files the scan found, so far
         self.library, self.catalog = library, library.catalog
         try:
             self.encoder = library.encoder
@@ -154,7 +155,8 @@ class _IndexRun:
             repair(self.catalog, self.store, findings)
             # What the repair did is saved before anything else; an empty store, to make its file.
             self.vectors_changed = not findings.healthy or len(self.store) == 0
-            self.since_checkpoint, self.last_checkpoint = 0, time.monotonic()
+            self.embedded_since_checkpoint = self.scanned_since_checkpoint = 0
+            self.last_checkpoint = time.monotonic()
             self.checkpoint()
         except BaseException:
             self.catalog.rollback()
@@ -176,16 +178,22 @@ class _IndexRun:
             self.store.save()
             self.vectors_changed = False
         self.catalog.commit()
-        self.since_checkpoint, self.last_checkpoint = 0, time.monotonic()
+        self.embedded_since_checkpoint = self.scanned_since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
         log.debug("checkpoint: %d vectors and the catalog committed in %.2f s", len(self.store),
                   time.perf_counter() - started)
 
-    def counted(self, files: int) -> None:
-        """``files`` more files done, by the scan or by embedding: a checkpoint when it is time."""
-        self.since_checkpoint += files
-        most, seconds = ((self.checkpoint_files, CHECKPOINT_SECONDS) if self.vectors_changed
-                         else (SCAN_CHECKPOINT_FILES, SCAN_CHECKPOINT_SECONDS))
-        if self.since_checkpoint >= most or time.monotonic() - self.last_checkpoint >= seconds:
+    def counted(self, scanned: int = 0, embedded: int = 0) -> None:
+        """Files done by the scan or by embedding: a checkpoint when it is time. Once vectors have
+        changed, a checkpoint saves them whole, so only embedded files and time bring it on."""
+        self.embedded_since_checkpoint += embedded
+        self.scanned_since_checkpoint += scanned
+        elapsed = time.monotonic() - self.last_checkpoint
+        if self.vectors_changed:
+            due = self.embedded_since_checkpoint >= self.checkpoint_files or elapsed >= CHECKPOINT_SECONDS
+        else:
+            due = self.scanned_since_checkpoint >= SCAN_CHECKPOINT_FILES or elapsed >= SCAN_CHECKPOINT_SECONDS
+        if due:
             self.checkpoint()
 
     def add_vectors(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -205,11 +213,15 @@ class _IndexRun:
     # --- the scan
 
     def scan(self, found: Iterator[Found], folders: list[str]) -> Iterator[tuple[int, str]]:
-        """Catalogue the files ``found``, yielding (id, path) of each to embed as soon as it is
-        catalogued; then forget the files gone from ``folders``, and yield the files left
-        pending elsewhere (by an interrupted run, or ``doctor --fix``)."""
-        seen: set[int] = set()
+        """Catalogue the files ``found``, yielding (id, path) of each to embed once the batch after
+        its own is catalogued; then forget the files gone from ``folders``, and yield the files
+        left pending elsewhere (by an interrupted run, or ``doctor --fix``).
+
+        The batch held back means the scan's end is known (and with it how many files there are
+        to embed) before the last batch's files are asked for."""
+        seen = self.seen = set()
         to_embed: set[int] = set()
+        held: list[tuple[int, str]] = []
         self.tracker.start("scanning", None)
         to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read])
                    for batch in self.look_up(found))
@@ -220,9 +232,10 @@ class _IndexRun:
                 seen.update(ids)
                 bar.update(len(batch))
                 self.tracker.advance(len(seen), len(self.report.errors))
-                self.counted(len(batch))
+                self.counted(scanned=len(batch))
                 to_embed.update(file_id for file_id, _ in pending)
-                yield from pending
+                yield from held
+                held = pending
         for folder in folders:
             for file_id, path in list(self.catalog.paths_under(folder)):
                 if file_id not in seen:
@@ -230,6 +243,7 @@ class _IndexRun:
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
+        yield from held
         yield from rest
 
     def pending_besides(self, taken: set[int]) -> list[tuple[int, str]]:
@@ -308,7 +322,9 @@ class _IndexRun:
         """Of the catalogued files with a new file's content ((id, path, status) as the batch
         began), one whose path no longer exists: moved or renamed."""
         for file_id, path, status in same_content:
-            if status != ERROR and not os.path.lexists(path):
+            # A file this scan found is where the catalog says: no need to look (a library of
+            # many copies has many files of one content).
+            if file_id not in self.seen and status != ERROR and not os.path.lexists(path):
                 candidate = self.catalog.file_by_id(file_id)
                 if not os.path.lexists(candidate.path):  # not moved by a file before in this batch
                     return candidate
@@ -380,13 +396,13 @@ class _IndexRun:
         """Store the jobs at the head of ``waiting`` that are ready, together, up to each checkpoint."""
         while waiting and waiting[0].ready:
             jobs = []
-            while waiting and waiting[0].ready and (not jobs or self.since_checkpoint + len(jobs) < self.checkpoint_files):
+            while waiting and waiting[0].ready and (not jobs or self.embedded_since_checkpoint + len(jobs) < self.checkpoint_files):
                 jobs.append(waiting.popleft())
             self.store_files(jobs)
             self.done += len(jobs)
             self.bar.update(len(jobs))
             self.tracker.advance(self.done, len(self.report.errors))
-            self.counted(len(jobs))
+            self.counted(embedded=len(jobs))
 
     def store_files(self, jobs: list[_FileJob]) -> None:
         """The windows and vectors of ``jobs`` (those decoded), in a few statements; the others' errors."""

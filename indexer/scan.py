@@ -106,7 +106,9 @@ def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], 
     pool, ahead, read_here = None, collections.deque(), 0
     try:
         for batch, files in batches:
-            if pool is None and workers > 1 and read_here + len(files) > alone:
+            # Started ahead (``start_readers``), the workers read from the first file: a few
+            # long recordings are as much hashing as hundreds of clips.
+            if pool is None and workers > 1 and (kept is not None or read_here + len(files) > alone):
                 pool = kept or _reader_pool(workers)
             if pool is None:
                 read_here += len(files)

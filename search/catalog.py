@@ -24,12 +24,13 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator, and_, case,
+    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator, and_, bindparam, case,
     column, create_engine, delete, event, exists, false, func, insert, inspect, literal, not_, or_, select, text,
     true, update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
@@ -504,10 +505,9 @@ class Catalog:
             rows.append({**_placed(file.path, file.root), "size": file.size, "mtime": file.mtime,
                          "content_hash": file.content_hash, "status": PENDING, "error": None, **values})
             tags.append(file_tags)
-        self.session.execute(insert(File.__table__), rows)
-        query = select(File.path, File.id).where
-        ids = dict(row for chunk in _chunks(file.path for file in files)
-                   for row in self.session.execute(query(File.path.in_(chunk))))
+        table = File.__table__
+        added = self.session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        ids = {file.path: file_id for file, file_id in zip(files, added, strict=True)}
         tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
@@ -520,9 +520,12 @@ class Catalog:
         """content hash -> (id, path, status) of the files with that content, in id order, for those
         of ``content_hashes`` catalogued."""
         found: dict[str, list[tuple[int, str, str]]] = {}
-        query = select(File.content_hash, File.id, File.path, File.status).order_by(File.id).where
+        # The table's columns, not the entity's: plain rows, without the ORM's loading (a library
+        # of many copies has thousands of rows a scan batch).
+        table = File.__table__
+        query = select(table.c.content_hash, table.c.id, table.c.path, table.c.status).order_by(table.c.id).where
         for chunk in _chunks(content_hashes):
-            for content_hash, *row in self.session.execute(query(File.content_hash.in_(chunk))):
+            for content_hash, *row in self.session.execute(query(table.c.content_hash.in_(chunk))):
                 found.setdefault(content_hash, []).append(tuple(row))
         return found
 
@@ -597,19 +600,31 @@ class Catalog:
         """Give each of ``files`` its new windows and mark it indexed, in a few statements: returns
         the ids of the windows they had (removed) and each file's new window ids (in the order of
         its spans)."""
+        if not files:
+            return [], []
         records = [entry.record for entry in files]
         removed = self._drop_windows_of(records)
+        self.session.flush()
         now = datetime.datetime.now(datetime.timezone.utc)
+        # One UPDATE statement for all, its values then given to the records as the database's:
+        # through the ORM's unit of work, each record's changes cost more than its windows.
+        updates = []
         for record, _, duration, sample_rate, channels, codec, bit_depth, hop in files:
-            record.duration, record.sample_rate, record.channels, record.codec = duration, sample_rate, channels, codec
-            record.bit_depth = bit_depth if bit_depth is not None else record.bit_depth
-            record.status, record.error, record.hop, record.indexed_at = INDEXED, None, hop, now
+            values = {"duration": duration, "sample_rate": sample_rate, "channels": channels, "codec": codec,
+                      "bit_depth": bit_depth if bit_depth is not None else record.bit_depth,
+                      "status": INDEXED, "error": None, "hop": hop, "indexed_at": now}
+            updates.append({"record_id": record.id, **values})
+            for name, value in values.items():
+                set_committed_value(record, name, value)
+        table = File.__table__
+        statement = update(table).where(table.c.id == bindparam("record_id"))
+        self.session.execute(statement.values({name: bindparam(name) for name in updates[0] if name != "record_id"}),
+                             updates)
         rows = [{"file_id": entry.record.id, "start": start, "end": end} for entry in files for start, end in entry.spans]
         windows = Window.__table__
         # One INSERT (or a few) for all rows, the new ids in the rows' order.
         statement = insert(windows).returning(windows.c.id, sort_by_parameter_order=True)
         ids = list(self.session.scalars(statement, rows)) if rows else []
-        self.session.flush()  # the files' updates, as one batch
         added, at = [], 0
         for record, spans, *_ in files:
             added.append(ids[at : at + len(spans)])
