@@ -369,12 +369,18 @@ class Catalog:
                 return
             log.info("building the keyword index of %d files",
                      connection.scalar(select(func.count()).select_from(File)))
+            # Made whole from the filled table: several times faster than kept up row by row.
+            for statement in _TEXT_INDEX_DROP.get(connection.dialect.name, ()):
+                connection.exec_driver_sql(statement)
             connection.execute(delete(FileText))
             last = connection.scalar(select(func.max(File.id))) or 0
             for first in range(0, last + 1, _BUILD_STEP):
                 rows = _texts(connection, File.id.between(first, first + _BUILD_STEP - 1))
                 if rows:
                     connection.execute(insert(FileText), rows)
+            _create_text_index(connection)
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('rebuild')")
             connection.execute(delete(Meta).where(Meta.key == _TEXT_KEY))
             connection.execute(insert(Meta).values(key=_TEXT_KEY, value=_TEXT_VERSION))
 
@@ -995,6 +1001,11 @@ _TEXT_INDEX = {
         "CREATE EXTENSION IF NOT EXISTS pg_trgm",
         "CREATE INDEX IF NOT EXISTS file_text_trigrams ON file_text USING gin (name gin_trgm_ops, about gin_trgm_ops)",
     ),
+}
+_TEXT_INDEX_DROP = {
+    "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
+               "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_index"),
+    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams",),
 }
 
 
