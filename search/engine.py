@@ -9,6 +9,7 @@ weighted reciprocal rank.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -44,6 +45,7 @@ RESULT_LIMIT = 500
 # A filter that passes at least 1/BROAD of the best files is applied to the unfiltered ranking,
 # ranked that many times deeper (``Searcher._rank_filtered``).
 BROAD = 2
+SELECTIVE_KEPT = 256  # filters remembered as selective
 # Reciprocal rank fusion's constant: how much rank 1 outweighs rank 10 (60 is the usual choice).
 RRF_K = 60
 SORTS = ("relevance", *CATALOG_SORTS)
@@ -191,6 +193,9 @@ class Searcher:
         self._calibration: tuple[int, relevance.Calibration] | None = None
         self._calibrating = threading.Lock()
         self._window_files = WindowFiles()
+        # Filters found selective: their next searches (the pages, other words) go straight to
+        # the windows they allow instead of ranking the whole library first.
+        self._selective: collections.OrderedDict[Filters, None] = collections.OrderedDict()
 
     @property
     def store(self):
@@ -409,7 +414,7 @@ class Searcher:
         common format) is applied to the files of a deeper unfiltered ranking: the windows it
         allows are millions at 10^6 files, seconds to list, where checking a thousand files
         takes milliseconds. Where too few of those pass, the store searches the allowed windows."""
-        if filters and not self.store.keeps_payload:
+        if filters and not self.store.keeps_payload and filters not in self._selective:
             ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT)
             kept: list[tuple[int, float]] = []
             for at in range(0, len(ranked), RESULT_LIMIT):
@@ -419,6 +424,9 @@ class Searcher:
                 if len(kept) >= RESULT_LIMIT:
                     return kept[:RESULT_LIMIT]  # any other file that passes ranks lower
                 if len(passing) * BROAD < len(chunk):
+                    self._selective[filters] = None
+                    if len(self._selective) > SELECTIVE_KEPT:
+                        self._selective.popitem(last=False)
                     break
         return self._rank_by_vector(vector, self._restriction(filters), exclude_file_id)
 

@@ -114,6 +114,13 @@ def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypat
 
     assert names(results) == [hit.name for hit in unfiltered if _passes(hit, filters)][:3]
     assert bool(windows_listed) == listed
+    unfiltered_rankings = []
+    original_rank = type(searcher)._rank_by_vector
+    monkeypatch.setattr(type(searcher), "_rank_by_vector", lambda self, vector, restriction, *rest, **options:
+                        unfiltered_rankings.append(not restriction) or original_rank(self, vector, restriction, *rest, **options))
+    again = searcher.search(Query.text("a steady tone"), filters=filters, page=1, page_size=2)
+    assert names(again) == names(results)[2:4]
+    assert unfiltered_rankings == ([False] if listed else [True])  # a selective filter is known as such
 
 
 def test_a_folder_filter_takes_files_below_it(searcher, library):
