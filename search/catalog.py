@@ -216,9 +216,9 @@ class Embedded(NamedTuple):
 # what is computed from them (facets, status, duplicates) is kept until it changes.
 GENERATION = "generation"
 _WATCHED_TABLES = frozenset({"files", "windows", "file_tags"})
-# SQLite's statistics: gathered again at most this often, from about this many rows an index.
+# SQLite's statistics: gathered again at most this often (a full ANALYZE: about 3 s at 10^6
+# files; a sampled one reads the first rows of each index, all of one status, and misleads).
 STATISTICS_SECONDS = 300.0
-ANALYSIS_ROWS = 1000
 
 
 class Meta(Base):
@@ -345,7 +345,11 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _tune_sqlite)
         if create:
-            self.create_tables()
+            try:
+                self.create_tables()
+            except BaseException:  # refused (KeywordIndexUnavailable): no connection left open
+                self.engine.dispose()
+                raise
         elif not inspect(self.engine).has_table(Meta.__tablename__):
             self.engine.dispose()
             raise CatalogMissing(url)
@@ -1149,14 +1153,13 @@ _statistics_refreshed = 0.0  # when, in time.monotonic(), by this process
 
 def _refresh_statistics(session: Session) -> None:
     """SQLite's planner chooses indexes by the statistics ANALYZE keeps, and SQLite never gathers
-    them itself: without them, a category filter at 10^6 files read every file of its format. A
-    sampled ANALYZE (tens of milliseconds) after a change, at most every STATISTICS_SECONDS per
-    process; PostgreSQL's autovacuum keeps its own."""
+    them itself: without them, a category filter at 10^6 files read every file of its format, and
+    a folder filter every indexed file. ANALYZE after a change, at most every STATISTICS_SECONDS
+    per process; PostgreSQL's autovacuum keeps its own."""
     global _statistics_refreshed
     if session.get_bind().dialect.name != "sqlite" or time.monotonic() - _statistics_refreshed < STATISTICS_SECONDS:
         return
     _statistics_refreshed = time.monotonic()
-    session.execute(text(f"PRAGMA analysis_limit={ANALYSIS_ROWS}"))
     session.execute(text("ANALYZE"))
 
 

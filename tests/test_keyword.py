@@ -234,3 +234,32 @@ def test_a_catalog_made_before_the_index_is_read_as_before_and_built_when_opened
         assert {query: found(writer, query) for query in QUERIES} == built
         add(writer, "late/door_bell.wav")
         assert found(writer, "bell") == ["late/door_bell.wav"]
+
+
+def test_a_postgresql_database_that_cannot_make_pg_trgm_is_refused_in_one_line():
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from search.catalog import KeywordIndexUnavailable
+
+    url = make_url(fresh_database())
+    owner = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    role = f"clapdex_plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(owner, autocommit=True) as connection:
+        try:  # generated names: identifiers cannot be bound
+            connection.execute(f'CREATE ROLE "{role}" LOGIN')
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("the test server's user may not create roles")
+        # It may make tables, but not extensions (CREATE on the database is what pg_trgm asks).
+        connection.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    try:
+        with pytest.raises(KeywordIndexUnavailable) as refused:
+            Catalog(url.set(username=role, password=None).render_as_string(hide_password=False))
+        message = str(refused.value)
+        assert "\n" not in message and "CREATE EXTENSION pg_trgm" in message and "permission denied" in message
+    finally:
+        with psycopg.connect(owner, autocommit=True) as connection:
+            connection.execute(f'DROP OWNED BY "{role}"')
+            connection.execute(f'DROP ROLE "{role}"')
