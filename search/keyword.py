@@ -2,9 +2,10 @@
 
 ``door -metal, gate``: a space means AND, a comma OR, a leading ``-`` NOT, and
 ``"wood door"`` keeps a phrase together; AND binds tighter than OR, so that reads
-"(door and not metal) or gate". A keyword matches, ignoring case, anywhere in a file's
-name, its folder below the library root, its title, description, tags and UCS category.
-This module reads the syntax; the catalog turns a ``KeywordQuery`` into SQL
+"(door and not metal) or gate". A keyword matches, ignoring case (as Python's ``str.lower``
+folds it, beyond ASCII too), anywhere in a file's name, its folder below the library root,
+its title, description, tags and UCS category, even inside a word. This module reads the
+syntax; the catalog turns a ``KeywordQuery`` into SQL over its trigram index
 (``Catalog.keyword_ranked``), with bound parameters, alike on SQLite and PostgreSQL.
 """
 
