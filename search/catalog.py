@@ -972,8 +972,8 @@ def _contains(column, word: str) -> ColumnElement[bool]:
 
 # --- the keyword index: file_text, its full-text index, and who keeps them
 
-# Between a file's fields in FileText.about: a query's word never holds it (parse_keywords
-# splits words at it as at any white space), so neither a word nor a phrase runs across fields.
+# Between a file's fields in FileText.about: parse_keywords splits words at it as at any white
+# space, and a quoted phrase holding it is never found (``_holds``), so nothing spans two fields.
 _SEPARATOR = "\x1f"
 _ABOUT = ("title", "description", "ucs_cat_id", "ucs_category", "ucs_subcategory")
 # FileText is made of these: a change to any of them (or to the tags) makes the file's text again.

@@ -120,6 +120,9 @@ def test_a_phrase_is_found_whole_and_never_across_two_fields(catalog):
     # The description ends "rolling", the UCS CatID that follows it is "WEATHStorm".
     assert found(catalog, '"rolling weathstorm"') == []
     assert found(catalog, '"metal_door"') == ["weather/metal_door_in_rain.wav"]
+    # The character the catalog puts between fields, quoted into a phrase, joins none.
+    assert found(catalog, '"rolling\x1fweathstorm"') == []
+    assert "misc/take_04.wav" in found(catalog, '-"rolling\x1fweathstorm"')
 
 
 def test_parts_of_words_are_found_anywhere_in_them(catalog):
