@@ -135,10 +135,11 @@ def index_end_to_end(encoder, paths: list[str], workers: int, batch: int) -> tup
         for piece in decode_windows(paths, encoder.sample_rate, encoder.window_seconds, workers=workers):
             if piece.error:
                 raise RuntimeError(f"{paths[piece.number]}: {piece.error}")
-            for samples in piece.samples:
+            for _ in piece.samples:
                 placed.append((piece.number, per_file[piece.number]))
                 per_file[piece.number] += 1
-                batches.add(samples)
+            if piece.samples:
+                batches.add_windows(piece.span, piece.offsets, [len(window) for window in piece.samples])
             vectors += batches.ready()
         vectors += batches.finish()
     elapsed = time.perf_counter() - started

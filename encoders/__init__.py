@@ -38,11 +38,12 @@ class Encoder(Protocol):
     def embed_audio(self, waveforms: list[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """Mono float32 clips at ``sample_rate``, each at most one window -> (n, dim) float32, unit rows."""
 
-    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        """``embed_audio`` of clips laid end to end in ``samples`` (1-D float32 on the host, in
-        pinned memory when ``device`` is a GPU), of ``lengths`` samples each -> (len(lengths),
-        dim) float32, unit rows. ``encoders.batches.BatchEmbedder`` packs clips so: a batch
-        crosses to the device in one copy, and is laid in its windows there."""
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
+        """``embed_audio`` of clips in ``samples`` (1-D float32 on the host, in pinned memory
+        when ``device`` is a GPU), of ``lengths`` samples each, laid end to end or each at its
+        ``starts`` (in order, overlapping as windows of one recording do) -> (len(lengths), dim)
+        float32, unit rows. ``encoders.batches.BatchEmbedder`` packs clips so: a batch crosses
+        to the device in one copy, and is cut into its windows there."""
 
 
 # name -> "module:loader"; imported on use so `import encoders` stays light.

@@ -396,10 +396,12 @@ def window_clip(waveform, sample_rate: int, window_seconds: float) -> np.ndarray
     return samples
 
 
-def unpack(packed: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
-    """Clips laid end to end at the start of ``packed``, of ``lengths`` samples each, as views."""
-    bounds = np.cumsum([0, *lengths])
-    return [packed[start:end] for start, end in zip(bounds, bounds[1:])]
+def unpack(packed: np.ndarray, lengths: list[int], starts: list[int] | None = None) -> list[np.ndarray]:
+    """Clips of ``lengths`` samples in ``packed``, as views: laid end to end from its start, or
+    each at its ``starts`` (overlapping, as windows of one recording do)."""
+    if starts is None:
+        starts = np.cumsum([0, *lengths[:-1]]).tolist()
+    return [packed[start : start + length] for start, length in zip(starts, lengths)]
 
 
 def windows(

@@ -3,9 +3,11 @@
 
 Embedding a batch on the GPU takes tens of milliseconds, during which the caller (the
 indexer's main loop) keeps taking windows from the decoders and packing the next batch, so
-decoding never waits for the model. Packing copies each window once, straight into the
-memory the device reads from. Three buffers of a batch each: at 256 windows of 7 s, about
-1 GB of pinned memory.
+decoding never waits for the model. Packing copies audio once, straight into the memory the
+device reads from: windows that overlap in a recording (half-window hops) share their samples
+there, and are cut apart on the device. Copying every window whole had made this loop the limit
+for long recordings (docs/benchmarks.md). Three buffers of a batch each: at 256 windows of 7 s,
+about 1 GB of pinned memory.
 """
 
 from __future__ import annotations
@@ -26,15 +28,22 @@ BUFFERS = 3
 
 class _Buffer:
     def __init__(self, capacity: int, pinned: bool):
-        self.tensor = torch.empty(capacity, dtype=torch.float32, pin_memory=pinned)  # clips end to end
+        self.tensor = torch.empty(capacity, dtype=torch.float32, pin_memory=pinned)  # stretches of audio end to end
         self.array = self.tensor.numpy()
+        self.starts: list[int] = []  # each clip's first sample
         self.lengths: list[int] = []
         self.used = 0
 
-    def append(self, samples: np.ndarray) -> None:
-        self.array[self.used : self.used + len(samples)] = samples
-        self.lengths.append(len(samples))
-        self.used += len(samples)
+    def append(self, span: np.ndarray, offsets: list[int], lengths: list[int]) -> None:
+        """Clips that lie in ``span`` at ``offsets``: the part of ``span`` they cover is copied once."""
+        begin, end = offsets[0], max(offset + length for offset, length in zip(offsets, lengths))
+        self.array[self.used : self.used + end - begin] = span[begin:end]
+        self.starts += [self.used + offset - begin for offset in offsets]
+        self.lengths += lengths
+        self.used += end - begin
+
+    def clear(self) -> None:
+        self.starts, self.lengths, self.used = [], [], 0
 
 
 class BatchEmbedder:
@@ -48,7 +57,7 @@ class BatchEmbedder:
         self.encoder = encoder
         # By default a full batch for each device the encoder spreads batches over.
         self.batch_size = batch_size or encoder.batch_size * len(encoder.devices)
-        window = round(encoder.sample_rate * encoder.window_seconds)
+        window = self._window = round(encoder.sample_rate * encoder.window_seconds)
         pinned = torch.device(encoder.device).type == "cuda"
         self._free: queue.Queue[_Buffer | BaseException] = queue.Queue()
         # Page-locking a buffer takes about a quarter of a second (316 MB for MS-CLAP's batch):
@@ -72,13 +81,25 @@ class BatchEmbedder:
         """Copies ``samples`` (mono float32, at most one window); blocks while every buffer
         is in use."""
         samples = window_clip(samples, self.encoder.sample_rate, self.encoder.window_seconds)
-        if self._filling is None:
-            self._filling = self._free.get()
-            if isinstance(self._filling, BaseException):
-                raise self._filling
-        self._filling.append(samples)
-        if len(self._filling.lengths) == self.batch_size:
-            self._submit()
+        self.add_windows(samples, [0], [len(samples)])
+
+    def add_windows(self, span: np.ndarray, offsets: list[int], lengths: list[int]) -> None:
+        """Clips of at most one window that lie in ``span`` (mono float32) at ``offsets``, in
+        order, overlapping as windows of one recording do (``encoders.decoding.Piece``): the
+        audio is copied once, not once a window, and cut into windows on the device."""
+        if any(not 0 < length <= self._window for length in lengths):
+            raise ValueError(f"clips must hold 1 to {self._window} samples; got lengths {lengths}")
+        first = 0
+        while first < len(offsets):
+            if self._filling is None:
+                self._filling = self._free.get()
+                if isinstance(self._filling, BaseException):
+                    raise self._filling
+            last = min(len(offsets), first + self.batch_size - len(self._filling.lengths))
+            self._filling.append(span, offsets[first:last], lengths[first:last])
+            if len(self._filling.lengths) == self.batch_size:
+                self._submit()
+            first = last
 
     def ready(self) -> Iterator[np.ndarray]:
         """Vectors of the batches embedded so far, without waiting for the others."""
@@ -127,11 +148,11 @@ class BatchEmbedder:
     def _embed_batches(self) -> None:
         while (buffer := self._to_embed.get()) is not None:
             try:
-                vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths)
+                vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths, buffer.starts)
             except BaseException as error:  # raised again in the caller's thread
                 self._embedded.put(error)
             else:
                 self._embedded.put(vectors)
             finally:
-                buffer.lengths, buffer.used = [], 0
+                buffer.clear()
                 self._free.put(buffer)

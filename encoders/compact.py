@@ -339,8 +339,8 @@ class CompactEncoder:
     def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
         return self.runtime.embed_audio(waveforms, batch_size)
 
-    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        return self.runtime.embed_packed(samples, lengths)
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
+        return self.runtime.embed_packed(samples, lengths, starts)
 
 
 def load_compact(weights: str | Path | None = None, device: str | torch.device = "cpu",

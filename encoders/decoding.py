@@ -61,8 +61,12 @@ FILES_AHEAD = 2
 class Piece(NamedTuple):
     """Consecutive windows of one file; a file's last piece says how its reading ended.
 
-    From worker processes, ``samples`` are views into shared memory that the worker reuses
-    once the next piece is asked for: copy what you keep.
+    The windows overlap as they do in the file (at half-window hops every sample is in two), so
+    a piece holds its stretch of audio once, ``span``, and each window is a view of it:
+    ``samples[i]`` is ``span[offsets[i] : offsets[i] + len(samples[i])]``.
+
+    From worker processes, ``span`` is a view into shared memory that the worker reuses once
+    the next piece is asked for: copy what you keep.
     """
 
     number: int  # the file's place in the paths given
@@ -72,6 +76,8 @@ class Piece(NamedTuple):
     done: bool  # the file's last piece
     info: AudioInfo | None  # with done, when the file was read to its end
     error: str | None  # with done, why it could not be read
+    span: np.ndarray = np.empty(0, np.float32)  # the windows' audio, each sample once
+    offsets: list[int] = []  # where each window starts in span
 
 
 def default_workers() -> int:
@@ -91,7 +97,8 @@ def decode_windows(paths: Iterable[str | os.PathLike], sample_rate: int, window_
     job = (sample_rate, window_seconds, hop_seconds)
     if workers <= 1 or (isinstance(paths, list) and len(paths) <= 1):
         for number, path in enumerate(paths):
-            yield from _file_pieces(number, os.fspath(path), *job)
+            for piece in _file_pieces(number, os.fspath(path), *job):
+                yield _joined(piece, sample_rate)
         return
     slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
     kept = _kept_pool(workers, slot_samples)
@@ -122,6 +129,8 @@ def _kept_pool(workers: int, slot_samples: int) -> _WorkerPool:
 
 def _file_pieces(number: int, path: str, sample_rate: int, window_seconds: float,
                  hop_seconds: float | None) -> Iterator[Piece]:
+    """The pieces of one file, not yet ``_joined``; their windows are views of the decoder's
+    buffers, so each piece is to be used before the next is asked for."""
     starts, ends, samples = [], [], []
     try:
         with AudioStream(path, sample_rate) as audio:
@@ -139,6 +148,25 @@ def _file_pieces(number: int, path: str, sample_rate: int, window_seconds: float
         log.warning("%s: unexpected error decoding it; the file is skipped", path, exc_info=True)
         info, error = None, f"{type(exc).__name__}: {exc}"
     yield Piece(number, starts, ends, samples, True, info, error)
+
+
+def _joined(piece: Piece, sample_rate: int, out: np.ndarray | None = None) -> Piece:
+    """``piece`` with its windows laid into one stretch of audio (in ``out``, when given), each
+    sample once, and its windows as views of it."""
+    if not piece.samples:
+        return piece
+    firsts = [round(start * sample_rate) for start in piece.starts]
+    offsets = [first - firsts[0] for first in firsts]
+    length = max(offset + len(window) for offset, window in zip(offsets, piece.samples))
+    span = np.empty(length, np.float32) if out is None else out[:length]
+    written = 0  # windows start and end in order: what lies before this is in span already
+    for offset, window in zip(offsets, piece.samples):
+        new = max(written - offset, 0)
+        if new < len(window):
+            span[offset + new : offset + len(window)] = window[new:]
+            written = offset + len(window)
+    windows = [span[offset : offset + len(window)] for offset, window in zip(offsets, piece.samples)]
+    return piece._replace(samples=windows, span=span, offsets=offsets)
 
 
 @dataclasses.dataclass(eq=False)
@@ -203,7 +231,7 @@ class _WorkerPool:
                 for connection in wait(list(live)):
                     worker = live[connection]
                     try:
-                        slot, number, starts, ends, lengths, done, info, error = connection.recv()
+                        slot, number, starts, ends, offsets, lengths, span_length, done, info, error = connection.recv()
                     except EOFError:  # died
                         del live[connection]
                         yield from self._replace(worker)
@@ -212,8 +240,9 @@ class _WorkerPool:
                     if done:
                         worker.held.popleft()
                         self._hand_out(worker)
-                    samples = unpack(worker.slots[slot], lengths) if slot >= 0 else []
-                    yield Piece(number, starts, ends, samples, done, info, error)
+                    span = worker.slots[slot, :span_length] if slot >= 0 else np.empty(0, np.float32)
+                    samples = unpack(span, lengths, offsets)
+                    yield Piece(number, starts, ends, samples, done, info, error, span, offsets)
                     if slot >= 0:
                         worker.free_slots.release()  # the caller is done with the samples
             finished = True
@@ -280,8 +309,8 @@ def _work(slots: np.ndarray, free_slots, connection: Connection, files: Connecti
                 if piece.samples:
                     free_slots.acquire()
                     slot, turn = turn, (turn + 1) % SLOTS  # the parent frees slots in the order they were sent
-                    np.concatenate(piece.samples, out=slots[slot, : sum(len(s) for s in piece.samples)])
-                connection.send((slot, piece.number, piece.starts, piece.ends, [len(s) for s in piece.samples],
-                                 piece.done, piece.info, piece.error))
+                    piece = _joined(piece, job[0], out=slots[slot])
+                connection.send((slot, piece.number, piece.starts, piece.ends, piece.offsets,
+                                 [len(s) for s in piece.samples], len(piece.span), piece.done, piece.info, piece.error))
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the parent is gone or closed us

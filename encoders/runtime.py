@@ -150,22 +150,23 @@ class AudioRuntime:
         embedded = [self.embed_windows(*batch) for batch in batches]
         return np.concatenate(embedded) if embedded else np.zeros((0, self.dim), np.float32)
 
-    def embed_packed(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        """Clips laid end to end in ``samples`` (1-D float32 on the host, pinned for a GPU), of
-        ``lengths`` samples each, at most one window -> (len(lengths), dim) unit rows.
+    def embed_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
+        """Clips in ``samples`` (1-D float32 on the host, pinned for a GPU), of ``lengths``
+        samples each, at most one window, laid end to end or each at its ``starts`` (in order;
+        overlapping, as windows of one recording do) -> (len(lengths), dim) unit rows.
 
         ``encoders.batches.BatchEmbedder`` packs windows this way, so they cross to the
-        device in one copy and are filled there.
+        device in one copy, each sample once, and are cut and filled there.
         """
         if self.replicas:
-            return self._embed_packed_on_every_device(samples, lengths)
-        return self.embed_packed_here(samples, lengths)
+            return self._embed_packed_on_every_device(samples, lengths, starts)
+        return self.embed_packed_here(samples, lengths, starts)
 
-    def embed_packed_here(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
+    def embed_packed_here(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
         """``embed_packed`` on this runtime's own device only."""
         if self.device.type == "cpu":
-            return self.embed_audio_here(unpack(samples.numpy(), lengths), len(lengths))
-        return self.embed_windows(*self.fill_on_device(samples.to(self.device, non_blocking=True), lengths))
+            return self.embed_audio_here(unpack(samples.numpy(), lengths, starts), len(lengths))
+        return self.embed_windows(*self.fill_on_device(samples.to(self.device, non_blocking=True), lengths, starts))
 
     def _embed_audio_on_every_device(self, waveforms: list, batch_size: int | None) -> np.ndarray:
         # Contiguous shares, one per device, each embedded there on its own thread (the GIL is
@@ -173,10 +174,17 @@ class AudioRuntime:
         return self._on_every_device(len(waveforms), lambda runtime, start, end:
                                      runtime.embed_audio_here(waveforms[start:end], batch_size))
 
-    def _embed_packed_on_every_device(self, samples: torch.Tensor, lengths: list[int]) -> np.ndarray:
-        offsets = np.cumsum([0, *lengths])
-        return self._on_every_device(len(lengths), lambda runtime, start, end: runtime.embed_packed_here(
-            samples[offsets[start] : offsets[end]], lengths[start:end]))
+    def _embed_packed_on_every_device(self, samples: torch.Tensor, lengths: list[int],
+                                      starts: list[int] | None) -> np.ndarray:
+        starts = np.cumsum([0, *lengths[:-1]]) if starts is None else np.asarray(starts)
+        ends = np.maximum.accumulate(starts + np.asarray(lengths))  # windows start and end in order
+
+        def share(runtime, first, last):  # the windows first..last-1 and the samples they lie in
+            if first == last:
+                return np.zeros((0, self.dim), np.float32)
+            return runtime.embed_packed_here(samples[starts[first] : ends[last - 1]], lengths[first:last],
+                                             (starts[first:last] - starts[first]).tolist())
+        return self._on_every_device(len(lengths), share)
 
     def _on_every_device(self, count: int, embed_share) -> np.ndarray:
         runtimes = [self, *self.replicas]
@@ -231,14 +239,16 @@ class AudioRuntime:
         # waits for the stream that also runs this copy.
         return self.fill_on_device(staged.to(self.device, non_blocking=True), lengths)
 
-    def fill_on_device(self, samples: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clips end to end in ``samples`` (on the device) -> (batch, window_samples) windows,
-        each clip filling its window as ``fill`` says, and the lengths (int32) there; one
-        gather for the batch."""
+    def fill_on_device(self, samples: torch.Tensor, lengths: list[int],
+                       starts: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips in ``samples`` (on the device), end to end or each at its ``starts`` ->
+        (batch, window_samples) windows, each clip filling its window as ``fill`` says, and the
+        lengths (int32) there; one gather for the batch."""
         window = self.window_samples
-        if len(lengths) * window >= 2**31:
+        if len(lengths) * window >= 2**31 or len(samples) >= 2**31:
             raise ValueError(f"{len(lengths)} windows are too many for one batch")
-        starts = torch.tensor(np.cumsum([0, *lengths[:-1]]), dtype=torch.int32).to(self.device, non_blocking=True)
+        starts = np.cumsum([0, *lengths[:-1]]) if starts is None else starts
+        starts = torch.tensor(starts, dtype=torch.int32).to(self.device, non_blocking=True)
         sizes = torch.tensor(lengths, dtype=torch.int32).to(self.device, non_blocking=True)
         positions = torch.arange(window, dtype=torch.int32, device=self.device)
         # (batch, window): where each sample of each window comes from; with "silence", a

@@ -380,10 +380,11 @@ class _IndexRun:
             # Worker processes decode the files, interleaved; a file's windows come in order.
             for piece in decode_windows(paths(), self.encoder.sample_rate, self.encoder.window_seconds, self.hop):
                 job = started[piece.number]
-                for start, end, samples in zip(piece.starts, piece.ends, piece.samples):
-                    job.windows.append((start, end))
-                    batches.add(samples)  # a copy: the samples are the decoder's memory
-                    embedding.append(job)
+                if piece.samples:
+                    # A copy (the samples are the decoder's memory), of the piece's audio once.
+                    batches.add_windows(piece.span, piece.offsets, [len(window) for window in piece.samples])
+                job.windows += zip(piece.starts, piece.ends)
+                embedding.extend([job] * len(piece.samples))
                 if piece.done:
                     job.info, job.error, job.decoded = piece.info, piece.error, True
                     waiting.append(started.pop(piece.number))

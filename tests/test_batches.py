@@ -72,3 +72,20 @@ def test_packed_batches_on_the_gpu_match_the_cpu(tiny_weights, tiny_encoder):
     audio = clips(9, seed=2)
     cosine = np.sum(embedded_in_batches(on_gpu, audio, 4) * tiny_encoder.embed_audio(audio), axis=1)
     assert cosine.min() > 0.9999
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_windows_sharing_their_audio_give_the_vectors_of_windows_added_alone(tiny_encoder, batch_size):
+    # A decoder's piece: overlapping windows of one recording, its audio held once.
+    window = tiny_encoder.config.window_samples
+    recording = 0.1 * np.random.default_rng(4).standard_normal(4 * window).astype(np.float32)
+    offsets = [0, window // 2, window, 3 * window // 2, 2 * window, 3 * window]
+    lengths = [window] * 5 + [window // 3]
+    alone = [recording[offset : offset + length] for offset, length in zip(offsets, lengths)]
+    vectors = []
+    with BatchEmbedder(tiny_encoder, batch_size) as batches:
+        batches.add_windows(recording, offsets[:4], lengths[:4])
+        vectors += batches.ready()
+        batches.add_windows(recording, offsets[4:], lengths[4:])
+        vectors += batches.finish()
+    assert np.allclose(np.stack(vectors), embedded_in_batches(tiny_encoder, alone, batch_size), atol=1e-6)

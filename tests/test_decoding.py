@@ -211,3 +211,14 @@ def test_paths_from_an_iterator_are_taken_only_as_workers_have_room(tmp_path):
         assert len(taken) <= FILES_AHEAD * workers + done + 1
         done += piece.done
     assert done == len(paths) == len(taken)
+
+
+def test_a_piece_holds_its_audio_once_and_its_windows_are_views_of_it(tmp_path):
+    paths = [write_tone(tmp_path / "long.flac", 3.3), write_tone(tmp_path / "longer.flac", 4.1)]
+    for workers in (0, 2):
+        for piece in decode_windows(paths, RATE, 0.25, 0.125, workers=workers):
+            if piece.samples:
+                assert len(piece.span) < sum(len(window) for window in piece.samples)  # half-window hops
+                for offset, window in zip(piece.offsets, piece.samples):
+                    assert np.shares_memory(window, piece.span)
+                    assert np.array_equal(window, piece.span[offset : offset + len(window)])

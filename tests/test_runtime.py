@@ -51,3 +51,17 @@ def test_threads_limited_limits_torch_and_faiss_and_restores_both():
     assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (torch_threads, faiss_threads)
     with threads_limited(torch_threads + faiss_threads):  # more than there are: as they were
         assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (torch_threads, faiss_threads)
+
+
+@pytest.mark.parametrize("model", ["tiny_encoder", "compact_encoder"])
+def test_overlapping_windows_are_cut_on_a_device_as_on_the_host(request, model):
+    # Windows of a recording at half-window hops share their samples in the packed batch: the
+    # gather cuts each from its start, as fill_window would from a copy of its own.
+    runtime = request.getfixturevalue(model).runtime
+    window = runtime.window_samples
+    recording = np.random.default_rng(1).uniform(-1, 1, 3 * window).astype(np.float32)
+    starts = [0, window // 2, window, window + window // 2, 2 * window + 7]
+    lengths = [window, window, window, window, window - 7]
+    windows, _ = runtime.fill_on_device(torch.from_numpy(recording), lengths, starts)
+    expected = [runtime.fill_window(recording[start : start + length]) for start, length in zip(starts, lengths)]
+    assert np.array_equal(windows.numpy(), np.stack(expected))
