@@ -371,8 +371,9 @@ class Catalog:
             _lock_text(connection)
             if _text_kept(connection):  # another process built it while this one waited
                 return
-            log.info("building the keyword index of %d files",
-                     connection.scalar(select(func.count()).select_from(File)))
+            files = connection.scalar(select(func.count()).select_from(File))
+            if files:  # a new catalog has nothing to say
+                log.info("building the keyword index of %d files", files)
             # Made whole from the filled table: several times faster than kept up row by row.
             for statement in _TEXT_INDEX_DROP.get(connection.dialect.name, ()):
                 connection.exec_driver_sql(statement)
