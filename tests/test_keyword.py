@@ -156,6 +156,21 @@ def test_pending_files_and_one_excluded(catalog):
     assert first not in catalog.keyword_ranked(parse_keywords("door"), exclude_id=first)
 
 
+@pytest.mark.parametrize("text", ["door", "oor -metal", "rain -roof -x", "ath", "wav", "rain"])
+@pytest.mark.parametrize("pending", [False, True])
+def test_the_first_files_of_a_ranking_are_its_beginning_whatever_the_limit(catalog, text, pending):
+    # A small limit makes SQLite rank a one-word search tier by tier (name and elsewhere, name
+    # only, elsewhere only), walked in name order or sorted: the same files as ranking every match.
+    query = parse_keywords(text)
+    everything = catalog.keyword_ranked(query, pending=pending)
+    assert len(everything) >= 2
+    for limit in range(len(everything) + 2):
+        assert catalog.keyword_ranked(query, pending=pending, limit=limit) == everything[:limit]
+    for excluded in everything:
+        assert catalog.keyword_ranked(query, pending=pending, exclude_id=excluded, limit=2) == \
+            [file_id for file_id in everything if file_id != excluded][:2]
+
+
 def add(catalog: Catalog, relative: str, **described) -> int:
     record = catalog.set_file(None, f"{ROOT}/{relative}", root=ROOT, size=1, mtime=0.0)
     if described:
