@@ -1146,14 +1146,15 @@ _TIERS = ("{name} : {word} AND {about} : {word}", "{name} : {word} NOT {about} :
 _WALK_FACTOR = 4
 
 _IN_TIER = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :tier"
-_TIER_COUNT = text(f"SELECT count(*) FROM ({_IN_TIER} LIMIT :enough)")
+# A tier's files come as a JSON list: found once by FTS5 (most of a tier's cost), counted in
+# Python, then read by the statement that ranks them.
 _TIER_BY_NAME = {
     # Walked: the files in name order, each looked up in the tier (SQLite builds the tier's set once).
-    True: f"SELECT id FROM files INDEXED BY ix_files_name_id_status WHERE status IN :statuses AND id != :exclude "
-          f"AND id IN ({_IN_TIER}) ORDER BY name, id LIMIT :limit",
+    True: "SELECT id FROM files INDEXED BY ix_files_name_id_status WHERE status IN :statuses AND id != :exclude "
+          "AND id IN (SELECT value FROM json_each(:tier)) ORDER BY name, id LIMIT :limit",
     # Sorted: the tier's files read by id (the rowid), then sorted; never an index's walk.
-    False: f"SELECT id FROM files NOT INDEXED WHERE status IN :statuses AND id != :exclude "
-           f"AND id IN ({_IN_TIER}) ORDER BY name, id LIMIT :limit",
+    False: "SELECT id FROM files NOT INDEXED WHERE status IN :statuses AND id != :exclude "
+           "AND id IN (SELECT value FROM json_each(:tier)) ORDER BY name, id LIMIT :limit",
 }
 
 
@@ -1187,10 +1188,13 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
         match = _fts_excluding(tier.format(name="name", about="about", word=_fts_phrase(wanted[0])), excluded)
         remaining = limit - len(found)
         enough = max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-        walk = bool(ordered) and session.scalar(_TIER_COUNT, {"tier": match, "enough": enough}) >= enough
-        statement = text(_TIER_BY_NAME[walk]).bindparams(bindparam("statuses", expanding=True))
-        found += session.scalars(statement, {"statuses": statuses, "exclude": -1 if exclude_id is None else exclude_id,
-                                             "tier": match, "limit": remaining})
+        members = session.scalars(text(_IN_TIER), {"tier": match}).all()
+        if not members:
+            continue
+        statement = text(_TIER_BY_NAME[bool(ordered) and len(members) >= enough])
+        found += session.scalars(statement.bindparams(bindparam("statuses", expanding=True)), {
+            "statuses": statuses, "exclude": -1 if exclude_id is None else exclude_id, "tier": json.dumps(members),
+            "limit": remaining})
         if len(found) >= limit:
             break
     return found, []
