@@ -34,7 +34,7 @@ import mmap
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
@@ -85,12 +85,15 @@ def default_workers() -> int:
 
 
 def decode_windows(paths: Iterable[str | os.PathLike], sample_rate: int, window_seconds: float,
-                   hop_seconds: float | None = None, workers: int | None = None) -> Iterator[Piece]:
+                   hop_seconds: float | None = None, workers: int | None = None,
+                   idle: Callable[[], bool] | None = None) -> Iterator[Piece]:
     """The windows of every file in ``paths`` as ``Piece``s: a file's pieces in order, files
     interleaved across ``workers`` processes (default: one per core; 0 reads in this process).
 
     ``paths`` may be an iterator that is still growing (an index run's scan): a path is taken
-    from it when a worker has room for another file, and a file's number is the order taken."""
+    from it when a worker has room for another file, and a file's number is the order taken.
+    ``idle`` is called whenever no piece is waiting, to do some other work (the scan, ahead
+    of the decoders) until it returns False, for nothing is left to do."""
     if isinstance(paths, Sequence):
         paths = [os.fspath(path) for path in paths]
     workers = default_workers() if workers is None else workers
@@ -104,7 +107,7 @@ def decode_windows(paths: Iterable[str | os.PathLike], sample_rate: int, window_
     kept = _kept_pool(workers, slot_samples)
     pool = _WorkerPool(workers, slot_samples) if kept.busy else kept  # a call inside another gets workers of its own
     try:
-        yield from pool.pieces(iter(paths), job)
+        yield from pool.pieces(iter(paths), job, idle)
     finally:
         if pool is not kept:
             pool.close()
@@ -219,7 +222,8 @@ class _WorkerPool:
             worker.files.send((number, self.paths[number], *self.job))
             worker.held.append(number)
 
-    def pieces(self, paths: Iterator[str], job: tuple[int, float, float | None]) -> Iterator[Piece]:
+    def pieces(self, paths: Iterator[str], job: tuple[int, float, float | None],
+               idle: Callable[[], bool] | None = None) -> Iterator[Piece]:
         self.busy, self.source, self.paths, self.job = True, paths, [], job
         finished = False
         try:
@@ -228,7 +232,12 @@ class _WorkerPool:
                     self._hand_out(worker)
             live = {worker.connection: worker for worker in self.workers}
             while any(worker.held for worker in self.workers):  # files whose last piece has not come
-                for connection in wait(list(live)):
+                ready = wait(list(live), timeout=0)
+                if not ready and idle is not None:
+                    if not idle():
+                        idle = None
+                    continue
+                for connection in ready or wait(list(live)):
                     worker = live[connection]
                     try:
                         slot, number, starts, ends, offsets, lengths, span_length, done, info, error = connection.recv()

@@ -104,7 +104,8 @@ def embed_pending(library: Library, progress: Progress | None = None, show_progr
     start_index_workers()
     with _IndexRun(library, progress, CHECKPOINT_FILES, show_progress) as run:
         run.tracker.start("embedding", None)
-        run.embed(run.pending_besides(set()))
+        pending = run.pending_besides(set())
+        run.embed(pending, total=len(pending))
         return run.finish()
 
 
@@ -243,6 +244,8 @@ class _IndexRun:
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
+        self.bar.total = len(to_embed) + len(rest)  # until now a count: the scan was still finding files
+        self.bar.refresh()
         yield from held
         yield from rest
 
@@ -360,25 +363,40 @@ class _IndexRun:
 
     # --- embedding
 
-    def embed(self, files: Iterable[tuple[int, str]]) -> None:
-        """Decode, embed and store ``files`` ((id, path) of pending files), taking each when a
-        decoder has room for it: an iterator still being filled by the scan is welcome."""
+    def embed(self, files: Iterable[tuple[int, str]], total: int | None = None) -> None:
+        """Decode, embed and store ``files`` ((id, path) of pending files; ``total`` of them, when
+        known), taking each when a decoder has room for it: an iterator still being filled by the
+        scan is welcome."""
         started: dict[int, _FileJob] = {}  # by the number decode_windows gives each file
         waiting: collections.deque[_FileJob] = collections.deque()  # decoded, stored in this order once embedded
         embedding: collections.deque[_FileJob] = collections.deque()  # the file of each window given to the model
 
+        # The scan runs ahead of the decoders whenever this thread has nothing else to do, so a
+        # library is catalogued (findable by name and metadata) at the scan's pace, not the model's.
+        files = iter(files)
+        ahead: collections.deque[tuple[int, str]] = collections.deque()
+
+        def scan_ahead() -> bool:
+            found = next(files, None)
+            if found is not None:
+                ahead.append(found)
+            return found is not None
+
         def paths() -> Iterator[str]:
-            for number, (file_id, path) in enumerate(files):
+            number = 0
+            while ahead or scan_ahead():
+                file_id, path = ahead.popleft()
                 started[number] = _FileJob(file_id, path)
-                self.bar.total = (self.bar.total or 0) + 1
+                number += 1
                 yield path
 
-        with (tqdm(total=0, desc="embedding", unit=" files", position=1,
+        with (tqdm(total=total, desc="embedding", unit=" files", position=1,
                    disable=None if self.show_progress else True) as bar,
               BatchEmbedder(self.encoder) as batches):
             self.bar = bar
             # Worker processes decode the files, interleaved; a file's windows come in order.
-            for piece in decode_windows(paths(), self.encoder.sample_rate, self.encoder.window_seconds, self.hop):
+            for piece in decode_windows(paths(), self.encoder.sample_rate, self.encoder.window_seconds, self.hop,
+                                        idle=scan_ahead):
                 job = started[piece.number]
                 if piece.samples:
                     # A copy (the samples are the decoder's memory), of the piece's audio once.

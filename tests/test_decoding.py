@@ -222,3 +222,17 @@ def test_a_piece_holds_its_audio_once_and_its_windows_are_views_of_it(tmp_path):
                 for offset, window in zip(piece.offsets, piece.samples):
                     assert np.shares_memory(window, piece.span)
                     assert np.array_equal(window, piece.span[offset : offset + len(window)])
+
+
+def test_idle_work_runs_while_no_piece_waits_until_it_says_it_is_done(tmp_path):
+    # An index run's scan goes on this way while the decoders work, rather than at their pace.
+    paths = [write_tone(tmp_path / f"clip{i}.flac", 2.0) for i in range(6)]
+    calls = []
+
+    def idle() -> bool:
+        calls.append(1)
+        return len(calls) < 3
+
+    files = by_file(decode_windows(paths, RATE, 0.25, workers=2, idle=idle))
+    assert sorted(files) == list(range(len(paths))) and all(entry["done"] for entry in files.values())
+    assert len(calls) == 3
