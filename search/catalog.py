@@ -11,6 +11,7 @@ marks it 'indexed', or 'error' with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -1132,22 +1133,20 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
     return [FileText.file_id.in_(matching.bindparams(match=" OR ".join(alternatives)).columns(column("rowid", Integer)))]
 
 
-# A search of one word ranks its files in three tiers (in the name and elsewhere, in the name
-# only, elsewhere only: relevance 3, 2, 1), each by name. Ranking every match costs a read of
-# each (a common word matches 4% of 10^6 files: 150-300 ms); a tier with many files is found
-# faster by walking the files in name order (ix_files_name_id_status) and keeping those the
-# trigram index says are in the tier, stopping at the limit. FTS5 column filters say it
-# exactly for a word of three characters or more: the trigrams of a phrase, in a row, are the
-# word itself, and the text and the word are both lower-cased by Python.
-_TIERS = ("{name} : {word} AND {about} : {word}", "{name} : {word} NOT {about} : {word}",
-          "{about} : {word} NOT {name} : {word}")
+# A search ranks its files in tiers of relevance (a word in the name counts 2, elsewhere 1),
+# each by name. Ranking every match costs a read of each (a common word matches 4% of 10^6
+# files: 150-300 ms). On SQLite, FTS5 says which files hold a word in their name and which
+# elsewhere, exactly for a word of three characters or more (the trigrams of a phrase, in a
+# row, are the word itself; the text and the word are both lower-cased by Python): each
+# file's relevance, and whether the query matches it, are then worked out from those lists
+# (numpy, by id), and a tier with many files is found faster by walking the files in name
+# order (ix_files_name_id_status), keeping the tier's and stopping at the limit.
 # Walking costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us,
 # measured at 10^6): walk a tier when it holds at least sqrt(limit * files) / 4 files.
 _WALK_FACTOR = 4
 
-_IN_TIER = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :tier"
-# A tier's files come as a JSON list: found once by FTS5 (most of a tier's cost), counted in
-# Python, then read by the statement that ranks them.
+_MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
+# A tier's files come as a JSON list (one parameter, however many).
 _TIER_BY_NAME = {
     # Walked: the files in name order, each looked up in the tier (SQLite builds the tier's set once).
     True: "SELECT id FROM files INDEXED BY ix_files_name_id_status WHERE status IN :statuses AND id != :exclude "
@@ -1160,44 +1159,98 @@ _TIER_BY_NAME = {
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
                 limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
-    """``keyword_ranked``'s ids for a query of one word (and words it excludes) on SQLite that
-    many files match, tier by tier, each walked in name order or sorted, as many files as it
-    holds decide. Otherwise None, and for a word few files match, a condition keeping exactly
-    them (found once here, not again); ranking every match is then the way, as for any other
-    query, or with filters (which could make a walk pass most files by)."""
-    if session.get_bind().dialect.name != "sqlite" or file_conditions(filters) or len(query.alternatives) != 1:
+    """``keyword_ranked``'s ids on SQLite for a query many files match, tier by tier, each
+    walked in name order or sorted, as many files as it holds decide. Otherwise None, and for
+    a query few files match, a condition keeping exactly them (found once here, not again):
+    ranking every match is then the way, as for a query with a word FTS5 cannot find (under
+    three characters), an alternative with no word wanted, or filters (which could make a walk
+    pass most files by)."""
+    if session.get_bind().dialect.name != "sqlite" or file_conditions(filters) or not query:
         return None, []
-    wanted = [keyword.word for keyword in query.alternatives[0] if not keyword.negated]
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
-    excluded = [keyword.word for keyword in query.alternatives[0] if keyword.negated and _SEPARATOR not in keyword.word]
-    if len(wanted) != 1 or any(len(word) < 3 or _SEPARATOR in word for word in wanted + excluded):
+    groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
+              for group in query.alternatives]
+    if any(len(keyword.word) < 3 or _SEPARATOR in keyword.word for group in groups for keyword in group) \
+            or not all(any(not keyword.negated for keyword in group) for group in groups):
         return None, []
     files = session.scalar(select(func.max(File.id))) or 0
     enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
-    every = _fts_excluding(_fts_phrase(wanted[0]), excluded)
-    head = session.scalars(text(f"{_IN_TIER} LIMIT :enough"), {"tier": every, "enough": enough}).all()
+    every = " OR ".join(
+        "(" + _fts_excluding(" AND ".join(_fts_phrase(k.word) for k in group if not k.negated),
+                             [k.word for k in group if k.negated]) + ")"
+        for group in groups)
+    head = session.scalars(text(f"{_MATCHING} LIMIT :enough"), {"match": every, "enough": enough}).all()
     if len(head) < enough:  # every match, read by id (one JSON parameter: no limit on how many)
         ids = func.json_each(bindparam("matching", json.dumps(head))).table_valued("value")
         return None, [FileText.file_id.in_(select(ids.c.value))]
+
+    # Straight from the driver's cursor: tens of thousands of ids cost a third less without rows
+    # made of each. FTS5 gives each file once.
+    with contextlib.closing(session.connection().connection.cursor()) as cursor:
+        return _ranked_in_tiers(session, query, groups, every, cursor, files, pending, exclude_id, limit), []
+
+
+def _ranked_in_tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor,
+                     files: int, pending: bool, exclude_id: int | None, limit: int) -> list[int]:
+    """``_walk_tiers``'s ranking, ``every`` the FTS5 query of every file matched, ``cursor`` the driver's."""
+
+    def holding(match: str) -> np.ndarray:  # the ids of the files FTS5 finds for ``match``
+        return np.array(cursor.execute(_MATCHING, {"match": match}).fetchall(), dtype=np.int64).reshape(-1)
+
+    if len(query.wanted) == 1:
+        # Three tiers, which FTS5 tells apart itself: fewer ids come back than the word's every file.
+        phrase = _fts_phrase(query.wanted[0])
+        tiers = (holding(f"({tier.format(phrase=phrase)}) AND ({every})") for tier in _ONE_WORD_TIERS)
+    else:
+        tiers = _tiers(query, groups, holding)
     # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
     ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
                              {"name": "ix_files_name_id_status"})
     statuses = [INDEXED, PENDING] if pending else [INDEXED]
-    found: list[int] = []
-    for tier in _TIERS:
-        match = _fts_excluding(tier.format(name="name", about="about", word=_fts_phrase(wanted[0])), excluded)
-        remaining = limit - len(found)
-        enough = max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-        members = session.scalars(text(_IN_TIER), {"tier": match}).all()
-        if not members:
+    found_ids: list[int] = []
+    for tier in tiers:  # found as needed, the best first
+        if not len(tier):
             continue
-        statement = text(_TIER_BY_NAME[bool(ordered) and len(members) >= enough])
-        found += session.scalars(statement.bindparams(bindparam("statuses", expanding=True)), {
+        members = tier.tolist()
+        remaining = limit - len(found_ids)
+        walk = bool(ordered) and len(members) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+        statement = text(_TIER_BY_NAME[walk]).bindparams(bindparam("statuses", expanding=True))
+        found_ids += session.scalars(statement, {
             "statuses": statuses, "exclude": -1 if exclude_id is None else exclude_id, "tier": json.dumps(members),
             "limit": remaining})
-        if len(found) >= limit:
+        if len(found_ids) >= limit:
             break
-    return found, []
+    return found_ids
+
+
+# A word in the name and elsewhere (relevance 3), in the name only (2), elsewhere only (1).
+_ONE_WORD_TIERS = ("name : {phrase} AND about : {phrase}", "name : {phrase} NOT about : {phrase}",
+                   "about : {phrase} NOT name : {phrase}")
+
+
+def _tiers(query: KeywordQuery, groups: list[list[Keyword]], holding: Callable[[str], np.ndarray]) -> list[np.ndarray]:
+    """The files ``query`` (its alternatives ``groups``) matches, in tiers of relevance, the best
+    first, from the ids of the files ``holding`` each word in their name, elsewhere, anywhere."""
+    in_name = {word: holding(f"name : {_fts_phrase(word)}") for word in query.wanted}
+    elsewhere = {word: holding(f"about : {_fts_phrase(word)}") for word in query.wanted}
+    anywhere = {word: np.union1d(in_name[word], elsewhere[word]) for word in query.wanted}
+    for group in groups:
+        for keyword in group:
+            if keyword.word not in anywhere:  # a word only ever excluded
+                anywhere[keyword.word] = holding(_fts_phrase(keyword.word))
+    # Every file the query matches holds one of its wanted words: the candidates.
+    candidates = functools.reduce(np.union1d, (anywhere[word] for word in query.wanted))
+    matched = np.zeros(len(candidates), dtype=bool)
+    for group in groups:
+        holds = np.ones(len(candidates), dtype=bool)
+        for keyword in group:
+            found = np.isin(candidates, anywhere[keyword.word], assume_unique=True)
+            holds &= ~found if keyword.negated else found
+        matched |= holds
+    relevance = sum(2 * np.isin(candidates, in_name[word], assume_unique=True).astype(np.int64)
+                    + np.isin(candidates, elsewhere[word], assume_unique=True) for word in query.wanted)
+    candidates, relevance = candidates[matched], relevance[matched]
+    return [candidates[relevance == tier] for tier in sorted(set(relevance.tolist()), reverse=True)]
 
 
 def _fts_excluding(match: str, excluded: Iterable[str]) -> str:

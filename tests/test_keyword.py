@@ -156,11 +156,12 @@ def test_pending_files_and_one_excluded(catalog):
     assert first not in catalog.keyword_ranked(parse_keywords("door"), exclude_id=first)
 
 
-@pytest.mark.parametrize("text", ["door", "oor -metal", "rain -roof -x", "ath", "wav", "rain"])
+@pytest.mark.parametrize("text", ["door", "oor -metal", "rain -roof -xyz", "ath", "wav", "rain", "door, rain",
+                                  "wav -metal, ath", "oor wav", "rain -100, storm door"])
 @pytest.mark.parametrize("pending", [False, True])
 def test_the_first_files_of_a_ranking_are_its_beginning_whatever_the_limit(catalog, text, pending):
-    # A small limit makes SQLite rank a one-word search tier by tier (name and elsewhere, name
-    # only, elsewhere only), walked in name order or sorted: the same files as ranking every match.
+    # A small limit makes SQLite rank the search tier by tier of relevance, each walked in name
+    # order or sorted, from what FTS5 finds of each word: the same files as ranking every match.
     query = parse_keywords(text)
     everything = catalog.keyword_ranked(query, pending=pending)
     assert len(everything) >= 2
