@@ -1200,7 +1200,9 @@ def _ranked_in_tiers(session: Session, query: KeywordQuery, groups: list[list[Ke
     if len(query.wanted) == 1:
         # Three tiers, which FTS5 tells apart itself: fewer ids come back than the word's every file.
         phrase = _fts_phrase(query.wanted[0])
-        tiers = (holding(f"({tier.format(phrase=phrase)}) AND ({every})") for tier in _ONE_WORD_TIERS)
+        # The word alone needs no more: AND the word again would read its trigrams' lists twice.
+        matched = "" if every == f"({phrase})" else f" AND ({every})"
+        tiers = (holding(f"({tier.format(phrase=phrase)}){matched}") for tier in _ONE_WORD_TIERS)
     else:
         tiers = _tiers(query, groups, holding)
     # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
