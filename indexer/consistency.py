@@ -65,13 +65,14 @@ class Findings:
 def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Findings:
     """What disagrees between catalog and store; with ``full`` (doctor), also the files waiting
     to be embedded and the disk, which an index run deals with on its own."""
-    stored = np.unique(store.ids())
-    windows = np.array(catalog.window_ids(), dtype=np.int64)
+    # Sorted and unique by hand: numpy's unique hashes, several seconds at 3 x 10^6 ids.
+    stored = _sorted_unique(store.ids())
+    windows = _sorted_unique(catalog.window_id_array())
     orphan_windows = catalog.orphan_window_ids()
     # Windows of no file (orphans) drop out here: file_ids_of_windows names only catalogued files.
-    missing_ids = np.setdiff1d(windows, stored)
+    missing_ids = np.setdiff1d(windows, stored, assume_unique=True)
     findings = Findings(
-        orphan_vectors=np.setdiff1d(stored, windows), orphan_windows=orphan_windows,
+        orphan_vectors=np.setdiff1d(stored, windows, assume_unique=True), orphan_windows=orphan_windows,
         orphan_tags=catalog.orphan_tag_count(),
         files_missing_vectors=catalog.paths_of(catalog.file_ids_of_windows(missing_ids.tolist()).values()),
         indexed_without_windows=catalog.indexed_without_windows(),
@@ -111,3 +112,8 @@ def repair(catalog: Catalog, store: VectorStore, findings: Findings) -> None:
             store.remove(np.array(catalog.mark_pending(catalog.file(path)), dtype=np.int64))
     for path in findings.missing_on_disk:
         store.remove(np.array(catalog.delete_file(catalog.file(path)), dtype=np.int64))
+
+
+def _sorted_unique(ids: np.ndarray) -> np.ndarray:
+    ids = np.sort(np.asarray(ids, dtype=np.int64))
+    return ids[np.concatenate(([True], ids[1:] != ids[:-1]))] if len(ids) else ids

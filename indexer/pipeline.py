@@ -38,7 +38,7 @@ from indexer.consistency import examine, repair
 from indexer.metadata import read_metadata
 from indexer.progress import ProgressFile
 from indexer.scan import Contents, Found, read_batches, scan, start_readers
-from search.catalog import ERROR, INDEXED, PENDING, Embedded, File, Metadata, NewFile
+from search.catalog import ERROR, INDEXED, PENDING, Embedded, File, Known, Metadata, NewFile
 from search.library import Library
 from search.store import VectorStore
 
@@ -59,6 +59,9 @@ SCAN_CHECKPOINT_FILES = 1000
 # Files the scan looks up, reads and writes together: one query and one flush for all. The
 # first batch's worth of files to read is read in this process, the rest by worker processes.
 SCAN_BATCH = 64
+# Files looked up in the catalog at a time: an unchanged rescan does little else, and a query
+# for 64 paths cost about as much as one for a thousand.
+LOOK_UP_BATCH = 1024
 
 # Called once per file with its path and what became of it: "pending", "moved", "unchanged",
 # "indexed" or "error" (a file can be "pending" in the scan and "indexed" after).
@@ -254,10 +257,17 @@ class _IndexRun:
         return [(record.id, record.path) for record in self.catalog.pending_files() if record.id not in taken]
 
     def look_up(self, found: Iterator[Found]) -> Iterator[list[_Seen]]:
-        """The files found, in batches, each with its catalog record and what its stat says."""
-        while batch := list(itertools.islice(found, SCAN_BATCH)):
-            records = self.catalog.files_at(path for path, _ in batch)
-            yield [_Seen.stat(path, root, records.get(path)) for path, root in batch]
+        """The files found, in batches, each with what the catalog knows of it and what its stat
+        says; and, for those to be written (changed or unreadable), its record."""
+        while found_now := list(itertools.islice(found, LOOK_UP_BATCH)):
+            known = self.catalog.known_at(path for path, _ in found_now)
+            for start in range(0, len(found_now), SCAN_BATCH):
+                seen = [_Seen.stat(path, root, known.get(path)) for path, root in found_now[start : start + SCAN_BATCH]]
+                to_write = [item.known.id for item in seen if item.known and (item.to_read or item.problem)]
+                records = self.catalog.files_by_id(to_write) if to_write else {}
+                for item in seen:
+                    item.record = records.get(item.known.id) if item.known else None
+                yield seen
 
     def catalogue(self, batch: list[_Seen], contents: list[Contents]) -> tuple[list[int], list[tuple[int, str]]]:
         """Record ``batch`` as found now, given the contents of those of its files that were read
@@ -265,7 +275,7 @@ class _IndexRun:
         for item, read in zip([item for item in batch if item.to_read], contents, strict=True):
             item.contents = read
         # Only a new file whose content is catalogued already can have been moved.
-        new = {item.contents.digest for item in batch if item.record is None and item.contents and item.contents.digest}
+        new = {item.contents.digest for item in batch if item.known is None and item.contents and item.contents.digest}
         same_content = self.catalog.files_with_hashes(new) if new else {}
         ids, fresh, pending = [], [], []
         for item in batch:
@@ -289,14 +299,14 @@ class _IndexRun:
             record = self.catalog.set_file(record, path, root=root, size=item.size, mtime=item.mtime)
             return self.failed(record, item.problem)
         if item.contents is None:
-            return self.unchanged(record)
+            return self.unchanged(item.known)
         digest, metadata, error = item.contents
         if error is not None:
             return self.failed(self.catalog.set_file(record, path, root=root, size=0, mtime=0.0), error)
         if digest == item.known_digest:
             record.size, record.mtime = item.size, item.mtime  # touched, not changed
             return self.unchanged(record)
-        if record is None:
+        if item.known is None:
             moved = self.moved_from(same_content.get(digest, []))
             if moved is not None:
                 return self.move(moved, path, root, item.mtime, metadata)
@@ -309,9 +319,11 @@ class _IndexRun:
         self.notify(path, "pending")
         return record
 
-    def unchanged(self, record: File) -> File:
+    def unchanged(self, record: File | Known) -> File | Known:
         if record.status == INDEXED and record.hop != self.hop:
             # Windows cut with another hop (an index from an older clapdex): cut and embed again.
+            if isinstance(record, Known):
+                record = self.catalog.file_by_id(record.id)
             self.drop_vectors(self.catalog.mark_pending(record))
         if record.status == PENDING:
             # Left waiting by an interrupted run, or to be cut again: counted once embedded.
@@ -453,23 +465,24 @@ class _Seen:
 
     path: str
     root: str
-    record: File | None  # as catalogued
+    known: Known | None  # what the catalog knows of it
     size: int = 0
     mtime: float = 0.0
     problem: str | None = None  # why it cannot hold audio at all
     to_read: bool = False  # new or changed, by size or mtime: its content is to be hashed
     contents: Contents | None = None  # once read
+    record: File | None = None  # its catalog record, loaded for those to be written
 
     @classmethod
-    def stat(cls, path: str, root: str, record: File | None) -> _Seen:
+    def stat(cls, path: str, root: str, known: Known | None) -> _Seen:
         try:
             found = os.stat(path)  # follows symlinks: a loop raises ELOOP here
         except OSError as exc:
-            return cls(path, root, record, problem=exc.strerror or str(exc))
+            return cls(path, root, known, problem=exc.strerror or str(exc))
         if not stat.S_ISREG(found.st_mode):
-            return cls(path, root, record, mtime=found.st_mtime, problem="not a regular file")
-        seen = cls(path, root, record, found.st_size, found.st_mtime)
-        if seen.comparable and (record.size, record.mtime) == (found.st_size, found.st_mtime):
+            return cls(path, root, known, mtime=found.st_mtime, problem="not a regular file")
+        seen = cls(path, root, known, found.st_size, found.st_mtime)
+        if seen.comparable and (known.size, known.mtime) == (found.st_size, found.st_mtime):
             return seen  # unchanged
         if found.st_size == 0:
             seen.problem = "empty file"
@@ -480,11 +493,11 @@ class _Seen:
     @property
     def comparable(self) -> bool:
         """Whether the catalog's record can tell the file unchanged (it was not unreadable)."""
-        return self.record is not None and self.record.status != ERROR
+        return self.known is not None and self.known.status != ERROR
 
     @property
     def known_digest(self) -> str | None:
-        return self.record.content_hash if self.comparable else None
+        return self.known.content_hash if self.comparable else None
 
 
 def _hand_back(vectors: Iterator[np.ndarray], embedding: collections.deque[_FileJob]) -> None:
