@@ -276,9 +276,9 @@ def search_processes_of(pid: int) -> set[int]:
     return {child for child in children_of(pid) if "multiprocessing.spawn" in open(f"/proc/{child}/cmdline").read()}
 
 
+# Where the catalog is changes nothing here: over SQLite only.
+@pytest.mark.parametrize("api", ["sqlite"], indirect=True)
 def test_search_processes_answer_as_the_server_itself_and_end_with_it(api, tiny_weights):
-    if api.catalog:
-        pytest.skip("where the catalog is changes nothing here: run over SQLite only")
     answers_by = {}
     for workers in ("0", "2"):
         server, url = started_server(api.home, tiny_weights, "--workers", workers)
