@@ -214,13 +214,16 @@ class _WorkerPool:
         for number in worker.held:  # a replacement takes over what its predecessor held
             worker.files.send((number, self.paths[number], *self.job))
 
-    def _hand_out(self, worker: _Worker) -> None:
+    def _hand_out(self, worker: _Worker) -> bool:
+        """Give ``worker`` the call's next file; False when there is none left."""
         path = next(self.source, None)
-        if path is not None:
-            number = len(self.paths)
-            self.paths.append(os.fspath(path))
-            worker.files.send((number, self.paths[number], *self.job))
-            worker.held.append(number)
+        if path is None:
+            return False
+        number = len(self.paths)
+        self.paths.append(os.fspath(path))
+        worker.files.send((number, self.paths[number], *self.job))
+        worker.held.append(number)
+        return True
 
     def pieces(self, paths: Iterator[str], job: tuple[int, float, float | None],
                idle: Callable[[], bool] | None = None) -> Iterator[Piece]:
@@ -271,11 +274,8 @@ class _WorkerPool:
             cause = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
             yield Piece(worker.held.popleft(), [], [], [], True, None, f"the decoder crashed on this file ({cause})")
         self._start(worker)
-        while len(worker.held) < FILES_AHEAD:
-            before = len(worker.held)
-            self._hand_out(worker)
-            if len(worker.held) == before:  # no file left to give
-                break
+        while len(worker.held) < FILES_AHEAD and self._hand_out(worker):
+            pass
 
     def close(self) -> None:
         self.closed = True

@@ -56,8 +56,9 @@ CHECKPOINT_FILES = 500
 # more often: files are findable by name soon after they are found.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
-# Files the scan looks up, reads and writes together: one query and one flush for all. The
-# first batch's worth of files to read is read in this process, the rest by worker processes.
+# Files the scan looks up, reads and writes together: one query and one flush for all. They are
+# read by the worker processes ``start_index_workers`` starts; without them, the first batch's
+# worth of files to read is read in this process, the rest by workers started then.
 SCAN_BATCH = 64
 # Files looked up in the catalog at a time: an unchanged rescan does little else, and a query
 # for 64 paths cost about as much as one for a thousand.
@@ -106,8 +107,8 @@ def embed_pending(library: Library, progress: Progress | None = None, show_progr
     """Embed the files the catalog holds as 'pending' (after ``clapdex doctor --fix``)."""
     start_index_workers()
     with _IndexRun(library, progress, CHECKPOINT_FILES, show_progress) as run:
-        run.tracker.start("embedding", None)
         pending = run.pending_besides(set())
+        run.tracker.start("embedding", len(pending))
         run.embed(pending, total=len(pending))
         return run.finish()
 
@@ -254,7 +255,7 @@ class _IndexRun:
 
     def pending_besides(self, taken: set[int]) -> list[tuple[int, str]]:
         """(id, path) of the pending files not in ``taken``."""
-        return [(record.id, record.path) for record in self.catalog.pending_files() if record.id not in taken]
+        return [(file_id, path) for file_id, path in self.catalog.pending() if file_id not in taken]
 
     def look_up(self, found: Iterator[Found]) -> Iterator[list[_Seen]]:
         """The files found, in batches, each with what the catalog knows of it and what its stat

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from encoders.audio import AUDIO_EXTENSIONS
+from encoders.decoding import default_workers
 from encoders.processes import exit_with_parent
 
 
@@ -101,7 +102,7 @@ def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], 
     (default: one per core) read the batches, a few ahead of the caller, which meanwhile
     writes the batches before into the catalog.
     """
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     kept = _READERS.get(workers)
     pool, ahead, read_here = None, collections.deque(), 0
     try:
@@ -131,7 +132,7 @@ def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], 
 def start_readers(workers: int | None = None) -> None:
     """Start ``read_batches``' worker processes now and keep them for every later call: forked
     from a process that already holds a model on a GPU, each costs about 47 ms to start."""
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     if workers > 1 and workers not in _READERS:
         pool = _READERS[workers] = _reader_pool(workers)
         pool.submit(int).result()  # a forking pool starts all its processes at the first task

@@ -599,11 +599,15 @@ class Catalog:
         self.session.flush()
         return removed
 
-    def pending_files(self) -> list[File]:
-        return list(self.session.scalars(select(File).where(File.status == PENDING).order_by(File.path)))
+    def pending(self) -> list[tuple[int, str]]:
+        """(id, path) of the files waiting to be embedded, by path: plain rows, for after the scan
+        of a new library, when that is nearly all of them."""
+        table = File.__table__
+        query = select(table.c.id, table.c.path).where(table.c.status == PENDING).order_by(table.c.path)
+        return [(file_id, path) for file_id, path in self.session.execute(query)]
 
     def pending_paths(self) -> list[str]:
-        return list(self.session.scalars(select(File.path).where(File.status == PENDING).order_by(File.path)))
+        return [path for _, path in self.pending()]
 
     def files(self, status: str | None = None) -> Iterator[File]:
         query = select(File).order_by(File.path).options(selectinload(File.windows), selectinload(File.tag_rows))
