@@ -6,8 +6,12 @@ changed.
 Random MS-CLAP 2023 weights at the real sizes (tests/checkpoints.py). As the index verb does,
 the scan's readers and the decoders start before the model loads; the model is loaded and
 warmed up before the clock starts. The catalog is SQLite and the store FAISS, in a fresh home.
-Copies have the same bytes under other names; their originals stay, so every copy is a new
-file to embed.
+Copies have the same bytes under other names (with --distinct, each copy's tags say which copy
+it is, so every file has a content of its own, as in a real library, and the scan has no
+same-content files to rule out as moved); their originals stay, so every copy is a new file to
+embed. The run reports the CPU time of the worker processes (decoders and the scan's readers)
+beside the main thread's. --set MODULE.NAME=VALUE changes a module's constant for the run, to
+try a setting without editing the code.
 
 With --wrapper, the official msclap 1.3.4 wrapper (bench/indexing.py's, its file reading
 swapped for soundfile) embeds the files under --audio in the same call, for the ratio. With
@@ -22,7 +26,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import importlib
 import json
+import multiprocessing
+import os
 import platform
 import pstats
 import shutil
@@ -66,6 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--distinct", action="store_true", help="tag each copy, so no two files have one content")
+    parser.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                        help="a module constant for this run, e.g. encoders.decoding.FILES_AHEAD=4")
     parser.add_argument("--long-files", type=int, default=0,
                         help="instead of copies, this many 16-bit WAV files of the clips joined (recordings)")
     parser.add_argument("--long-seconds", type=float, default=60.0)
@@ -76,6 +86,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="cProfile the first run's main thread into this text file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        module, _, constant = name.rpartition(".")
+        setattr(importlib.import_module(module), constant, type(getattr(importlib.import_module(module), constant))(value))
 
     with tempfile.TemporaryDirectory(prefix="clapdex-index-bench-") as folder:
         folder = Path(folder)
@@ -86,6 +100,8 @@ def main() -> None:
         else:
             for copy in range(args.copies):
                 shutil.copytree(args.audio, library / f"copy{copy}")
+                if args.distinct:
+                    tag_copies(library / f"copy{copy}", copy)
         files = sum(1 for path in library.rglob("*") if path.is_file())
         for path in library.rglob("*"):  # every run below starts from the page cache
             if path.is_file():
@@ -108,11 +124,13 @@ def main() -> None:
             stamps[outcome] = time.perf_counter()  # the last file of each outcome
 
         profile = cProfile.Profile() if args.profile else None
+        workers_cpu = workers_cpu_seconds()
         started, main_cpu, process_cpu = time.perf_counter(), time.thread_time(), time.process_time()
         with Library(settings, create=True, encoder=encoder) as opened, profile or contextlib.nullcontext():
             first = index_paths(opened, [library], progress=progress)
         ended = time.perf_counter()
         main_cpu, process_cpu = time.thread_time() - main_cpu, time.process_time() - process_cpu
+        workers_cpu = workers_cpu_seconds() - workers_cpu
         if profile is not None:
             with open(args.profile, "w") as out:
                 pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(45)
@@ -129,12 +147,13 @@ def main() -> None:
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        "torch": torch.__version__, "command": " ".join(["python"] + sys.argv), "files": files,
+        "torch": torch.__version__, "command": " ".join(["python"] + sys.argv), "files": files, "settings": args.set,
         "workers_start_seconds": workers_s, "warm_up_seconds": warm_up_s,
         "first_run": {"report": first.summary(), "seconds": ended - started, "files_per_s": files / (ended - started),
                       "windows": windows, "windows_per_s": windows / (ended - started),
                       # This process's CPU (its threads: the main one, the model's) beside the wall time.
                       "main_thread_cpu_seconds": main_cpu, "process_cpu_seconds": process_cpu,
+                      "workers_cpu_seconds": workers_cpu, "cores": len(os.sched_getaffinity(0)),
                       # The scan overlaps embedding: when it had catalogued its last file.
                       "scan_seconds": scan_s, "scan_files_per_s": files / scan_s},
         "unchanged_run": {"report": again.summary(), "seconds": again_s, "files_per_s": files / again_s},
@@ -146,6 +165,27 @@ def main() -> None:
         results["first_run"]["vs_wrapper"] = results["first_run"]["files_per_s"] / wrapper["files_per_s"]
     args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
+
+
+def tag_copies(folder: Path, copy: int) -> None:
+    import mutagen
+
+    for path in folder.rglob("*"):
+        if path.is_file():
+            tagged = mutagen.File(path)
+            tagged["comment"] = f"copy {copy}"
+            tagged.save()
+
+
+def workers_cpu_seconds() -> float:
+    """User and system CPU time of this process's live children (the decoders and the readers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def whole_command(weights: Path, home: Path, library: Path, device: str) -> dict:

@@ -45,6 +45,11 @@ class Encoder(Protocol):
         float32, unit rows. ``encoders.batches.BatchEmbedder`` packs clips so: a batch crosses
         to the device in one copy, and is cut into its windows there."""
 
+    def launch_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None):
+        """``embed_packed`` as an ``encoders.runtime.Launched``: on a GPU it returns once the batch
+        is queued; ``copied()`` waits until ``samples`` (on the host or on that GPU) may be
+        refilled, ``vectors()`` for the rows."""
+
 
 # name -> "module:loader"; imported on use so `import encoders` stays light.
 _MODELS = {

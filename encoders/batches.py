@@ -1,17 +1,24 @@
-"""Windows -> embeddings with the model kept busy: the caller packs windows into host buffers
-(pinned, for a GPU) while a thread hands each full buffer to the encoder.
+"""Windows -> embeddings with the model kept busy: the caller packs windows into batch buffers
+while a thread hands each full buffer to the encoder.
 
 Embedding a batch on the GPU takes tens of milliseconds, during which the caller (the
 indexer's main loop) keeps taking windows from the decoders and packing the next batch, so
-decoding never waits for the model. Packing copies audio once, straight into the memory the
-device reads from: windows that overlap in a recording (half-window hops) share their samples
-there, and are cut apart on the device. Copying every window whole had made this loop the limit
-for long recordings (docs/benchmarks.md). Three buffers of a batch each: at 256 windows of 7 s,
-about 1 GB of pinned memory.
+decoding never waits for the model. Windows that overlap in a recording (half-window hops)
+share their samples in a buffer, copied once, and are cut apart on the device.
+
+On one GPU the buffers are on the GPU: each piece of audio crosses straight from where the
+decoder wrote it, on a stream of its own, while the model computes the batch before. The
+decoders' shared memory is page-locked for that (``_PageLocked``), so the copy is the GPU's
+DMA and costs the caller little more than a launch: copying every piece through a pinned host
+buffer instead had made a plain memory copy most of the caller's time for long recordings
+(1.45 s of a 4-s run of 10,200 windows, docs/benchmarks.md). On the CPU, and for several GPUs,
+the buffers are host memory (pinned for GPUs).
 """
 
 from __future__ import annotations
 
+import logging
+import mmap
 import queue
 import threading
 from collections.abc import Iterator
@@ -21,29 +28,88 @@ import torch
 
 from . import Encoder
 from .audio import window_clip
+from .runtime import Launched
 
-# One buffer filling, one waiting, one on the device.
-BUFFERS = 3
+log = logging.getLogger(__name__)
+
+# One buffer filling, one waiting, one being computed, one whose vectors are on their way back.
+BUFFERS = 4
 
 
 class _Buffer:
-    def __init__(self, capacity: int, pinned: bool):
-        self.tensor = torch.empty(capacity, dtype=torch.float32, pin_memory=pinned)  # stretches of audio end to end
-        self.array = self.tensor.numpy()
+    """Stretches of audio end to end, on ``device`` (host memory for "cpu", pinned if asked)."""
+
+    def __init__(self, capacity: int, device: torch.device, pinned: bool):
+        self.tensor = torch.empty(capacity, dtype=torch.float32, device=device, pin_memory=pinned)
+        self.array = self.tensor.numpy() if device.type == "cpu" else None
         self.starts: list[int] = []  # each clip's first sample
         self.lengths: list[int] = []
         self.used = 0
 
-    def append(self, span: np.ndarray, offsets: list[int], lengths: list[int]) -> None:
-        """Clips that lie in ``span`` at ``offsets``: the part of ``span`` they cover is copied once."""
+    def append(self, span: np.ndarray, offsets: list[int], lengths: list[int], copies: torch.cuda.Stream | None) -> None:
+        """Clips that lie in ``span`` at ``offsets``: the part of ``span`` they cover is copied once
+        (to a GPU buffer on ``copies``, which the caller waits for before reusing ``span``)."""
         begin, end = offsets[0], max(offset + length for offset, length in zip(offsets, lengths))
-        self.array[self.used : self.used + end - begin] = span[begin:end]
+        if self.array is not None:
+            self.array[self.used : self.used + end - begin] = span[begin:end]
+        else:
+            with torch.cuda.stream(copies):
+                self.tensor[self.used : self.used + end - begin].copy_(torch.from_numpy(span[begin:end]),
+                                                                       non_blocking=True)
         self.starts += [self.used + offset - begin for offset in offsets]
         self.lengths += lengths
         self.used += end - begin
 
     def clear(self) -> None:
         self.starts, self.lengths, self.used = [], [], 0
+
+
+class _PageLocked:
+    """Page-locks (cudaHostRegister) the shared memory that decoder processes write their pieces
+    into, once each, so copies from it to the GPU run asynchronously, as DMA; undone on close.
+    Other memory (a piece decoded in this process, a test's array) is copied as it is."""
+
+    def __init__(self):
+        self._registered: dict[int, np.ndarray] = {}  # address -> the array kept alive while locked
+
+    def lock(self, span: np.ndarray) -> None:
+        owner = span
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        address = owner.ctypes.data
+        if not isinstance(owner.base, mmap.mmap) or address in self._registered:
+            return
+        # On a thread of its own: a failure would stay behind as the thread's last CUDA error,
+        # which torch's next kernel launch in that thread would report as its own.
+        outcome: list[int] = []
+        register = threading.Thread(target=lambda: outcome.extend(_register(address, owner.nbytes)),
+                                    name="clapdex-page-lock")
+        register.start()
+        register.join()
+        if 0 not in outcome:  # pageable memory still works, by a slower copy
+            log.debug("cudaHostRegister of %d bytes failed (%s); copying from pageable memory", owner.nbytes, outcome)
+        self._registered[address] = owner if 0 in outcome else None
+
+    def close(self) -> None:
+        for address, owner in self._registered.items():
+            if owner is not None:
+                torch.cuda.cudart().cudaHostUnregister(address)
+        self._registered.clear()
+
+
+def _register(address: int, size: int) -> list[int]:
+    """cudaHostRegister's answers, default flags first, then as mapped memory (as NCCL registers
+    its shared memory), until one succeeds (0)."""
+    outcome = []
+    for flags in REGISTER_FLAGS:
+        outcome.append(int(torch.cuda.cudart().cudaHostRegister(address, size, flags)))
+        if outcome[-1] == 0:
+            break
+    return outcome
+
+
+# cudaHostRegisterDefault, cudaHostRegisterPortable | cudaHostRegisterMapped
+REGISTER_FLAGS = (0, 3)
 
 
 class BatchEmbedder:
@@ -58,12 +124,18 @@ class BatchEmbedder:
         # By default a full batch for each device the encoder spreads batches over.
         self.batch_size = batch_size or encoder.batch_size * len(encoder.devices)
         window = self._window = round(encoder.sample_rate * encoder.window_seconds)
-        pinned = torch.device(encoder.device).type == "cuda"
+        devices = [torch.device(device) for device in encoder.devices]
+        on_gpu = len(devices) == 1 and devices[0].type == "cuda"
+        # Where pieces cross to the GPU, beside the model's computing.
+        self._copies = torch.cuda.Stream(devices[0]) if on_gpu else None
+        self._page_locked = _PageLocked() if on_gpu else None
         self._free: queue.Queue[_Buffer | BaseException] = queue.Queue()
-        # Page-locking a buffer takes about a quarter of a second (316 MB for MS-CLAP's batch):
+        # Page-locking host buffers takes about a quarter of a second (316 MB for MS-CLAP's batch):
         # done on a thread, while the caller starts decoding and cataloguing.
-        self._allocating = threading.Thread(target=self._allocate, args=(self.batch_size * window, pinned),
-                                            name="clapdex-buffers", daemon=True)
+        self._allocating = threading.Thread(
+            target=self._allocate, name="clapdex-buffers", daemon=True,
+            args=(self.batch_size * window, devices[0] if on_gpu else torch.device("cpu"),
+                  devices[0].type == "cuda" and not on_gpu))
         self._allocating.start()
         self._filling: _Buffer | None = None
         self._to_embed: queue.Queue[_Buffer | None] = queue.Queue()
@@ -86,9 +158,12 @@ class BatchEmbedder:
     def add_windows(self, span: np.ndarray, offsets: list[int], lengths: list[int]) -> None:
         """Clips of at most one window that lie in ``span`` (mono float32) at ``offsets``, in
         order, overlapping as windows of one recording do (``encoders.decoding.Piece``): the
-        audio is copied once, not once a window, and cut into windows on the device."""
+        audio is copied once, not once a window, and cut into windows on the device. ``span``
+        may be reused once this returns."""
         if any(not 0 < length <= self._window for length in lengths):
             raise ValueError(f"clips must hold 1 to {self._window} samples; got lengths {lengths}")
+        if self._page_locked is not None:
+            self._page_locked.lock(span)
         first = 0
         while first < len(offsets):
             if self._filling is None:
@@ -96,10 +171,12 @@ class BatchEmbedder:
                 if isinstance(self._filling, BaseException):
                     raise self._filling
             last = min(len(offsets), first + self.batch_size - len(self._filling.lengths))
-            self._filling.append(span, offsets[first:last], lengths[first:last])
+            self._filling.append(span, offsets[first:last], lengths[first:last], self._copies)
             if len(self._filling.lengths) == self.batch_size:
                 self._submit()
             first = last
+        if self._copies is not None:
+            self._copies.synchronize()  # a tenth of a millisecond for a piece of 8 windows of 7 s
 
     def ready(self) -> Iterator[np.ndarray]:
         """Vectors of the batches embedded so far, without waiting for the others."""
@@ -123,15 +200,20 @@ class BatchEmbedder:
             self._to_embed.put(None)
             self._thread.join()
             self._thread = None
+        if self._page_locked is not None:
+            self._copies.synchronize()
+            self._page_locked.close()
 
-    def _allocate(self, capacity: int, pinned: bool) -> None:
+    def _allocate(self, capacity: int, device: torch.device, pinned: bool) -> None:
         try:
             for _ in range(BUFFERS):
-                self._free.put(_Buffer(capacity, pinned))
+                self._free.put(_Buffer(capacity, device, pinned))
         except BaseException as error:  # raised again in the caller's thread, which waits for a buffer
             self._free.put(error)
 
     def _submit(self) -> None:
+        if self._copies is not None:
+            self._copies.synchronize()  # the model reads what the copies write
         if self._thread is None:
             self._thread = threading.Thread(target=self._embed_batches, name="clapdex-embed", daemon=True)
             self._thread.start()
@@ -146,13 +228,33 @@ class BatchEmbedder:
         yield from result
 
     def _embed_batches(self) -> None:
-        while (buffer := self._to_embed.get()) is not None:
+        # One batch is launched while the one before is still being computed, so a host buffer's
+        # copy to the device overlaps that computing; a buffer is free again as soon as the
+        # model has taken its audio.
+        before: Launched | BaseException | None = None
+        while True:
+            if before is not None and self._to_embed.empty():
+                self._give_back(before)  # nothing to overlap it with: its vectors are wanted now
+                before = None
+            buffer = self._to_embed.get()
+            if buffer is None:
+                break
             try:
-                vectors = self.encoder.embed_packed(buffer.tensor[: buffer.used], buffer.lengths, buffer.starts)
+                launched = self.encoder.launch_packed(buffer.tensor[: buffer.used], buffer.lengths, buffer.starts)
+                launched.copied()
             except BaseException as error:  # raised again in the caller's thread
-                self._embedded.put(error)
-            else:
-                self._embedded.put(vectors)
+                launched = error
             finally:
                 buffer.clear()
                 self._free.put(buffer)
+            if before is not None:
+                self._give_back(before)
+            before = launched
+        if before is not None:
+            self._give_back(before)
+
+    def _give_back(self, launched: Launched | BaseException) -> None:
+        try:
+            self._embedded.put(launched if isinstance(launched, BaseException) else launched.vectors())
+        except BaseException as error:
+            self._embedded.put(error)

@@ -48,7 +48,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .projection import Projection
-from .runtime import AudioRuntime, resolve_devices
+from .runtime import AudioRuntime, Launched, resolve_devices
 from .weights import MissingWeightsError, tensors_fingerprint
 
 NAME = "clapdex-compact"
@@ -341,6 +341,9 @@ class CompactEncoder:
 
     def embed_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
         return self.runtime.embed_packed(samples, lengths, starts)
+
+    def launch_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> Launched:
+        return self.runtime.launch_packed(samples, lengths, starts)
 
 
 def load_compact(weights: str | Path | None = None, device: str | torch.device = "cpu",

@@ -30,7 +30,7 @@ from torch.nn.attention.flex_attention import flex_attention
 from transformers import ClapAudioConfig, ClapAudioModel, GPT2Config, GPT2Model, GPT2TokenizerFast
 
 from .projection import Projection
-from .runtime import AudioRuntime, autocast, autocast_dtype, resolve_devices
+from .runtime import AudioRuntime, Launched, autocast, autocast_dtype, resolve_devices
 from .threads import threads_limited
 from .weights import resolve_gpt2_tokenizer, resolve_msclap_2023, tensors_fingerprint
 
@@ -566,6 +566,9 @@ class MSClap2023Encoder:
 
     def embed_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
         return self.runtime.embed_packed(samples, lengths, starts)
+
+    def launch_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> Launched:
+        return self.runtime.launch_packed(samples, lengths, starts)
 
 
 def load_msclap_2023(weights: str | Path | None = None, device: str | torch.device = "cpu",

@@ -95,6 +95,7 @@ class AudioRuntime:
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
         self.graph: _CapturedBatch | None = None
         self._staging: torch.Tensor | None = None  # pinned host buffer for batches bound for the GPU
+        self._copies: torch.cuda.Stream | None = None  # where packed batches cross to the GPU
         self.replicas: list[AudioRuntime] = []  # the same model on further devices
 
     @classmethod
@@ -158,15 +159,53 @@ class AudioRuntime:
         ``encoders.batches.BatchEmbedder`` packs windows this way, so they cross to the
         device in one copy, each sample once, and are cut and filled there.
         """
+        return self.launch_packed(samples, lengths, starts).vectors()
+
+    def launch_packed(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> Launched:
+        """``embed_packed`` without waiting, for ``samples`` on the host or already on the GPU: on
+        one GPU, a copy to the device runs on a stream of its own, so it overlaps the batch
+        before, which the model is still computing, and the vectors come back to pinned memory
+        as soon as they are computed. Elsewhere the batch is embedded before this returns."""
         if self.replicas:
-            return self._embed_packed_on_every_device(samples, lengths, starts)
-        return self.embed_packed_here(samples, lengths, starts)
+            return Launched.done(self._embed_packed_on_every_device(samples, lengths, starts))
+        if self.device.type != "cuda":
+            return Launched.done(self.embed_packed_here(samples, lengths, starts))
+        return self._launch_on_gpu(samples, lengths, starts)
 
     def embed_packed_here(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None = None) -> np.ndarray:
         """``embed_packed`` on this runtime's own device only."""
         if self.device.type == "cpu":
             return self.embed_audio_here(unpack(samples.numpy(), lengths, starts), len(lengths))
         return self.embed_windows(*self.fill_on_device(samples.to(self.device, non_blocking=True), lengths, starts))
+
+    @torch.inference_mode()
+    def _launch_on_gpu(self, samples: torch.Tensor, lengths: list[int], starts: list[int] | None) -> Launched:
+        computing = torch.cuda.current_stream(self.device)
+        if samples.is_cuda:
+            on_device = samples
+        else:
+            if self._copies is None:
+                self._copies = torch.cuda.Stream(self.device)
+            with torch.cuda.stream(self._copies):
+                on_device = samples.to(self.device, non_blocking=True)
+                copied = torch.cuda.Event()
+                copied.record()
+            computing.wait_event(copied)
+            # Allocated for the copy stream and read on this one: the allocator must not hand the
+            # memory to the next copy before this stream is done with it.
+            on_device.record_stream(computing)
+        windows, sizes = self.fill_on_device(on_device, lengths, starts)
+        taken = torch.cuda.Event()  # the windows are cut: ``samples`` may be refilled
+        taken.record()
+        rows = self._rows(windows, sizes)
+        on_host = rows.to("cpu", non_blocking=True)  # into pinned memory, in this stream's order
+        computed = torch.cuda.Event()
+        computed.record()
+
+        def vectors() -> np.ndarray:
+            computed.synchronize()
+            return on_host.numpy()
+        return Launched(taken.synchronize, vectors)
 
     def _embed_audio_on_every_device(self, waveforms: list, batch_size: int | None) -> np.ndarray:
         # Contiguous shares, one per device, each embedded there on its own thread (the GIL is
@@ -197,6 +236,10 @@ class AudioRuntime:
     def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> np.ndarray:
         """(batch, window_samples) float32 windows, on any device, and the length of the clip in
         each (default: whole windows) -> (batch, dim) unit rows."""
+        return self._rows(windows, lengths).cpu().numpy()
+
+    def _rows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``embed_windows``, its rows left on the device."""
         windows = windows.to(self.device)
         count = windows.shape[0]
         if lengths is None:
@@ -208,8 +251,9 @@ class AudioRuntime:
             windows = torch.cat([windows, windows.new_zeros(self.batch_size - count, windows.shape[1])])
             lengths = torch.cat([lengths, lengths.new_full((self.batch_size - count,), self.window_samples)])
         if self.cuda_graphs and windows.shape[0] == self.batch_size:
-            return self._replayed(windows, lengths)[:count].cpu().numpy()
-        return self._windows_to_vectors(windows, lengths)[:count].cpu().numpy()
+            # The graph's output is overwritten by the next replay: copy it before replaying again.
+            return self._replayed(windows, lengths)[:count]
+        return self._windows_to_vectors(windows, lengths)[:count]
 
     def _replayed(self, windows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.graph is None:
@@ -261,6 +305,18 @@ class AudioRuntime:
         if self.fill == "silence":
             windows = windows.masked_fill(positions[None, :] >= sizes[:, None], 0.0)
         return windows, sizes
+
+
+class Launched:
+    """A batch on its way through the model: ``copied()`` returns once its samples may be
+    refilled (the model has taken them), ``vectors()`` with its (n, dim) unit rows."""
+
+    def __init__(self, copied: Callable[[], None], vectors: Callable[[], np.ndarray]):
+        self.copied, self.vectors = copied, vectors
+
+    @classmethod
+    def done(cls, vectors: np.ndarray) -> Launched:
+        return cls(lambda: None, lambda: vectors)
 
 
 class _CapturedBatch:

@@ -90,6 +90,8 @@ def read_contents(path: str, known_digest: str | None, describe: Callable[[str],
 
 
 Batch = TypeVar("Batch")
+# Files a reader process reads at a time: a batch is read by several of them.
+READ_PART = 16
 
 
 def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], describe: Callable[[str], object],
@@ -115,7 +117,10 @@ def read_batches(batches: Iterable[tuple[Batch, list[tuple[str, str | None]]]], 
                 read_here += len(files)
                 yield batch, _read_all(files, describe)
                 continue
-            ahead.append((batch, pool.submit(_read_all, files, describe) if files else None))
+            # In parts, so that all the workers read a batch of long recordings (hashing 64 files of
+            # 5 MB took one worker a third of a second, while the decoders waited for the batch).
+            ahead.append((batch, [pool.submit(_read_all, files[start : start + READ_PART], describe)
+                                  for start in range(0, len(files), READ_PART)]))
             if len(ahead) > 2 * workers:
                 yield _done(*ahead.popleft())
         while ahead:
@@ -147,8 +152,8 @@ def _reader_pool(workers: int) -> ProcessPoolExecutor:
 _READERS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _done(batch: Batch, read: Future | None) -> tuple[Batch, list[Contents]]:
-    return batch, read.result() if read is not None else []
+def _done(batch: Batch, parts: list[Future]) -> tuple[Batch, list[Contents]]:
+    return batch, [contents for part in parts for contents in part.result()]
 
 
 def _read_all(files: list[tuple[str, str | None]], describe: Callable[[str], object]) -> list[Contents]:

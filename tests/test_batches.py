@@ -65,11 +65,14 @@ def test_an_error_inside_the_model_reaches_the_caller(tiny_weights):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_packed_batches_on_the_gpu_match_the_cpu(tiny_weights, tiny_encoder):
+@pytest.mark.parametrize("model_batch", [None, 4])
+def test_packed_batches_on_the_gpu_match_the_cpu(tiny_weights, tiny_encoder, model_batch):
+    # model_batch 4: every full batch replays one CUDA graph, whose output the next replay
+    # overwrites while the batch after is already copied in: each batch keeps its own rows.
     from encoders.msclap import load_msclap_2023
 
-    on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32")
-    audio = clips(9, seed=2)
+    on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32", batch_size=model_batch)
+    audio = clips(23 if model_batch else 9, seed=2)
     cosine = np.sum(embedded_in_batches(on_gpu, audio, 4) * tiny_encoder.embed_audio(audio), axis=1)
     assert cosine.min() > 0.9999
 
@@ -89,3 +92,36 @@ def test_windows_sharing_their_audio_give_the_vectors_of_windows_added_alone(tin
         batches.add_windows(recording, offsets[4:], lengths[4:])
         vectors += batches.finish()
     assert np.allclose(np.stack(vectors), embedded_in_batches(tiny_encoder, alone, batch_size), atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pieces_from_decoder_processes_cross_to_the_gpu_as_they_are_embedded_on_the_cpu(tiny_weights, tiny_encoder,
+                                                                                       tmp_path):
+    # The decoders' shared memory is page-locked and copied from straight to GPU buffers.
+    import soundfile
+
+    from encoders.decoding import decode_windows
+    from encoders.msclap import load_msclap_2023
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for number, seconds in enumerate([30.0, 2.0, 12.5, 0.4, 7.0]):
+        paths.append(tmp_path / f"take{number}.wav")
+        soundfile.write(paths[-1], 0.1 * rng.standard_normal(int(44100 * seconds)), 44100, subtype="FLOAT")
+
+    def embedded(encoder):
+        keys, vectors = [], []
+        with BatchEmbedder(encoder) as batches:
+            for piece in decode_windows(paths, encoder.sample_rate, encoder.window_seconds, 3.5, workers=2):
+                if piece.samples:
+                    batches.add_windows(piece.span, piece.offsets, [len(window) for window in piece.samples])
+                    keys += [(piece.number, start) for start in piece.starts]
+                vectors += batches.ready()
+            vectors += batches.finish()
+        return dict(zip(keys, vectors, strict=True))
+
+    on_gpu = load_msclap_2023(tiny_weights, device="cuda", precision="fp32", batch_size=4)
+    expected, got = embedded(tiny_encoder), embedded(on_gpu)
+    assert sorted(got) == sorted(expected)
+    assert min(float(np.dot(got[key], expected[key])) for key in expected) > 0.9999
