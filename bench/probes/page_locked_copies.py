@@ -1,10 +1,11 @@
-"""Do pieces in the decoders' shared memory cross to the GPU as DMA once page-locked?
+"""Do pieces in the decoders' shared memory cross to the GPU faster once page-locked?
 
-Decodes --seconds of noise written as a WAV file through the kept decoder pool, then times
-copying each piece's span to a GPU buffer (copy stream, synchronised per piece, as
-``encoders.batches`` does) from the shared memory as it is, after ``_PageLocked`` locks it, and
-from a pinned buffer through a host copy (the way before). Prints GB/s and whether torch sees
-the shared memory as pinned.
+First, cudaHostRegister's answer for each flag on a fresh shared anonymous map (as the
+decoders' slots are) and whether torch then sees it as pinned. Then decodes eight 60-s WAV
+files through the kept decoder pool, twice, and times copying each piece's span to a GPU
+buffer (copy stream, synchronised per piece, as ``encoders.batches`` does): from the shared
+memory as it is (pageable), after registering the decoder's whole map, and through a pinned
+host buffer (the way before 2026-12-04). Prints GB/s.
 
     python bench/probes/page_locked_copies.py
 """
@@ -21,7 +22,6 @@ import soundfile
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from encoders.batches import _PageLocked  # noqa: E402
 from encoders.decoding import decode_windows, start_workers  # noqa: E402
 
 
@@ -43,6 +43,16 @@ def register_codes() -> None:
             torch.cuda.cudart().cudaHostUnregister(memory.ctypes.data)
 
 
+def lock(span: np.ndarray, registered: dict) -> bool:
+    """Registers the decoder's map that ``span`` lies in, once; whether torch now sees it pinned."""
+    owner = span
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.ctypes.data not in registered:
+        registered[owner.ctypes.data] = int(torch.cuda.cudart().cudaHostRegister(owner.ctypes.data, owner.nbytes, 0))
+    return torch.from_numpy(span).is_pinned()
+
+
 def main() -> None:
     torch.cuda.init()
     register_codes()
@@ -56,7 +66,7 @@ def main() -> None:
         target = torch.empty(64 * 7 * 48000, device=device)
         stream = torch.cuda.Stream(device)
         staging = torch.empty(64 * 7 * 48000, pin_memory=True)
-        locked = _PageLocked()
+        registered: dict[int, int] = {}
         results = {"pageable": [0.0, 0], "page-locked": [0.0, 0], "through pinned": [0.0, 0]}
         for way in ("pageable", "page-locked", "through pinned", "pageable", "page-locked", "through pinned"):
             for piece in decode_windows(paths, 44100, 7.0, 3.5):
@@ -64,8 +74,8 @@ def main() -> None:
                 if not len(span):
                     continue
                 started = time.perf_counter()
-                if way == "page-locked":
-                    locked.lock(span)
+                if way == "page-locked" and not lock(span, registered):
+                    raise SystemExit(f"a decoder's map was not page-locked: cudaError {registered}")
                 if way == "through pinned":
                     staging.numpy()[: len(span)] = span
                     source = staging[: len(span)]
@@ -76,9 +86,9 @@ def main() -> None:
                 stream.synchronize()
                 results[way][0] += time.perf_counter() - started
                 results[way][1] += span.nbytes
-                if way == "page-locked" and results[way][1] == span.nbytes:
-                    print("shared memory seen as pinned:", source.is_pinned())
-        locked.close()
+        for address, code in registered.items():
+            if code == 0:
+                torch.cuda.cudart().cudaHostUnregister(address)
         for way, (seconds, size) in results.items():
             print(f"{way}: {size / seconds / 1e9:.1f} GB/s ({size / 1e9:.2f} GB in {seconds:.2f} s)")
 
