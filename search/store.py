@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
+import mmap
 import os
 import sys
 import tempfile
@@ -108,8 +109,14 @@ MIN_PROBES = 8
 # p95 14 ms against 59 ms for exact vectors in the lists, at the same recall@10 (0.998), in a
 # quarter of the memory (docs/benchmarks.md).
 COMPRESS_FROM = 250_000
-# Approximate candidates re-scored exactly per wanted hit in the compressed (SQ8) index.
+# The compressed (SQ8) index re-scores exactly RERANK_FACTOR approximate candidates per wanted
+# hit, for the best RERANKED_HITS: its candidates are rows read from disk, 16,000 of them for
+# the 4,000 windows the engine asks of a library at first, 0.4 to 0.7 s at 10^6 (measured in
+# docs/benchmarks.md, section 6).
 RERANK_FACTOR = 4
+RERANKED_HITS = 250
+# Exact rows read one system call each up to this many at once; more through a memory map.
+READ_ROW_BY_ROW_UP_TO = 50_000
 KINDS = ("auto", "flat", "ivf", "ivf-sq8")
 
 
@@ -277,8 +284,10 @@ class _Flat:
         return int(self.faiss.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
-        params = None if allowed_ids is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
-        return self.faiss.search(queries, k, params=params)
+        if allowed_ids is None:
+            return self.faiss.search(queries, k)
+        selector = _Selector(allowed_ids)
+        return self.faiss.search(queries, k, params=faiss.SearchParameters(sel=selector.faiss))
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return self.faiss.reconstruct_batch(ids)
@@ -314,7 +323,8 @@ class _Ivf(_Flat):
             nprobe = math.ceil(nprobe * self.faiss.ntotal / max(len(allowed_ids), 1))
             if nprobe >= nlist:
                 return _exact_top(queries, *self.exact_vectors(allowed_ids), k)
-            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=faiss.IDSelectorBatch(allowed_ids))
+            selector = _Selector(allowed_ids)
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector.faiss)
         return self.faiss.search(queries, k, params=params)
 
     def exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,16 +360,29 @@ class _IvfSq8(_Ivf):
         return super().remove(ids)
 
     def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
-        _, candidates = super().search(queries, k * RERANK_FACTOR, allowed_ids, nprobe)
-        rows = [_exact_top(query[None], *self.exact_vectors(ids[ids >= 0]), k) for query, ids in zip(queries, candidates)]
-        width = min(len(ids[0]) for _, ids in rows)
-        return np.concatenate([s[:, :width] for s, _ in rows]), np.concatenate([i[:, :width] for _, i in rows])
+        # The best RERANKED_HITS are chosen exactly among RERANK_FACTOR times as many candidates;
+        # deeper hits keep the scores of their 8-bit codes (off by about 1e-3), all best first.
+        head = min(k, RERANKED_HITS)
+        scores, candidates = super().search(queries, max(k, head * RERANK_FACTOR), allowed_ids, nprobe)
+        rows = []
+        for query, row_scores, ids in zip(queries, scores, candidates):
+            # Without exact rows (a crash between the two files' writes) a candidate is skipped.
+            held = self.exact_rows.holds(ids)
+            row_scores, ids = row_scores[held], ids[held]
+            best_scores, best = _exact_top(query[None], *self.exact_vectors(ids[: head * RERANK_FACTOR]), head)
+            rest = ~np.isin(ids, best[0])
+            merged_scores = np.concatenate([best_scores[0], row_scores[rest]])
+            order = np.argsort(-merged_scores, kind="stable")[:k]  # best first, as every store answers
+            rows.append((merged_scores[order], np.concatenate([best[0], ids[rest]])[order]))
+        width = min(len(ids) for _, ids in rows)
+        return np.stack([s[:width] for s, _ in rows]), np.stack([i[:width] for _, i in rows])
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return self.exact_rows.vectors(ids)
 
-    def held_ids(self) -> np.ndarray:
-        return self.exact_rows.row_ids
+    def exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        present = ids[self.exact_rows.holds(ids)]
+        return self.exact_rows.vectors(present), present
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         ids = self.ids()
@@ -370,6 +393,28 @@ class _IvfSq8(_Ivf):
         # name, which no search asks for.
         self.exact_rows.save()
         super().save(path)
+
+
+class _Selector:
+    """``allowed_ids`` as a FAISS selector, alive as long as the arrays FAISS reads.
+
+    A bitmap over the ids (one bit an id up to the largest: 0.4 MB at 10^6 files) where that is
+    no bigger than FAISS's hash set would be; testing a bit is cheaper than a hash lookup, and a
+    filtered search tests every window of every list it probes."""
+
+    BITMAP_BYTES_PER_ID = 32  # about what the hash set (and its Bloom filter) takes an id
+
+    def __init__(self, ids: np.ndarray):
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        top = int(ids.max(initial=-1)) + 1
+        if ids.min(initial=0) >= 0 and top <= 8 * self.BITMAP_BYTES_PER_ID * max(len(ids), 1):
+            bits = np.zeros(top, dtype=bool)
+            bits[ids] = True
+            self.array = np.packbits(bits, bitorder="little")
+            self.faiss = faiss.IDSelectorBitmap(len(self.array), faiss.swig_ptr(self.array))
+        else:
+            self.array = ids
+            self.faiss = faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))
 
 
 def _opened(index: faiss.Index, exact_rows: _ExactRows) -> _Flat:
@@ -461,38 +506,74 @@ class _ExactRows:
         if self.rows_path.exists():
             os.truncate(self.rows_path, len(self.row_ids) * dim * 4)
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None
-        self._mapped: np.ndarray | None = None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.rows_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.rows_path, "ab") as rows:
             np.ascontiguousarray(vectors, dtype=np.float32).tofile(rows)
         self.row_ids = np.concatenate([self.row_ids, ids])
-        self._lookup = self._mapped = None
+        self._lookup = None
 
     def remove(self, ids: np.ndarray) -> None:
         self.row_ids[np.isin(self.row_ids, ids)] = -1
         self._lookup = None
 
     def release(self) -> None:
-        self._lookup = self._mapped = None
+        self._lookup = None
 
     def clear(self) -> None:
         self.row_ids = np.empty(0, np.int64)
         self.rows_path.unlink(missing_ok=True)
-        self._lookup = self._mapped = None
+        self._lookup = None
+
+    def holds(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` has a row."""
+        at, found = self._rows_of(ids)
+        return found
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
+        if not len(ids):
+            return np.empty((0, self.dim), np.float32)
+        rows, found = self._rows_of(ids)
+        if not found.all():
+            raise KeyError(f"no stored vectors for ids {ids[~found][:5].tolist()}")
+        return self._read(rows)
+
+    def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The row of each of ``ids`` (its latest, for a re-added id), and whether it has one."""
         if self._lookup is None:
             order = np.argsort(self.row_ids, kind="stable")
             self._lookup = (self.row_ids[order], order)
-        if self._mapped is None:
-            self._mapped = np.memmap(self.rows_path, dtype=np.float32, mode="r").reshape(-1, self.dim)
         sorted_ids, order = self._lookup
-        at = np.searchsorted(sorted_ids, ids, side="right") - 1  # the latest row of a re-added id
-        if len(ids) and (at.min() < 0 or (sorted_ids[at] != ids).any()):
-            raise KeyError(f"no stored vectors for ids {ids[sorted_ids[at.clip(0)] != ids][:5].tolist()}")
-        return np.asarray(self._mapped[order[at]])
+        if not len(sorted_ids):
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        at = np.searchsorted(sorted_ids, ids, side="right") - 1
+        found = (at >= 0) & (sorted_ids[at.clip(0)] == ids) & (ids >= 0)
+        return order[at.clip(0)], found
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors at ``rows`` of the file. A few (a search's candidates) are read row by
+        row, in file order; many (a rebuild's) through a memory map, dropped after. Mapped, every
+        row read stayed in this process's RSS (6 GB at 10^6 windows), and each first touch of a
+        page cost a fault (24 us on this VM, plus its neighbours mapped with it)."""
+        vectors = np.empty((len(rows), self.dim), np.float32)
+        ascending = np.argsort(rows, kind="stable")
+        if len(rows) > READ_ROW_BY_ROW_UP_TO:
+            with open(self.rows_path, "rb") as file, \
+                    mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = np.frombuffer(mapped, dtype=np.float32).reshape(-1, self.dim)
+                vectors[ascending] = view[rows[ascending]]
+                del view  # the map closes only once nothing views it
+            return vectors
+        size = self.dim * 4
+        descriptor = os.open(self.rows_path, os.O_RDONLY)
+        try:
+            for at, row in zip(ascending.tolist(), rows[ascending].tolist()):
+                if os.preadv(descriptor, [vectors[at]], row * size) != size:
+                    raise KeyError(f"row {row} lies past the end of {self.rows_path}")
+        finally:
+            os.close(descriptor)
+        return vectors
 
     def save(self) -> None:
         if self.rows_path.exists():
