@@ -748,9 +748,11 @@ class Catalog:
             found.update(self.session.execute(query(Window.id.in_(chunk))).all())
         return found
 
-    def window_files(self) -> tuple[np.ndarray, np.ndarray]:
-        """(window ids, their file ids) of every window of a catalogued file."""
-        rows = self.session.execute(select(Window.id, Window.file_id).join(File, File.id == Window.file_id)).all()
+    def window_files(self, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(window ids, their file ids) of every window of a catalogued file; with ``after``, of
+        the windows whose id is greater (ids only grow: the windows added since)."""
+        query = select(Window.id, Window.file_id).join(File, File.id == Window.file_id)
+        rows = self.session.execute(query.where(Window.id > after) if after else query).all()
         pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return pairs[:, 0], pairs[:, 1]
 
@@ -889,6 +891,12 @@ class Catalog:
         """Those of ``file_ids`` that are indexed and pass ``filters``."""
         query = select(File.id).where(_passing(filters)).where
         return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(query(File.id.in_(chunk)))}
+
+    def file_ids_matching(self, filters: Filters) -> np.ndarray:
+        """Ids of the indexed files that pass ``filters``, in id order."""
+        column = File.__table__.c.id  # the column, not the ORM attribute: plain rows, no records
+        return np.fromiter(self.session.scalars(select(column).where(_passing(filters)).order_by(column)),
+                           dtype=np.int64)
 
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""
