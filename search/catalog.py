@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import itertools
 import json
 import logging
 import math
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
 # Values per IN list, within every backend's bound-parameter limit.
 _CHUNK = 500
+WINDOW_ROWS_AT_ONCE = 50_000  # rows fetched at a time when every window is read
 
 # SQLite only autoincrements (never reuses ids) on a column declared exactly INTEGER.
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -752,8 +754,11 @@ class Catalog:
         """(window ids, their file ids) of every window of a catalogued file; with ``after``, of
         the windows whose id is greater (ids only grow: the windows added since)."""
         query = select(Window.id, Window.file_id).join(File, File.id == Window.file_id)
-        rows = self.session.execute(query.where(Window.id > after) if after else query).all()
-        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        # Streamed into one array: three million rows held as a list of tuples took hundreds of
+        # megabytes at once, which the page process kept after (Python's allocator returns little).
+        rows = self.session.execute((query.where(Window.id > after) if after else query)
+                                    .execution_options(yield_per=WINDOW_ROWS_AT_ONCE))
+        pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64).reshape(-1, 2)
         return pairs[:, 0], pairs[:, 1]
 
     def window_ids(self) -> list[int]:

@@ -152,7 +152,9 @@ class WindowFiles:
     def learn_all(self, window_ids: np.ndarray, file_ids: np.ndarray) -> None:
         """Learn every window at once (a server's start), so no search asks the catalog."""
         with self.lock:
-            files = np.full(int(window_ids.max(initial=-1)) + 1, -1, dtype=np.int64)
+            # Half the memory where file ids allow (three million windows: 12 MB instead of 24).
+            compact = int(file_ids.max(initial=0)) < np.iinfo(np.int32).max
+            files = np.full(int(window_ids.max(initial=-1)) + 1, -1, dtype=np.int32 if compact else np.int64)
             files[window_ids] = file_ids
             self.files = files
             self.whole_up_to = len(files) - 1
@@ -167,6 +169,7 @@ class WindowFiles:
             window_ids, owners = catalog.window_files(after=self.whole_up_to)
             if len(window_ids):
                 self._of(window_ids, lambda ids: {})  # grows the array
+                self._fit(owners)
                 self.files[window_ids] = owners
                 self.whole_up_to = int(window_ids.max())
             files = self.files
@@ -176,16 +179,23 @@ class WindowFiles:
         passing[file_ids] = True  # files[-1 (unknown)] reads the last slot, never a file
         return np.flatnonzero(passing[files])
 
+    def _fit(self, file_ids: np.ndarray) -> None:
+        """Widen the array to 64 bits if ``file_ids`` need it."""
+        if self.files.dtype != np.int64 and int(file_ids.max(initial=0)) > np.iinfo(self.files.dtype).max:
+            self.files = self.files.astype(np.int64)
+
     def _of(self, ids: np.ndarray, ask) -> np.ndarray:
         valid = ids >= 0
         if valid.any() and ids.max() >= len(self.files):
-            grown = np.full(max(int(ids.max()) + 1, len(self.files) * 3 // 2), -1, dtype=np.int64)
+            grown = np.full(max(int(ids.max()) + 1, len(self.files) * 3 // 2), -1, dtype=self.files.dtype)
             grown[: len(self.files)] = self.files
             self.files = grown
         found = np.where(valid, self.files[np.where(valid, ids, 0)], -1)
         unknown = ids[valid & (found < 0)]
         if len(unknown):
-            for window_id, file_id in ask(unknown.tolist()).items():
+            answers = ask(unknown.tolist())
+            self._fit(np.fromiter(answers.values(), dtype=np.int64, count=len(answers)))
+            for window_id, file_id in answers.items():
                 self.files[window_id] = file_id
             found = np.where(valid, self.files[np.where(valid, ids, 0)], -1)
         return found

@@ -351,6 +351,13 @@ class _IvfSq8(_Ivf):
 
     kind = "ivf-sq8"
 
+    def __init__(self, index: faiss.Index, exact_rows: _ExactRows):
+        # Its vectors come from the exact rows, so FAISS's hash from id to place (about 130 MB at
+        # 3 * 10^6 windows, in files written before this) is not needed: removing scans the lists.
+        if index.direct_map.type != faiss.DirectMap.NoMap:
+            index.set_direct_map_type(faiss.DirectMap.NoMap)
+        super().__init__(index, exact_rows)
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.exact_rows.add(ids, vectors)
         super().add(ids, vectors)
@@ -441,8 +448,10 @@ def _trained_ivf(dim: int, kind: str, vectors: np.ndarray, count: int | None = N
     index.cp.niter = 10
     sample = vectors[np.sort(np.random.default_rng(0).permutation(len(vectors))[: 64 * nlist])]
     index.train(sample)
-    # A hash from id to place lets remove, reconstruct and the exact fallback find windows.
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    if kind == "ivf":
+        # A hash from id to place lets reconstruct find windows (the compressed kind reads them
+        # from its exact rows: see _IvfSq8).
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
     return index
 
 
@@ -505,7 +514,7 @@ class _ExactRows:
         self.row_ids = np.load(self.ids_path) if self.ids_path.exists() else np.empty(0, np.int64)
         if self.rows_path.exists():
             os.truncate(self.rows_path, len(self.row_ids) * dim * 4)
-        self._lookup: tuple[np.ndarray, np.ndarray] | None = None
+        self._lookup: tuple[np.ndarray, np.ndarray | None] | None = None  # sorted ids, their rows (None: in order)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.rows_path.parent.mkdir(parents=True, exist_ok=True)
@@ -542,14 +551,17 @@ class _ExactRows:
     def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The row of each of ``ids`` (its latest, for a re-added id), and whether it has one."""
         if self._lookup is None:
-            order = np.argsort(self.row_ids, kind="stable")
-            self._lookup = (self.row_ids[order], order)
+            if (np.diff(self.row_ids) > 0).all():  # rows added in id order, none removed: their own index
+                self._lookup = (self.row_ids, None)
+            else:
+                order = np.argsort(self.row_ids, kind="stable")
+                self._lookup = (self.row_ids[order], order)
         sorted_ids, order = self._lookup
         if not len(sorted_ids):
             return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-        at = np.searchsorted(sorted_ids, ids, side="right") - 1
-        found = (at >= 0) & (sorted_ids[at.clip(0)] == ids) & (ids >= 0)
-        return order[at.clip(0)], found
+        at = np.searchsorted(sorted_ids, ids, side="right").clip(1) - 1
+        found = (sorted_ids[at] == ids) & (ids >= 0)
+        return (at if order is None else order[at]), found
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
         """The vectors at ``rows`` of the file. A few (a search's candidates) are read row by

@@ -292,3 +292,14 @@ def test_the_windows_a_filter_allows_come_from_the_learned_files_and_the_catalog
         learned.learn_all(window_ids[order][:-3], file_ids[order][:-3])  # as if the last three came later
         assert learned.windows_of(catalog.file_ids_matching(filters), catalog).tolist() == expected
         assert searcher._window_files.windows_of(catalog.file_ids_matching(filters), catalog).tolist() == expected
+
+
+def test_window_files_are_kept_in_32_bits_until_a_file_id_needs_more():
+    from search.engine import WindowFiles
+
+    files = WindowFiles()
+    files.learn_all(np.array([1, 2, 5]), np.array([10, 10, 11]))
+    assert files.files.dtype == np.int32
+    big = 2**40
+    assert files.of(np.array([9, 2]), lambda ids: {9: big}).tolist() == [big, 10]
+    assert files.files.dtype == np.int64

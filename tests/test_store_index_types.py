@@ -173,3 +173,17 @@ def test_exact_rows_are_read_without_staying_in_memory(tmp_path, monkeypatch):
     assert np.array_equal(store.reconstruct(ids[[40, 2, 7]]), vectors[[40, 2, 7]]) and not mapped()
     monkeypatch.setattr(store_module, "READ_ROW_BY_ROW_UP_TO", 10)  # many rows: through a map, dropped after
     assert np.array_equal(store.reconstruct(ids[::-3]), vectors[::-3]) and not mapped()
+
+
+def test_the_compressed_index_keeps_no_id_hash_and_still_removes(tmp_path):
+    """Its vectors come from the exact rows: FAISS's hash from id to place (about 130 MB at
+    3 * 10^6 windows) is dropped, also from an index saved with one."""
+    store, ids, vectors = built(tmp_path, "ivf-sq8")
+    assert store.index.direct_map.type == store_module.faiss.DirectMap.NoMap
+    store.index.set_direct_map_type(store_module.faiss.DirectMap.Hashtable)  # as files written before
+    store.save()
+    reopened = FaissStore(tmp_path / "windows.faiss", DIM, kind="ivf-sq8", gpu=False)
+    assert reopened.index.direct_map.type == store_module.faiss.DirectMap.NoMap
+    assert reopened.remove(ids[:10]) == 10 and len(reopened) == len(ids) - 10
+    _, found = reopened.search(vectors[:10], 5)
+    assert not set(found.ravel()) & set(ids[:10])
