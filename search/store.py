@@ -110,11 +110,19 @@ MIN_PROBES = 8
 # quarter of the memory (docs/benchmarks.md).
 COMPRESS_FROM = 250_000
 # The compressed (SQ8) index re-scores exactly RERANK_FACTOR approximate candidates per wanted
-# hit, for the best RERANKED_HITS: its candidates are rows read from disk, 16,000 of them for
-# the 4,000 windows the engine asks of a library at first, 0.4 to 0.7 s at 10^6 (measured in
-# docs/benchmarks.md, section 6).
+# hit, for the best RERANKED_HITS: its candidates are rows read from disk (about 0.13 ms each
+# when the page cache has lost them), and re-scoring 4x every hit read 16,000 for the 4,000
+# windows the engine asks of a library at first, 0.4 to 4 s at 10^6 (docs/benchmarks.md,
+# section 6). Deeper hits agreed with full re-scoring on 99% of their windows there.
 RERANK_FACTOR = 4
-RERANKED_HITS = 250
+RERANKED_HITS = 50
+# A filter is searched by probing every inverted list where its scaled probes would reach this
+# share of them (1/4: at most 4x the scaled probes' cost, and a 5% folder at 10^6 is scored
+# whole), and by reading its windows' exact vectors where it allows no more than the compressed
+# index would re-score anyway (reading 3,000 rows from a cold disk took 0.4 s, probing every
+# list 16 ms).
+EVERY_LIST_FROM = 4
+EXACT_ALLOWED_UP_TO = RERANK_FACTOR * RERANKED_HITS
 # Exact rows read one system call each up to this many at once; more through a memory map.
 READ_ROW_BY_ROW_UP_TO = 50_000
 KINDS = ("auto", "flat", "ivf", "ivf-sq8")
@@ -317,12 +325,16 @@ class _Ivf(_Flat):
         nprobe = min(nlist, nprobe or max(MIN_PROBES, round(nlist * PROBE_SHARE)))
         params = faiss.SearchParametersIVF(nprobe=nprobe)
         if allowed_ids is not None:
-            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
-            # search meets windows, so a selective filter still fills the page. Where that
-            # means every list, scoring the allowed windows exactly is cheaper.
-            nprobe = math.ceil(nprobe * self.faiss.ntotal / max(len(allowed_ids), 1))
-            if nprobe >= nlist:
+            if len(allowed_ids) <= EXACT_ALLOWED_UP_TO:
                 return _exact_top(queries, *self.exact_vectors(allowed_ids), k)
+            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
+            # search meets windows, so a selective filter still fills the page. Where that means
+            # a good share of the lists, every list is probed: each allowed window is scored
+            # (exactly here, by its code in the compressed kind), at a cost that grows with the
+            # lists probed (measured in docs/benchmarks.md, section 6).
+            nprobe = math.ceil(nprobe * self.faiss.ntotal / max(len(allowed_ids), 1))
+            if nprobe * EVERY_LIST_FROM >= nlist:
+                nprobe = nlist
             selector = _Selector(allowed_ids)
             params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector.faiss)
         return self.faiss.search(queries, k, params=params)

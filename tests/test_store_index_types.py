@@ -66,8 +66,23 @@ def test_filters_apply_inside_the_search_and_fill_the_page(tmp_path, kind, share
     queries = clustered(3, seed=4)
     _, found = store.search(queries, 8, allowed_ids=allowed)
     assert found.shape == (3, 8) and set(found.ravel()) <= set(allowed)
-    if share < 0.01:  # a selective filter is scored exactly
-        assert (found == exact_top(queries, vectors[allowed - 5000], allowed, 8)).all()
+    # A selective filter's windows are scored exactly; one of 30% here reaches a quarter of the
+    # lists with its scaled probes, so every list is probed and each allowed window scored.
+    assert (found == exact_top(queries, vectors[allowed - 5000], allowed, 8)).all()
+
+
+@pytest.mark.parametrize("kind", ("ivf", "ivf-sq8"))
+def test_a_filter_of_few_lists_probes_only_its_scaled_share(tmp_path, kind, monkeypatch):
+    store, ids, vectors = built(tmp_path, kind)
+    probed = []
+    original = store_module.faiss.SearchParametersIVF
+    monkeypatch.setattr(store_module.faiss, "SearchParametersIVF",
+                        lambda **given: probed.append(given["nprobe"]) or original(**given))
+    allowed = ids[: len(ids) * 3 // 4]  # scaled probes: 8 / 0.75 = 11 of 64 lists, under a quarter
+    store.search(clustered(1, seed=4), 8, allowed_ids=allowed)
+    assert probed[-1] == 11 and store.index.nlist == 64
+    store.search(clustered(1, seed=4), 8, allowed_ids=ids[::3])  # 8 / 0.33 = 24 lists, over a quarter: all
+    assert probed[-1] == 64
 
 
 @pytest.mark.parametrize("kind", KINDS)
