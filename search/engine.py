@@ -160,7 +160,7 @@ class WindowFiles:
             self.whole_up_to = len(files) - 1
 
     def windows_of(self, file_ids: np.ndarray, catalog) -> np.ndarray | None:
-        """The ids of the windows of ``file_ids``, in id order, the windows added since
+        """The ids of the windows of ``file_ids`` (any order), in id order, the windows added since
         ``learn_all`` asked of ``catalog``; None if never learned whole. A window whose file was
         re-indexed may be among them: stores search only what they hold."""
         with self.lock:
