@@ -549,8 +549,7 @@ class _ExactRows:
 
     def holds(self, ids: np.ndarray) -> np.ndarray:
         """Whether each of ``ids`` has a row."""
-        at, found = self._rows_of(ids)
-        return found
+        return self._rows_of(ids)[1]
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         if not len(ids):
