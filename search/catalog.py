@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import itertools
 import json
 import logging
 import math
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 PENDING, INDEXED, ERROR = "pending", "indexed", "error"
 # Values per IN list, within every backend's bound-parameter limit.
 _CHUNK = 500
+WINDOW_ROWS_AT_ONCE = 50_000  # rows fetched at a time when every window is read
 
 # SQLite only autoincrements (never reuses ids) on a column declared exactly INTEGER.
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -748,10 +750,15 @@ class Catalog:
             found.update(self.session.execute(query(Window.id.in_(chunk))).all())
         return found
 
-    def window_files(self) -> tuple[np.ndarray, np.ndarray]:
-        """(window ids, their file ids) of every window of a catalogued file."""
-        rows = self.session.execute(select(Window.id, Window.file_id).join(File, File.id == Window.file_id)).all()
-        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    def window_files(self, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(window ids, their file ids) of every window of a catalogued file; with ``after``, of
+        the windows whose id is greater (ids only grow: the windows added since)."""
+        query = select(Window.id, Window.file_id).join(File, File.id == Window.file_id)
+        # Streamed into one array: three million rows held as a list of tuples took hundreds of
+        # megabytes at once, which the page process kept after (Python's allocator returns little).
+        rows = self.session.execute((query.where(Window.id > after) if after else query)
+                                    .execution_options(yield_per=WINDOW_ROWS_AT_ONCE))
+        pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64).reshape(-1, 2)
         return pairs[:, 0], pairs[:, 1]
 
     def window_ids(self) -> list[int]:
@@ -889,6 +896,28 @@ class Catalog:
         """Those of ``file_ids`` that are indexed and pass ``filters``."""
         query = select(File.id).where(_passing(filters)).where
         return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(query(File.id.in_(chunk)))}
+
+    def file_ids_matching(self, filters: Filters) -> np.ndarray:
+        """Ids of the catalogued files that pass ``filters``, whatever their status (the windows'
+        owners: only indexed files have windows), in no order. Without the status a folder is
+        read from the paths' index alone: 47,500 files under one publisher at 10^6 in 22-56 ms
+        against 270-420 ms when each file's row was read for its status."""
+        return self._id_array(select(File.__table__.c.id).where(and_(true(), *file_conditions(filters))))
+
+    def _id_array(self, query) -> np.ndarray:
+        """The one integer column ``query`` selects, fetched through the driver's own cursor, in
+        this session's transaction: SQLAlchemy's rows cost 136-238 ms for 47,600 ids at 10^6,
+        the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound."""
+        connection = self.session.connection()
+        compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        values = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional \
+            else compiled.params
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(str(compiled), values)
+            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+        finally:
+            cursor.close()
 
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""

@@ -140,6 +140,8 @@ class WindowFiles:
     def __init__(self):
         self.files = np.full(0, -1, dtype=np.int64)
         self.lock = threading.Lock()  # concurrent searches learn into the same array
+        # Every window up to this id is known (``learn_all``); -1: not learned whole.
+        self.whole_up_to = -1
 
     def of(self, ids: np.ndarray, ask) -> np.ndarray:
         """The file id of each of ``ids`` (-1: none, or no such window); ``ask(ids) -> {window: file}``
@@ -150,20 +152,50 @@ class WindowFiles:
     def learn_all(self, window_ids: np.ndarray, file_ids: np.ndarray) -> None:
         """Learn every window at once (a server's start), so no search asks the catalog."""
         with self.lock:
-            files = np.full(int(window_ids.max(initial=-1)) + 1, -1, dtype=np.int64)
+            # Half the memory where file ids allow (three million windows: 12 MB instead of 24).
+            compact = int(file_ids.max(initial=0)) < np.iinfo(np.int32).max
+            files = np.full(int(window_ids.max(initial=-1)) + 1, -1, dtype=np.int32 if compact else np.int64)
             files[window_ids] = file_ids
             self.files = files
+            self.whole_up_to = len(files) - 1
+
+    def windows_of(self, file_ids: np.ndarray, catalog) -> np.ndarray | None:
+        """The ids of the windows of ``file_ids`` (any order), in id order, the windows added since
+        ``learn_all`` asked of ``catalog``; None if never learned whole. A window whose file was
+        re-indexed may be among them: stores search only what they hold."""
+        with self.lock:
+            if self.whole_up_to < 0:
+                return None
+            window_ids, owners = catalog.window_files(after=self.whole_up_to)
+            if len(window_ids):
+                self._of(window_ids, lambda ids: {})  # grows the array
+                self._fit(owners)
+                self.files[window_ids] = owners
+                self.whole_up_to = int(window_ids.max())
+            files = self.files
+        if not len(file_ids):
+            return np.empty(0, np.int64)
+        passing = np.zeros(max(int(file_ids.max()), int(files.max(initial=-1))) + 2, dtype=bool)
+        passing[file_ids] = True  # files[-1 (unknown)] reads the last slot, never a file
+        return np.flatnonzero(passing[files])
+
+    def _fit(self, file_ids: np.ndarray) -> None:
+        """Widen the array to 64 bits if ``file_ids`` need it."""
+        if self.files.dtype != np.int64 and int(file_ids.max(initial=0)) > np.iinfo(self.files.dtype).max:
+            self.files = self.files.astype(np.int64)
 
     def _of(self, ids: np.ndarray, ask) -> np.ndarray:
         valid = ids >= 0
         if valid.any() and ids.max() >= len(self.files):
-            grown = np.full(max(int(ids.max()) + 1, len(self.files) * 3 // 2), -1, dtype=np.int64)
+            grown = np.full(max(int(ids.max()) + 1, len(self.files) * 3 // 2), -1, dtype=self.files.dtype)
             grown[: len(self.files)] = self.files
             self.files = grown
         found = np.where(valid, self.files[np.where(valid, ids, 0)], -1)
         unknown = ids[valid & (found < 0)]
         if len(unknown):
-            for window_id, file_id in ask(unknown.tolist()).items():
+            answers = ask(unknown.tolist())
+            self._fit(np.fromiter(answers.values(), dtype=np.int64, count=len(answers)))
+            for window_id, file_id in answers.items():
                 self.files[window_id] = file_id
             found = np.where(valid, self.files[np.where(valid, ids, 0)], -1)
         return found
@@ -437,7 +469,10 @@ class Searcher:
             return {}
         if self.store.keeps_payload:
             return {"filters": filters}
-        return {"allowed_ids": self.catalog.window_ids_matching(filters)}
+        # The files from the catalog, their windows from what this Searcher knows of each window:
+        # reading 142,000 window ids from the catalog (a folder of 5% at 10^6 files) took 0.5 s.
+        allowed = self._window_files.windows_of(self.catalog.file_ids_matching(filters), self.catalog)
+        return {"allowed_ids": self.catalog.window_ids_matching(filters) if allowed is None else allowed}
 
     def _rank_by_vector(
         self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None, limit: int = RESULT_LIMIT

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
+import mmap
 import os
 import sys
 import tempfile
@@ -108,8 +109,22 @@ MIN_PROBES = 8
 # p95 14 ms against 59 ms for exact vectors in the lists, at the same recall@10 (0.998), in a
 # quarter of the memory (docs/benchmarks.md).
 COMPRESS_FROM = 250_000
-# Approximate candidates re-scored exactly per wanted hit in the compressed (SQ8) index.
+# The compressed (SQ8) index re-scores exactly RERANK_FACTOR approximate candidates per wanted
+# hit, for the best RERANKED_HITS: its candidates are rows read from disk (about 0.13 ms each
+# when the page cache has lost them), and re-scoring 4x every hit read 16,000 for the 4,000
+# windows the engine asks of a library at first, 0.4 to 4 s at 10^6 (docs/benchmarks.md,
+# section 6). Deeper hits agreed with full re-scoring on 99% of their windows there.
 RERANK_FACTOR = 4
+RERANKED_HITS = 50
+# A filter is searched by probing every inverted list where its scaled probes would reach this
+# share of them (1/4: at most 4x the scaled probes' cost, and a 5% folder at 10^6 is scored
+# whole), and by reading its windows' exact vectors where it allows no more than the compressed
+# index would re-score anyway (reading 3,000 rows from a cold disk took 0.4 s, probing every
+# list 16 ms).
+EVERY_LIST_FROM = 4
+EXACT_ALLOWED_UP_TO = RERANK_FACTOR * RERANKED_HITS
+# Exact rows read one system call each up to this many at once; more through a memory map.
+READ_ROW_BY_ROW_UP_TO = 50_000
 KINDS = ("auto", "flat", "ivf", "ivf-sq8")
 
 
@@ -277,8 +292,10 @@ class _Flat:
         return int(self.faiss.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
-        params = None if allowed_ids is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
-        return self.faiss.search(queries, k, params=params)
+        if allowed_ids is None:
+            return self.faiss.search(queries, k)
+        selector = _Selector(allowed_ids)
+        return self.faiss.search(queries, k, params=faiss.SearchParameters(sel=selector.faiss))
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return self.faiss.reconstruct_batch(ids)
@@ -308,13 +325,18 @@ class _Ivf(_Flat):
         nprobe = min(nlist, nprobe or max(MIN_PROBES, round(nlist * PROBE_SHARE)))
         params = faiss.SearchParametersIVF(nprobe=nprobe)
         if allowed_ids is not None:
-            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
-            # search meets windows, so a selective filter still fills the page. Where that
-            # means every list, scoring the allowed windows exactly is cheaper.
-            nprobe = math.ceil(nprobe * self.faiss.ntotal / max(len(allowed_ids), 1))
-            if nprobe >= nlist:
+            if len(allowed_ids) <= EXACT_ALLOWED_UP_TO:
                 return _exact_top(queries, *self.exact_vectors(allowed_ids), k)
-            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=faiss.IDSelectorBatch(allowed_ids))
+            # Probing 1/share times more lists meets as many allowed windows as an unfiltered
+            # search meets windows, so a selective filter still fills the page. Where that means
+            # a good share of the lists, every list is probed: each allowed window is scored
+            # (exactly here, by its code in the compressed kind), at a cost that grows with the
+            # lists probed (measured in docs/benchmarks.md, section 6).
+            nprobe = math.ceil(nprobe * self.faiss.ntotal / max(len(allowed_ids), 1))
+            if nprobe * EVERY_LIST_FROM >= nlist:
+                nprobe = nlist
+            selector = _Selector(allowed_ids)
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector.faiss)
         return self.faiss.search(queries, k, params=params)
 
     def exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,6 +363,13 @@ class _IvfSq8(_Ivf):
 
     kind = "ivf-sq8"
 
+    def __init__(self, index: faiss.Index, exact_rows: _ExactRows):
+        # Its vectors come from the exact rows, so FAISS's hash from id to place (about 130 MB at
+        # 3 * 10^6 windows, in files written before this) is not needed: removing scans the lists.
+        if index.direct_map.type != faiss.DirectMap.NoMap:
+            index.set_direct_map_type(faiss.DirectMap.NoMap)
+        super().__init__(index, exact_rows)
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.exact_rows.add(ids, vectors)
         super().add(ids, vectors)
@@ -350,16 +379,29 @@ class _IvfSq8(_Ivf):
         return super().remove(ids)
 
     def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
-        _, candidates = super().search(queries, k * RERANK_FACTOR, allowed_ids, nprobe)
-        rows = [_exact_top(query[None], *self.exact_vectors(ids[ids >= 0]), k) for query, ids in zip(queries, candidates)]
-        width = min(len(ids[0]) for _, ids in rows)
-        return np.concatenate([s[:, :width] for s, _ in rows]), np.concatenate([i[:, :width] for _, i in rows])
+        # The best RERANKED_HITS are chosen exactly among RERANK_FACTOR times as many candidates;
+        # deeper hits keep the scores of their 8-bit codes (off by about 1e-3), all best first.
+        head = min(k, RERANKED_HITS)
+        scores, candidates = super().search(queries, max(k, head * RERANK_FACTOR), allowed_ids, nprobe)
+        rows = []
+        for query, row_scores, ids in zip(queries, scores, candidates):
+            # Without exact rows (a crash between the two files' writes) a candidate is skipped.
+            held = self.exact_rows.holds(ids)
+            row_scores, ids = row_scores[held], ids[held]
+            best_scores, best = _exact_top(query[None], *self.exact_vectors(ids[: head * RERANK_FACTOR]), head)
+            rest = ~np.isin(ids, best[0])
+            merged_scores = np.concatenate([best_scores[0], row_scores[rest]])
+            order = np.argsort(-merged_scores, kind="stable")[:k]  # best first, as every store answers
+            rows.append((merged_scores[order], np.concatenate([best[0], ids[rest]])[order]))
+        width = min(len(ids) for _, ids in rows)
+        return np.stack([s[:width] for s, _ in rows]), np.stack([i[:width] for _, i in rows])
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return self.exact_rows.vectors(ids)
 
-    def held_ids(self) -> np.ndarray:
-        return self.exact_rows.row_ids
+    def exact_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        present = ids[self.exact_rows.holds(ids)]
+        return self.exact_rows.vectors(present), present
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         ids = self.ids()
@@ -370,6 +412,28 @@ class _IvfSq8(_Ivf):
         # name, which no search asks for.
         self.exact_rows.save()
         super().save(path)
+
+
+class _Selector:
+    """``allowed_ids`` as a FAISS selector, alive as long as the arrays FAISS reads.
+
+    A bitmap over the ids (one bit an id up to the largest: 0.4 MB at 10^6 files) where that is
+    no bigger than FAISS's hash set would be; testing a bit is cheaper than a hash lookup, and a
+    filtered search tests every window of every list it probes."""
+
+    BITMAP_BYTES_PER_ID = 32  # about what the hash set (and its Bloom filter) takes an id
+
+    def __init__(self, ids: np.ndarray):
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        top = int(ids.max(initial=-1)) + 1
+        if ids.min(initial=0) >= 0 and top <= 8 * self.BITMAP_BYTES_PER_ID * max(len(ids), 1):
+            bits = np.zeros(top, dtype=bool)
+            bits[ids] = True
+            self.array = np.packbits(bits, bitorder="little")
+            self.faiss = faiss.IDSelectorBitmap(len(self.array), faiss.swig_ptr(self.array))
+        else:
+            self.array = ids
+            self.faiss = faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))
 
 
 def _opened(index: faiss.Index, exact_rows: _ExactRows) -> _Flat:
@@ -396,8 +460,10 @@ def _trained_ivf(dim: int, kind: str, vectors: np.ndarray, count: int | None = N
     index.cp.niter = 10
     sample = vectors[np.sort(np.random.default_rng(0).permutation(len(vectors))[: 64 * nlist])]
     index.train(sample)
-    # A hash from id to place lets remove, reconstruct and the exact fallback find windows.
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    if kind == "ivf":
+        # A hash from id to place lets reconstruct find windows (the compressed kind reads them
+        # from its exact rows: see _IvfSq8).
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
     return index
 
 
@@ -460,39 +526,77 @@ class _ExactRows:
         self.row_ids = np.load(self.ids_path) if self.ids_path.exists() else np.empty(0, np.int64)
         if self.rows_path.exists():
             os.truncate(self.rows_path, len(self.row_ids) * dim * 4)
-        self._lookup: tuple[np.ndarray, np.ndarray] | None = None
-        self._mapped: np.ndarray | None = None
+        self._lookup: tuple[np.ndarray, np.ndarray | None] | None = None  # sorted ids, their rows (None: in order)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.rows_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.rows_path, "ab") as rows:
             np.ascontiguousarray(vectors, dtype=np.float32).tofile(rows)
         self.row_ids = np.concatenate([self.row_ids, ids])
-        self._lookup = self._mapped = None
+        self._lookup = None
 
     def remove(self, ids: np.ndarray) -> None:
         self.row_ids[np.isin(self.row_ids, ids)] = -1
         self._lookup = None
 
     def release(self) -> None:
-        self._lookup = self._mapped = None
+        self._lookup = None
 
     def clear(self) -> None:
         self.row_ids = np.empty(0, np.int64)
         self.rows_path.unlink(missing_ok=True)
-        self._lookup = self._mapped = None
+        self._lookup = None
+
+    def holds(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` has a row."""
+        return self._rows_of(ids)[1]
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
+        if not len(ids):
+            return np.empty((0, self.dim), np.float32)
+        rows, found = self._rows_of(ids)
+        if not found.all():
+            raise KeyError(f"no stored vectors for ids {ids[~found][:5].tolist()}")
+        return self._read(rows)
+
+    def _rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The row of each of ``ids`` (its latest, for a re-added id), and whether it has one."""
         if self._lookup is None:
-            order = np.argsort(self.row_ids, kind="stable")
-            self._lookup = (self.row_ids[order], order)
-        if self._mapped is None:
-            self._mapped = np.memmap(self.rows_path, dtype=np.float32, mode="r").reshape(-1, self.dim)
+            if (np.diff(self.row_ids) > 0).all():  # rows added in id order, none removed: their own index
+                self._lookup = (self.row_ids, None)
+            else:
+                order = np.argsort(self.row_ids, kind="stable")
+                self._lookup = (self.row_ids[order], order)
         sorted_ids, order = self._lookup
-        at = np.searchsorted(sorted_ids, ids, side="right") - 1  # the latest row of a re-added id
-        if len(ids) and (at.min() < 0 or (sorted_ids[at] != ids).any()):
-            raise KeyError(f"no stored vectors for ids {ids[sorted_ids[at.clip(0)] != ids][:5].tolist()}")
-        return np.asarray(self._mapped[order[at]])
+        if not len(sorted_ids):
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        at = np.searchsorted(sorted_ids, ids, side="right").clip(1) - 1
+        found = (sorted_ids[at] == ids) & (ids >= 0)
+        return (at if order is None else order[at]), found
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors at ``rows`` of the file. A few (a search's candidates) are read row by
+        row, in file order; many (a rebuild's) through a memory map, dropped after. Mapped, every
+        row read stayed in this process's RSS (6 GB at 10^6 windows), and each first touch of a
+        page cost a fault (24 us on this VM, plus its neighbours mapped with it)."""
+        vectors = np.empty((len(rows), self.dim), np.float32)
+        ascending = np.argsort(rows, kind="stable")
+        if len(rows) > READ_ROW_BY_ROW_UP_TO:
+            with open(self.rows_path, "rb") as file, \
+                    mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = np.frombuffer(mapped, dtype=np.float32).reshape(-1, self.dim)
+                vectors[ascending] = view[rows[ascending]]
+                del view  # the map closes only once nothing views it
+            return vectors
+        size = self.dim * 4
+        descriptor = os.open(self.rows_path, os.O_RDONLY)
+        try:
+            for at, row in zip(ascending.tolist(), rows[ascending].tolist()):
+                if os.preadv(descriptor, [vectors[at]], row * size) != size:
+                    raise KeyError(f"row {row} lies past the end of {self.rows_path}")
+        finally:
+            os.close(descriptor)
+        return vectors
 
     def save(self) -> None:
         if self.rows_path.exists():

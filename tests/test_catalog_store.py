@@ -43,6 +43,12 @@ def test_files_get_windows_whose_ids_map_back_to_them(catalog):
     assert removed == [] and len(ids) == 2
     assert (record.folder, record.name, record.status) == ("/lib/a", "dog.wav", INDEXED)
     assert catalog.file_ids_of_windows([ids[1], 999]) == {ids[1]: record.id}
+    other, (_, other_ids) = add_file(catalog, "/lib/a/cat.wav")
+    catalog.commit()
+    windows, files = catalog.window_files()
+    assert sorted(zip(windows.tolist(), files.tolist())) == [(i, record.id) for i in ids] + [(i, other.id) for i in other_ids]
+    windows, files = catalog.window_files(after=ids[1])  # those added since
+    assert (windows.tolist(), files.tolist()) == (list(other_ids), [other.id] * 2)
     assert [(w.id, w.start, w.end) for w in record.windows][1] == (ids[1], 7.0, 14.0)
 
 
@@ -112,6 +118,14 @@ def test_filters_become_sql_over_indexed_files(catalog):
     assert matching(categories=("DOOR",)) == [door] and matching(categories=("DOORWood",)) == [door]
     assert matching(categories=("DOORMetal",)) == []
     assert matching(formats=("wav",), max_duration=2.0) == [odd]
+    # The windows' owners, whatever their status: the pending file too (it has no windows yet);
+    # read through the driver's cursor, so every kind of condition is bound as SQLAlchemy binds it.
+    for given in ({"min_duration": 2.0, "max_duration": 12.0}, {"formats": ("flac", "mp3")}, {"channels": (1, 16)},
+                  {"tags": ("Weather", "birds")}, {"categories": ("DOOR",)}, {"folders": ("/lib/rain/birds/", "/lib/doors")}):
+        owners = catalog.file_ids_of_windows(matching(**given)).values()
+        assert sorted(catalog.file_ids_matching(Filters(**given)).tolist()) == sorted(owners), given
+    assert sorted(catalog.file_ids_matching(Filters(folders=("/lib/rain",))).tolist()) == sorted(
+        [*catalog.file_ids_of_windows([rain, bird]).values(), pending.id])
     # Pending files match by metadata before they have windows.
     assert pending.id in catalog.session.scalars(select(File.id).where(*file_conditions(Filters(folders=("/lib/rain",)))))
 

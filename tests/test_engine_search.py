@@ -105,9 +105,10 @@ def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypat
     pass, found without listing the windows the filter allows (millions at 10^6 files)."""
     unfiltered = searcher.search(Query.text("a steady tone"), page_size=50).hits
     windows_listed = []
-    original = Catalog.window_ids_matching
-    monkeypatch.setattr(Catalog, "window_ids_matching",
-                        lambda catalog, asked: windows_listed.append(asked) or original(catalog, asked))
+    for method in ("window_ids_matching", "file_ids_matching"):  # the allowed windows, either way
+        original = getattr(Catalog, method)
+        monkeypatch.setattr(Catalog, method, lambda catalog, asked, original=original:
+                            windows_listed.append(asked) or original(catalog, asked))
     monkeypatch.setattr(engine, "RESULT_LIMIT", 3)  # a library of seven files is "large" then
 
     results = searcher.search(Query.text("a steady tone"), filters=filters, page_size=50)
@@ -273,3 +274,32 @@ def test_window_files_are_learned_once_and_only_unknown_ids_are_asked():
     assert files.of(np.array([5, 3, 9]), catalog).tolist() == [105, 103, 109]
     assert asked == [[3, 5, 7], [9]]  # 3 and 5 were known; -1 (FAISS's "no more") never asked
     assert files.of(np.array([7]), catalog).tolist() == [-1] and asked[-1] == [7]  # not learned: asked again
+
+
+@pytest.mark.parametrize("filters", [
+    Filters(formats=("m4a",)), Filters(channels=(2,)), Filters(min_duration=10.0), Filters(formats=("ogg",)),
+])
+def test_the_windows_a_filter_allows_come_from_the_learned_files_and_the_catalog_alike(searcher, filters):
+    """The Searcher lists a filter's windows from the files that pass and what it learned of each
+    window's file; windows added after it learned come from the catalog."""
+    searcher.search(Query.text("x"))  # a first search learns every window's file
+    with searcher.library.reading() as catalog:
+        expected = catalog.window_ids_matching(filters).tolist()
+        window_ids, file_ids = catalog.window_files()
+        learned = engine.WindowFiles()
+        assert learned.windows_of(catalog.file_ids_matching(filters), catalog) is None  # not learned whole
+        order = np.argsort(window_ids)
+        learned.learn_all(window_ids[order][:-3], file_ids[order][:-3])  # as if the last three came later
+        assert learned.windows_of(catalog.file_ids_matching(filters), catalog).tolist() == expected
+        assert searcher._window_files.windows_of(catalog.file_ids_matching(filters), catalog).tolist() == expected
+
+
+def test_window_files_are_kept_in_32_bits_until_a_file_id_needs_more():
+    from search.engine import WindowFiles
+
+    files = WindowFiles()
+    files.learn_all(np.array([1, 2, 5]), np.array([10, 10, 11]))
+    assert files.files.dtype == np.int32
+    big = 2**40
+    assert files.of(np.array([9, 2]), lambda ids: {9: big}).tolist() == [big, 10]
+    assert files.files.dtype == np.int64

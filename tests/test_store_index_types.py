@@ -66,8 +66,23 @@ def test_filters_apply_inside_the_search_and_fill_the_page(tmp_path, kind, share
     queries = clustered(3, seed=4)
     _, found = store.search(queries, 8, allowed_ids=allowed)
     assert found.shape == (3, 8) and set(found.ravel()) <= set(allowed)
-    if share < 0.01:  # a selective filter is scored exactly
-        assert (found == exact_top(queries, vectors[allowed - 5000], allowed, 8)).all()
+    # A selective filter's windows are scored exactly; one of 30% here reaches a quarter of the
+    # lists with its scaled probes, so every list is probed and each allowed window scored.
+    assert (found == exact_top(queries, vectors[allowed - 5000], allowed, 8)).all()
+
+
+@pytest.mark.parametrize("kind", ("ivf", "ivf-sq8"))
+def test_a_filter_of_few_lists_probes_only_its_scaled_share(tmp_path, kind, monkeypatch):
+    store, ids, vectors = built(tmp_path, kind)
+    probed = []
+    original = store_module.faiss.SearchParametersIVF
+    monkeypatch.setattr(store_module.faiss, "SearchParametersIVF",
+                        lambda **given: probed.append(given["nprobe"]) or original(**given))
+    allowed = ids[: len(ids) * 3 // 4]  # scaled probes: 8 / 0.75 = 11 of 64 lists, under a quarter
+    store.search(clustered(1, seed=4), 8, allowed_ids=allowed)
+    assert probed[-1] == 11 and store.index.nlist == 64
+    store.search(clustered(1, seed=4), 8, allowed_ids=ids[::3])  # 8 / 0.33 = 24 lists, over a quarter: all
+    assert probed[-1] == 64
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -128,3 +143,62 @@ def test_compressed_candidates_without_exact_rows_are_skipped_not_fatal(tmp_path
     store.exact_rows.remove(ids[:100])  # as after a crash between the two files' writes
     _, found = store.search(vectors[:3], 10)
     assert found.shape == (3, 10) and not set(found.ravel()) & set(ids[:100])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bitmap_and_a_hash_set_allow_the_same_windows(tmp_path, kind, monkeypatch):
+    store, ids, vectors = built(tmp_path, kind)
+    if kind != "flat":
+        store.nprobe = store.index.nlist  # every list: both selectors must give the exact answer
+    allowed = np.random.default_rng(5).choice(ids, 900, replace=False)
+    queries = clustered(3, seed=6)
+    assert isinstance(store_module._Selector(allowed).faiss, store_module.faiss.IDSelectorBitmap)
+    by_bitmap = store.search(queries, 20, allowed_ids=allowed)
+    monkeypatch.setattr(store_module._Selector, "BITMAP_BYTES_PER_ID", 0)
+    assert isinstance(store_module._Selector(allowed).faiss, store_module.faiss.IDSelectorBatch)
+    by_hash = store.search(queries, 20, allowed_ids=allowed)
+    assert (by_bitmap[1] == by_hash[1]).all()
+    assert (by_bitmap[1] == exact_top(queries, vectors[allowed - 5000], allowed, 20)).all()
+
+
+def test_compressed_search_chooses_its_best_hits_exactly_and_keeps_deeper_ones_best_first(tmp_path, monkeypatch):
+    store, ids, vectors = built(tmp_path, "ivf-sq8")
+    store.nprobe = store.index.nlist
+    monkeypatch.setattr(store_module, "RERANKED_HITS", 5)
+    queries = clustered(4, seed=8)
+    scores, found = store.search(queries, 60)
+    truth = exact_top(queries, vectors, ids, 60)
+    assert found.shape == (4, 60) and (found[:, :5] == truth[:, :5]).all()
+    assert np.allclose(scores[:, :5], np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :5], atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    assert np.mean([len(set(a) & set(b)) / 60 for a, b in zip(found, truth)]) >= 0.95  # 8-bit codes' order
+    assert all(len(set(row)) == 60 for row in found)
+
+
+def test_exact_rows_are_read_without_staying_in_memory(tmp_path, monkeypatch):
+    """The float32 rows are read where needed and not left mapped: at 10^6 windows a map of them
+    grew the page process's RSS by every row a search had touched (6 GB)."""
+    store, ids, vectors = built(tmp_path, "ivf-sq8")
+    rows_file = str(store.exact_rows.rows_path)
+
+    def mapped() -> bool:
+        return rows_file in open("/proc/self/maps").read()
+
+    store.search(clustered(2, seed=9), 10)
+    assert np.array_equal(store.reconstruct(ids[[40, 2, 7]]), vectors[[40, 2, 7]]) and not mapped()
+    monkeypatch.setattr(store_module, "READ_ROW_BY_ROW_UP_TO", 10)  # many rows: through a map, dropped after
+    assert np.array_equal(store.reconstruct(ids[::-3]), vectors[::-3]) and not mapped()
+
+
+def test_the_compressed_index_keeps_no_id_hash_and_still_removes(tmp_path):
+    """Its vectors come from the exact rows: FAISS's hash from id to place (about 130 MB at
+    3 * 10^6 windows) is dropped, also from an index saved with one."""
+    store, ids, vectors = built(tmp_path, "ivf-sq8")
+    assert store.index.direct_map.type == store_module.faiss.DirectMap.NoMap
+    store.index.set_direct_map_type(store_module.faiss.DirectMap.Hashtable)  # as files written before
+    store.save()
+    reopened = FaissStore(tmp_path / "windows.faiss", DIM, kind="ivf-sq8", gpu=False)
+    assert reopened.index.direct_map.type == store_module.faiss.DirectMap.NoMap
+    assert reopened.remove(ids[:10]) == 10 and len(reopened) == len(ids) - 10
+    _, found = reopened.search(vectors[:10], 5)
+    assert not set(found.ravel()) & set(ids[:10])
