@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, and_, bindparam,
+    ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, and_, any_, bindparam,
     case,
     column, create_engine, delete, event, exists, false, func, insert, inspect, literal, not_, or_, select, text,
     true, update,
@@ -828,10 +828,7 @@ class Catalog:
         else:
             in_name, elsewhere = functools.partial(_contains, File.name), _describes
             statement = select(File.id)
-        relevance = sum(
-            (case((in_name(word), 2), else_=0) + case((elsewhere(word), 1), else_=0) for word in query.wanted),
-            start=literal(0),
-        )
+        relevance = _relevance(query, in_name, elsewhere)
         statement = (
             statement
             .where(_keywords_match(query, lambda word: or_(in_name(word), elsewhere(word))),
@@ -985,6 +982,13 @@ def ucs_filter_values(values: Iterable[str]) -> tuple[list[str], list[str]]:
 def _passing(filters: Filters, pending: bool = False) -> ColumnElement[bool]:
     """A WHERE clause on File: indexed (or, with ``pending``, waiting to be embedded) and passing ``filters``."""
     return and_(File.status.in_((INDEXED, PENDING) if pending else (INDEXED,)), *file_conditions(filters))
+
+
+def _relevance(query: KeywordQuery, in_name: Callable[[str], ColumnElement[bool]],
+               elsewhere: Callable[[str], ColumnElement[bool]]) -> ColumnElement[int]:
+    """A file's relevance to ``query``: 2 for each word wanted in its name, 1 for each elsewhere."""
+    return sum((case((in_name(word), 2), else_=0) + case((elsewhere(word), 1), else_=0) for word in query.wanted),
+               start=literal(0))
 
 
 def _keywords_match(query: KeywordQuery, found: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -1164,38 +1168,35 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
 
 # A search ranks its files in tiers of relevance (a word in the name counts 2, elsewhere 1),
 # each by name. Ranking every match costs a read of each (a common word matches 4% of 10^6
-# files: 150-300 ms). On SQLite, FTS5 says which files hold a word in their name and which
-# elsewhere, exactly for a word of three characters or more (the trigrams of a phrase, in a
-# row, are the word itself; the text and the word are both lower-cased by Python): each
-# file's relevance, and whether the query matches it, are then worked out from those lists
-# (numpy, by id), and a tier with many files is found faster by walking the files in name
-# order (ix_files_name_id_status), keeping the tier's and stopping at the limit.
-# Walking costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us,
-# measured at 10^6): walk a tier when it holds at least sqrt(limit * files) / 4 files.
+# files: 150-300 ms); instead the tiers are found first, then each is taken in name order,
+# the best first, until the limit (``_in_name_order``).
+# On SQLite, FTS5 says which files hold a word in their name and which elsewhere, exactly for
+# a word of three characters or more (the trigrams of a phrase, in a row, are the word itself;
+# the text and the word are both lower-cased by Python): each file's relevance, and whether
+# the query matches it, are then worked out from those lists (numpy, by id). On PostgreSQL,
+# one statement gives each tier's files (pg_trgm's index finds them, LIKE tests them exactly).
+# A tier with many files is found faster by walking the files in name order
+# (ix_files_name_id_status), keeping the tier's and stopping at the limit: on SQLite, walking
+# costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us, measured
+# at 10^6), so a tier is walked when it holds at least sqrt(limit * files) / 4 files;
+# PostgreSQL's planner makes that choice itself, and SQLite's with filters (whose own indexes
+# may pick out fewer files than the tier).
 _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
-# A tier's files come as a JSON list (one parameter, however many).
-_TIER_BY_NAME = {
-    # Walked: the files in name order, each looked up in the tier (SQLite builds the tier's set once).
-    True: "SELECT id FROM files INDEXED BY ix_files_name_id_status WHERE status IN :statuses AND id != :exclude "
-          "AND id IN (SELECT value FROM json_each(:tier)) ORDER BY name, id LIMIT :limit",
-    # Sorted: the tier's files read by id (the rowid), then sorted; never an index's walk.
-    False: "SELECT id FROM files NOT INDEXED WHERE status IN :statuses AND id != :exclude "
-           "AND id IN (SELECT value FROM json_each(:tier)) ORDER BY name, id LIMIT :limit",
-}
+_NAME_ORDER = "ix_files_name_id_status"
 
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
                 limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
-    """``keyword_ranked``'s ids on SQLite for a query many files match, tier by tier, each
-    walked in name order or sorted, as many files as it holds decide. Otherwise None, and for
-    a query few files match, a condition keeping exactly them (found once here, not again):
-    ranking every match is then the way, as for a query with a word FTS5 cannot find (under
-    three characters), an alternative with no word wanted, or filters (which could make a walk
-    pass most files by)."""
-    if session.get_bind().dialect.name != "sqlite" or file_conditions(filters) or not query:
+    """``keyword_ranked``'s ids, tier by tier. Otherwise None, and on SQLite for a query few
+    files match, a condition keeping exactly them (found once here, not again): ranking every
+    match is then the way, as for a query with a word FTS5 cannot find (under three
+    characters) or an alternative with no word wanted."""
+    if not query:
         return None, []
+    if session.get_bind().dialect.name == "postgresql":
+        return _in_name_order(session, _postgresql_tiers(session, query), filters, pending, exclude_id, limit), []
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
               for group in query.alternatives]
@@ -1216,12 +1217,13 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     # Straight from the driver's cursor: tens of thousands of ids cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
-        return _ranked_in_tiers(session, query, groups, every, cursor, files, pending, exclude_id, limit), []
+        tiers = _sqlite_tiers(query, groups, every, cursor)
+        return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
 
 
-def _ranked_in_tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor,
-                     files: int, pending: bool, exclude_id: int | None, limit: int) -> list[int]:
-    """``_walk_tiers``'s ranking, ``every`` the FTS5 query of every file matched, ``cursor`` the driver's."""
+def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor) -> Iterator[np.ndarray]:
+    """The files ``query`` matches, tier by tier, the best first, as FTS5 finds them (``every``:
+    its query of every file matched; ``cursor``: the driver's)."""
 
     def holding(match: str) -> np.ndarray:  # the ids of the files FTS5 finds for ``match``
         return np.array(cursor.execute(_MATCHING, {"match": match}).fetchall(), dtype=np.int64).reshape(-1)
@@ -1231,24 +1233,50 @@ def _ranked_in_tiers(session: Session, query: KeywordQuery, groups: list[list[Ke
         phrase = _fts_phrase(query.wanted[0])
         # The word alone needs no more: AND the word again would read its trigrams' lists twice.
         matched = "" if every == f"({phrase})" else f" AND ({every})"
-        tiers = (holding(f"({tier.format(phrase=phrase)}){matched}") for tier in _ONE_WORD_TIERS)
+        return (holding(f"({tier.format(phrase=phrase)}){matched}") for tier in _ONE_WORD_TIERS)
+    return iter(_tiers(query, groups, holding))
+
+
+def _postgresql_tiers(session: Session, query: KeywordQuery) -> list[list[int]]:
+    """The files ``query`` matches, tier by tier, the best first: one statement, each tier's
+    ids gathered by PostgreSQL into one array."""
+    matched = (
+        select(FileText.file_id, _relevance(query, functools.partial(_holds, FileText.name),
+                                           functools.partial(_holds, FileText.about)).label("relevance"))
+        .where(_keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word))))
+        .subquery()
+    )
+    statement = (select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
+                 .order_by(matched.c.relevance.desc()))
+    return list(session.scalars(statement))
+
+
+def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray], filters: Filters, pending: bool,
+                   exclude_id: int | None, limit: int, files: int = 0) -> list[int]:
+    """The first ``limit`` files of ``tiers`` (the best first) that pass ``filters``, each tier
+    by name; ``files``: how many the catalog holds (SQLite's choice of walking a tier)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:  # a tier as a JSON list: one parameter, however many
+        members = File.id.in_(select(func.json_each(bindparam("tier")).table_valued("value").c.value))
+        # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
+        ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
+                                 {"name": _NAME_ORDER})
     else:
-        tiers = _tiers(query, groups, holding)
-    # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
-    ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
-                             {"name": "ix_files_name_id_status"})
-    statuses = [INDEXED, PENDING] if pending else [INDEXED]
+        members = File.id == any_(bindparam("tier", type_=ARRAY(BigInteger)))
+    base = select(File.id).where(members, _passing(filters, pending), *([File.id != exclude_id] if exclude_id else []))
     found_ids: list[int] = []
     for tier in tiers:  # found as needed, the best first
         if not len(tier):
             continue
-        members = tier.tolist()
+        tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
         remaining = limit - len(found_ids)
-        walk = bool(ordered) and len(members) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-        statement = text(_TIER_BY_NAME[walk]).bindparams(bindparam("statuses", expanding=True))
-        found_ids += session.scalars(statement, {
-            "statuses": statuses, "exclude": -1 if exclude_id is None else exclude_id, "tier": json.dumps(members),
-            "limit": remaining})
+        statement = base.order_by(File.name, File.id).limit(remaining)
+        if sqlite and not file_conditions(filters):
+            walk = bool(ordered) and len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+            # Walked: the files in name order, each looked up in the tier (SQLite builds its set
+            # once). Sorted: the tier's files read by id (the rowid), then sorted.
+            statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
+        found_ids += session.scalars(statement, {"tier": json.dumps(tier) if sqlite else tier})
         if len(found_ids) >= limit:
             break
     return found_ids
