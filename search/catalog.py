@@ -27,13 +27,14 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy import (
     ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, and_, any_, bindparam,
-    case,
+    case, cast,
     column, create_engine, delete, event, exists, false, func, insert, inspect, literal, not_, or_, select, text,
     true, update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.sqltypes import NullType
 
 from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
@@ -1195,30 +1196,48 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     characters) or an alternative with no word wanted."""
     if not query:
         return None, []
-    if session.get_bind().dialect.name == "postgresql":
-        return _in_name_order(session, _postgresql_tiers(session, query), filters, pending, exclude_id, limit), []
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    files = session.scalar(select(func.max(File.id))) or 0
+    enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
+    if file_conditions(filters):
+        # A filter few files pass: their texts are fewer than a tier's files (DOOR and FLAC,
+        # 0.2% of the files: 2,000 against tens of thousands), so only theirs are read.
+        passing = session.scalars(select(File.id).where(_passing(filters, pending)).limit(enough)).all()
+        if len(passing) < enough:
+            return None, [_among(FileText.file_id, passing, sqlite)]
+    if not sqlite:
+        return _in_name_order(session, _postgresql_tiers(session, query), filters, pending, exclude_id, limit, files), []
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
               for group in query.alternatives]
     if any(len(keyword.word) < 3 or _SEPARATOR in keyword.word for group in groups for keyword in group) \
             or not all(any(not keyword.negated for keyword in group) for group in groups):
         return None, []
-    files = session.scalar(select(func.max(File.id))) or 0
-    enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
     every = " OR ".join(
         "(" + _fts_excluding(" AND ".join(_fts_phrase(k.word) for k in group if not k.negated),
                              [k.word for k in group if k.negated]) + ")"
         for group in groups)
     head = session.scalars(text(f"{_MATCHING} LIMIT :enough"), {"match": every, "enough": enough}).all()
-    if len(head) < enough:  # every match, read by id (one JSON parameter: no limit on how many)
-        ids = func.json_each(bindparam("matching", json.dumps(head))).table_valued("value")
-        return None, [FileText.file_id.in_(select(ids.c.value))]
+    if len(head) < enough:  # every match, read by id
+        return None, [_among(FileText.file_id, head, sqlite)]
 
     # Straight from the driver's cursor: tens of thousands of ids cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
         tiers = _sqlite_tiers(query, groups, every, cursor)
         return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
+
+
+def _among(column, ids: Sequence[int], sqlite: bool) -> ColumnElement[bool]:
+    """``column`` is one of ``ids``, given as one parameter however many: a JSON list on
+    SQLite, an array's text on PostgreSQL (tens of thousands of ids cost a tenth of the time
+    psycopg takes to send a list)."""
+    if sqlite:
+        return column.in_(select(func.json_each(bindparam("among", json.dumps(list(ids)))).table_valued("value").c.value))
+    # Sent untyped and cast: PostgreSQL takes the parameter for an array, a constant of the plan
+    # (psycopg's own list dumper takes ten times as long for tens of thousands of ids).
+    listed = "{" + ",".join(map(str, ids)) + "}"
+    return column == any_(cast(bindparam("among", listed, type_=NullType()), ARRAY(BigInteger)))
 
 
 def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor) -> Iterator[np.ndarray]:
@@ -1237,46 +1256,53 @@ def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, 
     return iter(_tiers(query, groups, holding))
 
 
-def _postgresql_tiers(session: Session, query: KeywordQuery) -> list[list[int]]:
-    """The files ``query`` matches, tier by tier, the best first: one statement, each tier's
-    ids gathered by PostgreSQL into one array."""
-    matched = (
-        select(FileText.file_id, _relevance(query, functools.partial(_holds, FileText.name),
-                                           functools.partial(_holds, FileText.about)).label("relevance"))
-        .where(_keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word))))
-        .subquery()
-    )
-    statement = (select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
-                 .order_by(matched.c.relevance.desc()))
-    return list(session.scalars(statement))
+def _postgresql_tiers(session: Session, query: KeywordQuery) -> Iterator[list[int]]:
+    """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
+    tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
+    only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
+    beyond it are never read). Otherwise one statement gives every tier's ids, each gathered
+    by PostgreSQL into one array."""
+    matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
+    if len(query.wanted) == 1:
+        in_name, elsewhere = _holds(FileText.name, query.wanted[0]), _holds(FileText.about, query.wanted[0])
+        tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
+        if not all(any(not keyword.negated for keyword in group) for group in query.alternatives):
+            tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
+        for tier in tiers:
+            yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier, matching)) or []
+        return
+    relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
+    matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
+    yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
+                               .order_by(matched.c.relevance.desc()))
 
 
 def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray], filters: Filters, pending: bool,
-                   exclude_id: int | None, limit: int, files: int = 0) -> list[int]:
+                   exclude_id: int | None, limit: int, files: int) -> list[int]:
     """The first ``limit`` files of ``tiers`` (the best first) that pass ``filters``, each tier
-    by name; ``files``: how many the catalog holds (SQLite's choice of walking a tier)."""
+    by name; ``files``: how many the catalog holds (whether to walk a tier)."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    if sqlite:  # a tier as a JSON list: one parameter, however many
-        members = File.id.in_(select(func.json_each(bindparam("tier")).table_valued("value").c.value))
-        # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
-        ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
-                                 {"name": _NAME_ORDER})
-    else:
-        members = File.id == any_(bindparam("tier", type_=ARRAY(BigInteger)))
-    base = select(File.id).where(members, _passing(filters, pending), *([File.id != exclude_id] if exclude_id else []))
+    # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
+    ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
+                             {"name": _NAME_ORDER}) if sqlite else True
+    passing = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
     found_ids: list[int] = []
     for tier in tiers:  # found as needed, the best first
         if not len(tier):
             continue
         tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
         remaining = limit - len(found_ids)
-        statement = base.order_by(File.name, File.id).limit(remaining)
+        walk = bool(ordered) and len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+        # Walked: the files in name order, each looked up in the tier (SQLite builds its set once,
+        # PostgreSQL hashes the array). Sorted: the tier's files read by id, then sorted.
+        # PostgreSQL's planner underestimates how many files a trigram search finds (a thousand
+        # for tens of thousands) and would sort: ``id + 0`` leaves it no index to read by id.
+        member = File.id if sqlite or not walk else File.id + 0
+        statement = (select(File.id).where(_among(member, tier, sqlite), *passing)
+                     .order_by(File.name, File.id).limit(remaining))
         if sqlite and not file_conditions(filters):
-            walk = bool(ordered) and len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-            # Walked: the files in name order, each looked up in the tier (SQLite builds its set
-            # once). Sorted: the tier's files read by id (the rowid), then sorted.
             statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
-        found_ids += session.scalars(statement, {"tier": json.dumps(tier) if sqlite else tier})
+        found_ids += session.scalars(statement)
         if len(found_ids) >= limit:
             break
     return found_ids
