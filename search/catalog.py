@@ -1186,6 +1186,9 @@ _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
 _NAME_ORDER = "ix_files_name_id_status"
+# A tier walked under a filter: this many times the files wanted are first taken by name alone,
+# and kept if enough of them pass (the engine's BROAD, for the same reason).
+_BROAD = 2
 
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
@@ -1285,7 +1288,8 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray]
     # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
     ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
                              {"name": _NAME_ORDER}) if sqlite else True
-    passing = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
+    others = [File.id != exclude_id] if exclude_id is not None else []
+    filtered = bool(file_conditions(filters))
     found_ids: list[int] = []
     for tier in tiers:  # found as needed, the best first
         if not len(tier):
@@ -1298,11 +1302,26 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray]
         # PostgreSQL's planner underestimates how many files a trigram search finds (a thousand
         # for tens of thousands) and would sort: ``id + 0`` leaves it no index to read by id.
         member = File.id if sqlite or not walk else File.id + 0
-        statement = (select(File.id).where(_among(member, tier, sqlite), *passing)
-                     .order_by(File.name, File.id).limit(remaining))
-        if sqlite and not file_conditions(filters):
-            statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
-        found_ids += session.scalars(statement)
+
+        def in_order(within: Filters, count: int) -> list[int]:
+            statement = (select(File.id).where(_among(member, tier, sqlite), _passing(within, pending), *others)
+                         .order_by(File.name, File.id).limit(count))
+            if sqlite and not file_conditions(within):  # else SQLite's planner weighs the filter's indexes
+                statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
+            return list(session.scalars(statement))
+
+        if walk and filtered:
+            # A broad filter (most files pass) is applied to the tier's first files by name: a
+            # walk of the name order alone reads no file's row, a filtered one reads each's.
+            first = in_order(Filters(), _BROAD * remaining)
+            kept = set(session.scalars(select(File.id).where(_among(File.id, first, sqlite), _passing(filters, pending))))
+            ranked = [file_id for file_id in first if file_id in kept]
+            if len(ranked) >= remaining or len(first) < _BROAD * remaining:  # enough, or the whole tier
+                found_ids += ranked[:remaining]
+                if len(found_ids) >= limit:
+                    break
+                continue
+        found_ids += in_order(filters, remaining)
         if len(found_ids) >= limit:
             break
     return found_ids
