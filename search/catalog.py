@@ -26,10 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, and_, any_, bindparam,
-    case, cast,
-    column, create_engine, delete, event, exists, false, func, insert, inspect, literal, not_, or_, select, text,
-    true, update,
+    ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
+    and_, any_, bindparam, case, cast, column, create_engine, delete, event, exists, false, func, insert, inspect,
+    literal, not_, or_, select, text, true, update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
@@ -1175,13 +1174,12 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
 # a word of three characters or more (the trigrams of a phrase, in a row, are the word itself;
 # the text and the word are both lower-cased by Python): each file's relevance, and whether
 # the query matches it, are then worked out from those lists (numpy, by id). On PostgreSQL,
-# one statement gives each tier's files (pg_trgm's index finds them, LIKE tests them exactly).
+# a statement gives a tier's files (pg_trgm's index finds them, LIKE tests them exactly).
 # A tier with many files is found faster by walking the files in name order
 # (ix_files_name_id_status), keeping the tier's and stopping at the limit: on SQLite, walking
 # costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us, measured
-# at 10^6), so a tier is walked when it holds at least sqrt(limit * files) / 4 files;
-# PostgreSQL's planner makes that choice itself, and SQLite's with filters (whose own indexes
-# may pick out fewer files than the tier).
+# at 10^6), so a tier is walked when it holds at least sqrt(limit * files) / 4 files, on both
+# backends. Under a filter, SQLite's planner weighs the filter's indexes against the walk.
 _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
@@ -1193,10 +1191,10 @@ _BROAD = 2
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
                 limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
-    """``keyword_ranked``'s ids, tier by tier. Otherwise None, and on SQLite for a query few
-    files match, a condition keeping exactly them (found once here, not again): ranking every
-    match is then the way, as for a query with a word FTS5 cannot find (under three
-    characters) or an alternative with no word wanted."""
+    """``keyword_ranked``'s ids, tier by tier. Otherwise None, and for a query few files match
+    on SQLite, or a filter few files pass, a condition keeping exactly them (found once here,
+    not again): ranking every match is then the way, as on SQLite for a query with a word FTS5
+    cannot find (under three characters) or an alternative with no word wanted."""
     if not query:
         return None, []
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -1231,16 +1229,28 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
         return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
 
 
+def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, pending: bool, others: list,
+                   within: Filters, count: int) -> list[int]:
+    """The first ``count`` files by name of a tier (``members``) that pass ``within``, walked or sorted."""
+    statement = (select(File.id).where(members, _passing(within, pending), *others)
+                 .order_by(File.name, File.id).limit(count))
+    if session.get_bind().dialect.name == "sqlite" and not file_conditions(within):
+        # Under a filter, SQLite's planner weighs the filter's indexes instead.
+        statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
+    return list(session.scalars(statement))
+
+
 def _among(column, ids: Sequence[int], sqlite: bool) -> ColumnElement[bool]:
     """``column`` is one of ``ids``, given as one parameter however many: a JSON list on
     SQLite, an array's text on PostgreSQL (tens of thousands of ids cost a tenth of the time
     psycopg takes to send a list)."""
     if sqlite:
-        return column.in_(select(func.json_each(bindparam("among", json.dumps(list(ids)))).table_valued("value").c.value))
+        listed = func.json_each(bindparam("among", json.dumps(list(ids)), unique=True)).table_valued("value")
+        return column.in_(select(listed.c.value))
     # Sent untyped and cast: PostgreSQL takes the parameter for an array, a constant of the plan
     # (psycopg's own list dumper takes ten times as long for tens of thousands of ids).
     listed = "{" + ",".join(map(str, ids)) + "}"
-    return column == any_(cast(bindparam("among", listed, type_=NullType()), ARRAY(BigInteger)))
+    return column == any_(cast(bindparam("among", listed, type_=NullType(), unique=True), ARRAY(BigInteger)))
 
 
 def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor) -> Iterator[np.ndarray]:
@@ -1302,14 +1312,7 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray]
         # PostgreSQL's planner underestimates how many files a trigram search finds (a thousand
         # for tens of thousands) and would sort: ``id + 0`` leaves it no index to read by id.
         member = File.id if sqlite or not walk else File.id + 0
-
-        def in_order(within: Filters, count: int) -> list[int]:
-            statement = (select(File.id).where(_among(member, tier, sqlite), _passing(within, pending), *others)
-                         .order_by(File.name, File.id).limit(count))
-            if sqlite and not file_conditions(within):  # else SQLite's planner weighs the filter's indexes
-                statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
-            return list(session.scalars(statement))
-
+        in_order = functools.partial(_tier_in_order, session, _among(member, tier, sqlite), walk, pending, others)
         if walk and filtered:
             # A broad filter (most files pass) is applied to the tier's first files by name: a
             # walk of the name order alone reads no file's row, a filtered one reads each's.
