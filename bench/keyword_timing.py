@@ -30,6 +30,7 @@ args = parser.parse_args()
 # --code first: library_scale puts this repository on the path, and must find search/ loaded.
 sys.path[:0] = [*([args.code] if args.code else []), str(Path(__file__).resolve().parent.parent)]
 from search.catalog import Catalog  # noqa: E402
+from search.filters import Filters  # noqa: E402
 from search.keyword import parse_keywords  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +44,12 @@ QUERIES = {
     "2 letters": [word[:2] for word in WORDS[40:50]],
     "rare (a take number)": [f"take{i}" for i in range(1000, 1020)],
     "1 word, pending too": WORDS[20:40],
+    "1 word, selective filter": WORDS[:20],
+    "1 word, broad filter": WORDS[:20],
 }
+# library_scale.py's filters: few files (DOOR and FLAC, 0.2%) and most (longer than 1 s).
+FILTERS = {"1 word, selective filter": Filters(categories=("DOOR",), formats=("flac",)),
+           "1 word, broad filter": Filters(min_duration=1.0)}
 
 found = {}
 with Catalog(args.url, create=False) as catalog:
@@ -53,7 +59,8 @@ with Catalog(args.url, create=False) as catalog:
         times, counts = [], []
         for text in texts + texts[:5]:
             clock = time.perf_counter()
-            ids = catalog.keyword_ranked(parse_keywords(text), limit=args.limit, pending="pending" in label)
+            ids = catalog.keyword_ranked(parse_keywords(text), FILTERS.get(label, Filters()), limit=args.limit,
+                                         pending="pending" in label)
             times.append(time.perf_counter() - clock)
             catalog.rollback()
             counts.append(len(ids))

@@ -218,6 +218,9 @@ def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] |
         "keywords, OR and NOT": lambda i: searcher.search(
             keywords_text=f"{WORDS[i % len(WORDS)]} -{WORDS[(i + 3) % len(WORDS)]}, {WORDS[(i + 5) % len(WORDS)]}"),
         "keywords, prefix": lambda i: searcher.search(keywords_text=WORDS[i % len(WORDS)][:3]),
+        "keywords, 2 letters": lambda i: searcher.search(keywords_text=WORDS[i % len(WORDS)][:2]),
+        "keywords, selective filter": lambda i: searcher.search(keywords_text=WORDS[i % len(WORDS)], filters=selective),
+        "keywords, broad filter": lambda i: searcher.search(keywords_text=WORDS[i % len(WORDS)], filters=broad),
         "hybrid": lambda i: searcher.search(parse_query(captions[i]), keywords_text=WORDS[(i * 3) % len(WORDS)]),
         "next page of a search": lambda i: searcher.search(parse_query(captions[0]), page=1 + i % 20, page_size=20),
         "sorted by name": lambda i: searcher.search(parse_query(captions[i]), sort="name"),

@@ -27,14 +27,14 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, and_, bindparam,
-    case,
-    column, create_engine, delete, event, exists, false, func, insert, inspect, literal, not_, or_, select, text,
-    true, update,
+    ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
+    and_, any_, bindparam, case, cast, column, create_engine, delete, event, exists, false, func, insert, inspect,
+    literal, not_, or_, select, text, true, update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.sqltypes import NullType
 
 from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
@@ -835,10 +835,7 @@ class Catalog:
         else:
             in_name, elsewhere = functools.partial(_contains, File.name), _describes
             statement = select(File.id)
-        relevance = sum(
-            (case((in_name(word), 2), else_=0) + case((elsewhere(word), 1), else_=0) for word in query.wanted),
-            start=literal(0),
-        )
+        relevance = _relevance(query, in_name, elsewhere)
         statement = (
             statement
             .where(_keywords_match(query, lambda word: or_(in_name(word), elsewhere(word))),
@@ -1014,6 +1011,13 @@ def ucs_filter_values(values: Iterable[str]) -> tuple[list[str], list[str]]:
 def _passing(filters: Filters, pending: bool = False) -> ColumnElement[bool]:
     """A WHERE clause on File: indexed (or, with ``pending``, waiting to be embedded) and passing ``filters``."""
     return and_(File.status.in_((INDEXED, PENDING) if pending else (INDEXED,)), *file_conditions(filters))
+
+
+def _relevance(query: KeywordQuery, in_name: Callable[[str], ColumnElement[bool]],
+               elsewhere: Callable[[str], ColumnElement[bool]]) -> ColumnElement[int]:
+    """A file's relevance to ``query``: 2 for each word wanted in its name, 1 for each elsewhere."""
+    return sum((case((in_name(word), 2), else_=0) + case((elsewhere(word), 1), else_=0) for word in query.wanted),
+               start=literal(0))
 
 
 def _keywords_match(query: KeywordQuery, found: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -1193,64 +1197,94 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
 
 # A search ranks its files in tiers of relevance (a word in the name counts 2, elsewhere 1),
 # each by name. Ranking every match costs a read of each (a common word matches 4% of 10^6
-# files: 150-300 ms). On SQLite, FTS5 says which files hold a word in their name and which
-# elsewhere, exactly for a word of three characters or more (the trigrams of a phrase, in a
-# row, are the word itself; the text and the word are both lower-cased by Python): each
-# file's relevance, and whether the query matches it, are then worked out from those lists
-# (numpy, by id), and a tier with many files is found faster by walking the files in name
-# order (ix_files_name_id_status), keeping the tier's and stopping at the limit.
-# Walking costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us,
-# measured at 10^6): walk a tier when it holds at least sqrt(limit * files) / 4 files.
+# files: 150-300 ms); instead the tiers are found first, then each is taken in name order,
+# the best first, until the limit (``_in_name_order``).
+# On SQLite, FTS5 says which files hold a word in their name and which elsewhere, exactly for
+# a word of three characters or more (the trigrams of a phrase, in a row, are the word itself;
+# the text and the word are both lower-cased by Python): each file's relevance, and whether
+# the query matches it, are then worked out from those lists (numpy, by id). On PostgreSQL,
+# a statement gives a tier's files (pg_trgm's index finds them, LIKE tests them exactly).
+# A tier with many files is found faster by walking the files in name order
+# (ix_files_name_id_status), keeping the tier's and stopping at the limit: on SQLite, walking
+# costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us, measured
+# at 10^6), so a tier is walked when it holds at least sqrt(limit * files) / 4 files, on both
+# backends. Under a filter, SQLite's planner weighs the filter's indexes against the walk.
 _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
-# A tier's files come as a JSON list (one parameter, however many).
-_TIER_BY_NAME = {
-    # Walked: the files in name order, each looked up in the tier (SQLite builds the tier's set once).
-    True: "SELECT id FROM files INDEXED BY ix_files_name_id_status WHERE status IN :statuses AND id != :exclude "
-          "AND id IN (SELECT value FROM json_each(:tier)) ORDER BY name, id LIMIT :limit",
-    # Sorted: the tier's files read by id (the rowid), then sorted; never an index's walk.
-    False: "SELECT id FROM files NOT INDEXED WHERE status IN :statuses AND id != :exclude "
-           "AND id IN (SELECT value FROM json_each(:tier)) ORDER BY name, id LIMIT :limit",
-}
+_NAME_ORDER = "ix_files_name_id_status"
+# A tier walked under a filter: this many times the files wanted are first taken by name alone,
+# and kept if enough of them pass (the engine's BROAD, for the same reason).
+_BROAD = 2
 
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
                 limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
-    """``keyword_ranked``'s ids on SQLite for a query many files match, tier by tier, each
-    walked in name order or sorted, as many files as it holds decide. Otherwise None, and for
-    a query few files match, a condition keeping exactly them (found once here, not again):
-    ranking every match is then the way, as for a query with a word FTS5 cannot find (under
-    three characters), an alternative with no word wanted, or filters (which could make a walk
-    pass most files by)."""
-    if session.get_bind().dialect.name != "sqlite" or file_conditions(filters) or not query:
+    """``keyword_ranked``'s ids, tier by tier. Otherwise None, and for a query few files match
+    on SQLite, or a filter few files pass, a condition keeping exactly them (found once here,
+    not again): ranking every match is then the way, as on SQLite for a query with a word FTS5
+    cannot find (under three characters) or an alternative with no word wanted."""
+    if not query:
         return None, []
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    files = session.scalar(select(func.max(File.id))) or 0
+    enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
+    if file_conditions(filters):
+        # A filter few files pass: their texts are fewer than a tier's files (DOOR and FLAC,
+        # 0.2% of the files: 2,000 against tens of thousands), so only theirs are read.
+        passing = session.scalars(select(File.id).where(_passing(filters, pending)).limit(enough)).all()
+        if len(passing) < enough:
+            return None, [_among(FileText.file_id, passing, sqlite)]
+    if not sqlite:
+        return _in_name_order(session, _postgresql_tiers(session, query), filters, pending, exclude_id, limit, files), []
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
               for group in query.alternatives]
     if any(len(keyword.word) < 3 or _SEPARATOR in keyword.word for group in groups for keyword in group) \
             or not all(any(not keyword.negated for keyword in group) for group in groups):
         return None, []
-    files = session.scalar(select(func.max(File.id))) or 0
-    enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
     every = " OR ".join(
         "(" + _fts_excluding(" AND ".join(_fts_phrase(k.word) for k in group if not k.negated),
                              [k.word for k in group if k.negated]) + ")"
         for group in groups)
     head = session.scalars(text(f"{_MATCHING} LIMIT :enough"), {"match": every, "enough": enough}).all()
-    if len(head) < enough:  # every match, read by id (one JSON parameter: no limit on how many)
-        ids = func.json_each(bindparam("matching", json.dumps(head))).table_valued("value")
-        return None, [FileText.file_id.in_(select(ids.c.value))]
+    if len(head) < enough:  # every match, read by id
+        return None, [_among(FileText.file_id, head, sqlite)]
 
     # Straight from the driver's cursor: tens of thousands of ids cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
-        return _ranked_in_tiers(session, query, groups, every, cursor, files, pending, exclude_id, limit), []
+        tiers = _sqlite_tiers(query, groups, every, cursor)
+        return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
 
 
-def _ranked_in_tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor,
-                     files: int, pending: bool, exclude_id: int | None, limit: int) -> list[int]:
-    """``_walk_tiers``'s ranking, ``every`` the FTS5 query of every file matched, ``cursor`` the driver's."""
+def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, pending: bool, others: list,
+                   within: Filters, count: int) -> list[int]:
+    """The first ``count`` files by name of a tier (``members``) that pass ``within``, walked or sorted."""
+    statement = (select(File.id).where(members, _passing(within, pending), *others)
+                 .order_by(File.name, File.id).limit(count))
+    if session.get_bind().dialect.name == "sqlite" and not file_conditions(within):
+        # Under a filter, SQLite's planner weighs the filter's indexes instead.
+        statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
+    return list(session.scalars(statement))
+
+
+def _among(column, ids: Sequence[int], sqlite: bool) -> ColumnElement[bool]:
+    """``column`` is one of ``ids``, given as one parameter however many: a JSON list on
+    SQLite, an array's text on PostgreSQL (tens of thousands of ids cost a tenth of the time
+    psycopg takes to send a list)."""
+    if sqlite:
+        listed = func.json_each(bindparam("among", json.dumps(list(ids)), unique=True)).table_valued("value")
+        return column.in_(select(listed.c.value))
+    # Sent untyped and cast: PostgreSQL takes the parameter for an array, a constant of the plan
+    # (psycopg's own list dumper takes ten times as long for tens of thousands of ids).
+    listed = "{" + ",".join(map(str, ids)) + "}"
+    return column == any_(cast(bindparam("among", listed, type_=NullType(), unique=True), ARRAY(BigInteger)))
+
+
+def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor) -> Iterator[np.ndarray]:
+    """The files ``query`` matches, tier by tier, the best first, as FTS5 finds them (``every``:
+    its query of every file matched; ``cursor``: the driver's)."""
 
     def holding(match: str) -> np.ndarray:  # the ids of the files FTS5 finds for ``match``
         return np.array(cursor.execute(_MATCHING, {"match": match}).fetchall(), dtype=np.int64).reshape(-1)
@@ -1260,24 +1294,66 @@ def _ranked_in_tiers(session: Session, query: KeywordQuery, groups: list[list[Ke
         phrase = _fts_phrase(query.wanted[0])
         # The word alone needs no more: AND the word again would read its trigrams' lists twice.
         matched = "" if every == f"({phrase})" else f" AND ({every})"
-        tiers = (holding(f"({tier.format(phrase=phrase)}){matched}") for tier in _ONE_WORD_TIERS)
-    else:
-        tiers = _tiers(query, groups, holding)
+        return (holding(f"({tier.format(phrase=phrase)}){matched}") for tier in _ONE_WORD_TIERS)
+    return iter(_tiers(query, groups, holding))
+
+
+def _postgresql_tiers(session: Session, query: KeywordQuery) -> Iterator[list[int]]:
+    """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
+    tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
+    only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
+    beyond it are never read). Otherwise one statement gives every tier's ids, each gathered
+    by PostgreSQL into one array."""
+    matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
+    if len(query.wanted) == 1:
+        in_name, elsewhere = _holds(FileText.name, query.wanted[0]), _holds(FileText.about, query.wanted[0])
+        tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
+        if not all(any(not keyword.negated for keyword in group) for group in query.alternatives):
+            tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
+        for tier in tiers:
+            yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier, matching)) or []
+        return
+    relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
+    matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
+    yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
+                               .order_by(matched.c.relevance.desc()))
+
+
+def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray], filters: Filters, pending: bool,
+                   exclude_id: int | None, limit: int, files: int) -> list[int]:
+    """The first ``limit`` files of ``tiers`` (the best first) that pass ``filters``, each tier
+    by name; ``files``: how many the catalog holds (whether to walk a tier)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
     # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
     ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
-                             {"name": "ix_files_name_id_status"})
-    statuses = [INDEXED, PENDING] if pending else [INDEXED]
+                             {"name": _NAME_ORDER}) if sqlite else True
+    others = [File.id != exclude_id] if exclude_id is not None else []
+    filtered = bool(file_conditions(filters))
     found_ids: list[int] = []
     for tier in tiers:  # found as needed, the best first
         if not len(tier):
             continue
-        members = tier.tolist()
+        tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
         remaining = limit - len(found_ids)
-        walk = bool(ordered) and len(members) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-        statement = text(_TIER_BY_NAME[walk]).bindparams(bindparam("statuses", expanding=True))
-        found_ids += session.scalars(statement, {
-            "statuses": statuses, "exclude": -1 if exclude_id is None else exclude_id, "tier": json.dumps(members),
-            "limit": remaining})
+        walk = bool(ordered) and len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+        # Walked: the files in name order, each looked up in the tier (SQLite builds its set once,
+        # PostgreSQL hashes the array). Sorted: the tier's files read by id, then sorted.
+        # PostgreSQL's planner underestimates how many files a trigram search finds (a thousand
+        # for tens of thousands) and would sort: ``id + 0`` leaves it no index to read by id.
+        member = File.id if sqlite or not walk else File.id + 0
+        in_order = functools.partial(_tier_in_order, session, _among(member, tier, sqlite), walk, pending, others)
+        if walk and filtered:
+            # A broad filter (most files pass) is applied to the tier's first files by name: a
+            # walk of the name order alone reads no file's row, a filtered one reads each's.
+            first = in_order(Filters(), _BROAD * remaining)
+            kept = set(session.scalars(select(File.id).where(_among(File.id, first, sqlite), _passing(filters, pending))))
+            ranked = [file_id for file_id in first if file_id in kept]
+            if len(ranked) >= remaining or len(first) < _BROAD * remaining:  # enough, or the whole tier
+                found_ids += ranked[:remaining]
+                if len(found_ids) >= limit:
+                    break
+                continue
+        found_ids += in_order(filters, remaining)
         if len(found_ids) >= limit:
             break
     return found_ids

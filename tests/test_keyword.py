@@ -4,12 +4,15 @@ full-text index, on a real SQLite catalog and a real PostgreSQL one alike."""
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 from postgres import fresh_database
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
-from search.catalog import ERROR, INDEXED, PENDING, Catalog, FileText, Meta, Metadata, NewFile
+from search.catalog import _SEPARATOR as SEPARATOR
+from search.catalog import ERROR, INDEXED, PENDING, Catalog, File, FileText, Meta, Metadata, NewFile, _passing
+from search.filters import Filters
 from search.keyword import Keyword, parse_keywords
 
 ROOT = "/library"
@@ -290,3 +293,78 @@ def test_a_postgresql_database_that_cannot_make_pg_trgm_is_refused_in_one_line()
         with psycopg.connect(owner, autocommit=True) as connection:
             connection.execute(f'DROP OWNED BY "{role}"')
             connection.execute(f'DROP ROLE "{role}"')
+
+
+# A library large enough for every way of ranking: tiers walked in name order or sorted, with
+# filters, words too short for trigrams. Each file's name, folder and what it says are drawn
+# from a few syllables, so that words match many files, in the name, elsewhere or both.
+SYLLABLES = ("do", "or", "ra", "in", "me", "ta", "wo", "od", "cr", "ea", "k", "é")
+VARIED_QUERIES = [
+    "door", "or", "d", "é", "crea", "rain", "me", "raint", "door rain", "door -rain", "door, rain", "or -in, ta",
+    "wood -k, meta", "-door", "-door, ra", "ra -or -in", '"or ra"', "do or ra", "take", "wav", "zzz", "k me, é -or",
+    "door -metal, gate",
+]
+VARIED_FILTERS = [Filters(), Filters(formats=("flac",)), Filters(categories=("DOOR",)), Filters(min_duration=2.0),
+                  Filters(folders=(f"{ROOT}/orra",)), Filters(tags=("crea",))]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def varied(request, tmp_path_factory):
+    rng = random.Random(15)
+
+    def words(count: int) -> str:
+        return "".join(rng.choice(SYLLABLES) for _ in range(count))
+
+    with new_catalog(request.param, tmp_path_factory.mktemp("varied")) as opened:
+        new = []
+        for number in range(400):
+            extension = rng.choice(("wav", "flac", "WAV"))
+            name = f"{words(rng.randint(1, 3)).title()}_{words(2)} {number % 37:03d}.{extension}"
+            folder = rng.choice(("orra", "dome", "take 1", "k"))
+            new.append(NewFile(
+                f"{ROOT}/{folder}/{name}", ROOT, 1, 0.0, None, Metadata(
+                    duration=rng.uniform(0.5, 4.0), description=words(3) if rng.random() < 0.4 else None,
+                    tags=tuple(words(2) for _ in range(rng.randint(0, 2))),
+                    ucs_category=rng.choice(("DOOR", "RAIN", None)))))
+        ids = opened.add_files(new)
+        for file_id in ids:
+            opened.session.execute(update(File).where(File.id == file_id).values(
+                status=rng.choice((INDEXED, INDEXED, PENDING, ERROR))))
+        opened.commit()
+        yield opened
+
+
+def reference(catalog: Catalog, text_: str, filters: Filters, pending: bool, exclude_id: int | None) -> list[int]:
+    """The ranking keyword search promises, worked out in Python from each file's text: 2 for
+    a word wanted in the name, 1 elsewhere; then the database's name order; then the id."""
+    query = parse_keywords(text_)
+    texts = {file_id: (name, about) for file_id, name, about in catalog.session.execute(
+        select(FileText.file_id, FileText.name, FileText.about))}
+    passing = set(catalog.session.scalars(select(File.id).where(_passing(filters, pending))))
+    name_order = {file_id: place for place, file_id in enumerate(catalog.session.scalars(
+        select(File.id).order_by(File.name, File.id)))}
+
+    def holds(field: str, word: str) -> bool:
+        return SEPARATOR not in word and word in field
+
+    ranked = []
+    for file_id in passing - {exclude_id}:
+        name, about = texts[file_id]
+        if any(all(holds(name, k.word) or holds(about, k.word) for k in group if not k.negated)
+               and not any(holds(name, k.word) or holds(about, k.word) for k in group if k.negated)
+               for group in query.alternatives):
+            relevance = sum(2 * holds(name, word) + holds(about, word) for word in query.wanted)
+            ranked.append((-relevance, name_order[file_id], file_id))
+    return [file_id for *_, file_id in sorted(ranked)]
+
+
+@pytest.mark.parametrize("filters", VARIED_FILTERS, ids=range(len(VARIED_FILTERS)))
+def test_every_ranking_is_the_one_promised_whatever_the_query_filters_and_limit(varied, filters):
+    excluded = varied.session.scalar(select(File.id).where(File.status == INDEXED).order_by(File.id))
+    for text_ in VARIED_QUERIES:
+        for pending in (False, True):
+            for exclude_id in (None, excluded):
+                expected = reference(varied, text_, filters, pending, exclude_id)
+                for limit in (0, 1, 3, 17, 60, 1000):
+                    assert varied.keyword_ranked(parse_keywords(text_), filters, pending=pending, exclude_id=exclude_id,
+                                                 limit=limit) == expected[:limit], (text_, pending, exclude_id, limit)
