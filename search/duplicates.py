@@ -63,6 +63,11 @@ KEPT_FROM = 0.90
 # Nearest files by mean an update looks at, per changed file, to find the files whose own
 # nearest it enters (all of them with the exact index).
 REVERSE_NEIGHBOURS = 100
+# What a reader of the kept pairs is told when they are not the catalog's current ones.
+NOT_KEPT = ("near duplicates have not been looked for in this library yet: `clapdex duplicates` finds them (a whole "
+            "pass: about 20 minutes at a million files), and every `clapdex index` after keeps them current")
+STALE = ("the library changed since near duplicates were last looked for: these are from before; `clapdex index` or "
+         "`clapdex duplicates` brings them up to date (only the changed files are compared)")
 # What an update starts from: each kept file's nearest files, in the home.
 GRAPH_FILE = "near_duplicates.npz"
 # Closeness by mean below a file's farthest nearest by no more than this still counts as
