@@ -135,6 +135,7 @@ class Library:
         self._computed: dict[str, tuple[str | None, object]] = {}
         self._near_lock = threading.Lock()  # one near-duplicate pass at a time
         self._near_update: NearUpdate | None = None
+        self._near_read: tuple[tuple, duplicates.Kept] | None = None  # (what it was read for, what was read)
         # Said to the user when the model chosen is not the one they might expect.
         self.notice: str | None = None
         if encoder is not None:  # loaded already: check it against the index now
@@ -282,9 +283,16 @@ class Library:
         return self.kept_near_duplicates(threshold).pairs
 
     def kept_near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> duplicates.Kept:
-        """What the last near-duplicate pass kept, whether or not the catalog changed since: never a pass."""
+        """What the last near-duplicate pass kept, whether or not the catalog changed since: never a
+        pass. Read again only when the pass or the catalog changed (the page asks on every click)."""
         with self.reading() as catalog:
-            return duplicates.kept(catalog, threshold)
+            key = (catalog.near_state(), catalog.generation(), threshold)
+            read = self._near_read
+            if key[0] is not None and read is not None and read[0] == key:
+                return read[1]
+            kept = duplicates.kept(catalog, threshold)
+            self._near_read = (key, kept)
+            return kept
 
     def update_near_duplicates(self, progress: duplicates.Progress | None = None) -> str:
         """Bring the kept near duplicates up to date (``duplicates.update``); one pass at a time per library."""
