@@ -70,6 +70,8 @@ STALE = ("the library changed since near duplicates were last looked for: these 
          "`clapdex duplicates` brings them up to date (only the changed files are compared)")
 # What an update starts from: each kept file's nearest files, in the home.
 GRAPH_FILE = "near_duplicates.npz"
+# Beside it, beyond EXACT_UP_TO files, the inverted file of their means, named by the pass's token.
+MEANS_FILE = "near_duplicates-{token}.faiss"
 # Closeness by mean below a file's farthest nearest by no more than this still counts as
 # entering them: the same cosine computed in another batch can differ in its last bits.
 _ROUNDING = 1e-5
@@ -184,7 +186,7 @@ def update(catalog: Catalog, store: VectorStore, home: Path, progress: Progress 
     if graph is None:
         result, replacing, how = _whole_pass(library, store, exact_up_to, KEPT_FROM, progress), None, "whole"
     else:
-        result, replacing = _changed_pass(library, store, graph, exact_up_to, progress)
+        result, replacing = _changed_pass(library, store, home, graph, exact_up_to, progress)
         how = "updated"
     token = os.urandom(8).hex()
     neighbours = np.where(result.neighbours >= 0, library.ids[np.maximum(result.neighbours, 0)], -1)
@@ -193,11 +195,19 @@ def update(catalog: Catalog, store: VectorStore, home: Path, progress: Progress 
               "neighbours": neighbours[by_id], "farthest": result.farthest[by_id]}
     # The graph first: if the catalog's commit then fails, their tokens differ and the next
     # update makes a whole pass instead of starting from a graph the pairs do not match.
+    kept_means = home / MEANS_FILE.format(token=token)
+    if result.means is not None and not result.means.exact:
+        write_atomically(kept_means, lambda temp: faiss.write_index(result.means.index, temp))
+    elif result.means is None and graph is not None and (unchanged := home / MEANS_FILE.format(token=graph.token)).is_file():
+        os.replace(unchanged, kept_means)  # nothing changed in the library: the same means
     write_atomically(home / GRAPH_FILE, lambda temp: _save(temp, arrays))
     pairs = [(int(library.ids[a]), int(library.ids[b]), score) for a, b, score in result.pairs]
     catalog.keep_near_pairs(pairs, json.dumps({"generation": generation, "token": token, "from": KEPT_FROM}),
                             replacing=None if replacing is None else library.ids[replacing].tolist() + graph.gone)
     catalog.commit()
+    for older in home.glob(MEANS_FILE.format(token="*")):
+        if older != kept_means:
+            older.unlink()
     log.info("near duplicates %s: %d files, %d pairs scored %s or more written in %.1f s", how, len(library),
              len(pairs), KEPT_FROM, time.perf_counter() - started)
     progress("done", 1.0)
@@ -222,6 +232,7 @@ def _save(path: str, arrays: dict) -> None:
 class _Graph:
     """Each file's nearest files, as the last pass left them (file ids)."""
 
+    token: str
     ids: np.ndarray  # sorted
     versions: np.ndarray
     neighbours: np.ndarray
@@ -237,7 +248,7 @@ def _read_graph(path: Path, state: dict | None) -> _Graph | None:
             if str(saved["token"]) != state["token"]:
                 log.warning("%s is not from the pass the catalog keeps; finding near duplicates again", path)
                 return None
-            graph = _Graph(saved["ids"], saved["versions"], saved["neighbours"], saved["farthest"])
+            graph = _Graph(state["token"], saved["ids"], saved["versions"], saved["neighbours"], saved["farthest"])
             return graph if len(graph.ids) else None  # nothing to start from: a whole pass is as quick
     except FileNotFoundError:
         log.warning("%s is missing; finding near duplicates again", path)
@@ -249,6 +260,7 @@ class _Result:
     pairs: list[tuple[int, int, float]]  # (place, place, score), the first place the lower
     neighbours: np.ndarray  # each file's nearest by place, -1 where there are fewer
     farthest: np.ndarray
+    means: _Means | None = None  # what the next update starts from
 
 
 def _whole_pass(library: _Library, store: VectorStore, exact_up_to: int, threshold: float,
@@ -273,10 +285,10 @@ def _whole_pass(library: _Library, store: VectorStore, exact_up_to: int, thresho
         scored_already = (partner < proposer) & (neighbours[partner] == proposer[:, None]).any(axis=1)
         proposals = zip(proposer[~scored_already].tolist(), partner[~scored_already].tolist())
         pairs.extend(_scored(library, store, sounds, proposals, threshold))
-    return _Result(pairs, neighbours, farthest)
+    return _Result(pairs, neighbours, farthest, index)
 
 
-def _changed_pass(library: _Library, store: VectorStore, graph: _Graph, exact_up_to: int,
+def _changed_pass(library: _Library, store: VectorStore, home: Path, graph: _Graph, exact_up_to: int,
                   progress: Progress) -> tuple[_Result, np.ndarray]:
     """What a whole pass would find, from ``graph``: the result (every file's nearest; the pairs
     of the files scored again) and the places of the files scored again, whose kept pairs it replaces.
@@ -306,8 +318,8 @@ def _changed_pass(library: _Library, store: VectorStore, graph: _Graph, exact_up
     if n < 2:
         return _Result([], np.full((n, NEIGHBOURS), -1, np.int64), farthest), np.arange(n)
     progress("indexing the files' mean vectors", 0.0)
-    index = _mean_index(library, store, exact_up_to)
-    reverse = n if isinstance(index, faiss.IndexFlat) else min(n, REVERSE_NEIGHBOURS)
+    index = _kept_means(home, graph, library, store, exact_up_to, changed)
+    reverse = n if index.exact else min(n, REVERSE_NEIGHBOURS)
     progress("finding the changed files' nearest", 0.5)
     for batch, _, means in _batches(library, store, changed):
         neighbours[batch], farthest[batch] = _nearest(index, means, batch)
@@ -330,7 +342,7 @@ def _changed_pass(library: _Library, store: VectorStore, graph: _Graph, exact_up
     choosers, columns = np.nonzero(np.isin(neighbours, rescored))
     proposals.update(zip(choosers.tolist(), neighbours[choosers, columns].tolist()))
     progress(f"scoring {len(proposals)} pairs", 0.8)
-    return _Result(_score_pairs(library, store, proposals), neighbours, farthest), rescored
+    return _Result(_score_pairs(library, store, proposals), neighbours, farthest, index), rescored
 
 
 def _score_pairs(library: _Library, store: VectorStore, proposals: set[tuple[int, int]]) -> list[tuple[int, int, float]]:
@@ -385,25 +397,63 @@ def _batches(library: _Library, store: VectorStore,
         first = last
 
 
-def _mean_index(library: _Library, store: VectorStore, exact_up_to: int) -> faiss.Index:
-    """Every file's mean vector, numbered by its place in ``library``."""
+class _Means:
+    """Every file's mean vector in a FAISS index, searched by place in ``library``: an exact index
+    is numbered by place; an inverted file by file id, so that it can be kept between passes and
+    changed file by file."""
+
+    def __init__(self, index: faiss.Index, library: _Library):
+        self.index = index
+        self.exact = isinstance(index, faiss.IndexFlat)
+        if not self.exact:
+            self._order = np.argsort(library.ids)
+            self._sorted = library.ids[self._order]
+
+    def search(self, means: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        closeness, found = self.index.search(means, k)
+        if self.exact:
+            return closeness, found
+        at = np.minimum(np.searchsorted(self._sorted, found), len(self._sorted) - 1)
+        return closeness, np.where(found >= 0, self._order[at], -1)
+
+
+def _mean_index(library: _Library, store: VectorStore, exact_up_to: int) -> _Means:
+    """Every file's mean vector."""
     if len(library) <= exact_up_to:
         index = faiss.IndexFlatIP(store.dim)
-    else:
-        # k-means wants about 40 points a list: a small library gets fewer lists.
-        lists = max(1, min(ivf_lists_for(len(library)), len(library) // 39))
-        # The index only proposes partners; their scores are computed again from the windows,
-        # so 8-bit codes change nothing reported, in a quarter of the memory of float32.
-        index = faiss.index_factory(store.dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
-        index.nprobe = min(lists, PROBES)
-        sample = np.sort(np.random.default_rng(0).permutation(len(library))[: 64 * lists])
-        index.train(np.concatenate([means for _, _, means in _batches(library, store, sample)]))
-    for _, _, means in _batches(library, store, np.arange(len(library))):
-        index.add(means)
-    return index
+        for _, _, means in _batches(library, store, np.arange(len(library))):
+            index.add(means)
+        return _Means(index, library)
+    # k-means wants about 40 points a list: a small library gets fewer lists.
+    lists = max(1, min(ivf_lists_for(len(library)), len(library) // 39))
+    # The index only proposes partners; their scores are computed again from the windows,
+    # so 8-bit codes change nothing reported, in a quarter of the memory of float32.
+    index = faiss.index_factory(store.dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = min(lists, PROBES)
+    sample = np.sort(np.random.default_rng(0).permutation(len(library))[: 64 * lists])
+    index.train(np.concatenate([means for _, _, means in _batches(library, store, sample)]))
+    for batch, _, means in _batches(library, store, np.arange(len(library))):
+        index.add_with_ids(means, library.ids[batch])
+    return _Means(index, library)
 
 
-def _nearest(index: faiss.Index, means: np.ndarray, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _kept_means(home: Path, graph: _Graph, library: _Library, store: VectorStore, exact_up_to: int,
+                changed: np.ndarray) -> _Means:
+    """The inverted file of means the last pass kept, with the changed files' means in place of
+    what it held of them and of the files gone; made anew when there is none (or the library is
+    small enough for the exact index)."""
+    path = home / MEANS_FILE.format(token=graph.token)
+    if len(library) <= exact_up_to or not path.is_file():
+        return _mean_index(library, store, exact_up_to)
+    index = faiss.read_index(str(path))
+    index.nprobe = min(index.nlist, PROBES)  # a search setting: not in the file
+    index.remove_ids(faiss.IDSelectorBatch(np.array(graph.gone, np.int64)))
+    for batch, _, means in _batches(library, store, changed):
+        index.add_with_ids(means, library.ids[batch])
+    return _Means(index, library)
+
+
+def _nearest(index: _Means, means: np.ndarray, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The NEIGHBOURS files nearest to each of ``batch`` by mean vector, -1 where there are fewer,
     and each one's closeness by mean to the farthest of them (-inf where there are fewer).
 

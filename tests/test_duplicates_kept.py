@@ -4,6 +4,8 @@ again, moved and removed, gives what a whole pass over the new library gives."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from postgres import fresh_database
@@ -90,6 +92,9 @@ def test_kept_pairs_brought_up_to_date_equal_a_whole_pass(home, exact_up_to):
     assert kept(catalog, 0.98).pairs == [pair for pair in pairs if pair.score >= 0.98]
     # The rest holds for the exact index; an inverted file's nearest are approximate either way.
     if exact_up_to == 0:
+        # The update started from the inverted file of means the whole pass kept; one is kept, of the last pass.
+        assert [path.name for path in folder.glob("near_duplicates-*.faiss")] == \
+            [duplicates.MEANS_FILE.format(token=json.loads(catalog.near_state())["token"])]
         return
     # Each file's nearest as a whole pass finds them; of exact copies tied at the last place,
     # which one the search keeps depends on how many files it was asked about at once.
