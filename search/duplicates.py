@@ -65,7 +65,8 @@ KEPT_FROM = 0.90
 REVERSE_NEIGHBOURS = 100
 # What a reader of the kept pairs is told when they are not the catalog's current ones.
 NOT_KEPT = ("near duplicates have not been looked for in this library yet: `clapdex duplicates` finds them (a whole "
-            "pass: about 20 minutes at a million files), and every `clapdex index` after keeps them current")
+            "pass: about 30 minutes at a million files on 2 busy cores), and every `clapdex index` after keeps them "
+            "current")
 STALE = ("the library changed since near duplicates were last looked for: these are from before; `clapdex index` or "
          "`clapdex duplicates` brings them up to date (only the changed files are compared)")
 # What an update starts from: each kept file's nearest files, in the home.
