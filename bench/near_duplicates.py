@@ -7,6 +7,10 @@ Peak memory is sampled from /proc: the anonymous part leaves out the store's mem
 rows, which are page cache.
 
     nice python bench/near_duplicates.py --files 100000 --planted 500 --home /tmp/dups --out near_duplicates.json
+
+With --added N it then keeps the result as the library does (``duplicates.update``: a whole
+pass), adds N files (one in five a re-encode of a file there, one in five a trim), brings the
+kept pairs up to date, and compares them with a whole pass over the new library.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import numpy as np
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from search.catalog import INDEXED, Catalog, File, Window  # noqa: E402
+from search import duplicates  # noqa: E402
+from search.catalog import INDEXED, Catalog, Embedded, File, Window  # noqa: E402
 from search.duplicates import near_duplicates  # noqa: E402
 from search.store import FaissStore  # noqa: E402
 
@@ -79,6 +84,7 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=500, help="re-encodes, and as many trims")
     parser.add_argument("--home", type=Path, required=True, help="an empty folder for the catalog and store")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--added", type=int, default=0, help="then keep, add this many files, update, compare")
     args = parser.parse_args()
 
     args.home.mkdir(parents=True, exist_ok=True)
@@ -114,8 +120,54 @@ def main() -> None:
         "re_encodes": len(re_encodes), "re_encodes_found": len(found & re_encodes),
         "trims": len(trims), "trims_found": len(found & trims), "other_pairs": len(found - re_encodes - trims),
     }
+    if args.added:
+        results["kept"] = kept_and_updated(args.home, catalog, store, args.added)
     args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
+
+
+def add_file(catalog: Catalog, store, path: str, vectors: np.ndarray, content_hash: str, hop: float = 3.5) -> None:
+    """A file of ``vectors`` (a window each, ``hop`` seconds apart), embedded as an index run records it."""
+    record = catalog.set_file(None, path, root=str(Path(path).parent), size=1, mtime=1.0, content_hash=content_hash)
+    spans = [(hop * w, hop * w + 2 * hop) for w in range(len(vectors))]
+    _, (ids,) = catalog.replace_windows_of([Embedded(record, spans, hop * len(vectors) + hop, 44100, 1, "wav")])
+    store.add(np.array(ids), vectors)
+
+
+def kept_and_updated(home: Path, catalog: Catalog, store: FaissStore, added: int) -> dict:
+    """Seconds of the whole pass that keeps the result, of adding ``added`` files and of the update
+    after, and how the updated pairs compare with a whole pass over the new library."""
+    rng = np.random.default_rng(1)
+    timed = {}
+    started = time.perf_counter()
+    timed["how_first"] = duplicates.update(catalog, store, home)
+    timed["whole_kept_s"] = round(time.perf_counter() - started, 1)
+    library = duplicates._indexed_files(catalog)
+    started = time.perf_counter()
+    for number in range(added):
+        kind = number % 5
+        if kind < 2:  # a re-encode (0) or a trim (1) of a file of the library
+            place = int(rng.integers(len(library)))
+            windows = store.reconstruct(library.window_ids[library.starts[place]:library.starts[place + 1]])
+            windows = windows if kind == 0 else windows[:2]
+            vectors = unit(windows + 0.05 * unit(rng.standard_normal(windows.shape)))
+        else:
+            vectors = unit(rng.standard_normal((WINDOWS, DIM)))
+        add_file(catalog, store, f"/lib/added/{number:05d}.wav", vectors, f"added{number}")
+    catalog.commit()
+    store.save()
+    timed["adding_s"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    timed["how_after"] = duplicates.update(catalog, store, home)
+    timed["update_s"] = round(time.perf_counter() - started, 1)
+    kept = {(pair.first, pair.second): pair.score for pair in duplicates.kept(catalog, duplicates.DEFAULT_THRESHOLD).pairs}
+    started = time.perf_counter()
+    whole = {(pair.first, pair.second): pair.score for pair in near_duplicates(catalog, store)}
+    timed["whole_after_s"] = round(time.perf_counter() - started, 1)
+    timed |= {"pairs_updated": len(kept), "pairs_whole": len(whole), "in_both": len(kept.keys() & whole.keys()),
+              "only_updated": sorted(kept.keys() - whole.keys())[:20], "only_whole": sorted(whole.keys() - kept.keys())[:20],
+              "with_added_files": sum("/added/" in a + b for a, b in kept)}
+    return timed
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 from clapdex import __version__
 from encoders import DeviceError, MissingWeightsError, list_models
@@ -60,7 +61,12 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
                   after_run=print_index_report, show_progress=True)
             return 0
         report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True)
-    print_index_report(report)
+        print_index_report(report)
+        if library.kept_near_duplicates().pairs is not None:
+            # Kept near duplicates stay current: the changed files are compared with the library.
+            started = time.perf_counter()
+            if library.update_near_duplicates(_progress_line) != "current":
+                print(f"near duplicates brought up to date in {time.perf_counter() - started:.1f} s", flush=True)
     if not any(report.summary().values()):
         print(f"clapdex: no audio files under {', '.join(args.paths)} (looked for "
               f"{', '.join(sorted(AUDIO_EXTENSIONS))})", file=sys.stderr)
@@ -143,7 +149,7 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
 
 def duplicates(settings: Settings, args: argparse.Namespace) -> int:
     with Library(settings) as library:
-        exact, near = library.exact_duplicates(), library.near_duplicates(args.threshold)
+        exact, near = library.exact_duplicates(), library.near_duplicates(args.threshold, _progress_line)
     if args.json:
         print(json.dumps({"exact": exact, "near": [dataclasses.asdict(pair) for pair in near]}, indent=2))
         return 0
@@ -315,6 +321,16 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(map(len, column)) for column in zip(*rows)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+_last_line = [0.0]
+
+
+def _progress_line(doing: str, done: float) -> None:
+    """A near-duplicate pass's progress on stderr, a line every few seconds (minutes at 10^6 files)."""
+    if time.monotonic() - _last_line[0] >= 5 or done >= 1:
+        _last_line[0] = time.monotonic()
+        print(f"clapdex: near duplicates: {doing} ({done:.0%})", file=sys.stderr, flush=True)
 
 
 def warn(problem: str | None) -> None:

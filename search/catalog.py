@@ -242,6 +242,22 @@ _WATCHED_TABLES = frozenset({"files", "windows", "file_tags"})
 STATISTICS_SECONDS = 300.0
 
 
+class NearPairRow(Base):
+    """A pair of indexed files that sound the same, as the last near-duplicate pass scored it
+    (``search.duplicates``): ``first_id``'s path sorts before ``second_id``'s. Which catalog state
+    the rows describe is the Meta key NEAR_STATE."""
+
+    __tablename__ = "near_pairs"
+
+    first_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    second_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True, index=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
+# The Meta key that says which pass the near_pairs rows are from (JSON: search.duplicates writes it).
+NEAR_STATE = "near_duplicates"
+
+
 class Meta(Base):
     __tablename__ = "meta"
 
@@ -796,19 +812,50 @@ class Catalog:
     def window_count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(Window)) or 0
 
-    def indexed_windows(self) -> Iterator[tuple[str, str | None, int]]:
-        """(path, content hash, window id) for every window of every indexed file, in path and
-        time order, streamed: columns alone, as records of half a million files and their
-        windows would take gigabytes."""
+    def indexed_windows(self) -> Iterator[tuple[int, str, str | None, int]]:
+        """(file id, path, content hash, window id) for every window of every indexed file, in
+        path and time order, streamed: columns alone, as records of half a million files and
+        their windows would take gigabytes."""
         query = (
-            select(File.path, File.content_hash, Window.id)
+            select(File.id, File.path, File.content_hash, Window.id)
             .join(Window, Window.file_id == File.id)
             .where(File.status == INDEXED)
             .order_by(File.path, Window.start, Window.id)
             .execution_options(yield_per=50_000)
         )
-        for path, content_hash, window_id in self.session.execute(query):
-            yield path, content_hash, window_id
+        yield from self.session.execute(query)
+
+    # --- near duplicates, as search.duplicates keeps them
+
+    def near_state(self) -> str | None:
+        return self.session.scalar(select(Meta.value).where(Meta.key == NEAR_STATE))
+
+    def near_pairs(self, minimum: float) -> list[tuple[str, str, float]]:
+        """(first path, second path, score) of the kept near-duplicate pairs scoring ``minimum`` or more."""
+        first, second = File.__table__.alias("first"), File.__table__.alias("second")
+        pairs = NearPairRow.__table__
+        query = (
+            select(first.c.path, second.c.path, pairs.c.score)
+            .join(first, first.c.id == pairs.c.first_id)
+            .join(second, second.c.id == pairs.c.second_id)
+            .where(pairs.c.score >= minimum)
+        )
+        return [tuple(row) for row in self.session.execute(query)]
+
+    def keep_near_pairs(self, pairs: Sequence[tuple[int, int, float]], state: str, *,
+                        replacing: Iterable[int] | None = None) -> None:
+        """Keep ``pairs`` (first file id, second file id, score) as the pass described by ``state``:
+        in place of every kept pair, or (``replacing``) of those that name one of those file ids."""
+        table = NearPairRow.__table__
+        table.create(self.session.connection(), checkfirst=True)  # a catalog from before it was kept
+        if replacing is None:
+            self.session.execute(delete(table))
+        else:
+            for chunk in _chunks(sorted(set(replacing))):
+                self.session.execute(delete(table).where(or_(table.c.first_id.in_(chunk), table.c.second_id.in_(chunk))))
+        if pairs:
+            self.session.execute(insert(table), [{"first_id": a, "second_id": b, "score": score} for a, b, score in pairs])
+        self.set_meta(NEAR_STATE, state)
 
     # --- what searches ask
 

@@ -64,6 +64,21 @@ class ServedFile:
     mtime: float
 
 
+@dataclasses.dataclass
+class NearUpdate:
+    """A near-duplicate pass running in the background (``Library.start_near_update``)."""
+
+    started: float  # time.time()
+    doing: str = "starting"
+    done: float = 0.0  # the part of ``doing`` done, 0 to 1
+    how: str | None = None  # duplicates.update's answer, once finished
+    error: str | None = None
+    finished: float | None = None
+
+    def report(self, doing: str, done: float) -> None:
+        self.doing, self.done = doing, done
+
+
 class NoIndexError(LookupError):
     """A verb that reads an index was pointed at a home (or catalog) that holds none."""
 
@@ -118,6 +133,9 @@ class Library:
         self._store_seen: tuple[float, tuple | None] = (0.0, None)  # when looked, what was there
         # What is computed from the whole catalog, by name: (the catalog's generation, the value).
         self._computed: dict[str, tuple[str | None, object]] = {}
+        self._near_lock = threading.Lock()  # one near-duplicate pass at a time
+        self._near_update: NearUpdate | None = None
+        self._near_read: tuple[tuple, duplicates.Kept] | None = None  # (what it was read for, what was read)
         # Said to the user when the model chosen is not the one they might expect.
         self.notice: str | None = None
         if encoder is not None:  # loaded already: check it against the index now
@@ -252,10 +270,59 @@ class Library:
             self._computed[name] = (generation, value)
             return value
 
-    def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> list[duplicates.NearPair]:
-        """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples, trims)."""
+    def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD,
+                        progress: duplicates.Progress | None = None) -> list[duplicates.NearPair]:
+        """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples,
+        trims): the kept ones, brought up to date first (minutes at a million files when nothing
+        was kept, the changed files' when an index run changed some); a threshold below what is
+        kept is a whole pass of its own, kept nowhere."""
+        if threshold < duplicates.KEPT_FROM:
+            with self.reading() as catalog:
+                return duplicates.near_duplicates(catalog, self.store, threshold)
+        self.update_near_duplicates(progress)
+        return self.kept_near_duplicates(threshold).pairs
+
+    def kept_near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> duplicates.Kept:
+        """What the last near-duplicate pass kept, whether or not the catalog changed since: never a
+        pass. Read again only when the pass or the catalog changed (the page asks on every click)."""
         with self.reading() as catalog:
-            return duplicates.near_duplicates(catalog, self.store, threshold)
+            key = (catalog.near_state(), catalog.generation(), threshold)
+            read = self._near_read
+            if key[0] is not None and read is not None and read[0] == key:
+                return read[1]
+            kept = duplicates.kept(catalog, threshold)
+            self._near_read = (key, kept)
+            return kept
+
+    def update_near_duplicates(self, progress: duplicates.Progress | None = None) -> str:
+        """Bring the kept near duplicates up to date (``duplicates.update``); one pass at a time per library."""
+        with self._near_lock, self.reading() as catalog:
+            return duplicates.update(catalog, self.store, self.settings.home, progress)
+
+    def near_update(self) -> NearUpdate | None:
+        """The background update of the near duplicates, running or last finished; None before any."""
+        return self._near_update
+
+    def start_near_update(self) -> NearUpdate:
+        """Bring the near duplicates up to date in a thread of this process (the page's), unless
+        one is at it already; its progress is read from what this returns."""
+        with self._lock:
+            if self._near_update is not None and not self._near_update.finished:
+                return self._near_update
+            update = self._near_update = NearUpdate(time.time())
+
+            def run() -> None:
+                try:
+                    update.how = self.update_near_duplicates(update.report)
+                except Exception as error:  # shown to the page's user, who can try again
+                    log.exception("the near-duplicate pass failed")
+                    update.error = f"{type(error).__name__}: {error}"
+                finally:
+                    update.finished = time.time()
+
+            # A daemon: it ends with the page's process, whose catalog then keeps the last pass.
+            threading.Thread(target=run, name="near-duplicates", daemon=True).start()
+            return update
 
     def disagreement(self) -> str | None:
         """A warning when the catalog and the vector store no longer hold the same windows (a

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from encoders.audio import AudioDecodeError
 from encoders.processes import end_with_parent
 from search.config import Settings
+from search.duplicates import KEPT_FROM, NOT_KEPT, STALE
 from search.engine import SORTS, Results, Searcher
 from search.filters import Filters
 from search.library import Library, read_progress
@@ -199,10 +200,14 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
         return {**dataclasses.asdict(current), "model": str(current.model), "disagreement": library.disagreement()}
 
     @app.get("/v1/duplicates", dependencies=reader, summary="Exact and near-duplicate files (deletes nothing)")
-    def duplicates(threshold: Annotated[float, Param(gt=0, le=1)] = 0.98) -> dict:
+    def duplicates(threshold: Annotated[float, Param(ge=KEPT_FROM, le=1)] = 0.98) -> dict:
+        # What the library keeps, never a pass (minutes at a million files): `clapdex index` keeps
+        # it current once `clapdex duplicates` (or the page) has found them.
         library = state["library"]
-        return {"exact": library.exact_duplicates(),
-                "near": [dataclasses.asdict(pair) for pair in library.near_duplicates(threshold)]}
+        kept = library.kept_near_duplicates(threshold)
+        note = None if kept.current else NOT_KEPT if kept.pairs is None else STALE
+        return {"exact": library.exact_duplicates(), "near_current": kept.current, "near_note": note,
+                "near": None if kept.pairs is None else [dataclasses.asdict(pair) for pair in kept.pairs]}
 
     @app.post("/v1/index", dependencies=[Depends(admin)], status_code=202,
               summary="Index the library roots, or folders under them (admin)")

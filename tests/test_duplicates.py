@@ -13,6 +13,7 @@ import pytest
 from sounds import esc10_clips
 from libraries import index_into
 
+from search import duplicates
 from search.duplicates import exact_duplicates, near_duplicates
 from search.catalog import Catalog
 from search.config import load_settings
@@ -76,3 +77,26 @@ def test_duplicates_command_prints_json_and_deletes_nothing(indexed):
     assert found["exact"] == [[str(folder / "dog-copy.ogg"), str(folder / "dog.ogg")]]
     assert found["near"] and {"first", "second", "score"} == set(found["near"][0])
     assert sorted(path.name for path in folder.iterdir()) == before
+
+
+def test_index_keeps_the_kept_near_duplicates_current(indexed, tiny_weights, tiny_encoder):
+    """Once `clapdex duplicates` has kept them, an index run that adds a file compares it with the
+    library, and what is kept then equals a whole pass over the new library."""
+    settings, folder, _ = indexed
+    home = ["--home", str(settings.home)]
+    kept = subprocess.run([str(CLAPDEX), *home, "duplicates", "--threshold", str(THRESHOLD)],
+                          capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 0, kept.stderr
+    subprocess.run(["sox", str(folder / "dog.ogg"), str(folder / "dog-louder.wav"), "gain", "3"], check=True)
+
+    index = subprocess.run([str(CLAPDEX), *home, "--weights", str(tiny_weights), "index", str(folder)],
+                           capture_output=True, text=True, timeout=300)
+
+    assert index.returncode == 0, index.stderr
+    assert "near duplicates brought up to date in" in index.stdout
+    with Catalog(settings.catalog_url) as catalog:
+        now = duplicates.kept(catalog, THRESHOLD)
+        whole = near_duplicates(catalog, open_store(settings, tiny_encoder.dim), THRESHOLD)
+    assert now.current and now.pairs == whole
+    assert any(Path(pair.first).name == "dog-louder.wav" or Path(pair.second).name == "dog-louder.wav"
+               for pair in now.pairs)

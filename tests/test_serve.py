@@ -216,8 +216,14 @@ def test_status_and_duplicates(api):
     assert status["indexed"] >= 7 and status["windows"] > 7 and "msclap-2023" in status["model"]
     assert len(status["errors"]) == 3
     found, _ = api.json("/v1/duplicates?threshold=0.999")
-    assert set(found) == {"exact", "near"}
+    # Near duplicates are what the library keeps, and it keeps none yet: said, not computed.
+    assert set(found) == {"exact", "near", "near_current", "near_note"}
+    assert found["near"] is None and not found["near_current"] and "`clapdex duplicates`" in found["near_note"]
+    assert clapdex("duplicates", "--json", home=api.home, catalog=api.catalog).returncode == 0
+    found, _ = api.json("/v1/duplicates?threshold=0.999")
+    assert found["near_current"] and found["near_note"] is None and isinstance(found["near"], list)
     assert api.get("/v1/duplicates?threshold=2")[0] == 422
+    assert api.get("/v1/duplicates?threshold=0.5")[0] == 422
 
 
 def test_a_key_sending_too_fast_gets_429_with_retry_after(api):

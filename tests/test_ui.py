@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -12,10 +16,12 @@ from sounds import build_library, esc10_clips, sox_tone
 from libraries import index_into
 from streamlit.testing.v1 import AppTest
 
+from search.catalog import Catalog
 from search.config import load_settings
 from ui import APP, MAX_UPLOAD_BYTES
 
 TIMEOUT = 120  # the first run loads the model
+CLAPDEX = Path(sys.executable).with_name("clapdex")
 READABLE = 7
 
 
@@ -237,8 +243,7 @@ def duplicates_home(tmp_path_factory, tiny_weights, tiny_encoder):
     return home, folder
 
 
-def test_duplicates_view_groups_identical_files_and_near_duplicates(duplicates_home, tiny_weights, monkeypatch):
-    home, folder = duplicates_home
+def duplicates_page(home, tiny_weights, monkeypatch) -> AppTest:
     monkeypatch.setenv("CLAPDEX_HOME", str(home))
     monkeypatch.setenv("CLAPDEX_WEIGHTS", str(tiny_weights))
     monkeypatch.setenv("CLAPDEX_DEVICE", "cpu")
@@ -247,15 +252,59 @@ def test_duplicates_view_groups_identical_files_and_near_duplicates(duplicates_h
     app.run()
     app.get("button_group")[0].set_value("Duplicates").run()
     next(slider for slider in app.slider if slider.key == "near_threshold").set_value(0.995).run()
-    st.cache_resource.clear()
+    return app
 
-    assert not app.exception
+
+def duplicate_groups(app: AppTest, folder) -> dict[str, set[str]]:
     groups: dict[str, set[str]] = {}
     for element in app.get("bidi_component"):
         for row in json.loads(element.proto.json)["rows"]:
             groups.setdefault(row["group"], set()).add(row["name"])
             assert row["folder"] == folder.name and row["audio"].startswith("/clapdex/audio/")
+    return groups
+
+
+def test_duplicates_view_looks_for_near_duplicates_in_the_background_when_asked(duplicates_home, tiny_weights,
+                                                                                  monkeypatch):
+    home, folder = duplicates_home
+    app = duplicates_page(home, tiny_weights, monkeypatch)
+
+    # Nothing kept: the identical files at once, and the offer to look for the rest.
+    assert not app.exception
+    assert list(duplicate_groups(app, folder).values()) == [{"original.ogg", "copy.ogg"}]
+    assert "have not been looked for" in app.info[0].value
+    app.button(key="near_start").click().run()
+    for _ in range(120):  # the pass runs in a thread of the page's process; the view polls it
+        if not app.get("progress"):
+            break
+        time.sleep(0.5)
+        app.run()
+    st.cache_resource.clear()
+
+    assert not app.exception and not app.info and not app.warning
+    groups = duplicate_groups(app, folder)
     # The copies first; the re-encode groups with the original (and so with its copy); the tone with nothing.
     assert list(groups.values())[0] == {"original.ogg", "copy.ogg"}
     assert any(names >= {"original.ogg", "quieter.wav"} for names in groups.values())
     assert all("tone.wav" not in names for names in groups.values())
+
+
+def test_duplicates_view_reads_what_the_library_keeps_without_a_pass(duplicates_home, tiny_weights, monkeypatch,
+                                                                       caplog):
+    home, folder = duplicates_home
+    command = subprocess.run([str(CLAPDEX), "--home", str(home), "--weights", str(tiny_weights), "duplicates"],
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    assert command.returncode == 0, command.stderr
+    with Catalog(load_settings(home).catalog_url) as catalog:
+        state = catalog.near_state()
+    caplog.set_level(logging.INFO, logger="search.duplicates")
+
+    app = duplicates_page(home, tiny_weights, monkeypatch)
+    st.cache_resource.clear()
+
+    assert not app.exception and not app.info and not app.warning and not app.get("progress")
+    assert any(names >= {"original.ogg", "quieter.wav"} for names in duplicate_groups(app, folder).values())
+    # No pass ran: none logged, and the catalog keeps the one the command made.
+    assert not [record for record in caplog.records if record.name == "search.duplicates"]
+    with Catalog(load_settings(home).catalog_url) as catalog:
+        assert catalog.near_state() == state

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from search import duplicates as duplicates_of
-from search.duplicates import DEFAULT_THRESHOLD as NEAR_DEFAULT
+from search.duplicates import DEFAULT_THRESHOLD as NEAR_DEFAULT, KEPT_FROM
 from search.engine import Hit
 from search.library import Library
 from ui import hitlist
@@ -41,13 +43,15 @@ def duplicates(opened: Library) -> None:
                "delete them yourself.")
     exact, near_column = st.columns([1, 1])
     threshold = near_column.slider(
-        "Near duplicates: similarity at least", 0.90, 1.0, NEAR_DEFAULT, 0.005, key="near_threshold",
+        "Near duplicates: similarity at least", KEPT_FROM, 1.0, NEAR_DEFAULT, 0.005, key="near_threshold",
         help="Cosine similarity of the two files' embeddings. Re-encodes, gain changes and resamples "
         "score near 1; raise it if different sounds are grouped.",
     )
     groups = [("identical", group) for group in opened.exact_duplicates()]
-    near = duplicates_of.groups(_near_pairs(opened, threshold, len(opened.store)))
-    groups += [("sound the same", group) for group in near]
+    # What the library keeps, never a pass here: that runs in the background when asked for.
+    near = opened.kept_near_duplicates(threshold)
+    _near_state(opened, near)
+    groups += [("sound the same", group) for group in duplicates_of.groups(near.pairs or [])]
     exact.metric("Groups", len(groups), help="Identical files (same bytes), then files that sound the same.")
     if kept := st.session_state.get("kept"):
         name, others = kept
@@ -77,10 +81,41 @@ def duplicates(opened: Library) -> None:
     )
 
 
-@st.cache_data(max_entries=8, show_spinner="Comparing every file with its neighbours…")
-def _near_pairs(_opened: Library, threshold: float, vectors: int):
-    # Keyed by the vector count: a pass over the whole library, again only when it changed.
-    return _opened.near_duplicates(threshold)
+def _near_state(opened: Library, kept: duplicates_of.Kept) -> None:
+    """Says whether the near duplicates shown are the library's current ones; when they are not,
+    offers to bring them up to date in the background, and shows that pass's progress."""
+    update = opened.near_update()
+    if update is not None and update.finished is None:
+        _near_progress(opened)
+        return
+    if update is not None and update.error:
+        st.error(f"Looking for near duplicates failed: {update.error}")
+    if kept.current:
+        return
+    if kept.pairs is None:
+        st.info("Near duplicates have not been looked for in this library yet; identical files are listed below. "
+                "Looking for them compares every file with its nearest (about 30 minutes at a million files on 2 "
+                "busy cores, in the background: the page stays usable). After that, `clapdex index` keeps them "
+                "current.")
+        asked = st.button("Look for near duplicates", key="near_start")
+    else:
+        st.warning("The library changed since near duplicates were last looked for: the groups below that sound the "
+                   "same are from before. Bringing them up to date compares only the files that changed.")
+        asked = st.button("Bring near duplicates up to date", key="near_start")
+    if asked:
+        opened.start_near_update()
+        st.rerun()
+
+
+@st.fragment(run_every=2.0)
+def _near_progress(opened: Library) -> None:
+    update = opened.near_update()
+    if update is None or update.finished is not None:
+        st.rerun()  # the whole view again, with what the pass kept
+        return
+    st.progress(min(max(update.done, 0.0), 1.0),
+                text=f"Looking for near duplicates in the background: {update.doing} "
+                     f"({time.time() - update.started:.0f} s so far). The rest of the page can be used meanwhile.")
 
 
 def _keep(action: dict) -> None:
