@@ -60,7 +60,12 @@ class File(Base):
     __tablename__ = "files"
     # Files in the order searches list them (name, then id), with their status: a keyword
     # search of a common word walks it and stops at its limit (``_walk_tiers``).
-    __table_args__ = (Index("ix_files_name_id_status", "name", "id", "status"),)
+    # PostgreSQL: the paths again in byte order, for folder filters (``_starting``'s LIKE
+    # 'prefix%'), which the unique index cannot serve under a database collation other than C:
+    # a folder of 5% of 10^6 files was a sequential scan of every path (440 ms).
+    __table_args__ = (Index("ix_files_name_id_status", "name", "id", "status"),
+                      Index("ix_files_path_pattern", "path", postgresql_ops={"path": "text_pattern_ops"})
+                      .ddl_if(dialect="postgresql"))
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True)  # absolute
