@@ -323,15 +323,17 @@ def main() -> None:
     if args.step == "build":
         print(json.dumps({**build(home, args.files, args.catalog), "memory_mb": memory_mb()}))
         return
-    if args.step == "measure":
-        print(json.dumps({"operations": measure(home, args.catalog, args.repeats, args.only),
-                          "memory_mb": memory_mb()}))
-        return
-    if args.step == "page":
-        print(json.dumps({"interactions": page(home, args.catalog, args.page_repeats), "memory_mb": memory_mb()}))
-        return
-    if args.step == "rescan":
-        print(json.dumps(rescan(home, args.catalog)))
+    if args.step in ("measure", "page", "rescan"):
+        if args.step == "measure":
+            result = {"operations": measure(home, args.catalog, args.repeats, args.only), "memory_mb": memory_mb()}
+        elif args.step == "page":
+            result = {"interactions": page(home, args.catalog, args.page_repeats), "memory_mb": memory_mb()}
+        else:
+            result = rescan(home, args.catalog)
+        print(json.dumps(result))
+        if args.out:  # a step run alone, by hand
+            args.out.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"), "command": " ".join(sys.argv), "load_after": os.getloadavg()} | result, indent=2))
         return
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
