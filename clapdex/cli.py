@@ -22,6 +22,7 @@ from clapdex import __version__
 from encoders import DeviceError, MissingWeightsError, list_models
 from encoders.audio import AUDIO_EXTENSIONS, AudioDecodeError
 from encoders.processes import end_with_parent
+from search import ucs
 from search.catalog import KeyNameTaken, KeywordIndexUnavailable, ModelMismatchError
 from search.config import ConfigError, Settings, device_problem, load_settings, store_problem
 from search.engine import SORTS, Hit, Searcher
@@ -38,6 +39,7 @@ USER_ERRORS = (
     (MissingWeightsError, EXIT_NOT_READY), (ConfigError, EXIT_USAGE), (QueryError, EXIT_USAGE),
     (DeviceError, EXIT_USAGE), (AudioDecodeError, EXIT_USAGE), (FileNotFoundError, EXIT_USAGE),
     (KeyNameTaken, EXIT_USAGE), (api_keys.NoKeys, EXIT_NOT_READY), (KeywordIndexUnavailable, EXIT_NOT_READY),
+    (ucs.ListError, EXIT_USAGE),
 )
 
 
@@ -95,10 +97,12 @@ def similar(settings: Settings, args: argparse.Namespace) -> int:
 def run_search(settings: Settings, args: argparse.Namespace, query: Query | None) -> int:
     if args.min_duration is not None and args.max_duration is not None and args.min_duration > args.max_duration:
         raise QueryError(f"--min-duration {args.min_duration:g} is above --max-duration {args.max_duration:g}")
+    if args.suggested and not (args.category or args.keywords):
+        raise QueryError("--suggested goes with --category or --keywords: it lets them match suggested categories")
     filters = Filters(
         min_duration=args.min_duration, max_duration=args.max_duration, sample_rates=tuple(args.rate),
         channels=tuple(args.channels), formats=tuple(args.format), folders=tuple(args.folder), tags=tuple(args.tag),
-        categories=tuple(args.category),
+        categories=tuple(args.category), suggested=args.suggested,
     )
     if query is None and not args.keywords and not filters:
         raise QueryError("give a description, --keywords or a filter")
@@ -126,6 +130,59 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
     for rank, hit in enumerate(hits, 1):
         score = f"{hit.score:>6.3f}" if hit.score is not None else f"{'-':>6}"  # keywords or filters alone
         print(f"{rank:>4}  {score}  {hit.match or '-':<6}  {f'{hit.start:.1f}-{hit.end:.1f}':>13}  {hit.path}")
+
+
+def tag(settings: Settings, args: argparse.Namespace) -> int:
+    """Suggest UCS categories and tags for the files not tagged yet; or write, run or undo a rename plan."""
+    from indexer import renaming  # the indexer's packages (torch): only for this verb
+
+    if args.apply or args.undo:
+        plan = args.apply or args.undo
+        try:
+            renaming.read_plan(plan)  # a plan that cannot be read is refused before the library opens
+            with keys_library(settings) as library:
+                log_file = renaming.default_undo_log(plan) if args.apply else None
+                report = renaming.apply_plan(library, plan, undo_log=log_file)
+        except renaming.PlanError as error:
+            print(f"clapdex: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.json:
+            print(json.dumps({"renamed": [{"from": old, "to": new} for old, new in report.renamed],
+                              "skipped": [{"path": path, "reason": why} for path, why in report.skipped],
+                              "undo_log": report.undo_log}, indent=2))
+        else:
+            for old, new in report.renamed:
+                print(f"renamed: {old} -> {os.path.basename(new)}")
+            print(f"{len(report.renamed)} renamed, {len(report.skipped)} skipped")
+        for path, why in report.skipped:
+            print(f"clapdex: skipped {path}: {why}", file=sys.stderr)
+        if report.undo_log:
+            print(f"clapdex: undo with `clapdex tag --undo {report.undo_log}`", file=sys.stderr)
+        return EXIT_PROBLEMS if report.skipped else 0
+    from indexer.tagging import tag_library  # the model's text tower: only to tag
+
+    if args.export and not settings.ucs_list:
+        print("clapdex: --export plans UCS names, which need subcategories: pass --ucs-list FILE, the official "
+              "UCS list saved as CSV (or set ucs_list in config.toml)", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.ucs_list:
+        ucs.load_list(settings.ucs_list)  # a list that cannot be read is refused before the library opens
+    with keys_library(settings) as library:
+        report = tag_library(library, progress=print_tag_progress)
+        rows = renaming.export_plan(library, args.export, min_confidence=args.min_confidence, creator=args.creator,
+                                    source=args.source) if args.export else None
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(report), "plan": args.export, "plan_rows": rows}, indent=2))
+    else:
+        print(f"{report.tagged} tagged, {report.unchanged} unchanged")
+        if args.export:
+            print(f"{rows} renames planned in {args.export}; read it, then `clapdex tag --apply {args.export}`")
+    return 0
+
+
+def print_tag_progress(done: int, total: int) -> None:
+    if done < total:  # the last batch's count is the summary's
+        print(f"clapdex: tagged {done} of {total} files", file=sys.stderr, flush=True)
 
 
 def status(settings: Settings, args: argparse.Namespace) -> int:
@@ -311,7 +368,8 @@ def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def keys_library(settings: Settings):
-    """The library whose API keys are meant; a catalog made before there were keys gets their table."""
+    """The library whose API keys (or suggestions) are meant; a catalog made before there were
+    keys (or suggestions) gets their tables."""
     with Library(settings) as library:
         library.catalog.create_tables()
         yield library
@@ -380,6 +438,9 @@ STORE = _checked(lambda text: None if store_problem(text) else text,
                  "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
 KEY_NAME = _checked(api_keys.valid_name, api_keys.NAME_RULE)
 ROLE = _checked(lambda text: text if text in api_keys.ROLES else None, f"a role ({', '.join(api_keys.ROLES)})")
+EXISTING_FILE = _checked(lambda text: text if os.path.isfile(text) else None, "an existing file")
+UCS_BLOCK = _checked(lambda text: text if text.strip() and "_" not in text and os.sep not in text else None,
+                     "a UCS name block (no underscore, no slash)")
 FORMAT_NAMES = sorted(set(AUDIO_EXTENSIONS.values()))
 
 
@@ -449,6 +510,27 @@ def build_parser() -> argparse.ArgumentParser:
                               help="with --end: only this time range of the file (75, 1:15)")
     similar_verb.add_argument("--end", type=TIME, metavar="TIME")
     add_hit_options(similar_verb)
+
+    tag_verb = verb("tag", tag, "suggest UCS categories and descriptive tags for every indexed file; plan, "
+                                "apply and undo renames to UCS names")
+    plan_action = tag_verb.add_mutually_exclusive_group()
+    plan_action.add_argument("--export", metavar="PLAN.csv",
+                             help="after tagging, write a rename plan: path, new_name (UCS), cat_id, confidence")
+    plan_action.add_argument("--apply", type=EXISTING_FILE, metavar="PLAN.csv",
+                             help="rename the files the plan lists (never over an existing file) and write an undo log")
+    plan_action.add_argument("--undo", type=EXISTING_FILE, metavar="LOG.csv", help="rename back what an --apply did")
+    tag_verb.add_argument("--min-confidence", type=SHARE, default=0.0, metavar="P",
+                          help="with --export: plan only suggestions at least this likely, 0 to 1 (default 0; "
+                               "accepted ones always)")
+    tag_verb.add_argument("--creator", type=UCS_BLOCK, default="Unknown", metavar="ID",
+                          help="with --export: the CreatorID of names made anew (default Unknown)")
+    tag_verb.add_argument("--source", type=UCS_BLOCK, metavar="ID",
+                          help="with --export: the SourceID of names made anew (default: the library folder's name)")
+    tag_verb.add_argument("--ucs-list", metavar="FILE",
+                          help="the official UCS list saved as CSV (free, public domain, universalcategorysystem.com): "
+                               "suggest its subcategories, not only the 82 categories (default: ucs_list in "
+                               "config.toml, CLAPDEX_UCS_LIST)")
+    tag_verb.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
 
     status_verb = verb("status", status, "what is indexed, with which model, and which files failed")
     status_verb.add_argument("--json", action="store_true", help="print it as one JSON object")
@@ -532,6 +614,9 @@ def add_hit_options(verb: argparse.ArgumentParser) -> None:
     filters.add_argument("--tag", action="append", default=[], metavar="TAG", help="files with every --tag given")
     filters.add_argument("--category", action="append", default=[], metavar="UCS",
                          help="UCS category (DOORS), its CatID prefix (DOOR) or a whole CatID (DOORWood)")
+    filters.add_argument("--suggested", action="store_true",
+                         help="--category and --keywords also match the UCS category `clapdex tag` suggests first "
+                              "for a file, or the one accepted for it")
 
 
 # Our packages: their debug records are what -v shows; other libraries' stay at warnings.
@@ -568,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         configure_logging(args.verbose)
         settings = load_settings(args.home, catalog=args.catalog, model=args.model, weights=args.weights,
-                                 device=args.device, store=args.store, compile=getattr(args, "compile", None))
+                                 device=args.device, store=args.store, compile=getattr(args, "compile", None),
+                                 ucs_list=getattr(args, "ucs_list", None))
         return args.run(settings, args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -141,6 +141,43 @@ class FileText(Base):
 
 
 
+class Suggestion(Base):
+    """What ``clapdex tag`` suggests for a file, kept apart from what the file says of itself:
+    a UCS label (``kind`` "ucs", ranks 1 to 3: a CatID such as "DOORWood" where the tagger had
+    the UCS list, else a category's short form such as "DOOR"; ``category`` is the short form
+    either way) or a descriptive tag (``kind`` a descriptor group such as "material"), with its
+    confidence, a probability (indexer/tagging.py)."""
+
+    __tablename__ = "suggestions"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), index=True)  # "DOORWood", "DOOR", "wood"
+    category: Mapped[str | None] = mapped_column(String(16), index=True)  # a CatID's short form: "DOOR"
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+class Tagging(Base):
+    """That a file was tagged, from which embedding and with which vocabulary (a file embedded
+    again, or a new vocabulary, is tagged again), and the CatID a person accepted, if any."""
+
+    __tablename__ = "taggings"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    indexed_at: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))  # the file's, copied
+    vocabulary: Mapped[str] = mapped_column(String(64))
+    accepted: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class FileSuggestions(NamedTuple):
+    """A file's suggestions as ``Catalog.suggestions_of`` reads them."""
+
+    ucs: list[tuple[str, float]]  # (CatID, confidence), best first
+    tags: dict[str, tuple[str, float]]  # descriptor group -> (tag, confidence)
+    accepted: str | None
+
+
 class Known(NamedTuple):
     """What the scan compares a file on disk with: its catalog row, without an ORM object (an
     unchanged rescan of a million files loads a million of these)."""
@@ -193,6 +230,9 @@ class Listed:
     status: str
     windows: list[Span]  # by start
     tags: list[str]
+    suggested: tuple[tuple[str, float], ...] = ()  # what ``clapdex tag`` suggests: (CatID, confidence), best first
+    accepted: str | None = None  # the suggested CatID a person accepted
+    suggested_tags: tuple[tuple[str, str, float], ...] = ()  # (group, tag, confidence): "material", "wood", 0.4
 
 
 @dataclasses.dataclass
@@ -723,6 +763,87 @@ class Catalog:
                    for file_id in self.session.scalars(query(Window.file_id.in_(chunk)))}
         return [window_id for record in records if record.id in holding for window_id in self._drop_windows(record)]
 
+    # --- suggestions (clapdex tag)
+
+    def untagged(self, vocabulary: str) -> list[int]:
+        """Ids of the indexed files not tagged since they were last embedded, or tagged with
+        another vocabulary, by id."""
+        tagged = exists().where(Tagging.file_id == File.id, Tagging.vocabulary == vocabulary,
+                                Tagging.indexed_at == File.indexed_at)
+        return list(self.session.scalars(select(File.id).where(File.status == INDEXED, ~tagged).order_by(File.id)))
+
+    def windows_of_files(self, file_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(window ids, their file ids) of ``file_ids``, by file then start."""
+        windows, files = [], []
+        for chunk in _chunks(file_ids):
+            query = select(Window.id, Window.file_id).where(Window.file_id.in_(chunk))
+            for window_id, file_id in self.session.execute(query.order_by(Window.file_id, Window.start)):
+                windows.append(window_id)
+                files.append(file_id)
+        return np.array(windows, np.int64), np.array(files, np.int64)
+
+    def set_suggestions(self, file_id: int, ucs_ranked: Sequence[tuple[str, str, float]],
+                        tags: dict[str, tuple[str, float]], vocabulary: str) -> None:
+        """Replace what is suggested for ``file_id``: ``ucs_ranked`` (CatID, short form,
+        confidence) best first, ``tags`` group -> (tag, confidence); an accepted CatID stays."""
+        self.session.execute(delete(Suggestion).where(Suggestion.file_id == file_id))
+        rows = [{"file_id": file_id, "kind": "ucs", "rank": rank, "value": cat_id, "category": short,
+                 "confidence": confidence} for rank, (cat_id, short, confidence) in enumerate(ucs_ranked, 1)]
+        rows += [{"file_id": file_id, "kind": group, "rank": 1, "value": tag, "category": None, "confidence": confidence}
+                 for group, (tag, confidence) in tags.items()]
+        if rows:
+            self.session.execute(insert(Suggestion), rows)
+        indexed_at = self.session.scalar(select(File.indexed_at).where(File.id == file_id))
+        tagging = self.session.get(Tagging, file_id)
+        if tagging is None:
+            self.session.add(Tagging(file_id=file_id, indexed_at=indexed_at, vocabulary=vocabulary))
+        else:
+            tagging.indexed_at, tagging.vocabulary = indexed_at, vocabulary
+        self.session.flush()
+
+    def suggestions_of(self, file_ids: Iterable[int]) -> dict[int, FileSuggestions]:
+        """file id -> its suggestions, for those of ``file_ids`` that were tagged."""
+        found: dict[int, FileSuggestions] = {}
+        if not self.tagged_ever():
+            return found
+        for chunk in _chunks(file_ids):
+            for file_id, accepted in self.session.execute(select(Tagging.file_id, Tagging.accepted)
+                                                          .where(Tagging.file_id.in_(chunk))):
+                found[file_id] = FileSuggestions([], {}, accepted)
+            query = select(Suggestion.file_id, Suggestion.kind, Suggestion.value, Suggestion.confidence)
+            query = query.where(Suggestion.file_id.in_(chunk)).order_by(Suggestion.file_id, Suggestion.kind,
+                                                                         Suggestion.rank)
+            for file_id, kind, value, confidence in self.session.execute(query):
+                if file_id not in found:
+                    continue
+                if kind == "ucs":
+                    found[file_id].ucs.append((value, confidence))
+                else:
+                    found[file_id].tags[kind] = (value, confidence)
+        return found
+
+    def tagged_ever(self) -> bool:
+        """Whether the tagger's tables exist: a catalog made before them, opened only to read
+        (``create=False`` makes nothing), has none until `clapdex tag` makes them."""
+        if not getattr(self, "_tagged", False):  # once there, they stay
+            self._tagged = inspect(self.session.connection()).has_table(Tagging.__tablename__)
+        return self._tagged
+
+    def accept_suggestion(self, file_id: int, cat_id: str | None) -> bool:
+        """Record that a person chose ``cat_id`` for the file (None: takes the choice back);
+        False if the file was never tagged."""
+        tagging = self.session.get(Tagging, file_id)
+        if tagging is None:
+            return False
+        tagging.accepted = cat_id
+        self.session.flush()
+        return True
+
+    def tagged_files(self) -> list[tuple[int, str, str | None]]:
+        """(id, path, its own CatID) of every tagged file, by path."""
+        query = select(File.id, File.path, File.ucs_cat_id).join(Tagging, Tagging.file_id == File.id)
+        return [tuple(row) for row in self.session.execute(query.order_by(File.path))]
+
     # --- API keys
 
     def add_key(self, name: str, role: str, key_hash: str) -> ApiKey:
@@ -877,16 +998,21 @@ class Catalog:
         Read through the keyword index. A catalog made before there was one, opened only to
         read (writers build it), is scanned instead, its case folded as its database's lower()
         folds it (SQLite: ASCII only)."""
+        # With suggestions, a word may match a file whose text lacks it: no index narrows the files down.
         if _text_kept(self.session):
-            walked, matching = _walk_tiers(self.session, query, filters, pending, exclude_id, limit)
+            walked, matching = (None, []) if filters.suggested else _walk_tiers(
+                self.session, query, filters, pending, exclude_id, limit)
             if walked is not None:
                 return walked
             in_name, elsewhere = functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about)
             statement = select(File.id).join(FileText, FileText.file_id == File.id)
-            statement = statement.where(*(matching or _narrowing(query, self.engine.dialect.name)))
+            if not filters.suggested:
+                statement = statement.where(*(matching or _narrowing(query, self.engine.dialect.name)))
         else:
             in_name, elsewhere = functools.partial(_contains, File.name), _describes
             statement = select(File.id)
+        if filters.suggested:
+            elsewhere = functools.partial(_described_or_suggested, elsewhere)
         relevance = _relevance(query, in_name, elsewhere)
         statement = (
             statement
@@ -919,6 +1045,9 @@ class Catalog:
         tags = select(FileTag.file_id, FileTag.tag).where(FileTag.file_id.in_(file_ids)).order_by(FileTag.tag)
         for file_id, tag in self.session.execute(tags):
             listed[file_id]["tags"].append(tag)
+        for file_id, found in self.suggestions_of(listed).items():
+            listed[file_id].update(suggested=tuple(found.ucs), accepted=found.accepted, suggested_tags=tuple(
+                (group, tag, confidence) for group, (tag, confidence) in found.tags.items()))
         return {file_id: Listed(**fields) for file_id, fields in listed.items()}
 
     def indexed_paths_named(self, name: str, limit: int = 2) -> list[str]:
@@ -1036,7 +1165,13 @@ def file_conditions(filters: Filters) -> list:
         conditions.append(File.id.in_(select(FileTag.file_id).where(FileTag.tag == tag.strip().lower())))
     if filters.categories:
         shorts, cat_ids = ucs_filter_values(filters.categories)
-        conditions.append(or_(File.ucs_category.in_(shorts), File.ucs_cat_id.in_(cat_ids)))
+        own = [File.ucs_category.in_(shorts), File.ucs_cat_id.in_(cat_ids)]
+        if filters.suggested:  # the tagger's best guess, or the one a person accepted
+            best = select(Suggestion.file_id).where(Suggestion.kind == "ucs", Suggestion.rank == 1,
+                                                    or_(Suggestion.category.in_(shorts), Suggestion.value.in_(cat_ids)))
+            accepted = [_starting(Tagging.accepted, short) for short in shorts] + [Tagging.accepted.in_(cat_ids)]
+            own += [File.id.in_(best), File.id.in_(select(Tagging.file_id).where(or_(*accepted)))]
+        conditions.append(or_(*own))
     return conditions
 
 
@@ -1091,6 +1226,17 @@ def _describes(word: str) -> ColumnElement[bool]:
     columns = (below_root, File.title, File.description, File.ucs_cat_id, File.ucs_category, File.ucs_subcategory)
     tagged = exists().where(FileTag.file_id == File.id, _contains(FileTag.tag, word))
     return or_(*(_contains(column, word) for column in columns), tagged)
+
+
+def _described_or_suggested(described: Callable[[str], ColumnElement[bool]], word: str) -> ColumnElement[bool]:
+    """``described(word)``, or ``word`` names the UCS label suggested first for the file or
+    accepted for it: in its CatID ("wood" in "DOORWood") or its category's name ("door" in DOORS)."""
+    shorts = ucs.shorts_naming(word)
+    best = select(Suggestion.file_id).where(Suggestion.kind == "ucs", Suggestion.rank == 1,
+                                            or_(Suggestion.category.in_(shorts), _contains(Suggestion.value, word)))
+    accepted = select(Tagging.file_id).where(or_(_contains(Tagging.accepted, word),
+                                                 *(_starting(Tagging.accepted, short) for short in shorts)))
+    return or_(described(word), File.id.in_(best), File.id.in_(accepted))
 
 
 def _contains(column, word: str) -> ColumnElement[bool]:

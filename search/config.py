@@ -8,6 +8,7 @@ comes from ``--home``, else ``CLAPDEX_HOME``, else ``~/.clapdex``.
 
     catalog = "postgresql://clapdex@127.0.0.1/clapdex"
     weights = "/models/CLAP_weights_2023.pth"
+    ucs_list = "/data/UCS v8.2.1 Full List.csv"
     roots = ["/srv/sfx"]
     admins = ["ana@studio.example"]
 """
@@ -57,6 +58,9 @@ class Settings:
     # E-mail addresses that sign in to the page through an OpenID Connect provider as admins;
     # everyone else who signs in there may only read.
     admins: tuple[str, ...] = ()
+    # The official UCS list saved as CSV (search/ucs.py reads it): with it `clapdex tag` suggests
+    # subcategories (CatIDs), without it only the 82 built-in categories.
+    ucs_list: str = ""
 
     @property
     def catalog_url(self) -> str:
@@ -70,7 +74,7 @@ class Settings:
         """These settings as the CLAPDEX_* variables ``load_settings`` reads, for a process of
         ours started to work on the same library (the page's server, an index run)."""
         passed = {ENV_PREFIX + name.upper(): str(getattr(self, name))
-                  for name in ("home", "catalog", "store", "model", "weights", "device")}
+                  for name in ("home", "catalog", "store", "model", "weights", "device", "ucs_list")}
         passed[ENV_PREFIX + "ROOTS"] = os.pathsep.join(self.roots)
         return passed
 

@@ -75,6 +75,9 @@ class Hit:
     tags: tuple[str, ...] = ()
     ucs_cat_id: str | None = None  # "DOORWood"
     ucs_category: str | None = None  # "DOOR"
+    suggested: tuple[tuple[str, float], ...] = ()  # UCS CatIDs ``clapdex tag`` suggests, (CatID, confidence)
+    accepted: str | None = None  # the suggested CatID a person accepted
+    suggested_tags: tuple[tuple[str, str, float], ...] = ()  # descriptive tags suggested: (group, tag, confidence)
     keyword_match: bool = False  # the file matched the keywords
     relevance: float | None = None  # the score placed among this library's (search.relevance)
     match: str | None = None  # "strong", "fair" or "weak"
@@ -90,6 +93,8 @@ class Hit:
             root=file.root, size=file.size, mtime=file.mtime, sample_rate=file.sample_rate, channels=file.channels, codec=file.codec,
             format=file.format, bit_depth=file.bit_depth, title=file.title, description=file.description,
             tags=tuple(file.tags), ucs_cat_id=file.ucs_cat_id, ucs_category=file.ucs_category,
+            suggested=tuple(getattr(file, "suggested", ())), accepted=getattr(file, "accepted", None),
+            suggested_tags=tuple(getattr(file, "suggested_tags", ())),
             keyword_match=keyword_match,
         )
 
@@ -101,6 +106,9 @@ class Hit:
     def to_dict(self) -> dict:
         fields = {name: getattr(self, name) for name in _HIT_FIELDS}  # not asdict(): no deep copies needed
         fields["tags"] = list(self.tags)
+        fields["suggested"] = [{"cat_id": cat_id, "confidence": confidence} for cat_id, confidence in self.suggested]
+        fields["suggested_tags"] = [{"group": group, "tag": tag, "confidence": confidence}
+                                    for group, tag, confidence in self.suggested_tags]
         return fields
 
 
@@ -272,6 +280,8 @@ class Searcher:
         keyword_query = keywords.parse_keywords(keywords_text)
         started = time.perf_counter()
         with self._store_pinned(), self.library.reading():
+            if filters.suggested and not self.catalog.tagged_ever():  # nothing suggested: nothing to add
+                filters = dataclasses.replace(filters, suggested=False)
             vector = self.embed_query(query) if query else None
             ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
             ranked = self._sorted(ranked, sort)
@@ -446,7 +456,8 @@ class Searcher:
         common format) is applied to the files of a deeper unfiltered ranking: the windows it
         allows are millions at 10^6 files, seconds to list, where checking a thousand files
         takes milliseconds. Where too few of those pass, the store searches the allowed windows."""
-        if filters and not self.store.keeps_payload and filters not in self._selective:
+        by_catalog = not self.store.keeps_payload or filters.in_catalog_only
+        if filters and by_catalog and filters not in self._selective:
             ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT)
             kept: list[tuple[int, float]] = []
             for at in range(0, len(ranked), RESULT_LIMIT):
@@ -467,7 +478,7 @@ class Searcher:
         metadata beside the vectors (Qdrant), else as the windows the catalog lets through."""
         if not filters:
             return {}
-        if self.store.keeps_payload:
+        if self.store.keeps_payload and not filters.in_catalog_only:
             return {"filters": filters}
         # The files from the catalog, their windows from what this Searcher knows of each window:
         # reading 142,000 window ids from the catalog (a folder of 5% at 10^6 files) took 0.5 s.

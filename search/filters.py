@@ -21,6 +21,12 @@ class Filters:
     folders: tuple[str, ...] = ()  # any of: absolute folders; files anywhere below them match
     tags: tuple[str, ...] = ()  # all of
     categories: tuple[str, ...] = ()  # any of: UCS categories ("DOOR", "DOORWood") as the catalog stores them
+    suggested: bool = False  # categories also match what ``clapdex tag`` suggests best, or a person accepted
 
     def __bool__(self) -> bool:
-        return self != Filters()
+        return dataclasses.replace(self, suggested=False) != Filters()
+
+    @property
+    def in_catalog_only(self) -> bool:
+        """Whether only the catalog can apply these: suggestions are not in a store's payload."""
+        return self.suggested and bool(self.categories)

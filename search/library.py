@@ -270,6 +270,17 @@ class Library:
             self._computed[name] = (generation, value)
             return value
 
+    def accept_suggestion(self, file_id: int, cat_id: str) -> bool:
+        """Record that a person chose ``cat_id`` among the file's suggestions (the page's chips);
+        False where the file was never tagged or ``cat_id`` is not among them."""
+        with self.reading() as catalog:
+            found = catalog.suggestions_of([file_id]).get(file_id)
+            if found is None or cat_id not in [suggested for suggested, _ in found.ucs]:
+                return False
+            catalog.accept_suggestion(file_id, cat_id)
+            catalog.commit()
+            return True
+
     def near_duplicates(self, threshold: float = duplicates.DEFAULT_THRESHOLD,
                         progress: duplicates.Progress | None = None) -> list[duplicates.NearPair]:
         """Pairs of files with different bytes that sound the same (re-encodes, gain, resamples,

@@ -492,3 +492,39 @@ def test_signing_in_through_an_openid_provider(provider_signed, browser):
     sign_in_through_provider(page, "bob")
     expect(page.get_by_role("button", name="bob@studio.test · read")).to_be_visible()
     page.close()
+
+
+def test_a_suggested_category_chip_is_accepted_with_a_click(tmp_path, browser):
+    from indexer.tagging import tag_library
+    from search.library import Library
+
+    library = tmp_path / "sfx"
+    library.mkdir()
+    for clip in esc10_clips(2):
+        shutil.copyfile(clip, library / clip.name)
+    settings = load_settings(tmp_path / "home", model="clapdex-compact", device="cpu")
+    index_into(settings, [library])
+    with Library(settings) as opened:
+        tag_library(opened)
+    with page_server(tmp_path / "home") as url:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(url)
+        expect(page.get_by_text("Describe a sound, or drop in an example")).to_be_visible(timeout=60_000)
+        search(page, "a dog barking")
+        first = page.locator(".hitlist .row").first
+        chips = first.locator(".suggestion")
+        expect(chips).to_have_count(3)
+        second = chips.nth(1)
+        cat_id = second.inner_text().split()[0]
+        expect(second).to_have_attribute("title", re.compile(r"^Suggested \(\d+% likely\): .+Click to accept$"))
+        second.click()
+        accepted = page.locator(".hitlist .row").first.locator(".suggestion.accepted")
+        expect(accepted).to_have_count(1, timeout=30_000)
+        expect(accepted).to_have_text(re.compile(rf"^{cat_id} "))
+        page.screenshot(path=str(ARTIFACTS / "suggestion-accepted.png"))
+        assert page.get_by_text("Traceback").count() == 0
+        context.close()
+    with Library(settings) as opened:
+        found = opened.catalog.suggestions_of(record.id for record in opened.catalog.files())
+    assert [entry.accepted for entry in found.values()].count(cat_id) == 1

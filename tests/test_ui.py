@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from sounds import build_library, esc10_clips, sox_tone
-from libraries import index_into
+from libraries import MADE_UP_LIST, index_into, write_list
 from streamlit.testing.v1 import AppTest
 
 from search.catalog import Catalog
+from search import ucs
 from search.config import load_settings
 from ui import APP, MAX_UPLOAD_BYTES
 
@@ -308,3 +309,53 @@ def test_duplicates_view_reads_what_the_library_keeps_without_a_pass(duplicates_
     assert not [record for record in caplog.records if record.name == "search.duplicates"]
     with Catalog(load_settings(home).catalog_url) as catalog:
         assert catalog.near_state() == state
+
+
+def test_suggested_categories_are_chips_and_an_accepted_one_is_marked(tmp_path, tiny_weights, tiny_encoder,
+                                                                      monkeypatch):
+    from indexer.tagging import tag_library
+    from search.library import Library
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    clip = esc10_clips(1)[0]
+    shutil.copyfile(clip, folder / clip.name)
+    sox_tone(folder / "tone.wav", 3)
+    settings = load_settings(tmp_path / "home", weights=str(tiny_weights), device="cpu")
+    index_into(settings, [folder], tiny_encoder)
+    with Library(settings, encoder=tiny_encoder) as library:
+        tag_library(library)
+        record = library.catalog.file(str(folder / clip.name))
+        suggested = [cat_id for cat_id, _ in library.catalog.suggestions_of([record.id])[record.id].ucs]
+    monkeypatch.setenv("CLAPDEX_DEVICE", "cpu")
+    app = opened_fresh(monkeypatch, tmp_path / "home", tiny_weights)
+
+    chips = rows(search(app, "a recording"))[clip.name]["suggestions"]
+    assert [chip["catId"] for chip in chips] == suggested and not any(chip["accepted"] for chip in chips)
+    assert all(chip["label"].startswith(chip["catId"] + " ") and chip["label"].endswith("%") for chip in chips)
+    assert chips[0]["title"].startswith("Suggested (") and "Click to accept" in chips[0]["title"]
+    # Without a UCS list, categories: by their short form, named in full on hover.
+    assert f"likely): {ucs.category_name(chips[0]['catId'])}. Click" in chips[0]["title"]
+    assert "suggested tags: " in rows(app)[clip.name]["meta"]
+
+    # Accepting is what the chip's click does (ui.results.act): only a CatID the file was offered.
+    with Library(settings, encoder=tiny_encoder) as library:
+        assert not library.accept_suggestion(record.id, "NOTACatID")
+        assert library.accept_suggestion(record.id, suggested[1])
+    chips = rows(search(app, "a recording"))[clip.name]["suggestions"]
+    st.cache_resource.clear()
+    assert [chip["accepted"] for chip in chips] == [False, True, False]
+    assert chips[1]["title"].startswith("Accepted: ")
+
+    # With the user's list (here from the environment, as `clapdex ui` passes it): its CatIDs,
+    # and on hover the list's own words for them.
+    listed = write_list(tmp_path / "ucs.csv")
+    monkeypatch.setenv("CLAPDEX_UCS_LIST", str(listed))
+    with Library(load_settings(tmp_path / "home", weights=str(tiny_weights), device="cpu"),
+                 encoder=tiny_encoder) as library:
+        assert tag_library(library).tagged == 2
+    explained = {cat_id: f"{category} › {subcategory}: {explanation}"
+                 for cat_id, category, subcategory, _, explanation, _ in MADE_UP_LIST}
+    chips = rows(search(app, "a recording"))[clip.name]["suggestions"]
+    assert len(chips) == 3 and all(chip["catId"] in explained for chip in chips)
+    assert all(explained[chip["catId"]] in chip["title"] for chip in chips)

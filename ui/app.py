@@ -135,7 +135,7 @@ def search_view(searcher: Searcher) -> None:
         log.warning("search failed: %s", exc, exc_info=not isinstance(exc, QueryError | PermissionError))
         show_error(sentence(exc))
         return
-    results.render(found, query, keywords, options)
+    results.render(found, query, keywords, options, searcher.library)
 
 
 def main() -> None:

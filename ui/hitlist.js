@@ -1,7 +1,7 @@
 // The result list: one dense row per hit, one player for the whole list, keyboard audition.
 //
 // Python sends rows (ui/hitlist.py); clicks on actions go back as one "action" trigger
-// ({kind, id}); playing, seeking and opening details happen here, without a rerun.
+// ({kind, id, value}); playing, seeking and opening details happen here, without a rerun.
 // Text from files (names, folders, tags) is only ever set as textContent.
 
 function element(tag, className, text) {
@@ -71,9 +71,9 @@ export default function (component) {
     list.appendChild(pager);
   }
 
-  function act(kind, id) {
+  function act(kind, id, value) {
     audio.pause();
-    setTriggerValue("action", { kind, id, at: Date.now() });
+    setTriggerValue("action", { kind, id, value, at: Date.now() });
   }
 
   function drawRow(row, index) {
@@ -101,6 +101,17 @@ export default function (component) {
     const title = element("div", "title");
     title.appendChild(element("div", "name", row.name));
     title.appendChild(element("div", "folder", row.folder));
+    if (row.suggestions && row.suggestions.length) {
+      const chips = element("div", "suggestions");
+      for (const suggestion of row.suggestions) {
+        const chip = button(`suggestion${suggestion.accepted ? " accepted" : ""}`, suggestion.label, suggestion.title,
+                            `${suggestion.accepted ? "Accepted" : "Suggested"} category ${suggestion.label}`);
+        chip.disabled = suggestion.accepted;
+        chip.onclick = (event) => { event.stopPropagation(); act("accept", row.id, suggestion.catId); };
+        chips.appendChild(chip);
+      }
+      title.appendChild(chips);
+    }
 
     const match = element("div", `match ${row.match || "none"}`);
     if (row.match) {

@@ -10,13 +10,18 @@ buttons each), so two hits fit a screen and every card is a separate player. Her
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import streamlit as st
 
+from search import ucs
+from search.config import load_settings
 from search.engine import Hit
 from server import media
+
+log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
 _mount = st.components.v2.component(
@@ -55,6 +60,12 @@ class Row:
                                   download=1),
             "group": self.group, "copy": self.copy, "match": hit.match, "score": f"{hit.score:.3f}" if hit.score is not None else "",
         }
+        # Suggestions are marked as such; accepting one is a click (ui.results.act), checked there.
+        listed = _subcategories() if hit.suggested else ()
+        row["suggestions"] = [
+            {"catId": cat_id, "label": f"{cat_id} {confidence:.0%}", "accepted": cat_id == hit.accepted,
+             "title": suggestion_title(cat_id, confidence, cat_id == hit.accepted, listed)}
+            for cat_id, confidence in hit.suggested]
         if hit.relevance is not None:
             row["matchTitle"] = (f"Cosine {hit.score:.3f}: a better match than {hit.relevance:.0%} of the best "
                                  "matches of queries with no real answer in this library")
@@ -80,6 +91,23 @@ def _dispatch(name: str, on_action: Callable[[dict], None]) -> None:
     action = st.session_state[name].get("action")
     if isinstance(action, dict) and isinstance(action.get("kind"), str):
         on_action(action)
+
+
+def suggestion_title(cat_id: str, confidence: float, accepted: bool, listed: tuple[ucs.Subcategory, ...] = ()) -> str:
+    named = ucs.describe(cat_id, listed)
+    return (f"Accepted: {named}" if accepted
+            else f"Suggested ({confidence:.0%} likely): {named}. Click to accept")
+
+
+def _subcategories() -> tuple[ucs.Subcategory, ...]:
+    """The user's UCS list (read once: ucs.load_list keeps it), for the words of a suggested CatID;
+    () without one, or one that cannot be read."""
+    listed = load_settings().ucs_list
+    try:
+        return ucs.load_list(listed) if listed else ()
+    except ucs.ListError as error:
+        log.warning("%s", error)
+        return ()
 
 
 def format_duration(seconds: float | None) -> str:
@@ -135,6 +163,8 @@ def metadata_line(hit: Hit) -> str:
         parts.append(f"UCS {hit.ucs_cat_id}")
     if hit.tags:
         parts.append("tags: " + ", ".join(hit.tags))
+    if hit.suggested_tags:
+        parts.append("suggested tags: " + ", ".join(tag for _, tag, _ in hit.suggested_tags))
     if hit.title and hit.title != hit.name:
         parts.append(f"title: {hit.title}")
     return " · ".join(parts)

@@ -3,9 +3,12 @@ rows of the result list (``ui.hitlist``) with what their buttons do."""
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from search.engine import Results
+from search.library import Library
 from search.query import Query
 from ui import hitlist, state
 from ui.sidebar import Options, describe_filters
@@ -16,10 +19,11 @@ WEAK_SOUND = ("Nothing in this library sounds much like this: the best hit is no
               "library sound is to its nearest neighbour.")
 
 
-def render(found: Results, query: Query | None, keywords: str, options: Options) -> None:
+def render(found: Results, query: Query | None, keywords: str, options: Options, library: Library) -> None:
     first = found.page * found.page_size
     # Row buttons name a file id; what to search for is looked up here, not trusted from the browser.
     st.session_state["shown_hits"] = {hit.file_id: (hit.path, hit.start, hit.end) for hit in found.hits}
+    st.session_state["shown_suggestions"] = {hit.file_id: {cat_id for cat_id, _ in hit.suggested} for hit in found.hits}
     notice = None
     if found.best_match == "weak":
         notice = WEAK_SOUND if query is not None and query.has_sound else WEAK_TEXT
@@ -36,15 +40,20 @@ def render(found: Results, query: Query | None, keywords: str, options: Options)
     hitlist.show(
         [hitlist.Row(hit, rank) for rank, hit in enumerate(found.hits, start=first + 1)],
         key=state.view(), what=what, details=details, count=count, notice=notice, page=found.page,
-        pages=found.pages, on_action=act,
+        pages=found.pages, on_action=functools.partial(act, library),
     )
 
 
-def act(action: dict) -> None:
-    """A row's button: a new search from that hit, or another page."""
+def act(library: Library, action: dict) -> None:
+    """A row's button: a new search from that hit, another page, or a suggested category accepted."""
     kind, target = action["kind"], action.get("id")
     if kind == "page" and isinstance(target, int):
         state.go_to_page(target)
+        return
+    if kind == "accept":
+        # Only a suggestion the page showed for that file: never a value taken on the browser's word.
+        if action.get("value") in st.session_state.get("shown_suggestions", {}).get(target, ()):
+            library.accept_suggestion(target, action["value"])
         return
     shown = st.session_state.get("shown_hits", {}).get(target)
     if shown is None:
