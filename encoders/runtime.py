@@ -189,18 +189,20 @@ class AudioRuntime:
             with torch.cuda.stream(self._copies):
                 on_device = samples.to(self.device, non_blocking=True)
                 copied = torch.cuda.Event()
-                copied.record()
+                copied.record(self._copies)
             computing.wait_event(copied)
             # Allocated for the copy stream and read on this one: the allocator must not hand the
             # memory to the next copy before this stream is done with it.
             on_device.record_stream(computing)
         windows, sizes = self.fill_on_device(on_device, lengths, starts)
+        # Each event on this device's stream by name: a bare record() is on the current device's,
+        # which is another GPU's for a runtime on cuda:1.
         taken = torch.cuda.Event()  # the windows are cut: ``samples`` may be refilled
-        taken.record()
+        taken.record(computing)
         rows = self._rows(windows, sizes)
         on_host = rows.to("cpu", non_blocking=True)  # into pinned memory, in this stream's order
         computed = torch.cuda.Event()
-        computed.record()
+        computed.record(computing)
 
         def vectors() -> np.ndarray:
             computed.synchronize()
