@@ -909,7 +909,7 @@ class Catalog:
     def window_id_array(self) -> np.ndarray:
         """Every window's id, in order: plain rows (three million at a million files)."""
         column = Window.__table__.c.id
-        return np.fromiter(self.session.scalars(select(column).order_by(column)), dtype=np.int64)
+        return self._id_array(select(column).order_by(column))
 
     def orphan_window_ids(self) -> list[int]:
         """Windows whose file row is gone: deleted by hand, or by a tool that left foreign keys off."""
