@@ -7,15 +7,18 @@ decoding never waits for the model. Windows that overlap in a recording (half-wi
 share their samples in a buffer, copied once, and are cut apart on the device.
 
 On one GPU the buffers are on the GPU: each piece of audio crosses straight from where the
-decoder wrote it, on a stream of its own, while the model computes the batch before. Copying
-every piece into a pinned host buffer first had made that plain memory copy most of the
-caller's time for long recordings (1.45 s of a 4-s run of 10,200 windows); the driver's own
-copy from the decoders' memory is faster, and a whole run gained 8 to 14% (docs/benchmarks.md).
-On the CPU, and for several GPUs, the buffers are host memory (pinned for GPUs).
+decoder wrote it, on a stream of its own, while the model computes the batch before. The
+decoders' shared memory is page-locked for that (``_PageLocked``), so the copy is the GPU's
+DMA and costs the caller little more than a launch: copying every piece through a pinned host
+buffer instead had made a plain memory copy most of the caller's time for long recordings
+(1.45 s of a 4-s run of 10,200 windows, docs/benchmarks.md). On the CPU, and for several GPUs,
+the buffers are host memory (pinned for GPUs).
 """
 
 from __future__ import annotations
 
+import logging
+import mmap
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,6 +29,8 @@ import torch
 from . import Encoder
 from .audio import window_clip
 from .runtime import Launched
+
+log = logging.getLogger(__name__)
 
 # One buffer filling, one waiting, one being computed, one whose vectors are on their way back.
 BUFFERS = 4
@@ -59,6 +64,55 @@ class _Buffer:
         self.starts, self.lengths, self.used = [], [], 0
 
 
+class _PageLocked:
+    """Page-locks (cudaHostRegister) the shared memory that decoder processes write their pieces
+    into, once each, so copies from it to the GPU run asynchronously, as DMA; undone on close.
+    Other memory (a piece decoded in this process, a test's array) is copied as it is."""
+
+    def __init__(self):
+        self._registered: dict[int, np.ndarray] = {}  # address -> the array kept alive while locked
+
+    def lock(self, span: np.ndarray) -> None:
+        owner = span
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        address = owner.ctypes.data
+        shared = owner.base.obj if isinstance(owner.base, memoryview) else owner.base  # numpy 2 wraps the map
+        if not isinstance(shared, mmap.mmap) or address in self._registered:
+            return
+        # On a thread of its own: a failure would stay behind as the thread's last CUDA error,
+        # which torch's next kernel launch in that thread would report as its own.
+        outcome: list[int] = []
+        register = threading.Thread(target=lambda: outcome.extend(_register(address, owner.nbytes)),
+                                    name="clapdex-page-lock")
+        register.start()
+        register.join()
+        if 0 not in outcome:  # pageable memory still works, by a slower copy
+            log.debug("cudaHostRegister of %d bytes failed (%s); copying from pageable memory", owner.nbytes, outcome)
+        self._registered[address] = owner if 0 in outcome else None
+
+    def close(self) -> None:
+        for address, owner in self._registered.items():
+            if owner is not None:
+                torch.cuda.cudart().cudaHostUnregister(address)
+        self._registered.clear()
+
+
+def _register(address: int, size: int) -> list[int]:
+    """cudaHostRegister's answers, default flags first, then as mapped memory (as NCCL registers
+    its shared memory), until one succeeds (0)."""
+    outcome = []
+    for flags in REGISTER_FLAGS:
+        outcome.append(int(torch.cuda.cudart().cudaHostRegister(address, size, flags)))
+        if outcome[-1] == 0:
+            break
+    return outcome
+
+
+# cudaHostRegisterDefault, cudaHostRegisterPortable | cudaHostRegisterMapped
+REGISTER_FLAGS = (0, 3)
+
+
 class BatchEmbedder:
     """``add`` clips of at most one window; ``ready`` and ``finish`` give back their vectors,
     one (dim,) float32 unit row each, in the order they were added.
@@ -75,6 +129,7 @@ class BatchEmbedder:
         on_gpu = len(devices) == 1 and devices[0].type == "cuda"
         # Where pieces cross to the GPU, beside the model's computing.
         self._copies = torch.cuda.Stream(devices[0]) if on_gpu else None
+        self._page_locked = _PageLocked() if on_gpu else None
         self._free: queue.Queue[_Buffer | BaseException] = queue.Queue()
         # Page-locking host buffers takes about a quarter of a second (316 MB for MS-CLAP's batch):
         # done on a thread, while the caller starts decoding and cataloguing.
@@ -108,6 +163,8 @@ class BatchEmbedder:
         may be reused once this returns."""
         if any(not 0 < length <= self._window for length in lengths):
             raise ValueError(f"clips must hold 1 to {self._window} samples; got lengths {lengths}")
+        if self._page_locked is not None:
+            self._page_locked.lock(span)
         first = 0
         while first < len(offsets):
             if self._filling is None:
@@ -120,7 +177,7 @@ class BatchEmbedder:
                 self._submit()
             first = last
         if self._copies is not None:
-            self._copies.synchronize()  # ``span`` may be reused
+            self._copies.synchronize()  # a tenth of a millisecond for a piece of 8 windows of 7 s
 
     def ready(self) -> Iterator[np.ndarray]:
         """Vectors of the batches embedded so far, without waiting for the others."""
@@ -144,8 +201,9 @@ class BatchEmbedder:
             self._to_embed.put(None)
             self._thread.join()
             self._thread = None
-        if self._copies is not None:
+        if self._page_locked is not None:
             self._copies.synchronize()
+            self._page_locked.close()
 
     def _allocate(self, capacity: int, device: torch.device, pinned: bool) -> None:
         try:
