@@ -895,12 +895,13 @@ class Catalog:
     def window_files(self, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(window ids, their file ids) of every window of a catalogued file; with ``after``, of
         the windows whose id is greater (ids only grow: the windows added since)."""
-        query = select(Window.id, Window.file_id).join(File, File.id == Window.file_id)
+        windows, files = Window.__table__, File.__table__
+        query = select(windows.c.id, windows.c.file_id).join(files, files.c.id == windows.c.file_id)
         # Streamed into one array: three million rows held as a list of tuples took hundreds of
         # megabytes at once, which the page process kept after (Python's allocator returns little).
-        rows = self.session.execute((query.where(Window.id > after) if after else query)
-                                    .execution_options(yield_per=WINDOW_ROWS_AT_ONCE))
-        pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64).reshape(-1, 2)
+        # The driver's rows: SQLAlchemy's took 14.7 s of a page's start at 10^6 files.
+        with self._driver_rows(query.where(windows.c.id > after) if after else query) as rows:
+            pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64).reshape(-1, 2)
         return pairs[:, 0], pairs[:, 1]
 
     def window_ids(self) -> list[int]:
@@ -1086,6 +1087,12 @@ class Catalog:
         """The one integer column ``query`` selects, fetched through the driver's own cursor, in
         this session's transaction: SQLAlchemy's rows cost 136-238 ms for 47,600 ids at 10^6,
         the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound."""
+        with self._driver_rows(query) as rows:
+            return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    @contextlib.contextmanager
+    def _driver_rows(self, query) -> Iterator[Iterator[tuple]]:
+        """The rows of ``query``, through the driver's own cursor (``_id_array``)."""
         connection = self.session.connection()
         compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
         values = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional \
@@ -1093,7 +1100,8 @@ class Catalog:
         cursor = connection.connection.driver_connection.cursor()
         try:
             cursor.execute(str(compiled), values)
-            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+            # In batches: psycopg loads a batch in C, and hands rows out one by one in Python.
+            yield (row for batch in iter(lambda: cursor.fetchmany(WINDOW_ROWS_AT_ONCE), []) for row in batch)
         finally:
             cursor.close()
 
@@ -1105,7 +1113,8 @@ class Catalog:
         return np.fromiter(self.session.scalars(query.order_by(Window.id)), dtype=np.int64)
 
     def errors(self) -> list[File]:
-        return list(self.session.scalars(select(File).where(File.status == ERROR).order_by(File.path)))
+        # Sorted here: ORDER BY path had SQLite walk the paths' index, every file (7 s at 10^6), for 1,000.
+        return sorted(self.session.scalars(select(File).where(File.status == ERROR)), key=lambda record: record.path)
 
     def counts(self) -> dict[str, int]:
         """Files per status, and windows."""
