@@ -557,8 +557,13 @@ class Catalog:
         """path -> what the catalog knows of it, for those of ``paths`` that are catalogued."""
         table = File.__table__
         query = select(*(table.c[name] for name in Known._fields)).where
-        return {row.path: Known(*row) for chunk in _chunks(paths)
-                for row in self.session.execute(query(table.c.path.in_(chunk)))}
+        if self.engine.dialect.name == "postgresql":
+            # The batch as one array: 500 bound values a statement cost psycopg and the server more
+            # to render, send and parse than to answer (an unchanged rescan of 10^6 files, profiled).
+            conditions = [table.c.path == any_(bindparam("paths", list(paths), type_=ARRAY(Text)))]
+        else:
+            conditions = [table.c.path.in_(chunk) for chunk in _chunks(paths)]
+        return {row.path: Known(*row) for condition in conditions for row in self.session.execute(query(condition))}
 
     def files_at(self, paths: Iterable[str]) -> dict[str, File]:
         """path -> record, for those of ``paths`` that are catalogued."""
@@ -1624,8 +1629,10 @@ def _note_statement(state) -> None:
 
 
 def _note_flush(session: Session, _context, _instances) -> None:
-    if any(isinstance(item, File | Window | FileTag) for group in (session.new, session.dirty, session.deleted)
-           for item in group):
+    # Dirty by what it holds, not by attributes set again to what they were (an unchanged rescan
+    # sets each unreadable file's again: a new generation, and with it every kept count, at each checkpoint).
+    if any(isinstance(item, File | Window | FileTag) for group in (session.new, session.deleted) for item in group) \
+            or any(isinstance(item, File | Window | FileTag) and session.is_modified(item) for item in session.dirty):
         session.info["changed"] = True
 
 

@@ -18,6 +18,7 @@ def test_status_facets_and_duplicates_are_kept_until_an_index_run_changes_the_ca
     root = tmp_path / "library"
     root.mkdir()
     sox_tone(root / "tone.wav", 1)
+    (root / "broken.wav").write_bytes(b"")  # recorded as unreadable by every run, unchanged
     settings = load_settings(tmp_path / "home")
     index_into(settings, [root], tiny_encoder)
     passes = []
