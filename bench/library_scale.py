@@ -267,7 +267,13 @@ def page(home: Path, catalog_url: str | None, repeats: int) -> dict:
         app.get("button_group")[0].set_value(view).run()
 
     search(len(captions) - 1)  # the first search loads what the page keeps: not counted
+    for view in ("Library", "Duplicates"):  # each view's first opening in this page process, apart
+        clock = time.perf_counter()
+        switch(view)
+        results[f"{view} view, first opening"] = {"ms": round(1000 * (time.perf_counter() - clock), 1)}
+    switch("Search")
     clicks = {"new text search": search, "Library view": lambda number: switch("Library"),
+              "Duplicates view": lambda number: switch("Duplicates"),
               "back to Search (the same search again)": lambda number: switch("Search")}
     laps: dict[str, list[float]] = {name: [] for name in clicks}
     for number in range(repeats):

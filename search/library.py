@@ -79,6 +79,15 @@ class NearUpdate:
         self.doing, self.done = doing, done
 
 
+@dataclasses.dataclass(frozen=True)
+class DuplicateGroups:
+    """The duplicates a library lists: ``near``, the kept near duplicates they come from (whether
+    current), and ``groups``, (kind, paths in path order) with "identical" files first."""
+
+    near: duplicates.Kept
+    groups: list[tuple[str, list[str]]]
+
+
 class NoIndexError(LookupError):
     """A verb that reads an index was pointed at a home (or catalog) that holds none."""
 
@@ -133,9 +142,11 @@ class Library:
         self._store_seen: tuple[float, tuple | None] = (0.0, None)  # when looked, what was there
         # What is computed from the whole catalog, by name: (the catalog's generation, the value).
         self._computed: dict[str, tuple[str | None, object]] = {}
+        self._computing: dict[str, threading.Lock] = {}  # by name, while one is computed
         self._near_lock = threading.Lock()  # one near-duplicate pass at a time
         self._near_update: NearUpdate | None = None
         self._near_read: tuple[tuple, duplicates.Kept] | None = None  # (what it was read for, what was read)
+        self._groups_joined: tuple[list, duplicates.Kept, DuplicateGroups] | None = None  # (from what, joined)
         # Said to the user when the model chosen is not the one they might expect.
         self.notice: str | None = None
         if encoder is not None:  # loaded already: check it against the index now
@@ -262,13 +273,33 @@ class Library:
         over every file (seconds at a million), asked for on every click of the page."""
         with self.reading() as catalog:
             generation = catalog.generation()
-            kept = self._computed.get(name)
-            if kept is not None and generation is not None and kept[0] == generation:
-                return kept[1]
-            value = compute(catalog)
-            # Read in one transaction with the generation, or later: never older than it says.
-            self._computed[name] = (generation, value)
-            return value
+            # One computation of each at a time: a click while ``warm`` computes it waits for that one.
+            with self._computing.setdefault(name, threading.Lock()):
+                kept = self._computed.get(name)
+                if kept is not None and generation is not None and kept[0] == generation:
+                    return kept[1]
+                value = compute(catalog)
+                # Read in one transaction with the generation, or later: never older than it says.
+                self._computed[name] = (generation, value)
+                return value
+
+    def warm(self) -> threading.Thread:
+        """Compute, in a thread of its own, what the page's other views read first (the status and
+        the exact duplicates: seconds each at a million files), so that their first opening finds
+        it kept; a view opened meanwhile waits for that computation rather than doing it again."""
+
+        def run() -> None:
+            started = time.perf_counter()
+            try:
+                self.status()
+                self.duplicate_groups()
+            except Exception:  # the views compute it again when opened, and say what failed
+                log.warning("computing the library's status and duplicates ahead failed", exc_info=True)
+            log.debug("status and duplicates computed ahead in %.1f s", time.perf_counter() - started)
+
+        thread = threading.Thread(target=run, name="library-warm", daemon=True)
+        thread.start()
+        return thread
 
     def accept_suggestion(self, file_id: int, cat_id: str) -> bool:
         """Record that a person chose ``cat_id`` among the file's suggestions (the page's chips);
@@ -299,11 +330,25 @@ class Library:
         with self.reading() as catalog:
             key = (catalog.near_state(), catalog.generation(), threshold)
             read = self._near_read
-            if key[0] is not None and read is not None and read[0] == key:
+            if read is not None and read[0] == key:  # (none kept is kept too: the page asks on every click)
                 return read[1]
             kept = duplicates.kept(catalog, threshold)
             self._near_read = (key, kept)
             return kept
+
+    def duplicate_groups(self, threshold: float = duplicates.DEFAULT_THRESHOLD) -> DuplicateGroups:
+        """What the page's Duplicates view lists: the groups of identical files, then those that sound
+        the same at ``threshold`` (of the kept pairs, never a pass), joined once per state of the
+        catalog and of the kept pairs, not on every click."""
+        exact, near = self.exact_duplicates(), self.kept_near_duplicates(threshold)
+        joined = self._groups_joined
+        # The very objects kept above: a new generation or pass reads, and so joins, anew.
+        if joined is not None and joined[0] is exact and joined[1] is near:
+            return joined[2]
+        groups = DuplicateGroups(near, [("identical", group) for group in exact]
+                                 + [("sound the same", group) for group in duplicates.groups(near.pairs or [])])
+        self._groups_joined = (exact, near, groups)
+        return groups
 
     def update_near_duplicates(self, progress: duplicates.Progress | None = None) -> str:
         """Bring the kept near duplicates up to date (``duplicates.update``); one pass at a time per library."""

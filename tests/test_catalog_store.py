@@ -211,6 +211,40 @@ def test_every_commit_that_changes_files_windows_or_tags_gives_a_new_generation(
     other.close()
 
 
+def test_values_set_again_to_what_they_were_are_no_new_generation(catalog):
+    """An unchanged rescan records each unreadable file as found again: that changes nothing kept."""
+    record = catalog.set_file(None, "/lib/broken.wav", root="/lib", size=0, mtime=2.5)
+    catalog.mark_error(record, "empty file")
+    catalog.commit()
+    before = catalog.generation()
+    record = catalog.set_file(catalog.file("/lib/broken.wav"), "/lib/broken.wav", root="/lib", size=0, mtime=2.5)
+    catalog.mark_error(record, "empty file")
+    catalog.commit()
+    assert catalog.generation() == before
+    catalog.mark_error(catalog.file("/lib/broken.wav"), "not readable as audio")
+    catalog.commit()
+    assert catalog.generation() != before
+
+
+def test_what_the_catalog_knows_of_a_batch_of_paths(catalog):
+    paths = ["/lib/a.wav", "/lib/it's, {odd} \"name\".wav", "/lib/ü/β.flac", *(f"/lib/many/{i}.wav" for i in range(1200))]
+    catalog.add_files([NewFile(path, "/lib", 10 + i, 2.5, f"h{i}", Metadata()) for i, path in enumerate(paths)])
+    catalog.commit()
+
+    known = catalog.known_at(iter(paths + ["/lib/none.wav"]))
+    assert sorted(known) == sorted(paths)
+    odd = known[paths[1]]
+    assert (odd.path, odd.size, odd.mtime, odd.status, odd.content_hash) == (paths[1], 11, 2.5, PENDING, "h1")
+    assert catalog.known_at([]) == {}
+
+
+def test_errors_are_listed_by_path(catalog):
+    for path in ("/lib/b.wav", "/lib/a.wav", "/lib/c/a.wav"):
+        catalog.mark_error(catalog.set_file(None, path, root="/lib", size=0, mtime=1.0), "empty file")
+    catalog.commit()
+    assert [record.path for record in catalog.errors()] == ["/lib/a.wav", "/lib/b.wav", "/lib/c/a.wav"]
+
+
 def test_a_folder_filter_is_the_folders_exact_prefix_read_from_the_paths_index(catalog):
     inside = catalogue(catalog, "/lib/Take_1%/x.wav", 1.0, 44100, 1)
     deeper = catalogue(catalog, "/lib/Take_1%/sub/y.wav", 1.0, 44100, 1)

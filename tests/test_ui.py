@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from search.catalog import Catalog
 from search import ucs
 from search.config import load_settings
-from ui import APP, MAX_UPLOAD_BYTES
+from ui import APP, MAX_UPLOAD_BYTES, views
 
 TIMEOUT = 120  # the first run loads the model
 CLAPDEX = Path(sys.executable).with_name("clapdex")
@@ -309,6 +309,32 @@ def test_duplicates_view_reads_what_the_library_keeps_without_a_pass(duplicates_
     assert not [record for record in caplog.records if record.name == "search.duplicates"]
     with Catalog(load_settings(home).catalog_url) as catalog:
         assert catalog.near_state() == state
+
+
+def test_duplicates_view_lists_its_groups_a_page_at_a_time(duplicates_home, tiny_weights, monkeypatch):
+    home, folder = duplicates_home
+    command = subprocess.run([str(CLAPDEX), "--home", str(home), "--weights", str(tiny_weights), "duplicates",
+                              "--threshold", "0.9"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert command.returncode == 0, command.stderr
+    monkeypatch.setattr(views, "GROUPS_PER_PAGE", 1)
+    app = duplicates_page(home, tiny_weights, monkeypatch)
+    next(slider for slider in app.slider if slider.key == "near_threshold").set_value(0.9).run()
+    st.cache_resource.clear()
+
+    def shown() -> tuple[list[str], dict]:
+        listed = json.loads(app.get("bidi_component")[0].proto.json)
+        return sorted({row["group"] for row in listed["rows"]}), listed
+
+    groups, listed = shown()
+    assert not app.exception and len(groups) == 1 and groups[0].startswith("Group 1 · ")
+    pages = listed["pages"]
+    assert pages >= 2 and listed["page"] == 0 and app.metric[0].value == str(pages)
+    app.session_state["duplicates_page"] = 1  # what the list's Next sets (ui.views._act)
+    app.run()
+    groups, listed = shown()
+    assert listed["page"] == 1 and groups[0].startswith("Group 2 · ")
+    next(slider for slider in app.slider if slider.key == "near_threshold").set_value(0.995).run()
+    assert shown()[1]["page"] == 0  # another threshold: its first page
 
 
 def test_suggested_categories_are_chips_and_an_accepted_one_is_marked(tmp_path, tiny_weights, tiny_encoder,

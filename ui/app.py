@@ -40,6 +40,7 @@ def open_searcher() -> Searcher:
     try:
         searcher = Searcher(library, library_only=True, max_clip_seconds=MAX_QUERY_SECONDS)
         searcher.calibration()  # loads the model too
+        library.warm()  # the Library and Duplicates views' first opening, computed meanwhile
     except BaseException:
         library.close()
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import streamlit as st
@@ -34,7 +35,8 @@ def library(opened: Library) -> None:
         )
 
 
-GROUPS_SHOWN = 200
+# Groups a page of the list shows: at a million files there are ten thousand groups of copies alone.
+GROUPS_PER_PAGE = 50
 KEEP_ACTIONS = (("keep", "Keep this one", "List the other files of its group, to move or delete them yourself"),)
 
 
@@ -44,14 +46,13 @@ def duplicates(opened: Library) -> None:
     exact, near_column = st.columns([1, 1])
     threshold = near_column.slider(
         "Near duplicates: similarity at least", KEPT_FROM, 1.0, NEAR_DEFAULT, 0.005, key="near_threshold",
-        help="Cosine similarity of the two files' embeddings. Re-encodes, gain changes and resamples "
-        "score near 1; raise it if different sounds are grouped.",
+        on_change=_first_page, help="Cosine similarity of the two files' embeddings. Re-encodes, gain changes and "
+        "resamples score near 1; raise it if different sounds are grouped.",
     )
-    groups = [("identical", group) for group in opened.exact_duplicates()]
     # What the library keeps, never a pass here: that runs in the background when asked for.
-    near = opened.kept_near_duplicates(threshold)
-    _near_state(opened, near)
-    groups += [("sound the same", group) for group in duplicates_of.groups(near.pairs or [])]
+    listed = opened.duplicate_groups(threshold)
+    _near_state(opened, listed.near)
+    groups = listed.groups
     exact.metric("Groups", len(groups), help="Identical files (same bytes), then files that sound the same.")
     if kept := st.session_state.get("kept"):
         name, others = kept
@@ -61,24 +62,36 @@ def duplicates(opened: Library) -> None:
     if not groups:
         st.info("No duplicates in this library at this similarity.")
         return
-    shown = groups[:GROUPS_SHOWN]
+    pages = -(-len(groups) // GROUPS_PER_PAGE)
+    page = min(st.session_state.get("duplicates_page", 0), pages - 1)
+    first = page * GROUPS_PER_PAGE
+    shown = groups[first : first + GROUPS_PER_PAGE]
+    # This page's files only, as plain rows (their tags with them): ORM records, each loading its
+    # tags on its own, were most of a click at a million files.
     with opened.reading() as catalog:
-        records = catalog.files_at({path for _, group in shown for path in group})
-        rows, members = [], {}
-        for number, (kind, group) in enumerate(shown, start=1):
-            for path in group:
-                if (record := records.get(path)) is None:
-                    continue
-                others = [other for other in group if other != path]
-                members[record.id] = (record.name, others)
-                rows.append(hitlist.Row(Hit.of_file(record), len(rows) + 1, copy="\n".join(others),
-                                        group=f"Group {number} · {len(group)} files · {kind}"))
+        ids = {path: known.id for path, known in catalog.known_at(path for _, group in shown for path in group).items()}
+        records = catalog.files_with_windows(list(ids.values()))
+    rows, members = [], {}
+    for number, (kind, group) in enumerate(shown, start=first + 1):
+        for path in group:
+            if (record := records.get(ids.get(path))) is None:
+                continue
+            others = [other for other in group if other != path]
+            members[record.id] = (record.name, others)
+            # Without the suggested categories: accepting one is the search view's.
+            unsuggested = dataclasses.replace(record, suggested=(), accepted=None, suggested_tags=())
+            rows.append(hitlist.Row(Hit.of_file(unsuggested), len(rows) + 1, copy="\n".join(others),
+                                    group=f"Group {number} · {len(group)} files · {kind}"))
     st.session_state["duplicate_members"] = members
-    more = f" (the first {GROUPS_SHOWN} shown)" if len(groups) > GROUPS_SHOWN else ""
+    where = f" · page {page + 1} of {pages}" if pages > 1 else ""
     hitlist.show(
-        rows, key=0, what="Duplicates", details="", count=f"{len(groups)} groups{more}", notice=None, page=0,
-        pages=1, on_action=_keep, actions=KEEP_ACTIONS, name="duplicates",
+        rows, key=page, what="Duplicates", details="", count=f"{len(groups)} groups{where}", notice=None, page=page,
+        pages=pages, on_action=_act, actions=KEEP_ACTIONS, name="duplicates",
     )
+
+
+def _first_page() -> None:
+    st.session_state["duplicates_page"] = 0
 
 
 def _near_state(opened: Library, kept: duplicates_of.Kept) -> None:
@@ -118,6 +131,9 @@ def _near_progress(opened: Library) -> None:
                      f"({time.time() - update.started:.0f} s so far). The rest of the page can be used meanwhile.")
 
 
-def _keep(action: dict) -> None:
-    if action["kind"] == "keep" and (member := st.session_state.get("duplicate_members", {}).get(action.get("id"))):
+def _act(action: dict) -> None:
+    """A row's "keep" (only a file the page showed), or another page of groups."""
+    if action["kind"] == "page" and isinstance(action.get("id"), int):
+        st.session_state["duplicates_page"] = max(0, action["id"])
+    elif action["kind"] == "keep" and (member := st.session_state.get("duplicate_members", {}).get(action.get("id"))):
         st.session_state["kept"] = member
