@@ -92,7 +92,10 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
             state["library"] = library
             if search_processes:
                 searching = SearchProcesses(settings, search_processes, limits.clip_seconds)
-                await run_in_threadpool(searching.wait_ready)
+                # Started from this, the server's main thread, and not a pool's: Linux ends a
+                # worker (end_with_parent) when the thread that started it ends, and idle pool
+                # threads end. Nothing is served before this returns.
+                searching.wait_ready()
                 state["search"] = searching
             else:
                 state["search"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
