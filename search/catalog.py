@@ -27,11 +27,10 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
+    ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, Select, String, Text, TypeDecorator,
     and_, any_, bindparam, case, cast, column, create_engine, delete, event, exists, false, func, insert, inspect,
     literal, not_, or_, select, text, true, update,
 )
-from sqlalchemy import Select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.orm.attributes import set_committed_value

@@ -27,13 +27,13 @@ import numpy as np
 from encoders.audio import load_audio, resample, to_mono, windows
 from search import keyword as keywords
 from search import relevance
-from search.relevance import level as _level
 from search.batching import Gathered
 from search.catalog import INDEXED, PENDING, File, Listed, Span, Window
 from search.catalog import SORTS as CATALOG_SORTS
 from search.filters import Filters
 from search.library import Library
 from search.query import Clip, Query, QueryError, Sound, Text
+from search.relevance import level as _level
 from search.store import unit_vector
 
 log = logging.getLogger(__name__)
