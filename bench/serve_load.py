@@ -5,8 +5,10 @@ real WAVs, so the audio route reads real bytes). Stops by itself.
 
     python bench/serve_load.py --home /tmp/load-home --clients 32 --seconds 60 --out bench/results/serve_load.json
     python bench/serve_load.py --home /tmp/load-home --workers 0 --out bench/results/serve_load_one_process.json
+    python bench/serve_load.py --home /tmp/load-home --new-words --out bench/results/serve_load_new_words.json
 
-Prints, per route, requests, errors, p50/p95/p99 ms, and requests/s overall.
+Prints, per route, requests, errors, p50/p95/p99 ms, and requests/s overall, and the CPU time
+a request took in the server process and in each of its children (the search workers).
 """
 
 from __future__ import annotations
@@ -85,15 +87,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def client(port: int, key: str, paths: list[str], until: float, seed: int, latencies: dict, errors: dict) -> None:
+def client(port: int, key: str, paths: list[str], until: float, seed: int, latencies: dict, errors: dict,
+           new_words: bool = False) -> None:
     rng = random.Random(seed)
+    asked = 0
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {key}"}
     while time.monotonic() < until:
         draw = rng.random()
         if draw < 0.6:
             route = "search"
-            target = "/v1/search?" + urllib.parse.urlencode({"q": " ".join(rng.sample(WORDS, 2)), "top": 20})
+            words = " ".join(rng.sample(WORDS, 2))
+            if new_words:  # a number no client sent before: no cache of texts answers it
+                asked += 1
+                words += f" {seed * 10**7 + asked}"
+            target = "/v1/search?" + urllib.parse.urlencode({"q": words, "top": 20})
         elif draw < 0.8:
             route = "similar"
             target = "/v1/similar?" + urllib.parse.urlencode({"path": rng.choice(paths), "top": 20})
@@ -116,6 +124,21 @@ def client(port: int, key: str, paths: list[str], until: float, seed: int, laten
     connection.close()
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``pid`` and each of its children, by command."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name == str(pid) or fields[1] == str(pid):
+            name = "server" if entry.name == str(pid) else f"child {entry.name}"
+            used[name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
 def _tail(log, characters: int = 4000) -> str:
     log.seek(0)
     return log.read()[-characters:]
@@ -128,6 +151,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, help="clapdex serve --workers (default: its own default)")
+    parser.add_argument("--new-words", action="store_true",
+                        help="every text query new to the server (its words and a number never sent before)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if not (args.home / "catalog.sqlite").exists():
@@ -161,14 +186,18 @@ def main() -> None:
         latencies = {route: [] for route in ("search", "similar", "audio")}
         errors = dict.fromkeys(latencies, 0)
         until = time.monotonic() + args.seconds
-        threads = [threading.Thread(target=client, args=(port, key, paths, until, seed, latencies, errors))
+        threads = [threading.Thread(target=client, args=(port, key, paths, until, seed, latencies, errors, args.new_words))
                    for seed in range(args.clients)]
+        cpu_before = cpu_seconds(server.pid)
+        generating = time.process_time()
         begun = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - begun
+        cpu_after = cpu_seconds(server.pid)
+        generating = time.process_time() - generating
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -177,15 +206,23 @@ def main() -> None:
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.node()}, {os.cpu_count()} CPUs", "command": " ".join(sys.argv),
               "files": args.files, "workers": args.workers, "windows": args.files * WINDOWS_PER_FILE, "clients": args.clients,
-              "seconds": round(elapsed, 1), "requests_per_second": round(sum(map(len, latencies.values())) / elapsed, 1),
-              "routes": {}}
+              "new_words": args.new_words, "seconds": round(elapsed, 1),
+              "requests_per_second": round(sum(map(len, latencies.values())) / elapsed, 1), "routes": {}}
+    answered = sum(map(len, latencies.values()))
+    # CPU a request, per process (the server, its search workers) and all together.
+    report["cpu_ms_per_request"] = {name: round(1000 * (cpu_after[name] - cpu_before.get(name, 0)) / answered, 2)
+                                    for name in cpu_after if cpu_after[name] - cpu_before.get(name, 0) > 0.05}
+    report["cpu_ms_per_request"]["all"] = round(sum(report["cpu_ms_per_request"].values()), 2)
+    # The clients share the cores: what they take is not the server's to use.
+    report["cpu_ms_per_request"]["load generator"] = round(1000 * generating / answered, 2)
     print(f"{'route':<9}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for route, values in latencies.items():
         cuts = statistics.quantiles(values, n=100) if len(values) > 1 else values * 99
         report["routes"][route] = {"requests": len(values), "errors": errors[route], "p50": round(cuts[49], 1),
                                    "p95": round(cuts[94], 1), "p99": round(cuts[98], 1)}
         print(f"{route:<9}{len(values):>9}{errors[route]:>8}{cuts[49]:>9.0f}{cuts[94]:>9.0f}{cuts[98]:>9.0f}")
-    print(f"{report['requests_per_second']} requests/s, {args.clients} clients, {elapsed:.0f} s")
+    print(f"{report['requests_per_second']} requests/s, {args.clients} clients, {elapsed:.0f} s; "
+          f"CPU ms a request: {report['cpu_ms_per_request']}")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 

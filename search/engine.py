@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from search.catalog import SORTS as CATALOG_SORTS
 from search.filters import Filters
 from search.library import Library
 from search.query import Clip, Query, QueryError, Sound, Text
+from search.relevance import level as _level
 from search.store import unit_vector
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ SELECTIVE_KEPT = 256  # filters remembered as selective
 # Reciprocal rank fusion's constant: how much rank 1 outweighs rank 10 (60 is the usual choice).
 RRF_K = 60
 SORTS = ("relevance", *CATALOG_SORTS)
+# Texts whose vectors are kept (a 1024-d vector: 4 kB, so 16 MB at most): people repeat
+# queries, and a server's users share them; embedding one costs more than the rest of a search.
+TEXTS_KEPT = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +88,9 @@ class Hit:
 
     @classmethod
     def of_file(cls, file: File | Listed, keyword_match: bool = False, *, window: Window | Span | None = None,
-                score: float | None = None) -> Hit:
-        """A hit on ``file`` at ``window``; without one (not embedded yet), the whole file."""
+                score: float | None = None, relevance: float | None = None) -> Hit:
+        """A hit on ``file`` at ``window``; without one (not embedded yet), the whole file;
+        ``relevance``: its score placed among the library's (search.relevance)."""
         return cls(
             path=file.path, score=score, start=window.start if window else 0.0,
             end=window.end if window else file.duration or 0.0, duration=file.duration,
@@ -95,7 +100,7 @@ class Hit:
             tags=tuple(file.tags), ucs_cat_id=file.ucs_cat_id, ucs_category=file.ucs_category,
             suggested=tuple(getattr(file, "suggested", ())), accepted=getattr(file, "accepted", None),
             suggested_tags=tuple(getattr(file, "suggested_tags", ())),
-            keyword_match=keyword_match,
+            keyword_match=keyword_match, relevance=relevance, match=_level(relevance),
         )
 
     @property
@@ -209,6 +214,38 @@ class WindowFiles:
         return found
 
 
+class KeptVectors:
+    """The ``most`` vectors last asked for, by key (a text), with how often one was found."""
+
+    def __init__(self, most: int):
+        self.most = most
+        self.hits = self.misses = 0
+        self._kept: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._kept.get(key)
+            if vector is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._kept.move_to_end(key)
+            return vector
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        with self._lock:
+            self._kept[key] = vector
+            self._kept.move_to_end(key)
+            if len(self._kept) > self.most:
+                self._kept.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self.hits = self.misses = 0
+
+
 class Searcher:
     """The query side of a ``Library``: queries embedded by its model, ranked over its store.
 
@@ -228,7 +265,8 @@ class Searcher:
         self._pinned = threading.local()  # the store one search uses from start to end
         # Typing a query, then paging and filtering, embeds the same words again and again; words
         # not embedded yet that several threads ask for at once are embedded in one model call.
-        self.embed_text = functools.lru_cache(maxsize=1024)(Gathered(self._embed_texts))
+        self.kept_texts = KeptVectors(TEXTS_KEPT)
+        self._embed_new_text = Gathered(self._embed_texts)
         self._embed_clip_bytes = functools.lru_cache(maxsize=16)(self._embed_clip_bytes_uncached)
         self._calibration: tuple[int, relevance.Calibration] | None = None
         self._calibrating = threading.Lock()
@@ -286,15 +324,12 @@ class Searcher:
             ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
-            hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched})
-            best_match = None
             # Words and sounds mixed in one query score on a scale of their own, which neither
             # reference knows: such hits carry their cosine only.
-            if vector is not None and not (query.has_sound and query.has_text):
-                placed = self.calibration()
-                hits = [self._placed(hit, placed, query.has_sound) if hit.score is not None else hit for hit in hits]
-                best_match = relevance.level(placed.relevance(best_score, query.has_sound)) \
-                    if best_score is not None else None
+            placed = self.calibration() if vector is not None and not (query.has_sound and query.has_text) else None
+            placing = functools.partial(placed.relevance, sound_query=query.has_sound) if placed else None
+            hits = self._hits(shown, vector, {file_id for file_id, _, matched in ranked if matched}, placing)
+            best_match = relevance.level(placing(best_score)) if placing and best_score is not None else None
         log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
@@ -320,11 +355,6 @@ class Searcher:
                 ))
             return self._calibration[1]
 
-    @staticmethod
-    def _placed(hit: Hit, placed: relevance.Calibration, sound_query: bool) -> Hit:
-        share = placed.relevance(hit.score, sound_query)
-        return dataclasses.replace(hit, relevance=share, match=relevance.level(share))
-
     # --- embedding queries
 
     def embed_query(self, query: Query) -> np.ndarray:
@@ -336,6 +366,24 @@ class Searcher:
             if not np.linalg.norm(total) > 1e-6:
                 raise QueryError("the query's terms cancel out; change a weight or remove a term")
             return unit_vector(total)
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """The unit vector of ``text``, kept for its next queries."""
+        vector = self.kept_texts.get(text)
+        if vector is None:
+            vector = self._embed_new_text(text)
+            self.kept_texts.put(text, vector)
+        return vector
+
+    def embed_texts_ahead(self, queries: Iterable[Query | None]) -> None:
+        """Embed, in one model call, the texts of ``queries`` not kept yet: a server handed
+        several queries at once, whose threads would each start a model call of its own."""
+        texts = list(dict.fromkeys(term.source.text for query in queries if query is not None for term in query.terms
+                                   if isinstance(term.source, Text) and self.kept_texts.get(term.source.text) is None))
+        if texts:
+            with self.library.reading():
+                for text, vector in zip(texts, self._embed_texts(texts)):
+                    self.kept_texts.put(text, vector)
 
     def _embed_source(self, source: Text | Sound | Clip) -> np.ndarray:
         if isinstance(source, Text):
@@ -492,26 +540,29 @@ class Searcher:
         allowed = restriction.get("allowed_ids")
         total = len(self.store) if allowed is None else len(allowed)
         wanted = min(total, limit * OVERSAMPLE)
-        best: dict[int, float] = {}
+        best: list[tuple[int, float]] = []
         while wanted > 0:
             scores, ids = self.store.search(vector[np.newaxis], wanted, **restriction)
-            best = self._best_score_per_file(scores[0], ids[0], exclude_file_id)
+            best, files = self._best_score_per_file(scores[0], ids[0], exclude_file_id, limit)
             # Fewer than asked for: the filter let no more through.
-            if len(best) >= limit or wanted >= total or ids.shape[1] < wanted:
+            if files >= limit or wanted >= total or ids.shape[1] < wanted:
                 break
             wanted = min(total, wanted * 4)
-        return list(best.items())[:limit]
+        return best
 
     def _best_score_per_file(
-        self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None
-    ) -> dict[int, float]:
-        """file id -> its best window's score, best first (as the store ranks)."""
+        self, scores: np.ndarray, ids: np.ndarray, exclude_file_id: int | None, limit: int
+    ) -> tuple[list[tuple[int, float]], int]:
+        """(file id, its best window's score) of the ``limit`` best files, best first (as the
+        store ranks), and how many files the windows are of."""
         file_of = self._window_files.of(ids, self.catalog.file_ids_of_windows)
         kept = (file_of >= 0) & (file_of != (-1 if exclude_file_id is None else exclude_file_id))
         # Scores arrive best first, so a file's first window is its best.
         files, first = np.unique(file_of[kept], return_index=True)
-        order = np.argsort(first, kind="stable")
-        return dict(zip(files[order].tolist(), scores[kept][first[order]].tolist()))
+        # The first windows' places, in order, cut before they become Python objects: 3,000
+        # files met for a page of 500 made that the ranking's dearest step.
+        chosen = np.sort(first)[:limit]
+        return list(zip(file_of[kept][chosen].tolist(), scores[kept][chosen].tolist())), len(files)
 
     def _sorted(self, ranked: list[tuple[int, float, bool]], sort: str) -> list[tuple[int, float, bool]]:
         if sort == "relevance" or not ranked:
@@ -521,9 +572,11 @@ class Searcher:
             return sorted(ranked, key=lambda item: keys[item[0]][1])
         return sorted(ranked, key=lambda item: keys[item[0]], reverse=CATALOG_SORTS[sort][1])
 
-    def _hits(self, ranked: list, vector: np.ndarray | None, keyword_matches: set[int]) -> list[Hit]:
+    def _hits(self, ranked: list, vector: np.ndarray | None, keyword_matches: set[int],
+              placing: Callable[[float], float | None] | None = None) -> list[Hit]:
         """Hits for ``ranked`` files in that order, each at its best window for ``vector``
-        (the first window without one): the files in one query, their vectors in one call."""
+        (the first window without one), its score placed by ``placing`` (a calibration's
+        ``relevance``) if given: the files in one query, their vectors in one call."""
         file_ids = [item[0] for item in ranked]
         records = self.catalog.files_with_windows(file_ids)
         scored = [window.id for record in records.values() for window in record.windows] if vector is not None else []
@@ -540,5 +593,6 @@ class Searcher:
                     hits.append(Hit.of_file(record, matched, window=record.windows[0]))
                 else:
                     best = max(record.windows, key=lambda window: scores[window.id])
-                    hits.append(Hit.of_file(record, matched, window=best, score=scores[best.id]))
+                    share = placing(scores[best.id]) if placing else None
+                    hits.append(Hit.of_file(record, matched, window=best, score=scores[best.id], relevance=share))
         return hits

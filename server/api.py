@@ -92,7 +92,10 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
             state["library"] = library
             if search_processes:
                 searching = SearchProcesses(settings, search_processes, limits.clip_seconds)
-                await run_in_threadpool(searching.wait_ready)
+                # Started from this, the server's main thread, and not a pool's: Linux ends a
+                # worker (end_with_parent) when the thread that started it ends, and idle pool
+                # threads end. Nothing is served before this returns.
+                searching.wait_ready()
                 state["search"] = searching
             else:
                 state["search"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
@@ -170,21 +173,28 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
 
     hits = {"dependencies": reader, "response_model": list[dict]}
 
+    async def searched(query: Query | None, options: SearchOptions) -> Response:
+        arguments = _search_arguments(query, options)
+        searcher = state["search"]
+        if isinstance(searcher, SearchProcesses):  # awaited in this loop, no thread waiting for it
+            return _hits(await searcher.search(query, **arguments))
+        return _hits(await run_in_threadpool(lambda: searcher.search(query, **arguments)))
+
     @app.get("/v1/search", **hits, summary="Files matching a description, keywords and filters")
-    def search_get(options: Annotated[SearchOptions, Param()]) -> Response:
-        return _hits(_search(state["search"], parse_query(options.q) or None, options))
+    async def search_get(options: Annotated[SearchOptions, Param()]) -> Response:
+        return await searched(parse_query(options.q) or None, options)
 
     @app.post("/v1/search", **hits, summary="Search with an uploaded clip (multipart) or a JSON query")
     async def search_post(request: Request) -> Response:
         options, query = await _posted_query(request, limits)
-        return await run_in_threadpool(lambda: _hits(_search(state["search"], query, options)))
+        return await searched(query, options)
 
     @app.get("/v1/similar", **hits, summary="Files like a library file, or a time range of it")
-    def similar(path: str, start: float | None = None, end: float | None = None,
-                top: Annotated[int, Param(ge=1, le=MAX_TOP)] = 10) -> Response:
+    async def similar(path: str, start: float | None = None, end: float | None = None,
+                      top: Annotated[int, Param(ge=1, le=MAX_TOP)] = 10) -> Response:
         if (start is None) != (end is None):
             raise QueryError("start and end go together")
-        return _hits(_search(state["search"], Query.sound(path, start, end), SearchOptions(top=top)))
+        return await searched(Query.sound(path, start, end), SearchOptions(top=top))
 
     @app.get("/v1/audio", dependencies=reader, summary="A library file (Range requests), or a region as WAV")
     def audio(path: str, start: float | None = None, end: float | None = None, download: bool = False) -> Response:
@@ -258,15 +268,15 @@ class IndexRequest(BaseModel):
     paths: list[str] = []
 
 
-def _search(searcher: Searcher | SearchProcesses, query: Query | None, options: SearchOptions) -> Results:
+def _search_arguments(query: Query | None, options: SearchOptions) -> dict:
+    """``Searcher.search``'s keyword arguments for ``query`` with ``options``, checked."""
     if options.sort not in SORTS:
         raise QueryError(f"unknown sort {options.sort!r}; one of {', '.join(SORTS)}")
     filters = options.filters()
     if query is None and not options.keywords and not filters:
         raise QueryError("give q (a description), keywords or a filter")
-    return searcher.search(query, filters=filters, keywords_text=options.keywords,
-                           keyword_weight=options.keyword_weight, page=options.page, page_size=options.top,
-                           sort=options.sort)
+    return dict(filters=filters, keywords_text=options.keywords, keyword_weight=options.keyword_weight,
+                page=options.page, page_size=options.top, sort=options.sort)
 
 
 def _hits(found: Results) -> Response:

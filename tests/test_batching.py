@@ -119,7 +119,7 @@ def test_many_threads_searching_at_once_get_what_one_thread_gets(indexed, tiny_e
             return [(hit.path, hit.start) for hit in found.hits], [hit.score for hit in found.hits], found.total
 
         alone = [run(pair) for pair in queries]
-        searcher.embed_text.cache_clear()  # the words embedded again, now in batches
+        searcher.kept_texts.clear()  # the words embedded again, now in batches
         with ThreadPoolExecutor(12) as pool:
             together = list(pool.map(run, queries * 6))
     # One caption alone or in a batch is the same arithmetic up to rounding in the last bits.

@@ -176,11 +176,11 @@ def test_arithmetic_is_the_normalised_weighted_sum(searcher):
 
 
 def test_repeated_text_is_embedded_once(searcher):
-    searcher.embed_text.cache_clear()
+    searcher.kept_texts.clear()
     searcher.search(Query.text("door creak"), page=0)
     searcher.search(Query.text("door creak"), page=1)
 
-    assert searcher.embed_text.cache_info().hits >= 1 and searcher.embed_text.cache_info().misses == 1
+    assert searcher.kept_texts.hits >= 1 and searcher.kept_texts.misses == 1
 
 
 def test_the_page_names_sounds_by_library_file_name_only(page_searcher, library):
