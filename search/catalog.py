@@ -1080,19 +1080,29 @@ class Catalog:
         owners: only indexed files have windows), in no order. Without the status a folder is
         read from the paths' index alone: 47,500 files under one publisher at 10^6 in 22-56 ms
         against 270-420 ms when each file's row was read for its status."""
-        return self._id_array(select(File.__table__.c.id).where(and_(true(), *file_conditions(filters))))
+        return self._id_array(select(File.__table__.c.id).where(and_(true(), *file_conditions(filters))),
+                              any_order=True)
 
-    def _id_array(self, query) -> np.ndarray:
+    def _id_array(self, query, any_order: bool = False) -> np.ndarray:
         """The one integer column ``query`` selects, fetched through the driver's own cursor, in
         this session's transaction: SQLAlchemy's rows cost 136-238 ms for 47,600 ids at 10^6,
-        the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound."""
+        the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound. With
+        ``any_order``, SQLite hands them over as one text that numpy parses (24-29 ms against
+        39-54 ms as rows, 47,600 ids; its ``group_concat`` keeps no order before SQLite 3.44)."""
         connection = self.session.connection()
+        sqlite = connection.dialect.name == "sqlite"
+        if any_order and sqlite:
+            listed = query.subquery()
+            query = select(func.group_concat(listed.c[0]))
         compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
         values = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional \
             else compiled.params
         cursor = connection.connection.driver_connection.cursor()
         try:
             cursor.execute(str(compiled), values)
+            if any_order and sqlite:
+                text = cursor.fetchone()[0]
+                return np.fromstring(text, dtype=np.int64, sep=",") if text else np.empty(0, np.int64)
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)
         finally:
             cursor.close()
