@@ -213,6 +213,9 @@ def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] |
         "text, broad filter": lambda i: searcher.search(parse_query(captions[i]), filters=broad),
         "text, folder filter": lambda i: searcher.search(
             parse_query(captions[i]), filters=Filters(folders=(os.path.join(root, PUBLISHERS[i % len(PUBLISHERS)]),))),
+        # A user's next words in the folder searched last (the one above changes folder at each search).
+        "text, the same folder again": lambda i: searcher.search(
+            parse_query(captions[i]), filters=Filters(folders=(os.path.join(root, PUBLISHERS[0]),))),
         "keywords, 1 word": lambda i: searcher.search(keywords_text=WORDS[i % len(WORDS)]),
         "keywords, 3 words": lambda i: searcher.search(keywords_text=" ".join(WORDS[(i + k * 7) % len(WORDS)] for k in range(3))),
         "keywords, OR and NOT": lambda i: searcher.search(

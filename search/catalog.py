@@ -1111,12 +1111,20 @@ class Catalog:
         owners: only indexed files have windows), in no order. Without the status a folder is
         read from the paths' index alone: 47,500 files under one publisher at 10^6 in 22-56 ms
         against 270-420 ms when each file's row was read for its status."""
-        return self._id_array(select(File.__table__.c.id).where(and_(true(), *file_conditions(filters))))
+        return self._id_array(select(File.__table__.c.id).where(and_(true(), *file_conditions(filters))),
+                              any_order=True)
 
-    def _id_array(self, query) -> np.ndarray:
+    def _id_array(self, query, any_order: bool = False) -> np.ndarray:
         """The one integer column ``query`` selects, fetched through the driver's own cursor, in
         this session's transaction: SQLAlchemy's rows cost 136-238 ms for 47,600 ids at 10^6,
-        the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound."""
+        the driver's 36-60 ms. The statement is still SQLAlchemy's, its values bound. With
+        ``any_order``, SQLite hands them over as one text that numpy parses (9-14 ms against
+        17-35 ms as rows, 47,619 ids; its ``group_concat`` promises no order before SQLite 3.44)."""
+        if any_order and self.session.connection().dialect.name == "sqlite":
+            listed = query.subquery()
+            with self._driver_rows(select(func.group_concat(listed.c[0]))) as rows:
+                text = next(rows)[0]
+            return np.fromstring(text, dtype=np.int64, sep=",") if text else np.empty(0, np.int64)
         with self._driver_rows(query) as rows:
             return np.fromiter((row[0] for row in rows), dtype=np.int64)
 

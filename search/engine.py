@@ -47,6 +47,10 @@ RESULT_LIMIT = 500
 # ranked that many times deeper (``Searcher._rank_filtered``).
 BROAD = 2
 SELECTIVE_KEPT = 256  # filters remembered as selective
+# The windows of recent filters are kept for their next searches, up to this many bytes of ids:
+# listing a folder of 5% of the library took 45-85 ms of a search's 100 at 10^6 files, where a
+# publisher's 142,000 windows take 0.6 MB kept (docs/benchmarks.md, section 6).
+ALLOWED_KEPT_BYTES = 16 * 2**20
 # Reciprocal rank fusion's constant: how much rank 1 outweighs rank 10 (60 is the usual choice).
 RRF_K = 60
 SORTS = ("relevance", *CATALOG_SORTS)
@@ -246,6 +250,41 @@ class KeptVectors:
             self.hits = self.misses = 0
 
 
+class AllowedWindows:
+    """The windows each recent filter lets through, kept while the catalog's generation stays.
+
+    A user searches one folder with one word after another: its windows are the same until a
+    commit changes files, windows or tags, which gives the catalog a new generation. A catalog
+    with no generation yet (made before they were kept) is asked every time."""
+
+    def __init__(self, budget: int = ALLOWED_KEPT_BYTES):
+        self.budget = budget
+        self._kept: collections.OrderedDict[Filters, tuple[str, np.ndarray]] = collections.OrderedDict()
+        self._lock = threading.Lock()  # concurrent searches keep into the same dictionary
+
+    def of(self, filters: Filters, generation: str | None, compute) -> np.ndarray:
+        """The window ids ``filters`` allow at ``generation``: kept ones, or ``compute()``'s."""
+        if generation is None:
+            return compute()
+        with self._lock:
+            kept = self._kept.get(filters)
+            if kept is not None and kept[0] == generation:
+                self._kept.move_to_end(filters)
+                return kept[1]
+        ids = np.asarray(compute())
+        if len(ids) and int(ids.max()) <= np.iinfo(np.int32).max:
+            ids = ids.astype(np.int32)  # half the memory; stores take any integer array
+        ids.flags.writeable = False  # shared by every later search of the filter
+        with self._lock:
+            for stale in [other for other, (seen, _) in self._kept.items() if seen != generation]:
+                del self._kept[stale]
+            self._kept[filters] = (generation, ids)
+            self._kept.move_to_end(filters)
+            while sum(kept.nbytes for _, kept in self._kept.values()) > self.budget:
+                self._kept.popitem(last=False)  # the least recently searched (this one, if it alone is too big)
+        return ids
+
+
 class Searcher:
     """The query side of a ``Library``: queries embedded by its model, ranked over its store.
 
@@ -271,6 +310,7 @@ class Searcher:
         self._calibration: tuple[int, relevance.Calibration] | None = None
         self._calibrating = threading.Lock()
         self._window_files = WindowFiles()
+        self._allowed = AllowedWindows()
         # Filters found selective: their next searches (the pages, other words) go straight to
         # the windows they allow instead of ranking the whole library first.
         self._selective: collections.OrderedDict[Filters, None] = collections.OrderedDict()
@@ -528,10 +568,13 @@ class Searcher:
             return {}
         if self.store.keeps_payload and not filters.in_catalog_only:
             return {"filters": filters}
+        return {"allowed_ids": self._allowed.of(filters, self.catalog.generation(), lambda: self._allowed_windows(filters))}
+
+    def _allowed_windows(self, filters: Filters) -> np.ndarray:
         # The files from the catalog, their windows from what this Searcher knows of each window:
         # reading 142,000 window ids from the catalog (a folder of 5% at 10^6 files) took 0.5 s.
         allowed = self._window_files.windows_of(self.catalog.file_ids_matching(filters), self.catalog)
-        return {"allowed_ids": self.catalog.window_ids_matching(filters) if allowed is None else allowed}
+        return self.catalog.window_ids_matching(filters) if allowed is None else allowed
 
     def _rank_by_vector(
         self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None, limit: int = RESULT_LIMIT

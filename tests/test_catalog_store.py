@@ -126,6 +126,7 @@ def test_filters_become_sql_over_indexed_files(catalog):
         assert sorted(catalog.file_ids_matching(Filters(**given)).tolist()) == sorted(owners), given
     assert sorted(catalog.file_ids_matching(Filters(folders=("/lib/rain",))).tolist()) == sorted(
         [*catalog.file_ids_of_windows([rain, bird]).values(), pending.id])
+    assert catalog.file_ids_matching(Filters(folders=("/nowhere",))).tolist() == []
     # Pending files match by metadata before they have windows.
     assert pending.id in catalog.session.scalars(select(File.id).where(*file_conditions(Filters(folders=("/lib/rain",)))))
 

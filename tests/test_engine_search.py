@@ -104,6 +104,7 @@ def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypat
     """Where most of the best files pass, the filtered ranking is the unfiltered one's files that
     pass, found without listing the windows the filter allows (millions at 10^6 files)."""
     unfiltered = searcher.search(Query.text("a steady tone"), page_size=50).hits
+    monkeypatch.setattr(searcher, "_allowed", engine.AllowedWindows())  # no filter's windows kept from other tests
     windows_listed = []
     for method in ("window_ids_matching", "file_ids_matching"):  # the allowed windows, either way
         original = getattr(Catalog, method)
@@ -303,3 +304,50 @@ def test_window_files_are_kept_in_32_bits_until_a_file_id_needs_more():
     big = 2**40
     assert files.of(np.array([9, 2]), lambda ids: {9: big}).tolist() == [big, 10]
     assert files.files.dtype == np.int64
+
+
+def test_a_filters_windows_are_kept_until_the_catalog_changes(tmp_path, tiny_encoder, monkeypatch):
+    """The windows a filter allows are listed once per state of the catalog: the next words in the
+    same folder reuse them, and a file an index run adds there is found by the next search."""
+    from search import library as library_module
+
+    monkeypatch.setattr(library_module, "STORE_CHECK_SECONDS", 0.0)
+    root = tmp_path / "library"
+    (root / "doors").mkdir(parents=True)
+    sox_tone(root / "doors" / "creak.wav", 2)
+    sox_tone(root / "hum.wav", 2, tone="square 100")
+    settings = load_settings(tmp_path / "home")
+    index_into(settings, [root], tiny_encoder)
+    doors = Filters(folders=(str(root / "doors"),))
+    with searching(settings, encoder=tiny_encoder) as searcher:
+        listed = []
+        original = engine.Searcher._allowed_windows
+        monkeypatch.setattr(engine.Searcher, "_allowed_windows",
+                            lambda self, filters: listed.append(filters) or original(self, filters))
+        assert names(searcher.search(Query.text("a door"), filters=doors)) == ["creak.wav"]
+        assert names(searcher.search(Query.text("a hum"), filters=doors)) == ["creak.wav"]
+        assert listed == [doors]  # the second search took the first one's windows
+
+        sox_tone(root / "doors" / "slam.wav", 3, tone="square 300")
+        index_into(settings, [root], tiny_encoder)
+        assert sorted(names(searcher.search(Query.text("a door"), filters=doors))) == ["creak.wav", "slam.wav"]
+        assert listed == [doors, doors]
+
+
+def test_kept_windows_stay_within_their_budget_the_latest_first():
+    kept = engine.AllowedWindows(budget=3 * 4 * 100)  # three filters of 100 windows (32-bit ids)
+    filters = [Filters(formats=(name,)) for name in ("wav", "flac", "mp3", "ogg")]
+    computed = []
+
+    def windows(number):
+        return lambda: computed.append(number) or np.arange(100 * number, 100 * number + 100, dtype=np.int64)
+
+    for number, each in enumerate(filters):
+        assert kept.of(each, "g1", windows(number)).tolist() == list(range(100 * number, 100 * number + 100))
+    assert kept.of(filters[3], "g1", windows(3)).dtype == np.int32 and computed == [0, 1, 2, 3]
+    kept.of(filters[1], "g1", windows(1))  # still kept; "wav", the oldest, was dropped
+    kept.of(filters[0], "g1", windows(0))
+    assert computed == [0, 1, 2, 3, 0]
+    kept.of(filters[1], "g2", windows(1))  # a new generation: computed again, the others dropped
+    kept.of(filters[1], None, windows(1))  # no generation: never kept
+    assert computed == [0, 1, 2, 3, 0, 1, 1] and kept.of(filters[1], "g2", windows(1)).flags.writeable is False
