@@ -454,6 +454,10 @@ class Catalog:
 
     def _build_keyword_index(self) -> None:
         with self.engine.begin() as connection:
+            # A catalog made before the rank keys (create_all adds no column to a table there);
+            # on SQLite, where they are kept, below, as the index is built again for them.
+            if connection.dialect.name == "postgresql" and not _has_rank_key(connection):
+                connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN IF NOT EXISTS rank_key BIGINT")
             _create_text_index(connection)
             if _text_kept(connection):
                 return
@@ -467,8 +471,7 @@ class Catalog:
             # Made whole from the filled table: several times faster than kept up row by row.
             for statement in _TEXT_INDEX_DROP.get(connection.dialect.name, ()):
                 connection.exec_driver_sql(statement)
-            if connection.dialect.name == "sqlite" and not any(
-                    column["name"] == "rank_key" for column in inspect(connection).get_columns(FileText.__tablename__)):
+            if not _has_rank_key(connection):
                 connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN rank_key BIGINT")
             for index in FileText.__table__.indexes:
                 index.create(connection, checkfirst=True)
@@ -1323,6 +1326,10 @@ def _text_kept(connection) -> bool:
     return connection.scalar(select(Meta.value).where(Meta.key == _TEXT_KEY)) == _text_version(connection)
 
 
+def _has_rank_key(connection) -> bool:
+    return any(column["name"] == "rank_key" for column in inspect(connection).get_columns(FileText.__tablename__))
+
+
 def _text_version(connection) -> str:
     return _TEXT_VERSIONS[_dialect(connection)]
 
@@ -1726,21 +1733,41 @@ def _postgresql_tiers(session: Session, query: KeywordQuery) -> Iterator[list[in
     """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
     tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
-    beyond it are never read). Otherwise one statement gives every tier's ids, each gathered
-    by PostgreSQL into one array."""
+    beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
+    ranks the files holding two or more, and each word's tiers of the files holding it alone
+    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array."""
     matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
-    if len(query.wanted) == 1:
-        in_name, elsewhere = _holds(FileText.name, query.wanted[0]), _holds(FileText.about, query.wanted[0])
+    wanted = query.wanted
+    alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
+    if len(wanted) == 1:
+        in_name, elsewhere = _holds(FileText.name, wanted[0]), _holds(FileText.about, wanted[0])
         tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
-        if not all(any(not keyword.negated for keyword in group) for group in query.alternatives):
+        if not alone:
             tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
         for tier in tiers:
             yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier, matching)) or []
         return
     relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
-    matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
-    yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
-                               .order_by(matched.c.relevance.desc()))
+    if not alone:  # files matched by exclusions alone hold no word wanted: every file ranked at once
+        matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
+        yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
+                                   .order_by(matched.c.relevance.desc()))
+        return
+    holds = {word: or_(_holds(FileText.name, word), _holds(FileText.about, word)) for word in wanted}
+    several = or_(*(and_(holds[first], holds[second]) for first, second in itertools.combinations(wanted, 2)))
+    matched = select(FileText.file_id, relevance.label("relevance")).where(matching, several).subquery()
+    ranked = dict(session.execute(select(matched.c.relevance, func.array_agg(matched.c.file_id))
+                                  .group_by(matched.c.relevance)).all())
+    for tier in range(3 * len(wanted), 0, -1):
+        ids = list(ranked.get(tier, ()))
+        if tier <= 3:  # the files holding one word wanted, each tier of each word
+            for word in _alone(query.alternatives):
+                in_name, elsewhere = _holds(FileText.name, word), _holds(FileText.about, word)
+                alone_in = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
+                others = [not_(holds[other]) for other in wanted if other != word]
+                ids += session.scalar(select(func.array_agg(FileText.file_id))
+                                      .where(alone_in[3 - tier], *others, matching)) or []
+        yield ids
 
 
 def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray], filters: Filters, pending: bool,
@@ -1809,11 +1836,18 @@ def _tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], w
                                        dtype=np.int64))]
         if relevance <= 3:  # the files holding one word wanted, each tier of each word
             tier = _ONE_WORD_TIERS[3 - relevance]
-            for word in wanted:
+            for word in _alone(groups):
                 others = " OR ".join(words[other] for other in wanted if other != word)
                 match = f"(({tier.format(word=words[word])}) NOT ({others})) AND ({every})"
                 parts.append(functools.partial(_fts_keys, cursor, match))
         yield functools.partial(_merged_keys, parts)
+
+
+def _alone(groups: Iterable[Iterable[Keyword]]) -> list[str]:
+    """The words wanted that a file holding no other word wanted can be matched by: those an
+    alternative wants alone ("door rain" matches no file holding only one of them)."""
+    wanted = ({keyword.word for keyword in group if not keyword.negated} for group in groups)
+    return list(dict.fromkeys(word for words in wanted if len(words) == 1 for word in words))
 
 
 def _merged_keys(parts: Sequence[Callable], after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:

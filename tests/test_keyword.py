@@ -262,6 +262,31 @@ def test_a_catalog_made_before_the_index_is_read_as_before_and_built_when_opened
         assert found(writer, "bell") == ["late/door_bell.wav"]
 
 
+def test_a_catalog_made_before_rank_keys_is_read_as_before_and_built_again_when_opened_for_writing(empty):
+    for relative in NAMES:
+        add(empty, relative)
+    built = {query: found(empty, query) for query in QUERIES}
+    url = empty.engine.url.render_as_string(hide_password=False)
+    empty.rollback()
+    with empty.engine.begin() as connection:  # as the version before: no rank keys
+        if "sqlite" in url:
+            for statement in ("DROP TRIGGER file_text_added", "DROP TRIGGER file_text_removed",
+                              "DROP TRIGGER file_text_changed", "DROP TABLE file_text_terms",
+                              "DROP TABLE file_text_index", "DROP INDEX ix_file_text_rank_key"):
+                connection.execute(text(statement))
+            connection.execute(update(Meta).where(Meta.key == "keyword_text").values(value="1"))
+        connection.execute(text("ALTER TABLE file_text DROP COLUMN rank_key"))
+
+    with Catalog(url, create=False) as reader:
+        assert {query: found(reader, query) for query in QUERIES} == built
+    with Catalog(url) as writer:
+        assert {query: found(writer, query) for query in QUERIES} == built
+        if "sqlite" in url:
+            assert None not in writer.session.scalars(select(FileText.rank_key)).all()
+        add(writer, "late/door_bell.wav")
+        assert found(writer, "bell") == ["late/door_bell.wav"]
+
+
 def test_a_postgresql_database_that_cannot_make_pg_trgm_is_refused_in_one_line():
     import uuid
 
