@@ -133,10 +133,14 @@ class FileText(Base):
     (``_TEXT_INDEX``). Lower-cased by Python, so both backends fold case alike, Unicode too."""
 
     __tablename__ = "file_text"
+    __table_args__ = (Index("ix_file_text_rank_key", "rank_key").ddl_if(dialect="sqlite"),)
 
     file_id: Mapped[int] = mapped_column(_ID, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     about: Mapped[str] = mapped_column(Text)  # its fields joined by _SEPARATOR
+    # SQLite: the file's row id in the FTS5 index, its place in name order (``_rank_keys``);
+    # NULL on PostgreSQL, whose trigram index cannot be read in an order.
+    rank_key: Mapped[int | None] = mapped_column(BigInteger)
 
 
 
@@ -450,6 +454,10 @@ class Catalog:
 
     def _build_keyword_index(self) -> None:
         with self.engine.begin() as connection:
+            # A catalog made before the rank keys (create_all adds no column to a table there);
+            # on SQLite, where they are kept, below, as the index is built again for them.
+            if connection.dialect.name == "postgresql" and not _has_rank_key(connection):
+                connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN IF NOT EXISTS rank_key BIGINT")
             _create_text_index(connection)
             if _text_kept(connection):
                 return
@@ -463,17 +471,22 @@ class Catalog:
             # Made whole from the filled table: several times faster than kept up row by row.
             for statement in _TEXT_INDEX_DROP.get(connection.dialect.name, ()):
                 connection.exec_driver_sql(statement)
+            if not _has_rank_key(connection):
+                connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN rank_key BIGINT")
+            for index in FileText.__table__.indexes:
+                index.create(connection, checkfirst=True)
             connection.execute(delete(FileText))
             last = connection.scalar(select(func.max(File.id))) or 0
+            buckets = _name_buckets(connection, last)
             for first in range(0, last + 1, _BUILD_STEP):
-                rows = _texts(connection, File.id.between(first, first + _BUILD_STEP - 1))
+                rows = _texts(connection, File.id.between(first, first + _BUILD_STEP - 1), buckets)
                 if rows:
                     connection.execute(insert(FileText), rows)
             _create_text_index(connection)
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('rebuild')")
             connection.execute(delete(Meta).where(Meta.key == _TEXT_KEY))
-            connection.execute(insert(Meta).values(key=_TEXT_KEY, value=_TEXT_VERSION))
+            connection.execute(insert(Meta).values(key=_TEXT_KEY, value=_text_version(connection)))
 
     def reader(self) -> Catalog:
         """Another unit of work on the same database, sharing this one's connections: one per
@@ -621,7 +634,10 @@ class Catalog:
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
         if _text_kept(self.session):
-            texts = [_file_text(ids[file.path], row, file_tags) for file, row, file_tags in zip(files, rows, tags)]
+            keys = _rank_keys(self.session, [(ids[file.path], row["name"]) for file, row in zip(files, rows)],
+                              self.session.info.setdefault("crowded", set()))
+            texts = [_file_text(ids[file.path], row, file_tags, keys.get(ids[file.path]))
+                     for file, row, file_tags in zip(files, rows, tags)]
             self.session.execute(insert(FileText), texts)
         return [ids[file.path] for file in files]
 
@@ -1301,7 +1317,7 @@ _ABOUT = ("title", "description", "ucs_cat_id", "ucs_category", "ucs_subcategory
 _TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
 # meta's key and value once every file has its text as _file_text makes it: a new version (a
 # change to what the text holds) builds it again on the next open for writing.
-_TEXT_KEY, _TEXT_VERSION = "keyword_text", "1"
+_TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "2", "postgresql": "1"}
 _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
 
 # Substring matching is what keyword search promises ("door" finds "DOORWood", "oor" too), so
@@ -1311,16 +1327,18 @@ _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole
 _TEXT_INDEX = {
     "sqlite": (
         "CREATE VIRTUAL TABLE IF NOT EXISTS file_text_index USING fts5(name, about, content='file_text', "
-        "content_rowid='file_id', tokenize='trigram case_sensitive 1')",
+        "content_rowid='rank_key', tokenize='trigram case_sensitive 1')",
+        # Its trigrams, for the words of two letters (``_fts_words``).
+        "CREATE VIRTUAL TABLE IF NOT EXISTS file_text_terms USING fts5vocab(file_text_index, row)",
         "CREATE TRIGGER IF NOT EXISTS file_text_added AFTER INSERT ON file_text BEGIN "
-        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.file_id, new.name, new.about); END",
+        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.rank_key, new.name, new.about); END",
         "CREATE TRIGGER IF NOT EXISTS file_text_removed AFTER DELETE ON file_text BEGIN "
         "INSERT INTO file_text_index(file_text_index, rowid, name, about) "
-        "VALUES ('delete', old.file_id, old.name, old.about); END",
+        "VALUES ('delete', old.rank_key, old.name, old.about); END",
         "CREATE TRIGGER IF NOT EXISTS file_text_changed AFTER UPDATE ON file_text BEGIN "
         "INSERT INTO file_text_index(file_text_index, rowid, name, about) "
-        "VALUES ('delete', old.file_id, old.name, old.about); "
-        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.file_id, new.name, new.about); END",
+        "VALUES ('delete', old.rank_key, old.name, old.about); "
+        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.rank_key, new.name, new.about); END",
     ),
     "postgresql": (
         "CREATE EXTENSION IF NOT EXISTS pg_trgm",
@@ -1329,7 +1347,8 @@ _TEXT_INDEX = {
 }
 _TEXT_INDEX_DROP = {
     "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
-               "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_index"),
+               "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_terms",
+               "DROP TABLE IF EXISTS file_text_index"),
     "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams",),
 }
 
@@ -1351,7 +1370,20 @@ def _create_text_index(connection) -> None:
 
 def _text_kept(connection) -> bool:
     """Every file has its text, as this version makes it (``connection``: or a session)."""
-    return connection.scalar(select(Meta.value).where(Meta.key == _TEXT_KEY)) == _TEXT_VERSION
+    return connection.scalar(select(Meta.value).where(Meta.key == _TEXT_KEY)) == _text_version(connection)
+
+
+def _has_rank_key(connection) -> bool:
+    return any(column["name"] == "rank_key" for column in inspect(connection).get_columns(FileText.__tablename__))
+
+
+def _text_version(connection) -> str:
+    return _TEXT_VERSIONS[_dialect(connection)]
+
+
+def _dialect(connection) -> str:
+    """The name of the database of ``connection`` (or of a session)."""
+    return (connection.get_bind() if isinstance(connection, Session) else connection).dialect.name
 
 
 def _lock_text(connection) -> None:
@@ -1363,21 +1395,131 @@ def _lock_text(connection) -> None:
         connection.execute(update(Meta).where(Meta.key == _TEXT_KEY).values(value=Meta.value))
 
 
-def _file_text(file_id: int, fields, tags: Iterable[str]) -> dict:
-    """FileText's row for a file whose columns ``fields`` (a mapping) holds, with its ``tags``."""
+def _file_text(file_id: int, fields, tags: Iterable[str], rank_key: int | None) -> dict:
+    """FileText's row for a file whose columns ``fields`` (a mapping) holds, with its ``tags``
+    and, on SQLite, its ``rank_key``."""
     # The folder below the root: every file shares the root's own path, so it says nothing.
-    about = (fields["folder"][len(fields["root"]):], *(fields[name] for name in _ABOUT), *tags)
-    return {"file_id": file_id, "name": fields["name"].lower(),
-            "about": _SEPARATOR.join(value.lower() for value in about if value)}
+    about = [value.lower() for value in (fields["folder"][len(fields["root"]):], *(fields[name] for name in _ABOUT),
+                                         *tags) if value]
+    # Each ends with the separator, so that a word of two letters ending a field is still the
+    # beginning of one of its trigrams (``_fts_words``).
+    row = {"file_id": file_id, "name": fields["name"].lower() + _SEPARATOR,
+           "about": _SEPARATOR.join(about) + _SEPARATOR if about else ""}
+    return row if rank_key is None else {**row, "rank_key": rank_key}
 
 
-def _texts(connection, which: ColumnElement[bool]) -> list[dict]:
-    """FileText's rows for the files ``which`` selects, as they are now."""
+def _texts(connection, which: ColumnElement[bool], buckets: np.ndarray | None = None,
+           noted: set[int] | None = None) -> list[dict]:
+    """FileText's rows for the files ``which`` selects, as they are now (``buckets``: on SQLite,
+    each file's bucket, by id, when every file's text is made at once; ``noted``: see ``_rank_keys``)."""
     tags: dict[int, list[str]] = {}
     for file_id, tag in connection.execute(select(FileTag.file_id, FileTag.tag).join(File).where(which)):
         tags.setdefault(file_id, []).append(tag)
     columns = [File.id, *(getattr(File, name) for name in _TEXT_FIELDS)]
-    return [_file_text(row.id, row._mapping, tags.get(row.id, ())) for row in connection.execute(select(*columns).where(which))]
+    rows = connection.execute(select(*columns).where(which)).all()
+    if buckets is not None:
+        keys = {row.id: _rank_key(int(buckets[row.id]), row.id) for row in rows}
+    else:
+        keys = _rank_keys(connection, [(row.id, row.name) for row in rows], noted)
+    return [_file_text(row.id, row._mapping, tags.get(row.id, ()), keys.get(row.id)) for row in rows]
+
+
+# --- SQLite: the keyword index read in name order
+#
+# A search lists the files of a tier of relevance by name (``File.name``, then ``File.id``).
+# FTS5 gives the files it finds in the order of their row ids, and stops at a LIMIT: so the
+# row id of a file in the index, its ``rank_key``, is its place in name order. A key is a
+# bucket (the high bits) and the file's id (the low _ID_BITS, which make it unique). Buckets
+# never go against name order, so only the files of one bucket need sorting by name
+# (``_first_by_name``). Building the index gives each file a bucket of its own, _SPACING apart
+# in name order; a file written later takes the bucket of the file before it by name
+# (``_rank_keys``), and at commit a bucket that holds more than _CROWDED files is spread over
+# the buckets free up to the next one (``_spread_crowded``). Where those run out (more files
+# added between two names than there are free buckets), files share buckets: searches stay
+# right, and slow down only when one bucket holds thousands of a tier's files; building the
+# index again (a new _TEXT_VERSIONS) spaces them out again.
+_ID_BITS = 32
+_ID_MASK = (1 << _ID_BITS) - 1
+_BUCKETS = 1 << 31  # with the id's 32 bits, a key fits SQLite's row ids (signed 64 bits)
+_SPACING = 256
+_CROWDED = 16
+
+
+def _rank_key(bucket: int, file_id: int) -> int:
+    if file_id > _ID_MASK:
+        raise ValueError(f"file id {file_id} is beyond the keyword index's {_ID_BITS} bits")
+    return bucket << _ID_BITS | file_id
+
+
+def _name_buckets(connection, last: int) -> np.ndarray | None:
+    """On SQLite, every file's bucket when the index is built, by id (up to ``last``)."""
+    if connection.dialect.name != "sqlite":
+        return None
+    ordered = np.array(connection.execute(select(File.id).order_by(File.name, File.id)).scalars().all(), dtype=np.int64)
+    spacing = max(1, min(_SPACING, _BUCKETS // (len(ordered) + 1)))
+    buckets = np.zeros(last + 1, dtype=np.int64)
+    buckets[ordered] = np.arange(len(ordered), dtype=np.int64) * spacing
+    return buckets
+
+
+_NEIGHBOUR = ("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
+              "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) {than} (:name, :id) "
+              "ORDER BY f.name {order}, f.id {order} LIMIT 1")
+_BEFORE, _AFTER = text(_NEIGHBOUR.format(than="<", order="DESC")), text(_NEIGHBOUR.format(than=">", order="ASC"))
+
+
+def _rank_keys(connection, files: Sequence[tuple[int, str]], noted: set[int] | None = None) -> dict[int, int]:
+    """On SQLite, the rank keys of ``files`` (id, name), written after the index was built: each
+    takes the bucket of the file before it by name that has its text already (the first by
+    name, one _SPACING before the file after it; the first of all, the middle). The buckets
+    are added to ``noted``, which ``_spread_crowded`` reads at commit."""
+    if _dialect(connection) != "sqlite":
+        return {}
+    keys = {}
+    for file_id, name in files:
+        before = connection.scalar(_BEFORE, {"name": name, "id": file_id})
+        if before is not None:
+            bucket = before >> _ID_BITS
+        else:
+            after = connection.scalar(_AFTER, {"name": name, "id": file_id})
+            bucket = _BUCKETS // 2 if after is None else max(0, (after >> _ID_BITS) - _SPACING)
+        if noted is not None:
+            noted.add(bucket)
+        keys[file_id] = _rank_key(bucket, file_id)
+    return keys
+
+
+def _spread_crowded(session: Session) -> None:
+    """Before a commit, each bucket given to new files (``_rank_keys``) that holds more than
+    _CROWDED files spread out: its files, by name, _SPACING buckets apart or as far as the
+    buckets free up to the next one allow (the index's triggers move them in FTS5)."""
+    noted = session.info.pop("crowded", None)
+    if not noted:
+        return
+    session.flush()  # the text of every file written, its bucket noted
+    connection = session.connection()
+    for bucket in sorted(noted | session.info.pop("crowded", set())):
+        low, high = bucket << _ID_BITS, (bucket + 1) << _ID_BITS
+        bounds = {"low": low, "high": high}
+        if connection.scalar(_BUCKET_SIZE, bounds) <= _CROWDED:
+            continue
+        members = connection.execute(_BUCKET_FILES, bounds).scalars().all()
+        following = connection.scalar(_NEXT_KEY, bounds)
+        room = (_BUCKETS if following is None else following >> _ID_BITS) - bucket
+        spacing = min(_SPACING, room // len(members))
+        moved = [{"file_id": file_id, "rank_key": _rank_key(bucket + (place * spacing if spacing else
+                                                                      place * room // len(members)), file_id)}
+                 for place, file_id in enumerate(members)]
+        moved = [row for row in moved if row["rank_key"] >> _ID_BITS != bucket]
+        if moved:
+            connection.execute(_MOVE, moved)
+
+
+_BUCKET_SIZE = text("SELECT count(*) FROM file_text WHERE rank_key >= :low AND rank_key < :high")
+_BUCKET_FILES = text("SELECT t.file_id FROM file_text AS t JOIN files AS f ON f.id = t.file_id "
+                     "WHERE t.rank_key >= :low AND t.rank_key < :high ORDER BY f.name, f.id")
+_NEXT_KEY = text("SELECT min(rank_key) FROM file_text WHERE rank_key >= :high")
+_MOVE = text("UPDATE file_text SET rank_key = :rank_key WHERE file_id = :file_id")
 
 
 def _keep_text(session: Session, _flush_context) -> None:
@@ -1404,7 +1546,8 @@ def _keep_text(session: Session, _flush_context) -> None:
         return
     for chunk in _chunks(sorted(changed | gone)):
         connection.execute(delete(FileText).where(FileText.file_id.in_(chunk)))
-        rows = _texts(connection, File.id.in_([file_id for file_id in chunk if file_id not in gone]))
+        rows = _texts(connection, File.id.in_([file_id for file_id in chunk if file_id not in gone]),
+                      noted=session.info.setdefault("crowded", set()))
         if rows:
             connection.execute(insert(FileText), rows)
 
@@ -1412,6 +1555,8 @@ def _keep_text(session: Session, _flush_context) -> None:
 def _session(engine) -> Session:
     session = Session(engine, expire_on_commit=False)
     event.listen(session, "after_flush", _keep_text)
+    event.listen(session, "before_commit", _spread_crowded)
+    event.listen(session, "after_rollback", lambda rolled_back: rolled_back.info.pop("crowded", None))
     return session
 
 
@@ -1436,28 +1581,32 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
         if not words:
             return []
         alternatives.append("(" + " AND ".join(_fts_phrase(word) for word in words) + ")")
-    matching = text("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match")
-    return [FileText.file_id.in_(matching.bindparams(match=" OR ".join(alternatives)).columns(column("rowid", Integer)))]
+    matching = text(f"SELECT rowid & {_ID_MASK} AS file_id FROM file_text_index WHERE file_text_index MATCH :match")
+    return [FileText.file_id.in_(matching.bindparams(match=" OR ".join(alternatives)).columns(column("file_id", Integer)))]
 
 
 # A search ranks its files in tiers of relevance (a word in the name counts 2, elsewhere 1),
 # each by name. Ranking every match costs a read of each (a common word matches 4% of 10^6
 # files: 150-300 ms); instead the tiers are found first, then each is taken in name order,
-# the best first, until the limit (``_in_name_order``).
-# On SQLite, FTS5 says which files hold a word in their name and which elsewhere, exactly for
-# a word of three characters or more (the trigrams of a phrase, in a row, are the word itself;
-# the text and the word are both lower-cased by Python): each file's relevance, and whether
-# the query matches it, are then worked out from those lists (numpy, by id). On PostgreSQL,
-# a statement gives a tier's files (pg_trgm's index finds them, LIKE tests them exactly).
-# A tier with many files is found faster by walking the files in name order
-# (ix_files_name_id_status), keeping the tier's and stopping at the limit: on SQLite, walking
-# costs about a sixteenth of what reading a match costs (0.25 us a file against 4 us, measured
-# at 10^6), so a tier is walked when it holds at least sqrt(limit * files) / 4 files, on both
-# backends. Under a filter, SQLite's planner weighs the filter's indexes against the walk.
+# the best first, until the limit.
+# On SQLite, FTS5 says which files hold a word in their name and which elsewhere, exactly (the
+# trigrams of a phrase, in a row, are the word itself; a word of two letters is the trigrams
+# that begin with it; the text and the word are both lower-cased by Python), and gives them
+# in name order (their row ids are rank keys): the tiers of one word are asked of FTS5, which
+# stops at the limit (``_first_by_name``); for more words, each file's relevance, and whether
+# the query matches it, are worked out from what FTS5 finds of each word (numpy, by key).
+# On PostgreSQL, a statement gives a tier's files (pg_trgm's index finds them, LIKE tests
+# them exactly); a tier with many files is found faster by walking the files in name order
+# (ix_files_name_id_status), keeping the tier's and stopping at the limit, when it holds at
+# least sqrt(limit * files) / 4 files (``_in_name_order``).
 _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
-_NAME_ORDER = "ix_files_name_id_status"
+_IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match AND rowid > :after "
+             "AND rowid < :before ORDER BY rowid LIMIT :count")
+_LAST_KEY = (1 << 63) - 1
+# A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
+_NOWHERE = '"AAA"'
 # A tier walked under a filter: this many times the files wanted are first taken by name alone,
 # and kept if enough of them pass (the engine's BROAD, for the same reason).
 _BROAD = 2
@@ -1485,22 +1634,125 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
               for group in query.alternatives]
-    if any(len(keyword.word) < 3 or _SEPARATOR in keyword.word for group in groups for keyword in group) \
-            or not all(any(not keyword.negated for keyword in group) for group in groups):
+    if not all(any(not keyword.negated for keyword in group) for group in groups):
+        return None, []
+    words = _fts_words(session, {keyword.word for group in groups for keyword in group})
+    if words is None:
         return None, []
     every = " OR ".join(
-        "(" + _fts_excluding(" AND ".join(_fts_phrase(k.word) for k in group if not k.negated),
-                             [k.word for k in group if k.negated]) + ")"
+        "(" + _fts_excluding(" AND ".join(words[k.word] for k in group if not k.negated),
+                             [words[k.word] for k in group if k.negated]) + ")"
         for group in groups)
-    head = session.scalars(text(f"{_MATCHING} LIMIT :enough"), {"match": every, "enough": enough}).all()
-    if len(head) < enough:  # every match, read by id
-        return None, [_among(FileText.file_id, head, sqlite)]
-
-    # Straight from the driver's cursor: tens of thousands of ids cost a third less without rows
+    conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
+    # Straight from the driver's cursor: tens of thousands of keys cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
-        tiers = _sqlite_tiers(query, groups, every, cursor)
-        return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
+        # FTS5 stops at the limit: for a query many files match, only their first keys are read.
+        head = cursor.execute(f"{_MATCHING} LIMIT :enough", {"match": every, "enough": enough}).fetchall()
+        if len(head) < enough:  # every match, read by id
+            return None, [_among(FileText.file_id, [key & _ID_MASK for key, in head], sqlite)]
+        if len(query.wanted) == 1:
+            return _by_tiers(session, _one_word_tiers(words[query.wanted[0]], every, cursor), conditions, limit), []
+        return _by_tiers(session, _tiers(session, query, groups, words, every, cursor), conditions, limit), []
+
+
+def _fts_words(session: Session, words: Iterable[str]) -> dict[str, str] | None:
+    """What FTS5 finds each of ``words`` by: the word as a phrase, or a word of two letters as
+    the trigrams that begin with it (every text ends with the separator: such a word ending a
+    field begins one too). None if one cannot be found so (one letter, or the separator)."""
+    found = {}
+    for word in words:
+        if _SEPARATOR in word or len(word) < 2:
+            return None
+        if len(word) >= 3:
+            found[word] = _fts_phrase(word)
+            continue
+        # Raw bytes order the terms, and UTF-8 keeps the characters' order: those after the word
+        # and up to it followed by the last character are the trigrams beginning with it.
+        terms = session.scalars(text("SELECT term FROM file_text_terms WHERE term >= :word AND term <= :last"),
+                                {"word": word, "last": word + "\U0010ffff"}).all()
+        found[word] = "(" + " OR ".join(map(_fts_phrase, terms)) + ")" if terms else _NOWHERE
+    return found
+
+
+def _holding(cursor, match: str) -> np.ndarray:
+    """The keys of the files FTS5 finds for ``match``, in order (``cursor``: the driver's)."""
+    return np.array(cursor.execute(_MATCHING, {"match": match}).fetchall(), dtype=np.int64).reshape(-1)
+
+
+def _one_word_tiers(word: str, every: str, cursor) -> Iterator[Callable]:
+    """The tiers of a query of one word wanted (``word``: what FTS5 finds it by; ``every``: its
+    query of every file matched), which FTS5 tells apart itself, each read as needed."""
+    # The word alone needs no more: AND the word again would read its trigrams' lists twice.
+    matched = "" if every == f"({word})" else f" AND ({every})"
+    for tier in _ONE_WORD_TIERS:
+        yield functools.partial(_fts_keys, cursor, f"({tier.format(word=word)}){matched}")
+
+
+def _fts_keys(cursor, match: str, after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:
+    """Up to ``count`` (None: all) keys of the files FTS5 finds for ``match``, in order, from
+    after ``after`` to before ``before``."""
+    found = cursor.execute(_IN_ORDER, {"match": match, "after": after, "before": before,
+                                       "count": -1 if count is None else count}).fetchall()
+    return np.array(found, dtype=np.int64).reshape(-1)
+
+
+def _sorted_keys(keys: np.ndarray) -> Callable:
+    """``_fts_keys`` for a tier found already (``keys``, in order)."""
+
+    def between(after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:
+        start, end = np.searchsorted(keys, after, side="right"), np.searchsorted(keys, before)
+        return keys[start:end if count is None else min(end, start + count)]
+
+    return between
+
+
+def _by_tiers(session: Session, tiers: Iterable[Callable], conditions: list, limit: int) -> list[int]:
+    """The first ``limit`` files of ``tiers`` (the best first, each one's keys given in order by
+    a function like ``_fts_keys``) that pass ``conditions``, each tier by name."""
+    found_ids: list[int] = []
+    for keys in tiers:
+        if len(found_ids) >= limit:
+            break
+        found_ids += _first_by_name(session, keys, limit - len(found_ids), conditions)
+    return found_ids
+
+
+def _first_by_name(session: Session, keys: Callable, count: int, conditions: list) -> list[int]:
+    """The first ``count`` files by name of a tier (its ``keys``, in order) that pass ``conditions``:
+    its keys are read in order until ``count`` pass, and to the end of the last one's bucket;
+    those sorted by name."""
+    kept: list[int] = []  # the keys of the files that pass, in order
+    after, batch, whole = -1, count + count // 4 + 16, False
+    while len(kept) < count:
+        read = keys(after, batch)
+        kept += _keys_passing(session, read, conditions)
+        if len(read) < batch:
+            whole = True
+            break
+        after, batch = int(read[-1]), 2 * batch
+    if len(kept) >= count:
+        end = ((kept[count - 1] >> _ID_BITS) + 1) << _ID_BITS  # the first key past the bucket
+        if not whole and after < end - 1:
+            kept += _keys_passing(session, keys(after, None, end), conditions)
+        kept = [key for key in kept if key < end]
+    if not kept:
+        return []
+    # NOT INDEXED: the files are read by id, never walked by name.
+    statement = (select(File.id).where(_among(File.id, [key & _ID_MASK for key in kept], True))
+                 .order_by(File.name, File.id).limit(count).with_hint(File, "NOT INDEXED", "sqlite"))
+    return list(session.scalars(statement))
+
+
+def _keys_passing(session: Session, keys: np.ndarray, conditions: list) -> list[int]:
+    """Those of ``keys`` whose files pass ``conditions``, in their order."""
+    if not len(keys):
+        return []
+    ids = (keys & _ID_MASK).tolist()
+    # NOT INDEXED: the files are read by id, whatever indexes the conditions could use.
+    passing = set(session.scalars(select(File.id).where(_among(File.id, ids, True), *conditions)
+                                  .with_hint(File, "NOT INDEXED", "sqlite")))
+    return [key for key, file_id in zip(keys.tolist(), ids) if file_id in passing]
 
 
 def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, pending: bool, others: list,
@@ -1508,9 +1760,6 @@ def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, p
     """The first ``count`` files by name of a tier (``members``) that pass ``within``, walked or sorted."""
     statement = (select(File.id).where(members, _passing(within, pending), *others)
                  .order_by(File.name, File.id).limit(count))
-    if session.get_bind().dialect.name == "sqlite" and not file_conditions(within):
-        # Under a filter, SQLite's planner weighs the filter's indexes instead.
-        statement = statement.with_hint(File, f"INDEXED BY {_NAME_ORDER}" if walk else "NOT INDEXED", "sqlite")
     return list(session.scalars(statement))
 
 
@@ -1561,51 +1810,51 @@ def _suggestions_among(among) -> Select:
 _COMPILED: dict[tuple[str, str, str], tuple] = {}  # (dialect, driver, statement) -> its SQL and parameters
 
 
-def _sqlite_tiers(query: KeywordQuery, groups: list[list[Keyword]], every: str, cursor) -> Iterator[np.ndarray]:
-    """The files ``query`` matches, tier by tier, the best first, as FTS5 finds them (``every``:
-    its query of every file matched; ``cursor``: the driver's)."""
-
-    def holding(match: str) -> np.ndarray:  # the ids of the files FTS5 finds for ``match``
-        return np.array(cursor.execute(_MATCHING, {"match": match}).fetchall(), dtype=np.int64).reshape(-1)
-
-    if len(query.wanted) == 1:
-        # Three tiers, which FTS5 tells apart itself: fewer ids come back than the word's every file.
-        phrase = _fts_phrase(query.wanted[0])
-        # The word alone needs no more: AND the word again would read its trigrams' lists twice.
-        matched = "" if every == f"({phrase})" else f" AND ({every})"
-        return (holding(f"({tier.format(phrase=phrase)}){matched}") for tier in _ONE_WORD_TIERS)
-    return iter(_tiers(query, groups, holding))
-
-
 def _postgresql_tiers(session: Session, query: KeywordQuery) -> Iterator[list[int]]:
     """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
     tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
-    beyond it are never read). Otherwise one statement gives every tier's ids, each gathered
-    by PostgreSQL into one array."""
+    beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
+    ranks the files holding two or more, and each word's tiers of the files holding it alone
+    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array."""
     matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
-    if len(query.wanted) == 1:
-        in_name, elsewhere = _holds(FileText.name, query.wanted[0]), _holds(FileText.about, query.wanted[0])
+    wanted = query.wanted
+    alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
+    if len(wanted) == 1:
+        in_name, elsewhere = _holds(FileText.name, wanted[0]), _holds(FileText.about, wanted[0])
         tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
-        if not all(any(not keyword.negated for keyword in group) for group in query.alternatives):
+        if not alone:
             tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
         for tier in tiers:
             yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier, matching)) or []
         return
     relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
-    matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
-    yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
-                               .order_by(matched.c.relevance.desc()))
+    if not alone:  # files matched by exclusions alone hold no word wanted: every file ranked at once
+        matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
+        yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
+                                   .order_by(matched.c.relevance.desc()))
+        return
+    holds = {word: or_(_holds(FileText.name, word), _holds(FileText.about, word)) for word in wanted}
+    several = or_(*(and_(holds[first], holds[second]) for first, second in itertools.combinations(wanted, 2)))
+    matched = select(FileText.file_id, relevance.label("relevance")).where(matching, several).subquery()
+    ranked = dict(session.execute(select(matched.c.relevance, func.array_agg(matched.c.file_id))
+                                  .group_by(matched.c.relevance)).all())
+    for tier in range(3 * len(wanted), 0, -1):
+        ids = list(ranked.get(tier, ()))
+        if tier <= 3:  # the files holding one word wanted, each tier of each word
+            for word in _alone(query.alternatives):
+                in_name, elsewhere = _holds(FileText.name, word), _holds(FileText.about, word)
+                alone_in = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
+                others = [not_(holds[other]) for other in wanted if other != word]
+                ids += session.scalar(select(func.array_agg(FileText.file_id))
+                                      .where(alone_in[3 - tier], *others, matching)) or []
+        yield ids
 
 
 def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray], filters: Filters, pending: bool,
                    exclude_id: int | None, limit: int, files: int) -> list[int]:
-    """The first ``limit`` files of ``tiers`` (the best first) that pass ``filters``, each tier
-    by name; ``files``: how many the catalog holds (whether to walk a tier)."""
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    # A catalog opened only to read may predate the name order (create_tables makes it): then every tier is sorted.
-    ordered = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :name"),
-                             {"name": _NAME_ORDER}) if sqlite else True
+    """On PostgreSQL, the first ``limit`` files of ``tiers`` (the best first) that pass
+    ``filters``, each tier by name; ``files``: how many the catalog holds (whether to walk a tier)."""
     others = [File.id != exclude_id] if exclude_id is not None else []
     filtered = bool(file_conditions(filters))
     found_ids: list[int] = []
@@ -1614,18 +1863,18 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray]
             continue
         tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
         remaining = limit - len(found_ids)
-        walk = bool(ordered) and len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-        # Walked: the files in name order, each looked up in the tier (SQLite builds its set once,
-        # PostgreSQL hashes the array). Sorted: the tier's files read by id, then sorted.
-        # PostgreSQL's planner underestimates how many files a trigram search finds (a thousand
-        # for tens of thousands) and would sort: ``id + 0`` leaves it no index to read by id.
-        member = File.id if sqlite or not walk else File.id + 0
-        in_order = functools.partial(_tier_in_order, session, _among(member, tier, sqlite), walk, pending, others)
+        walk = len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+        # Walked: the files in name order, each looked up in the tier (PostgreSQL hashes the
+        # array). Sorted: the tier's files read by id, then sorted. PostgreSQL's planner
+        # underestimates how many files a trigram search finds (a thousand for tens of
+        # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
+        member = File.id + 0 if walk else File.id
+        in_order = functools.partial(_tier_in_order, session, _among(member, tier, False), walk, pending, others)
         if walk and filtered:
             # A broad filter (most files pass) is applied to the tier's first files by name: a
             # walk of the name order alone reads no file's row, a filtered one reads each's.
             first = in_order(Filters(), _BROAD * remaining)
-            kept = set(session.scalars(select(File.id).where(_among(File.id, first, sqlite), _passing(filters, pending))))
+            kept = set(session.scalars(select(File.id).where(_among(File.id, first, False), _passing(filters, pending))))
             ranked = [file_id for file_id in first if file_id in kept]
             if len(ranked) >= remaining or len(first) < _BROAD * remaining:  # enough, or the whole tier
                 found_ids += ranked[:remaining]
@@ -1639,39 +1888,59 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray]
 
 
 # A word in the name and elsewhere (relevance 3), in the name only (2), elsewhere only (1).
-_ONE_WORD_TIERS = ("name : {phrase} AND about : {phrase}", "name : {phrase} NOT about : {phrase}",
-                   "about : {phrase} NOT name : {phrase}")
+_ONE_WORD_TIERS = ("name : {word} AND about : {word}", "name : {word} NOT about : {word}",
+                   "about : {word} NOT name : {word}")
 
 
-def _tiers(query: KeywordQuery, groups: list[list[Keyword]], holding: Callable[[str], np.ndarray]) -> list[np.ndarray]:
-    """The files ``query`` (its alternatives ``groups``) matches, in tiers of relevance, the best
-    first, from the ids of the files ``holding`` each word in their name, elsewhere, anywhere."""
-    in_name = {word: holding(f"name : {_fts_phrase(word)}") for word in query.wanted}
-    elsewhere = {word: holding(f"about : {_fts_phrase(word)}") for word in query.wanted}
-    anywhere = {word: np.union1d(in_name[word], elsewhere[word]) for word in query.wanted}
-    for group in groups:
-        for keyword in group:
-            if keyword.word not in anywhere:  # a word only ever excluded
-                anywhere[keyword.word] = holding(_fts_phrase(keyword.word))
-    # Every file the query matches holds one of its wanted words: the candidates.
-    candidates = functools.reduce(np.union1d, (anywhere[word] for word in query.wanted))
-    matched = np.zeros(len(candidates), dtype=bool)
-    for group in groups:
-        holds = np.ones(len(candidates), dtype=bool)
-        for keyword in group:
-            found = np.isin(candidates, anywhere[keyword.word], assume_unique=True)
-            holds &= ~found if keyword.negated else found
-        matched |= holds
-    relevance = sum(2 * np.isin(candidates, in_name[word], assume_unique=True).astype(np.int64)
-                    + np.isin(candidates, elsewhere[word], assume_unique=True) for word in query.wanted)
-    candidates, relevance = candidates[matched], relevance[matched]
-    return [candidates[relevance == tier] for tier in sorted(set(relevance.tolist()), reverse=True)]
+def _tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], words: dict[str, str], every: str,
+           cursor) -> Iterator[Callable]:
+    """The tiers of a query of several words wanted (its alternatives ``groups``; ``words``: what
+    FTS5 finds each by; ``every``: its query of every file matched), the best first, each as a
+    function like ``_fts_keys``. A file holding one word wanted is in one of that word's tiers
+    (``_ONE_WORD_TIERS``), asked of FTS5 as needed; the files holding two or more are fewer
+    (a word in a few percent of the files, two in a few in ten thousand): FTS5 finds them all,
+    and their texts say how relevant each is and whether the query matches it."""
+    wanted = query.wanted
+    several = functools.reduce(np.union1d, (_holding(cursor, f"{words[first]} AND {words[second]}")
+                                            for first, second in itertools.combinations(wanted, 2)))
+    relevance_of: dict[int, int] = {}
+    for chunk in _chunks(several.tolist()):
+        for key, name, about in session.execute(
+                select(FileText.rank_key, FileText.name, FileText.about)
+                .where(_among(FileText.file_id, [key & _ID_MASK for key in chunk], True))):
+            # As FTS5 finds them: no word here holds the separator (``_fts_words``).
+            if any(all((keyword.word in name or keyword.word in about) != keyword.negated for keyword in group)
+                   for group in groups):
+                relevance_of[key] = sum(2 * (word in name) + (word in about) for word in wanted)
+    for relevance in range(3 * len(wanted), 0, -1):
+        parts = [_sorted_keys(np.array(sorted(key for key, found in relevance_of.items() if found == relevance),
+                                       dtype=np.int64))]
+        if relevance <= 3:  # the files holding one word wanted, each tier of each word
+            tier = _ONE_WORD_TIERS[3 - relevance]
+            for word in _alone(groups):
+                others = " OR ".join(words[other] for other in wanted if other != word)
+                match = f"(({tier.format(word=words[word])}) NOT ({others})) AND ({every})"
+                parts.append(functools.partial(_fts_keys, cursor, match))
+        yield functools.partial(_merged_keys, parts)
+
+
+def _alone(groups: Iterable[Iterable[Keyword]]) -> list[str]:
+    """The words wanted that a file holding no other word wanted can be matched by: those an
+    alternative wants alone ("door rain" matches no file holding only one of them)."""
+    wanted = ({keyword.word for keyword in group if not keyword.negated} for group in groups)
+    return list(dict.fromkeys(word for words in wanted if len(words) == 1 for word in words))
+
+
+def _merged_keys(parts: Sequence[Callable], after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:
+    """``_fts_keys`` for a tier made of ``parts`` (no file in two), each like ``_fts_keys``."""
+    keys = np.sort(np.concatenate([part(after, count, before) for part in parts]))
+    return keys if count is None else keys[:count]
 
 
 def _fts_excluding(match: str, excluded: Iterable[str]) -> str:
-    """FTS5's ``match`` without the files holding any of the words ``excluded`` (in any column)."""
+    """FTS5's ``match`` without the files holding any of ``excluded`` (FTS5's queries of words, in any column)."""
     for word in excluded:
-        match = f"({match}) NOT {_fts_phrase(word)}"
+        match = f"({match}) NOT {word}"
     return match
 
 
