@@ -10,7 +10,8 @@ from sounds import sox_tone
 from encoders.audio import load_audio
 from encoders.compact import CONFIGS, CompactClap, MiniLMSentenceEncoder
 from training.data import GlobalBatches, MU, mu_law_decode, mu_law_encode, read_shards
-from training.evaluate import retrieval_scores
+from training.evaluate import (PROMPT, WORDINGS, audio_to_audio_precision, retrieval_scores, wording_scores,
+                               wording_sets)
 from training.pack import pack_manifest
 from training.train import TrainConfig, contrastive_loss, train
 
@@ -94,6 +95,39 @@ def test_retrieval_scores_by_hand():
     assert scores["recall@1"] == scores["recall@5"] == 1.0
     # Top 10 (all three clips): query 0 finds 1 of 3 relevant, query 1 finds 2 of 3 -> macro over the 10 slots.
     assert scores["precision@10"] == pytest.approx((1 / 10 + 2 / 10) / 2)
+
+
+def test_audio_to_audio_precision_leaves_the_query_out():
+    # Two tight pairs and a stray: clip 0's nearest other clip is clip 1 (same class) -> 1/1 at k=1.
+    audio = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99], [0.7, 0.7]])
+    labels = np.array([0, 0, 1, 1, 2])
+    assert audio_to_audio_precision(audio, labels, k=1) == pytest.approx(4 / 5)  # the stray has no classmate
+    assert audio_to_audio_precision(audio, labels, k=2) == pytest.approx((0.5 * 4 + 0) / 5)
+
+
+def test_held_out_wordings_are_whole_and_not_the_prompt():
+    sets = json.loads(WORDINGS.read_text())["sets"]
+    classes = sorted(next(iter(sets.values())))
+    assert len(sets) >= 3 and len(classes) == 10
+    for wordings in sets.values():
+        assert sorted(wordings) == classes
+        assert all(text != PROMPT.format(name) for name, text in wordings.items())
+    ordered = wording_sets(classes)
+    assert all(len(queries) == 10 for queries in ordered.values())
+    with pytest.raises(ValueError, match="lack classes"):
+        wording_sets(classes + ["thunder"])
+
+
+def test_wording_scores_per_set_and_mean(tmp_path):
+    path = tmp_path / "wordings.json"
+    path.write_text(json.dumps({"sets": {"right": {"a": "x", "b": "y"}, "wrong": {"a": "y", "b": "x"}}}))
+    vectors = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
+    audio, labels = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1])
+    scores = wording_scores(audio, labels, ["a", "b"], lambda texts: np.array([vectors[t] for t in texts]), path)
+    # Top 10 of two clips holds one relevant clip either way; the accuracy tells the sets apart.
+    assert scores["wordings.right.accuracy"] == 1.0 and scores["wordings.wrong.accuracy"] == 0.0
+    assert scores["wordings.mean.precision@10"] == pytest.approx(0.1)
+    assert scores["audio_to_audio_precision@10"] == pytest.approx(0.0)
 
 
 def test_shared_captions_are_positives():
