@@ -54,7 +54,7 @@ class WordNet:
         word = word.lower()
         if word in self.index[pos]:
             return word
-        if word in self.exceptions[pos]:
+        if self.exceptions[pos].get(word) in self.index[pos]:
             return self.exceptions[pos][word]
         for suffix, replacement in SUFFIXES[pos]:
             if word.endswith(suffix) and len(word) > len(suffix) + 1:
