@@ -4,14 +4,14 @@
 # after .carry/c2p0 .. c2p3 (tar parts) arrived in earlier calls and .carry/c2w (wheels) and
 # .carry/c2p_last (this script, index.npz, the training code it was packed with) in this one.
 # Unpacks the Vorbis clips into shards, trains, and leaves the run folder in $OUT/run.
-# Knobs (environment): EPOCHS (60), TRAIN_LIMIT (seconds, 480: past it the run is stopped and
+# Knobs (environment): EPOCHS (80), TRAIN_LIMIT (seconds, 480: past it the run is stopped and
 # the best epoch so far is kept), BATCH (256), WORKERS (12), UNPACK_WORKERS (16), PY (python3).
 set -euo pipefail
 ROOT=$(pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 : "${OUT:?set OUT to the folder that comes back}"
 PY=${PY:-python3}
-EPOCHS=${EPOCHS:-60}
+EPOCHS=${EPOCHS:-80}
 TRAIN_LIMIT=${TRAIN_LIMIT:-480}
 BATCH=${BATCH:-256}
 WORKERS=${WORKERS:-12}
