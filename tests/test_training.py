@@ -10,7 +10,8 @@ from sounds import sox_tone
 from encoders.audio import load_audio
 from encoders.compact import CONFIGS, CompactClap, MiniLMSentenceEncoder
 from training.data import GlobalBatches, MU, mu_law_decode, mu_law_encode, read_shards
-from training.evaluate import retrieval_scores
+from training.evaluate import (PROMPT, WORDINGS, audio_to_audio_precision, retrieval_scores, wording_scores,
+                               wording_sets)
 from training.pack import pack_manifest
 from training.train import TrainConfig, contrastive_loss, train
 
@@ -94,6 +95,39 @@ def test_retrieval_scores_by_hand():
     assert scores["recall@1"] == scores["recall@5"] == 1.0
     # Top 10 (all three clips): query 0 finds 1 of 3 relevant, query 1 finds 2 of 3 -> macro over the 10 slots.
     assert scores["precision@10"] == pytest.approx((1 / 10 + 2 / 10) / 2)
+
+
+def test_audio_to_audio_precision_leaves_the_query_out():
+    # Two tight pairs and a stray: clip 0's nearest other clip is clip 1 (same class) -> 1/1 at k=1.
+    audio = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99], [0.7, 0.7]])
+    labels = np.array([0, 0, 1, 1, 2])
+    assert audio_to_audio_precision(audio, labels, k=1) == pytest.approx(4 / 5)  # the stray has no classmate
+    assert audio_to_audio_precision(audio, labels, k=2) == pytest.approx((0.5 * 4 + 0) / 5)
+
+
+def test_held_out_wordings_are_whole_and_not_the_prompt():
+    sets = json.loads(WORDINGS.read_text())["sets"]
+    classes = sorted(next(iter(sets.values())))
+    assert len(sets) >= 3 and len(classes) == 10
+    for wordings in sets.values():
+        assert sorted(wordings) == classes
+        assert all(text != PROMPT.format(name) for name, text in wordings.items())
+    ordered = wording_sets(classes)
+    assert all(len(queries) == 10 for queries in ordered.values())
+    with pytest.raises(ValueError, match="lack classes"):
+        wording_sets(classes + ["thunder"])
+
+
+def test_wording_scores_per_set_and_mean(tmp_path):
+    path = tmp_path / "wordings.json"
+    path.write_text(json.dumps({"sets": {"right": {"a": "x", "b": "y"}, "wrong": {"a": "y", "b": "x"}}}))
+    vectors = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
+    audio, labels = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1])
+    scores = wording_scores(audio, labels, ["a", "b"], lambda texts: np.array([vectors[t] for t in texts]), path)
+    # Top 10 of two clips holds one relevant clip either way; the accuracy tells the sets apart.
+    assert scores["wordings.right.accuracy"] == 1.0 and scores["wordings.wrong.accuracy"] == 0.0
+    assert scores["wordings.mean.precision@10"] == pytest.approx(0.1)
+    assert scores["audio_to_audio_precision@10"] == pytest.approx(0.0)
 
 
 def test_shared_captions_are_positives():
@@ -199,19 +233,24 @@ def test_gathered_loss_on_two_ranks_has_the_one_process_gradient():
             torch.testing.assert_close(results[name], parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def corpus_manifest(folder, takes=(0.4, 1.3, 2.6)):
+    """A corpus as the builder writes it (32 kHz clips, one-word captions): (manifest, rows)."""
+    (folder / "clips").mkdir()
+    rows = []
+    for number, (caption, tone) in enumerate(SOUNDS.items()):
+        for take, seconds in enumerate(takes):
+            path = sox_tone(folder / "clips" / f"{number}-{take}.wav", seconds, rate=32000, tone=tone)
+            rows.append({"audio": f"clips/{path.name}", "caption": caption.split()[-1], "kind": "effect",
+                         "source": "sox", "licence": "CC0-1.0", "origin": path.name, "duration": seconds})
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return manifest, rows
+
+
 def test_vorbis_parts_unpack_to_train_and_validation_shards_and_train_with_augmentation(tmp_path):
     from training.pack import is_validation, pack_index, unpack
 
-    # Corpus clips are 32 kHz, as the corpus builder writes them.
-    (tmp_path / "clips").mkdir()
-    rows = []
-    for number, (caption, tone) in enumerate(SOUNDS.items()):
-        for take, seconds in enumerate([0.4, 1.3, 2.6]):
-            path = sox_tone(tmp_path / "clips" / f"{number}-{take}.wav", seconds, rate=32000, tone=tone)
-            rows.append({"audio": f"clips/{path.name}", "caption": caption.split()[-1], "kind": "effect",
-                         "source": "sox", "licence": "CC0-1.0", "origin": path.name, "duration": seconds})
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    manifest, rows = corpus_manifest(tmp_path)
     summary = pack_index(manifest, tmp_path / "parts", part_mib=0.05)
     assert summary["clips"] == len(rows) and summary["parts"] > 1
     counts = unpack([tmp_path / "parts"], tmp_path / "unpacked", workers=2)
@@ -226,6 +265,72 @@ def test_vorbis_parts_unpack_to_train_and_validation_shards_and_train_with_augme
     assert 0.0 <= record["validation"]["mean_recall@10"] <= 1.0
     assert (tmp_path / "run" / "best.safetensors").exists()
     assert (tmp_path / "run" / "clapdex-compact.safetensors").exists()
+
+
+def test_caption_variants_chosen_per_epoch_and_background_mixtures_train(tmp_path):
+    from training.data import PackedClips, RandomCrops
+    from training.pack import is_validation, pack_index, unpack
+
+    manifest, rows = corpus_manifest(tmp_path, takes=(0.4, 1.3, 2.6, 1.0, 2.0))
+    summary = pack_index(manifest, tmp_path / "parts", part_mib=0.2, captions=4, backgrounds=True)
+    assert summary["captions_per_clip"] > 2
+    training_rows = [row for row in rows if not is_validation(row)]
+    assert summary["background_partners"] == len(training_rows)
+    unpack([tmp_path / "parts"], tmp_path / "unpacked", workers=2)
+    clips = read_shards(tmp_path / "unpacked" / "train")
+    assert clips.variant_ids.shape[0] == len(clips) and clips.variant_ids.shape[1] > 2
+    # The first caption is the refined path caption, as without variants.
+    assert list(clips.variant_captions[clips.variant_ids[:, 0]]) == list(clips.captions)
+    partners = clips.background[clips.background >= 0]
+    assert len(partners) == len(clips) and partners.max() < len(clips)
+    assert all(str(clips.variant_captions[row]).endswith(" in the background") for row in clips.background_ids)
+
+    plain = RandomCrops(clips, 32000, seed=0)
+    seen = set()
+    for epoch in range(12):
+        plain.set_epoch(epoch)
+        codes, features, row, _, caption = plain[0]
+        assert caption == clips.variant_captions[row] and row in clips.variant_ids[0]
+        assert np.array_equal(features, clips.variant_features[row])
+        seen.add(caption)
+    assert len(seen) > 1  # a different wording in some epochs
+    mixed = RandomCrops(clips, 32000, seed=0, background=1.0)
+    codes, _, row, _, caption = mixed[0]
+    assert row == clips.background_ids[0] and caption.endswith(" in the background")
+    partner = int(clips.background[0])
+    assert len(codes) == min(32000, max(len(clips.clip(0)), len(clips.clip(partner))))
+    with pytest.raises(ValueError, match="--backgrounds"):
+        RandomCrops(PackedClips(clips.audio, clips.offsets, clips.text_features, clips.captions, clips.sample_rate),
+                    32000, seed=0, background=0.5)
+    record = run(tmp_path / "run", tmp_path / "unpacked" / "train", epochs=2, background=0.5, mixup=0.25)
+    assert np.isfinite(record["loss"])
+
+
+def test_background_is_mixed_below_the_clip():
+    from training.data import mix_codes
+
+    rng = np.random.default_rng(0)
+    front = 0.3 * np.sin(np.arange(32000) * 2 * np.pi * 440 / 32000)
+    back = 0.5 * rng.uniform(-1, 1, 16000)
+    mixed = mu_law_decode(mix_codes(mu_law_encode(front), mu_law_encode(back), 12.0))
+    assert len(mixed) == 32000
+    added = mixed - mu_law_decode(mu_law_encode(front))
+    level = 20 * np.log10(np.sqrt(np.mean(added[:16000] ** 2)) / np.sqrt(np.mean(front ** 2)))
+    # Where the partner sounds (its first half second), 12 dB under the clip's RMS; silence after.
+    assert level == pytest.approx(-12, abs=0.5)
+    assert np.abs(added[16000:]).max() < 0.01
+
+
+def test_caption_variants_use_wordnet_and_keep_the_refined_caption_first():
+    from training.captions import refine, variants
+
+    found = variants("horse neigh (animals)", "animal", 5, key="clips/a.ogg")
+    assert found[0] == refine("horse neigh (animals)", "animal")
+    assert len(found) == len(set(found)) >= 4
+    assert any("equine neigh" in variant for variant in found)  # the broader term for the noun
+    assert any("(animals)" not in variant for variant in found[1:])  # one without the folder context
+    assert found == variants("horse neigh (animals)", "animal", 5, key="clips/a.ogg")  # fixed by the key
+    assert variants("horse neigh", "animal", 1) == [refine("horse neigh", "animal")]
 
 
 def test_caption_refinement():

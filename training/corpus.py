@@ -475,9 +475,19 @@ def _general_midi_slots() -> list[tuple]:
         arpeggio = [(i * 0.4, 0.45, low + 12 + step, 90) for i, step in enumerate((0, 4, 7, 12, 7, 4, 0))]
         slots.append((f"program {number} arpeggio", f"{instrument} playing a short melody up and down a major chord",
                       "instrument", 0, number - 1, arpeggio))
+        # Compact 2: a held chord and a quick repeated note, two more ways each instrument sounds.
+        chord = [(0.0, 2.0, low + 12 + step, 80) for step in (0, 4, 7)]
+        slots.append((f"program {number} chord", f"{instrument} playing a sustained major chord",
+                      "instrument", 0, number - 1, chord))
+        repeated = [(i * 0.2, 0.15, low + 19, 75) for i in range(8)]
+        slots.append((f"program {number} repeated", f"{instrument} playing one note repeated quickly",
+                      "instrument", 0, number - 1, repeated))
     for key, drum in rules.GM_DRUMS.items():
         slots.append((f"percussion key {key}", f"{drum} hit", "drum", 9, 0, [(0.0, 0.5, key, 110)]))
         slots.append((f"percussion key {key} soft", f"{drum} hit softly", "drum", 9, 0, [(0.0, 0.5, key, 50)]))
+        # Compact 2: a short roll, eight hits getting louder.
+        roll = [(i * 0.12, 0.1, key, 40 + 10 * i) for i in range(8)]
+        slots.append((f"percussion key {key} roll", f"a quick roll on the {drum}", "drum", 9, 0, roll))
     return slots
 
 

@@ -8,6 +8,11 @@ A shard is an ``.npz`` file (deflate-compressed) holding
   * ``text_features``: float16 (clips, 384), each clip's caption through the frozen text tower;
   * ``captions``: str (clips,); ``sample_rate``: int;
   * optionally ``weights``: float32 (clips,), each clip's share in the loss (``pack unpack`` writes it);
+  * optionally (``pack index --captions N``/``--backgrounds``) ``variant_ids`` int64 (clips, N):
+    each clip's captions as rows of ``variant_table_features`` float16 (captions, 384) and
+    ``variant_table_captions`` str (captions,), -1 where a clip has fewer; ``background``
+    int64 (clips,): a partner clip (its row in the folder's shards taken together, -1 none) and ``background_ids``
+    int64 (clips,): the table row of "X with Y in the background";
   * validation shards also: ``labels`` int64 (clips,), ``class_names`` str (classes,) and
     ``class_text_features`` float16 (classes, 384), the class prompts through the text tower.
 8-bit mu-law keeps about 38 dB signal-to-noise at any level, far below what a log-mel CNN
@@ -56,6 +61,11 @@ class PackedClips:
     class_names: np.ndarray | None = None
     class_text_features: np.ndarray | None = None
     weights: np.ndarray | None = None  # float32 (clips,): each clip's share in the loss (1 if absent)
+    variant_ids: np.ndarray | None = None  # int64 (clips, captions): rows of variant_features, -1 padded
+    variant_features: np.ndarray | None = None  # float16 (table, features)
+    variant_captions: np.ndarray | None = None  # str (table,)
+    background: np.ndarray | None = None  # int64 (clips,): partner clip heard in the background, -1 none
+    background_ids: np.ndarray | None = None  # int64 (clips,): table row of the mixture's caption
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -79,6 +89,7 @@ def read_shards(folder: str | Path) -> PackedClips:
         raise FileNotFoundError(f"No {SHARD_PATTERN} shards in {folder}")
     audio, lengths, text_features, captions, labels, weights = [], [], [], [], [], []
     rates, class_names, class_text_features = set(), None, None
+    variant_ids, background, background_ids, table = [], [], [], {}
     for path in paths:
         with np.load(path, allow_pickle=False) as shard:
             audio.append(shard["audio"])
@@ -88,6 +99,12 @@ def read_shards(folder: str | Path) -> PackedClips:
             rates.add(int(shard["sample_rate"]))
             if "weights" in shard:
                 weights.append(shard["weights"])
+            if "variant_ids" in shard:
+                variant_ids.append(shard["variant_ids"])
+                background.append(shard["background"])  # rows of the whole folder, not of this shard
+                background_ids.append(shard["background_ids"])
+                table = {"variant_features": shard["variant_table_features"],
+                         "variant_captions": shard["variant_table_captions"]}
             if "labels" in shard:
                 labels.append(shard["labels"])
                 class_names = shard["class_names"]
@@ -96,6 +113,11 @@ def read_shards(folder: str | Path) -> PackedClips:
         raise ValueError(f"Shards in {folder} mix sample rates {sorted(rates)}")
     if labels and len(labels) != len(paths):
         raise ValueError(f"Some shards in {folder} have labels and some do not")
+    if variant_ids and len(variant_ids) != len(paths):
+        raise ValueError(f"Some shards in {folder} have caption variants and some do not")
+    if variant_ids:
+        table.update(variant_ids=np.concatenate(variant_ids), background=np.concatenate(background),
+                     background_ids=np.concatenate(background_ids))
     return PackedClips(
         audio=np.concatenate(audio),
         offsets=np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
@@ -106,6 +128,7 @@ def read_shards(folder: str | Path) -> PackedClips:
         class_names=class_names,
         class_text_features=class_text_features,
         weights=np.concatenate(weights).astype(np.float32) if len(weights) == len(paths) else None,
+        **table,
     )
 
 
@@ -114,15 +137,22 @@ class RandomCrops(Dataset):
     loss weight, caption).
 
     The crop offset comes from (seed, epoch, i) alone, so a run sees the same crops whatever
-    the number of loader workers or GPUs, and a resumed run sees what it would have seen.
+    the number of loader workers or GPUs, and a resumed run sees what it would have seen. With
+    caption variants in the shards, the caption is one of the clip's, chosen the same way (the
+    caption id is then its table row: clips given the same wording are each other's positives);
+    with ``background`` > 0, that share of the clips that have a partner are heard with the
+    partner's crop mixed in 6 to 12 dB below them, captioned "X with Y in the background".
     """
 
-    def __init__(self, clips: PackedClips, crop_samples: int, seed: int):
+    def __init__(self, clips: PackedClips, crop_samples: int, seed: int, background: float = 0.0):
+        if background and clips.background is None:
+            raise ValueError("background mixtures need shards packed with --backgrounds")
         self.clips = clips
         self.crop_samples = crop_samples
         self.seed = seed
+        self.background = background
         self.epoch = 0
-        self.caption_ids = clips.caption_ids
+        self.caption_ids = clips.caption_ids if clips.variant_ids is None else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -130,13 +160,39 @@ class RandomCrops(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int):
+    def crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
         codes = self.clips.clip(index)
         if len(codes) > self.crop_samples:
-            start = np.random.default_rng([self.seed, self.epoch, index]).integers(len(codes) - self.crop_samples + 1)
+            start = rng.integers(len(codes) - self.crop_samples + 1)
             codes = codes[start:start + self.crop_samples]
-        weight = 1.0 if self.clips.weights is None else float(self.clips.weights[index])
-        return codes, self.clips.text_features[index], self.caption_ids[index], weight, self.clips.captions[index]
+        return codes
+
+    def __getitem__(self, index: int):
+        clips = self.clips
+        codes = self.crop(index, np.random.default_rng([self.seed, self.epoch, index]))
+        weight = 1.0 if clips.weights is None else float(clips.weights[index])
+        if clips.variant_ids is None:
+            return codes, clips.text_features[index], self.caption_ids[index], weight, clips.captions[index]
+        choice = np.random.default_rng([self.seed, self.epoch, index, 1])
+        if self.background and clips.background[index] >= 0 and choice.random() < self.background:
+            codes = mix_codes(codes, self.crop(int(clips.background[index]), choice), choice.uniform(6.0, 12.0))
+            row = int(clips.background_ids[index])
+        else:
+            rows = clips.variant_ids[index][clips.variant_ids[index] >= 0]
+            row = int(rows[choice.integers(len(rows))])
+        return codes, clips.variant_features[row], row, weight, clips.variant_captions[row]
+
+
+def mix_codes(codes: np.ndarray, other: np.ndarray, below_db: float) -> np.ndarray:
+    """mu-law ``codes`` with ``other`` mixed in ``below_db`` under their RMS level (both from their
+    start; the result as long as the longer), peak-limited to full scale, as mu-law again."""
+    front, back = mu_law_decode(codes), mu_law_decode(other)
+    mixed = np.zeros(max(len(front), len(back)), np.float32)
+    mixed[:len(front)] = front
+    front_rms, back_rms = (float(np.sqrt(np.mean(part ** 2))) + 1e-8 for part in (front, back))
+    mixed[:len(back)] += back * (front_rms / back_rms * 10 ** (-below_db / 20))
+    peak = float(np.abs(mixed).max())
+    return mu_law_encode(mixed / peak if peak > 1.0 else mixed)
 
 
 def collate_crops(items, crop_samples: int, tokenize=None) -> dict[str, torch.Tensor]:

@@ -10,6 +10,10 @@ Each class is one text query, ``PROMPT`` with the class name ("the sound of a do
     clips most similar to the query;
   * precision@10: share of a query's 10 most similar clips that are of its class, averaged
     over classes (macro).
+Held-out wordings (``WORDINGS``, issue 17: written before compact-2's training data and never
+tuned on) are further text queries, one set of one wording per class: each set's text-to-audio
+precision@10 is reported, and their mean. audio_to_audio_precision@10: each clip as a query
+against the other 399 (leave one out), the share of its 10 nearest of its class, averaged.
 Clips longer than the encoder's window (a few ESC-10 files run to 7 s) are embedded window by
 window and averaged; shorter ones are padded with silence, as the encoder does.
 """
@@ -29,6 +33,7 @@ PROMPT = "the sound of a {}"
 RECALL_AT = (1, 5, 10)
 PRECISION_AT = 10
 ESC10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc10"
+WORDINGS = Path(__file__).with_name("esc10_wordings.json")
 
 
 def retrieval_scores(audio: np.ndarray, labels: np.ndarray, queries: np.ndarray) -> dict[str, float]:
@@ -42,6 +47,41 @@ def retrieval_scores(audio: np.ndarray, labels: np.ndarray, queries: np.ndarray)
     for k in RECALL_AT:
         scores[f"recall@{k}"] = float(relevant[:, :k].any(axis=1).mean())
     scores[f"precision@{PRECISION_AT}"] = float((relevant[:, :PRECISION_AT].sum(axis=1) / PRECISION_AT).mean())
+    return scores
+
+
+def audio_to_audio_precision(audio: np.ndarray, labels: np.ndarray, k: int = PRECISION_AT) -> float:
+    """Leave-one-out precision@k of unit clip vectors ``audio`` (clips, dim) against each other."""
+    similarity = np.asarray(audio, np.float64) @ np.asarray(audio, np.float64).T
+    np.fill_diagonal(similarity, -np.inf)
+    labels = np.asarray(labels)
+    # The query itself ranks last (-inf) and is never among the k, however few clips there are.
+    nearest = labels[np.argsort(-similarity, axis=1, kind="stable")[:, :min(k, len(labels) - 1)]]
+    return float((nearest == labels[:, None]).sum(axis=1).mean() / k)
+
+
+def wording_sets(class_names: list[str], path: str | Path = WORDINGS) -> dict[str, list[str]]:
+    """{set name: one query per class, in ``class_names`` order} from the wordings file."""
+    sets = json.loads(Path(path).read_text())["sets"]
+    missing = {name: sorted(set(class_names) - set(wordings)) for name, wordings in sets.items()
+               if set(class_names) - set(wordings)}
+    if missing:
+        raise ValueError(f"{path}: wording sets lack classes: {missing}")
+    return {name: [wordings[label] for label in class_names] for name, wordings in sets.items()}
+
+
+def wording_scores(audio: np.ndarray, labels: np.ndarray, class_names: list[str], embed_text,
+                   path: str | Path = WORDINGS) -> dict[str, float]:
+    """Text-to-audio precision@10 of each held-out wording set, their mean, and leave-one-out
+    audio-to-audio precision@10; ``embed_text`` maps a list of strings to unit vectors."""
+    scores = {}
+    for name, queries in wording_sets(class_names, path).items():
+        result = retrieval_scores(audio, labels, np.asarray(embed_text(queries)))
+        scores[f"wordings.{name}.precision@{PRECISION_AT}"] = result[f"precision@{PRECISION_AT}"]
+        scores[f"wordings.{name}.accuracy"] = result["accuracy"]
+    per_set = [value for key, value in scores.items() if key.endswith(f".precision@{PRECISION_AT}")]
+    scores[f"wordings.mean.precision@{PRECISION_AT}"] = float(np.mean(per_set))
+    scores[f"audio_to_audio_precision@{PRECISION_AT}"] = audio_to_audio_precision(audio, labels)
     return scores
 
 
@@ -88,14 +128,18 @@ def embed_clips(encoder, clips: list[np.ndarray], batch_size: int = 32) -> np.nd
                            [len(cut) for cut in cuts])
 
 
-def evaluate_encoder(encoder, folder: str | Path = ESC10) -> dict[str, float]:
-    """Any ``encoders.Encoder`` on ESC-10 recordings decoded from ``folder``."""
+def evaluate_encoder(encoder, folder: str | Path = ESC10, wordings: str | Path | None = WORDINGS) -> dict[str, float]:
+    """Any ``encoders.Encoder`` on ESC-10 recordings decoded from ``folder``; with ``wordings``,
+    the held-out wording sets and audio-to-audio precision too."""
     from encoders.audio import load_audio
 
     files, labels, class_names = esc10_files(folder)
     clips = [load_audio(path, encoder.sample_rate) for path in files]
-    queries = encoder.embed_text([PROMPT.format(name) for name in class_names])
-    return retrieval_scores(embed_clips(encoder, clips), np.asarray(labels), queries)
+    audio, labels = embed_clips(encoder, clips), np.asarray(labels)
+    scores = retrieval_scores(audio, labels, encoder.embed_text([PROMPT.format(name) for name in class_names]))
+    if wordings is not None:
+        scores.update(wording_scores(audio, labels, class_names, encoder.embed_text, wordings))
+    return scores
 
 
 def text_inputs(captions, features: np.ndarray, tokenize, device: torch.device):
@@ -184,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate a freshly initialised clapdex-compact of this config (the chance baseline)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed for --untrained")
     parser.add_argument("--esc10", default=str(ESC10), help="ESC-10 folder (class folders of .ogg)")
+    parser.add_argument("--wordings", default=str(WORDINGS),
+                        help="held-out wording sets (JSON); 'none' to skip them")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.untrained:
@@ -197,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         from encoders import load_encoder
 
         encoder = load_encoder(args.model, weights=args.weights, device=args.device)
-    scores = evaluate_encoder(encoder, args.esc10)
+    scores = evaluate_encoder(encoder, args.esc10, None if args.wordings == "none" else args.wordings)
     print(json.dumps({"model": encoder.name, "weights_id": encoder.weights_id, **scores}))
     return 0
 

@@ -230,22 +230,54 @@ def is_validation(row: dict, share: float = VALIDATION_SHARE) -> bool:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % 10_000 < share * 10_000
 
 
-def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0) -> dict:
-    """``out/index.npz`` (clip paths, refined captions and their MiniLM features, loss weights, the
-    validation flag) and ``out/part-N.tar`` (the Vorbis clips, uncompressed tar)."""
-    from training.captions import refine
+def caption_table(rows: list[dict], captions: int, backgrounds: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each clip's captions (``training.captions.variants``, up to ``captions``; speech keeps its
+    one caption: its words are what is said) as rows of one table of distinct captions, and, with
+    ``backgrounds``, a partner for each training clip (another training clip, not speech, with
+    another caption) and the row of "X with Y in the background". Partners are drawn with ``seed``."""
+    from training.captions import _split_context, refine, variants
 
+    choices = [variants(row["caption"], row["kind"], captions, key=row["audio"])
+               if captions > 1 and row["kind"] != "speech" else [refine(row["caption"], row["kind"])] for row in rows]
+    partners = np.full(len(rows), -1, dtype=np.int64)
+    mixtures: list[str | None] = [None] * len(rows)
+    if backgrounds:
+        rng = np.random.default_rng(seed)
+        eligible = np.array([i for i, row in enumerate(rows) if row["kind"] != "speech" and not is_validation(row)])
+        heads = [_split_context(choice[0])[0].rstrip(",") for choice in choices]
+        for i in eligible:
+            for _ in range(8):  # a partner with another caption; give up after a few draws
+                j = int(rng.choice(eligible))
+                if heads[j] != heads[i]:
+                    partners[i], mixtures[i] = j, f"{heads[i]} with {heads[j]} in the background"
+                    break
+    table = sorted({text for choice in choices for text in choice} | {text for text in mixtures if text})
+    row_of = {text: number for number, text in enumerate(table)}
+    width = max(len(choice) for choice in choices)
+    ids = np.full((len(rows), width), -1, dtype=np.int32)
+    for i, choice in enumerate(choices):
+        ids[i, :len(choice)] = [row_of[text] for text in choice]
+    return {"caption_table": np.array(table), "caption_table_features": caption_features(table),
+            "caption_choices": ids, "background": partners,
+            "background_ids": np.array([row_of[text] if text else -1 for text in mixtures], dtype=np.int64)}
+
+
+def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0, captions: int = 1,
+               backgrounds: bool = False) -> dict:
+    """``out/index.npz`` (clip paths, kinds, loss weights, the validation flag, and the captions:
+    ``caption_table`` with its MiniLM features, each clip's ``caption_choices`` in it, the first
+    being the refined path caption, and background partners, as ``caption_table`` makes them)
+    and ``out/part-N.tar`` (the Vorbis clips, uncompressed tar)."""
     manifest, out = Path(manifest), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("part-*.tar"), out / INDEX_FILE]:
         stale.unlink(missing_ok=True)
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    captions = [refine(row["caption"], row["kind"]) for row in rows]
+    table = caption_table(rows, captions, backgrounds)
     np.savez_compressed(
-        out / INDEX_FILE, audio=np.array([row["audio"] for row in rows]), captions=np.array(captions),
-        text_features=caption_features(captions), kinds=np.array([row["kind"] for row in rows]),
+        out / INDEX_FILE, audio=np.array([row["audio"] for row in rows]), kinds=np.array([row["kind"] for row in rows]),
         weights=np.array([KIND_WEIGHTS.get(row["kind"], 1.0) for row in rows], dtype=np.float32),
-        validation=np.array([is_validation(row) for row in rows]))
+        validation=np.array([is_validation(row) for row in rows]), **table)
     parts, size, tar = 0, 0.0, None
     for row in rows:
         path = manifest.parent / row["audio"]
@@ -260,7 +292,11 @@ def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0) ->
         tar.close()
     validation = sum(is_validation(row) for row in rows)
     return {"clips": len(rows), "validation": validation, "parts": parts,
-            "distinct_captions": len(set(captions))}
+            "distinct_captions": len(set(table["caption_table"][table["caption_choices"][:, 0]])),
+            "caption_table": len(table["caption_table"]),
+            "captions_per_clip": float((table["caption_choices"] >= 0).sum(axis=1).mean()),
+            "background_partners": int((table["background"] >= 0).sum()),
+            "index_mib": round((out / INDEX_FILE).stat().st_size / MIB, 1)}
 
 
 def _decode_ogg(path: str) -> np.ndarray:
@@ -289,11 +325,21 @@ def unpack(folders: list[str | Path], out: str | Path, workers: int = 16, shard_
         index = {name: index[name] for name in index.files}
     with multiprocessing.Pool(workers) as pool:
         codes = pool.map(_decode_ogg, [str(clips / audio) for audio in index["audio"]], chunksize=32)
+    choices, table_features = index["caption_choices"].astype(np.int64), index["caption_table_features"]
     counts = {}
     for name, rows in (("train", ~index["validation"]), ("validation", index["validation"])):
         rows = np.flatnonzero(rows)
-        write_shards(out / name, ((codes[i], index["captions"][i]) for i in rows), index["text_features"][rows],
-                     CompactConfig.sample_rate, shard_mib, extra={"weights": index["weights"][rows]}, compress=False)
+        # Partners are clip numbers of the whole index; in the shards, rows of this split.
+        local = np.full(len(index["audio"]), -1, dtype=np.int64)
+        local[rows] = np.arange(len(rows))
+        partner = np.where(index["background"][rows] >= 0, local[np.maximum(index["background"][rows], 0)], -1)
+        captions = index["caption_table"][choices[rows, 0]]
+        write_shards(out / name, ((codes[i], caption) for i, caption in zip(rows, captions)),
+                     table_features[choices[rows, 0]], CompactConfig.sample_rate, shard_mib,
+                     extra={"weights": index["weights"][rows], "variant_ids": choices[rows], "background": partner,
+                            "background_ids": np.where(partner >= 0, index["background_ids"][rows], -1)},
+                     shared={"variant_table_features": table_features, "variant_table_captions": index["caption_table"]},
+                     compress=False)
         counts[name] = len(rows)
     return counts
 
@@ -310,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--manifest", required=True)
     index.add_argument("--out", required=True)
     index.add_argument("--part-mib", type=float, default=46.0)
+    index.add_argument("--captions", type=int, default=1,
+                       help="captions per clip (the refined one and WordNet/template variants), one chosen per epoch")
+    index.add_argument("--backgrounds", action="store_true",
+                       help="give each training clip a partner and the caption 'X with Y in the background'")
     unpacked = verbs.add_parser("unpack", help="(GPU machine) tar parts + index -> OUT/train, OUT/validation shards")
     unpacked.add_argument("folders", nargs="+")
     unpacked.add_argument("--out", required=True)
@@ -321,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.verb == "index":
-        print(json.dumps(pack_index(args.manifest, args.out, args.part_mib)))
+        if args.captions < 1:
+            parser.error(f"--captions must be at least 1, not {args.captions}")
+        print(json.dumps(pack_index(args.manifest, args.out, args.part_mib, args.captions, args.backgrounds)))
         return 0
     if args.verb == "unpack":
         print(json.dumps(unpack(args.folders, args.out, args.workers)))

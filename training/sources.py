@@ -305,4 +305,9 @@ SOURCES = (
     Source("colobot-common-sounds", context=0, skip=r"/sounds/sound\d+\.wav"),
     Source("ktuberling-data", kind="speech", context=0, skip=r"/sounds/(?!en/)",
            captions=((r"/en/([a-z_]+)\.\w+$", r"a person saying the words '\1'"),)),
+    # Compact 2: more game packages with descriptive file names.
+    Source("minetest-data", context=0, skip=r"/(textures|locale)/",
+           filler=frozenset("default xpanes carts doors fire tnt player env mtg".split())),
+    Source("extremetuxracer-data", context=0, kinds=((r"/music/", "music"),)),
+    Source("pingus-data", context=0),
 )

@@ -17,7 +17,9 @@ calls). At the end, OUT/clapdex-compact.safetensors (the float16 copy that ships
 OUT/msclap-2023.pth holds the run's result. A manifest is packed into OUT/shards (again
 when the manifest or the model's sample rate changes). Regularisation for a small
 corpus: SpecAugment masks (``--freq-masks``/``--time-masks``), random gain (``--gain-db``),
-in-batch mixup of clips and caption features (``--mixup``), per-clip loss weights from the
+in-batch mixup of clips and caption features (``--mixup``), a caption chosen each epoch among
+the clip's packed variants, clips heard over a packed partner as "X with Y in the background"
+(``--background``), per-clip loss weights from the
 shards (speech and music count less), weight decay and projection dropout.
 
 Runs are seeded: batch order and crops depend on (seed, epoch) only, dropout is reseeded
@@ -104,6 +106,7 @@ class TrainConfig:
     time_width: int = 40  # frames (10 ms)
     gain_db: float = 0.0  # each crop's level moves by up to +-gain_db
     mixup: float = 0.0  # share of rows replaced by a mix of two clips and of their caption features
+    background: float = 0.0  # share of clips heard with their packed partner: "X with Y in the background"
 
 
 def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor, logit_scale: torch.Tensor,
@@ -270,7 +273,7 @@ def train(config: TrainConfig) -> dict:
         trained = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
     model_module = trained.module if world > 1 else trained
 
-    dataset = RandomCrops(clips, crop_samples, config.seed)
+    dataset = RandomCrops(clips, crop_samples, config.seed, config.background)
     batches = GlobalBatches(len(dataset), config.batch_size, config.seed, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.workers,
                         collate_fn=partial(collate_crops, crop_samples=crop_samples, tokenize=tokenize),
@@ -384,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-width", type=int, default=defaults.time_width)
     parser.add_argument("--gain-db", type=float, default=defaults.gain_db, help="random level change per crop")
     parser.add_argument("--mixup", type=float, default=defaults.mixup, help="share of rows mixed with another clip")
+    parser.add_argument("--background", type=float, default=defaults.background,
+                        help="share of clips mixed with their packed partner quieter, captioned 'X with Y in the "
+                        "background' (shards from pack index --backgrounds)")
     parser.add_argument("--model-config", default=defaults.model_config, choices=sorted(CONFIGS))
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global, over all processes")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Lay out the compact-2 GPU bundle from a `python -m training.pack index` folder:
+#   bash training/bundle/make.sh PACK_DIR CARRY_DIR WHEELS_DIR
+# CARRY_DIR/c2pN holds part-N.tar (one call each); CARRY_DIR/c2p_last holds index.npz,
+# train.sh and a copy of the training code (training/, encoders/ without weights);
+# CARRY_DIR/c2w the soundfile, cffi and pycparser wheels from WHEELS_DIR.
+set -euo pipefail
+PACK=${1:?pack folder}; CARRY=${2:?carry folder}; WHEELS=${3:?wheels folder}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+rm -rf "$CARRY"/c2p[0-9]* "$CARRY/c2p_last" "$CARRY/c2w"
+for tar in "$PACK"/part-*.tar; do
+    number=${tar##*/part-}; number=${number%.tar}
+    mkdir -p "$CARRY/c2p$number"
+    cp "$tar" "$CARRY/c2p$number/"
+done
+mkdir -p "$CARRY/c2p_last/code" "$CARRY/c2w"
+cp "$PACK/index.npz" "$REPO/training/bundle/train.sh" "$CARRY/c2p_last/"
+(cd "$REPO" && tar cf - --exclude=__pycache__ --exclude='*.safetensors' training encoders) | tar xf - -C "$CARRY/c2p_last/code"
+cp "$WHEELS"/soundfile-*.whl "$WHEELS"/cffi-*.whl "$WHEELS"/pycparser-*.whl "$CARRY/c2w/"
+du -sh "$CARRY"/c2p* "$CARRY/c2w"
