@@ -32,26 +32,25 @@ class _Ticket:
 class Gathered(Generic[Item, Result]):
     """``gathered(item)`` is ``function([item])[0]``, with concurrent calls sharing ``function`` calls.
 
-    At most ``at_once`` batches run at a time. A caller that finds fewer running runs its item
-    at once; the others queue. When a batch ends, the oldest waiting caller takes what is
+    One batch runs at a time. A caller that finds none running runs its item at once; the
+    others queue. When a batch ends, the oldest waiting caller takes what is
     queued (at most ``most`` items, its own first) and runs it, so each caller runs at most
     one batch and the queue is served in order. An exception from ``function`` is raised in
     every caller of that batch.
     """
 
-    def __init__(self, function: Callable[[list[Item]], Sequence[Result]], most: int = 64, at_once: int = 1):
+    def __init__(self, function: Callable[[list[Item]], Sequence[Result]], most: int = 64):
         self.function = function
         self.most = most
-        self.at_once = at_once
         self._lock = threading.Lock()
         self._queue: list[_Ticket] = []
-        self._running = 0  # batches; while the queue holds anyone, at_once of them
+        self._running = False  # a batch; always, while the queue holds anyone
 
     def __call__(self, item: Item) -> Result:
         ticket = _Ticket(item)
         with self._lock:
             self._queue.append(ticket)
-            batch = self._take() if self._running < self.at_once else None
+            batch = None if self._running else self._take()
         if batch is None:
             ticket.ready.wait()
             batch = ticket.batch
@@ -62,7 +61,7 @@ class Gathered(Generic[Item, Result]):
         return ticket.result
 
     def _take(self) -> list[_Ticket]:
-        self._running += 1
+        self._running = True
         batch, self._queue = self._queue[: self.most], self._queue[self.most :]
         return batch
 
@@ -78,7 +77,7 @@ class Gathered(Generic[Item, Result]):
                 ticket.error = error
         following = None
         with self._lock:
-            self._running -= 1
+            self._running = False
             if self._queue:
                 following = self._queue[0]
                 following.batch = self._take()

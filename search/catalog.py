@@ -654,12 +654,6 @@ class Catalog:
                 found.setdefault(content_hash, []).append(tuple(row))
         return found
 
-    def paths_under(self, folder: str) -> Iterator[tuple[int, str]]:
-        """(id, path) of every catalogued file below ``folder``."""
-        prefix = folder.rstrip(os.sep) + os.sep
-        query = select(File.id, File.path).where(_starting(File.path, prefix)).order_by(File.path)
-        yield from ((file_id, path) for file_id, path in self.session.execute(query))
-
     def file_by_id(self, file_id: int) -> File | None:
         return self.session.get(File, file_id)
 
@@ -1084,16 +1078,17 @@ class Catalog:
             compiled = _COMPILED[key] = (str(query), query.positional, order, dict(query.params))
         sql, positional, order, constants = compiled
         listed = _among_value(ids, dialect.name == "sqlite")
-        values = [listed if key.startswith(_AMONG) else constants[key] for key in order]
-        return self._on_driver(sql, tuple(values) if positional else dict(zip(order, values)), list)
+        values = [listed if parameter.startswith(_AMONG) else constants[parameter] for parameter in order]
+        with self._driver_cursor(sql, tuple(values) if positional else dict(zip(order, values))) as cursor:
+            return cursor.fetchall()
 
-    def _on_driver(self, sql: str, values, read: Callable):
-        """``read(cursor)`` after running ``sql`` on the driver's own cursor, in this session's
-        transaction."""
+    @contextlib.contextmanager
+    def _driver_cursor(self, sql: str, values) -> Iterator:
+        """The driver's own cursor, ``sql`` run on it in this session's transaction; closed after."""
         cursor = self.session.connection().connection.driver_connection.cursor()
         try:
             cursor.execute(sql, values)
-            return read(cursor)
+            yield cursor
         finally:
             cursor.close()
 
@@ -1146,18 +1141,14 @@ class Catalog:
 
     @contextlib.contextmanager
     def _driver_rows(self, query) -> Iterator[Iterator[tuple]]:
-        """The rows of ``query``, through the driver's own cursor (``_id_array``)."""
-        connection = self.session.connection()
-        compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        """The rows of ``query``, a SQLAlchemy statement with its values bound, through the driver's
+        own cursor (``_driver_cursor``)."""
+        compiled = query.compile(dialect=self.session.connection().dialect, compile_kwargs={"render_postcompile": True})
         values = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional \
             else compiled.params
-        cursor = connection.connection.driver_connection.cursor()
-        try:
-            cursor.execute(str(compiled), values)
+        with self._driver_cursor(str(compiled), values) as cursor:
             # In batches: psycopg loads a batch in C, and hands rows out one by one in Python.
             yield (row for batch in iter(lambda: cursor.fetchmany(WINDOW_ROWS_AT_ONCE), []) for row in batch)
-        finally:
-            cursor.close()
 
     def window_ids_matching(self, filters: Filters) -> np.ndarray:
         """Ids of the windows of indexed files that pass ``filters``, in id order."""

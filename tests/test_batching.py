@@ -44,7 +44,7 @@ def test_a_lone_call_runs_at_once_and_batches_are_bounded():
     assert max(sizes) <= 4
 
 
-def test_at_once_batches_run_side_by_side_and_never_more():
+def test_one_batch_runs_at_a_time():
     running, most_running, lock = [0], [0], threading.Lock()
 
     def counted(items):
@@ -56,10 +56,10 @@ def test_at_once_batches_run_side_by_side_and_never_more():
             running[0] -= 1
         return [-item for item in items]
 
-    gathered = Gathered(counted, at_once=2)
+    gathered = Gathered(counted)
     with ThreadPoolExecutor(16) as pool:
         assert list(pool.map(gathered, range(48))) == [-n for n in range(48)]
-    assert most_running[0] == 2
+    assert most_running[0] == 1
 
 
 def test_an_error_reaches_every_caller_of_its_batch_and_the_next_batch_runs():
