@@ -5,7 +5,8 @@
 # .carry/c2p_last (this script, index.npz, the training code it was packed with) in this one.
 # Unpacks the Vorbis clips into shards, trains, and leaves the run folder in $OUT/run.
 # Knobs (environment): EPOCHS (80), TRAIN_LIMIT (seconds, 480: past it the run is stopped and
-# the best epoch so far is kept), BATCH (256), WORKERS (12), UNPACK_WORKERS (16), PY (python3).
+# the best epoch so far is kept), BATCH (256), WORKERS (12), UNPACK_WORKERS (16), PY (python3),
+# TRAIN_ARGS (more options for training.train, e.g. "--model-config wide").
 set -euo pipefail
 ROOT=$(pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,15 +33,19 @@ cd "$HERE/code"
 parts=()
 for part in "$ROOT"/.carry/c2p[0-9]*; do parts+=("$part"); done
 echo "parts: ${parts[*]}"
-rm -rf "$DATA"
-"$PY" -m training.pack unpack "$HERE" "${parts[@]}" --out "$DATA" --workers "$UNPACK_WORKERS" | tee "$RUN/unpack.json"
+# A second run in a warm machine reuses the clips the first one unpacked.
+if [ ! -f "$DATA/.unpacked" ]; then
+    rm -rf "$DATA"
+    "$PY" -m training.pack unpack "$HERE" "${parts[@]}" --out "$DATA" --workers "$UNPACK_WORKERS" | tee "$RUN/unpack.json"
+    touch "$DATA/.unpacked"
+fi
 unpacked=$(date +%s)
 
 status=0
 timeout --signal=TERM "$TRAIN_LIMIT" "$PY" -m training.train --shards "$DATA/train" --val-shards "$DATA/validation" \
     --out "$RUN" --epochs "$EPOCHS" --batch-size "$BATCH" --workers "$WORKERS" --warmup-steps 100 \
     --weight-decay 0.1 --freq-masks 2 --freq-width 8 --time-masks 2 --time-width 50 --gain-db 6 \
-    --mixup 0.2 --background 0.2 || status=$?
+    --mixup 0.2 --background 0.2 ${TRAIN_ARGS:-} || status=$?
 trained=$(date +%s)
 if [ "$status" -ne 0 ]; then
     echo "training ended with status $status (124: past TRAIN_LIMIT); keeping the best epoch so far"
@@ -57,7 +62,7 @@ rm -f "$RUN/train_state.pt"
 cat > "$RUN/call.json" <<JSON
 {"epochs": $EPOCHS, "train_status": $status, "unpack_seconds": $((unpacked - started)),
  "train_seconds": $((trained - unpacked)), "call_seconds": $(( $(date +%s) - started )),
- "device": "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo cpu)"}
+ "train_args": "${TRAIN_ARGS:-}", "device": "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo cpu)"}
 JSON
 cat "$RUN/call.json"
 tail -n 3 "$RUN/log.jsonl"
