@@ -3,7 +3,9 @@
 #   bash training/bundle/make.sh PACK_DIR CARRY_DIR WHEELS_DIR
 # CARRY_DIR/c2pN holds part-N.tar (one call each); CARRY_DIR/c2p_last holds index.npz,
 # train.sh and a copy of the training code (training/, encoders/ without weights);
-# CARRY_DIR/c2w the soundfile, cffi and pycparser wheels from WHEELS_DIR.
+# CARRY_DIR/c2w the wheels from WHEELS_DIR of what the code imports and the GPU image lacks:
+# soundfile (decodes the clips), miniaudio (encoders.audio imports it, and every encoders module
+# imports encoders.audio), and cffi and pycparser, which both need.
 set -euo pipefail
 PACK=${1:?pack folder}; CARRY=${2:?carry folder}; WHEELS=${3:?wheels folder}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,5 +18,5 @@ done
 mkdir -p "$CARRY/c2p_last/code" "$CARRY/c2w"
 cp "$PACK/index.npz" "$REPO/training/bundle/train.sh" "$CARRY/c2p_last/"
 (cd "$REPO" && tar cf - --exclude=__pycache__ --exclude='*.safetensors' training encoders) | tar xf - -C "$CARRY/c2p_last/code"
-cp "$WHEELS"/soundfile-*.whl "$WHEELS"/cffi-*.whl "$WHEELS"/pycparser-*.whl "$CARRY/c2w/"
+cp "$WHEELS"/soundfile-*.whl "$WHEELS"/miniaudio-*.whl "$WHEELS"/cffi-*.whl "$WHEELS"/pycparser-*.whl "$CARRY/c2w/"
 du -sh "$CARRY"/c2p* "$CARRY/c2w"

@@ -22,7 +22,7 @@ RUN="$OUT/run"
 mkdir -p "$RUN"
 started=$(date +%s)
 
-if ! "$PY" -c "import soundfile" 2>/dev/null; then
+if ! "$PY" -c "import soundfile, miniaudio" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --target /tmp/c2site "$ROOT"/.carry/c2w/*.whl
     export PYTHONPATH=/tmp/c2site${PYTHONPATH:+:$PYTHONPATH}
 fi
