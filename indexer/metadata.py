@@ -3,7 +3,9 @@
 Read during the scan, so a file is findable by name and metadata before it is embedded.
 Everything here is best effort: a file whose tags cannot be read is still indexed.
 
-- header: libsndfile's, else mutagen's (M4A, AAC).
+- header: mutagen's for Ogg Vorbis (the same numbers; libsndfile's open of an Ogg file sets up
+  a whole Vorbis decoder, half of what the scan spent on such a file), libsndfile's for the
+  rest, else mutagen's (M4A, AAC).
 - tags: ID3 (MP3, WAV, AIFF), Vorbis comments (Ogg, Opus, FLAC) and MP4 atoms, via mutagen.
 - BWF ``bext`` (description, originator) and ``iXML``: mutagen does not read them, so the
   RIFF chunks are walked here, seeking past the audio.
@@ -22,6 +24,7 @@ from typing import BinaryIO
 
 import mutagen
 import soundfile
+from mutagen.oggvorbis import OggVorbis
 
 from encoders.audio import SUBTYPE_BITS
 from search.catalog import Metadata
@@ -47,8 +50,14 @@ _IXML_FIELDS = ("PROJECT", "SCENE", "TAKE", "TAPE", "NOTE", "CATEGORY", "SUBCATE
 
 def read_metadata(path: str | os.PathLike) -> Metadata:
     metadata = Metadata()
-    _read_header(path, metadata)
-    _read_tags(path, metadata)
+    found = _open_tags(path)
+    if isinstance(found, OggVorbis):
+        info = found.info
+        metadata.sample_rate, metadata.channels, metadata.codec = info.sample_rate, info.channels, "ogg/vorbis"
+        metadata.duration = info.length  # from the last page's granule position, as libsndfile counts frames
+    else:
+        _read_header(path, metadata)
+    _read_tags(found, metadata)
     if Path(path).suffix.lower() == ".wav":
         _read_riff_chunks(path, metadata)
     ucs = parse_ucs_name(Path(path).name)
@@ -98,12 +107,15 @@ def _read_header(path, metadata: Metadata) -> None:
     metadata.bit_depth = SUBTYPE_BITS.get(info.subtype)
 
 
-def _read_tags(path, metadata: Metadata) -> None:
+def _open_tags(path) -> mutagen.FileType | None:
     try:
-        found = mutagen.File(os.fspath(path))
+        return mutagen.File(os.fspath(path))
     except Exception:  # mutagen raises many kinds on odd files; tags are optional
         log.debug("%s: mutagen could not read its tags", path, exc_info=True)
-        return
+        return None
+
+
+def _read_tags(found: mutagen.FileType | None, metadata: Metadata) -> None:
     if found is None:
         return
     if metadata.sample_rate is None and found.info is not None:

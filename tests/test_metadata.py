@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sounds import append_riff_chunks, bext_chunk, sox_tone, tagged
+import soundfile
+from sounds import append_riff_chunks, bext_chunk, esc10_clips, sox_tone, tagged
 from libraries import index_into
 
 from indexer.metadata import parse_ucs_name, read_metadata
@@ -45,6 +46,31 @@ def test_container_tags_are_read(tmp_path, name):
     assert metadata.description == "heavy steel door, reverberant"
     assert set(metadata.tags) == {"Foley", "Doors"}
     assert metadata.sample_rate and metadata.duration == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("source", ["tagged", "esc10"])
+def test_ogg_vorbis_header_is_what_libsndfile_says(tmp_path, source):
+    # Read from mutagen's parse of the Vorbis headers, not libsndfile's open: the same numbers.
+    if source == "tagged":
+        path = tagged(tmp_path / "tone.ogg", 2.5, title="Tone")
+    else:
+        path = esc10_clips(1)[0]
+    info = soundfile.info(str(path))
+
+    metadata = read_metadata(path)
+
+    assert (metadata.sample_rate, metadata.channels, metadata.codec, metadata.bit_depth) == (
+        info.samplerate, info.channels, f"{info.format}/{info.subtype}".lower(), None)
+    assert metadata.duration == info.frames / info.samplerate
+
+
+def test_a_damaged_ogg_file_still_has_its_name_read(tmp_path):
+    path = tmp_path / "DOORWood_Slam_JD_Lib.ogg"
+    path.write_bytes(b"OggS" + bytes(200))
+
+    metadata = read_metadata(path)
+
+    assert metadata.sample_rate is None and metadata.ucs_category == "DOOR"
 
 
 @pytest.mark.parametrize(
