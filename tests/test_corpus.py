@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -40,6 +41,26 @@ def test_licence_is_the_last_matching_copyright_stanza():
     assert corpus.licence_of("usr/share/hydrogen/data/drumkits/Kit/kick.wav", stanzas) == "CC0"
     assert corpus.licence_of("usr/share/games/x/sounds/a.ogg", stanzas) == "CC0"
     assert corpus.licence_of("usr/share/games/x/music/a.ogg", stanzas) == "GPL-2+"
+
+
+def test_a_source_rule_overrides_a_copyright_file_read_in_prose():
+    stanzas = [(["*"], "CC0-1.0")]  # what the prose reader makes of fluid-soundfont-gm's copyright file
+    assert corpus.source_licence(SOURCES["fluid-soundfont-gm"], "program 1 key 36 velocity 100", stanzas) == "MIT"
+    tuxtype = SOURCES["tuxtype-data"]
+    assert corpus.source_licence(tuxtype, "usr/share/tuxtype/sounds/tuxi.ogg", stanzas) == "public-domain"
+    assert corpus.source_licence(tuxtype, "usr/share/tuxtype/sounds/splat.wav", stanzas) == "GPL-2"
+    gnome = SOURCES["gnome-audio"]
+    assert corpus.source_licence(gnome, "usr/share/sounds/gtk-events/clicked.wav", [(["*"], "unknown")]) == "CC-BY-SA-2.0"
+    assert corpus.source_licence(gnome, "usr/share/sounds/email.wav", [(["*"], "unknown")]) == "unknown"
+    assert corpus.source_licence(Source("x"), "sounds/a.ogg", stanzas) == "CC0-1.0"
+
+
+@pytest.mark.skipif(not Path("/usr/share/doc/fluid-soundfont-gm/copyright").exists(),
+                    reason="Debian's fluid-soundfont-gm is not installed")
+def test_fluid_soundfont_renders_are_mit_as_its_copyright_file_says():
+    stanzas = corpus.licence_rules(Path("/"), "fluid-soundfont-gm")
+    assert "MIT license" in Path("/usr/share/doc/fluid-soundfont-gm/copyright").read_text()
+    assert corpus.source_licence(SOURCES["fluid-soundfont-gm"], "program 1 chord", stanzas) == "MIT"
 
 
 def test_general_midi_file_is_well_formed():

@@ -197,6 +197,14 @@ def _licence_from_metadata(text: str) -> str:
     return next((spdx for pattern, spdx in LICENCE_PROSE if re.search(pattern, text, re.I)), "unknown")
 
 
+def source_licence(source: Source, origin: str, stanzas: list[tuple[list[str], str]]) -> str:
+    """The licence of ``origin``: the source's own rule for it where it has one, else the copyright file's."""
+    for pattern, licence in source.licences:
+        if re.search(pattern, origin):
+            return licence
+    return licence_of(origin, stanzas)
+
+
 def licence_of(origin: str, stanzas: list[tuple[list[str], str]]) -> str:
     """The licence of the last stanza matching ``origin`` (DEP-5 order), patterns tried on every path tail.
 
@@ -534,7 +542,7 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
     tree, version = fetch(source, cache)
     stanzas = licence_rules(tree, source.name)
     if source.name == "fluid-soundfont-gm":
-        return [Candidate(path, origin, caption, source, version, licence_of("*", stanzas), kind)
+        return [Candidate(path, origin, caption, source, version, source_licence(source, origin, stanzas), kind)
                 for path, origin, caption, kind in render_general_midi(tree, cache / "render" / source.name)]
     files = [(path, path.relative_to(tree).as_posix()) for path in _audio_files(tree)]
     files += open_archives(source, tree, cache)
@@ -552,7 +560,7 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
         else:
             caption = caption_from_path(origin, source)
         if caption:
-            found.append(Candidate(path, origin, caption, source, version, licence_of(origin, stanzas)))
+            found.append(Candidate(path, origin, caption, source, version, source_licence(source, origin, stanzas)))
     return found
 
 

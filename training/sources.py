@@ -31,6 +31,9 @@ class Source:
     captions: tuple[tuple[str, str], ...] = ()  # (regex on the origin, caption template) for opaque names
     words: tuple[tuple[str, str], ...] = ()  # source-specific word -> words, on top of ABBREVIATIONS
     filler: frozenset[str] = frozenset()  # source-specific words that say nothing (unit ids, gear)
+    # (regex on the origin, licence), first match wins over the package's copyright file: for files
+    # that name licences in prose, which ``corpus.LICENCE_PROSE`` reads by the first phrase it knows.
+    licences: tuple[tuple[str, str], ...] = ()
 
 
 # Words that name where a file is installed, not what it sounds like.
@@ -203,7 +206,9 @@ GM_DRUMS = {
 SOURCES = (
     Source("hydrogen-drumkits", kind="drum"),
     Source("hydrogen-drumkits-effects", kind="instrument"),
-    Source("fluid-soundfont-gm", kind="instrument"),
+    # "I hereby release Fluid under the MIT license" (its copyright file, which also says some
+    # samples came from the public domain: the prose reader took that for CC0).
+    Source("fluid-soundfont-gm", kind="instrument", licences=((r".", "MIT"),)),
     Source("sonic-pi-samples", kind="instrument", context=0,
            kinds=((r"/(bd|sn|drum|perc|elec|tabla|hat|loop_(amen|breakbeat))_", "drum"),
                   (r"/ambi_", "ambience"), (r"/(misc|vinyl|glitch)_", "effect")),
@@ -287,7 +292,9 @@ SOURCES = (
     Source("tuxpaint-data", kind="effect", context=0, skip=r"/(youcannot|areyousure)"),
     Source("gigalomania-data", context=1, skip=r"/music/"),
     Source("frozen-bubble-data", context=0, skip=r"/music/|\.xm$"),
-    Source("tuxtype-data", context=1, skip=r"/music/|/words/"),
+    # README_SOUNDS in the copyright file: the game and its sounds are GPL-2, tuxi.ogg public domain.
+    Source("tuxtype-data", context=1, skip=r"/music/|/words/",
+           licences=((r"/tuxi\.ogg$", "public-domain"), (r".", "GPL-2"))),
     Source("tuxmath-data", context=1, skip=r"/music/"),
     Source("pokerth-data", kind="effect", context=0),
     Source("supertuxkart-data", context=1, skip=r"/music/"),
@@ -301,7 +308,10 @@ SOURCES = (
     Source("lomiri-sounds", kind="ui", context=1, kinds=((r"/ringtones/", "music"),)),
     Source("yaru-theme-sound", kind="ui", context=0),
     Source("deepin-sound-theme", kind="ui", context=0, words=(("x", ""),)),
-    Source("gnome-audio", kind="ui", context=0),
+    # Licences per file from its README (in the copyright file); the rest it does not name.
+    Source("gnome-audio", kind="ui", context=0,
+           licences=((r"/(startup3|shutdown1)\.wav$|/gtk-events/", "CC-BY-SA-2.0"),
+                     (r"/(question|generic|error)\.wav$", "CC-BY-3.0"))),
     Source("colobot-common-sounds", context=0, skip=r"/sounds/sound\d+\.wav"),
     Source("ktuberling-data", kind="speech", context=0, skip=r"/sounds/(?!en/)",
            captions=((r"/en/([a-z_]+)\.\w+$", r"a person saying the words '\1'"),)),

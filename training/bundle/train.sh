@@ -47,7 +47,9 @@ timeout --signal=TERM "$TRAIN_LIMIT" "$PY" -m training.train --shards "$DATA/tra
     --weight-decay 0.1 --freq-masks 2 --freq-width 8 --time-masks 2 --time-width 50 --gain-db 6 \
     --mixup 0.2 --background 0.2 ${TRAIN_ARGS:-} || status=$?
 trained=$(date +%s)
-if [ "$status" -ne 0 ]; then
+if [ "$status" -ne 0 ] && [ ! -e "$RUN/best.safetensors" ] && [ ! -e "$RUN/model.safetensors" ]; then
+    echo "training ended with status $status (124: past TRAIN_LIMIT) before its first epoch was saved: nothing to keep"
+elif [ "$status" -ne 0 ]; then
     echo "training ended with status $status (124: past TRAIN_LIMIT); keeping the best epoch so far"
     "$PY" -c "
 import sys, torch
@@ -65,5 +67,5 @@ cat > "$RUN/call.json" <<JSON
  "train_args": "${TRAIN_ARGS:-}", "device": "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo cpu)"}
 JSON
 cat "$RUN/call.json"
-tail -n 3 "$RUN/log.jsonl"
+tail -n 3 "$RUN/log.jsonl" 2>/dev/null || true
 ls -la "$RUN"
