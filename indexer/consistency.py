@@ -88,7 +88,7 @@ def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Finding
             continue
         except OSError:
             continue  # unreadable now (permissions, a mount away): the next index run reports it
-        # Unreadable files are read again by every index run whatever their size says.
+        # Unreadable files are `clapdex status`'s to report, and the next index run's to try again once changed.
         if status != ERROR and (found.st_size, found.st_mtime) != (size, mtime):
             findings.changed_on_disk.append(path)
     return findings

@@ -305,6 +305,8 @@ class _IndexRun:
             return self.unchanged(item.known)
         digest, metadata, error = item.contents
         if error is not None:
+            # Recorded with no size or mtime a stat could find, so it is read again at every run: what
+            # kept it from being read (permissions, an I/O error) can end without the file changing.
             return self.failed(self.catalog.set_file(record, path, root=root, size=0, mtime=0.0), error)
         if digest == item.known_digest:
             record.size, record.mtime = item.size, item.mtime  # touched, not changed
@@ -481,26 +483,26 @@ class _Seen:
         try:
             found = os.stat(path)  # follows symlinks: a loop raises ELOOP here
         except OSError as exc:
+            # What the system refuses (a loop, permissions) can end without the file changing: tried every run.
             return cls(path, root, known, problem=exc.strerror or str(exc))
-        if not stat.S_ISREG(found.st_mode):
-            return cls(path, root, known, mtime=found.st_mtime, problem="not a regular file")
-        seen = cls(path, root, known, found.st_size, found.st_mtime)
-        if seen.comparable and (known.size, known.mtime) == (found.st_size, found.st_mtime):
-            return seen  # unchanged
-        if found.st_size == 0:
+        regular = stat.S_ISREG(found.st_mode)
+        seen = cls(path, root, known, found.st_size if regular else 0, found.st_mtime)
+        if known is not None and (known.size, known.mtime) == (seen.size, seen.mtime):
+            # Unchanged, unreadable ones too: a file that could not be decoded is tried again once it changes.
+            return seen
+        if not regular:
+            seen.problem = "not a regular file"
+        elif found.st_size == 0:
             seen.problem = "empty file"
         else:
             seen.to_read = True
         return seen
 
     @property
-    def comparable(self) -> bool:
-        """Whether the catalog's record can tell the file unchanged (it was not unreadable)."""
-        return self.known is not None and self.known.status != ERROR
-
-    @property
     def known_digest(self) -> str | None:
-        return self.known.content_hash if self.comparable else None
+        """The content hash that tells a touched file from a changed one; none for an unreadable
+        file, whose every change (a touch too) is a reason to try it again."""
+        return self.known.content_hash if self.known is not None and self.known.status != ERROR else None
 
 
 def _hand_back(vectors: Iterator[np.ndarray], embedding: collections.deque[_FileJob]) -> None:
