@@ -446,7 +446,12 @@ class _IndexRun:
         stored = [job for job in jobs if job.error is None]
         for job in jobs:
             if job.error is not None:
-                self.failed(records[job.file_id], job.error)
+                record = records[job.file_id]
+                if not os.access(job.path, os.R_OK):
+                    # Gone or refused since the scan (a disk pulled out, permissions): recorded as never
+                    # seen, so the next run tries it again, however unchanged it then looks.
+                    record.size, record.mtime = 0, 0.0
+                self.failed(record, job.error)
         if not stored:
             return
         removed, added = self.catalog.replace_windows_of([

@@ -177,3 +177,31 @@ def test_an_unchanged_rescan_writes_nothing_for_files_that_could_not_be_decoded(
     assert statements and not {"INSERT", "UPDATE", "DELETE"} & set(statements), statements
     with Catalog(settings.catalog_url) as catalog:
         assert sorted(Path(record.path).name for record in catalog.errors()) == ["corrupt.flac", "empty.wav", "text.mp3"]
+
+
+def test_a_file_left_to_embed_while_its_disk_was_away_is_embedded_once_the_disk_is_back(tmp_path, tiny_encoder):
+    """Embedding fails for a file whose disk was pulled out since the scan: the next run that
+    finds it tries it again, though its size and mtime are still what the scan saw."""
+    from libraries import index_into
+
+    disk, other = tmp_path / "disk", tmp_path / "other"
+    for folder, names in ((disk, ("a.wav", "b.wav")), (other, ("c.wav",))):
+        folder.mkdir()
+        for number, name in enumerate(names):
+            sox_tone(folder / name, 2, tone=f"sine {300 + 200 * number}")
+    settings = load_settings(tmp_path / "home")
+    index_into(settings, [disk], tiny_encoder)
+    with Catalog(settings.catalog_url) as catalog:  # left to embed, as by an interrupted run
+        store = open_store(settings, tiny_encoder.dim)
+        store.remove(np.array(catalog.mark_pending(catalog.file(str(disk / "a.wav"))), dtype=np.int64))
+        store.save()
+        catalog.commit()
+    shutil.move(disk, tmp_path / "away")
+
+    report = index_into(settings, [other], tiny_encoder)  # embeds what was left pending too
+    assert [Path(path).name for path, _ in report.errors] == ["a.wav"]
+    shutil.move(tmp_path / "away", disk)
+    back = index_into(settings, [disk], tiny_encoder)
+    assert (back.indexed, back.unchanged, back.errors) == (1, 1, [])
+    with Catalog(settings.catalog_url) as catalog:
+        assert catalog.file(str(disk / "a.wav")).status == INDEXED
