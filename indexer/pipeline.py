@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import shlex
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from encoders.audio import AudioInfo
 from encoders.batches import BatchEmbedder
 from encoders.decoding import decode_windows, start_workers
-from indexer.consistency import examine, repair
+from indexer.consistency import examine, folder_away, repair
 from indexer.metadata import read_metadata
 from indexer.progress import ProgressFile
 from indexer.scan import Contents, Found, read_batches, scan, start_readers
@@ -244,9 +245,15 @@ class _IndexRun:
                 held = pending
         for folder in folders:
             # Ids alone, through the driver's cursor: every file of the library, a million at 10^6.
-            for file_id in self.catalog.file_ids_matching(Filters(folders=(folder,))).tolist():
-                if file_id not in seen:
-                    self.remove(self.catalog.file_by_id(file_id))
+            catalogued = self.catalog.file_ids_matching(Filters(folders=(folder,))).tolist()
+            gone = [file_id for file_id in catalogued if file_id not in seen]
+            if gone and len(gone) == len(catalogued) and folder_away(folder) == "empty":
+                # The mount point of a disk not mounted (a watched one unplugged, too) must not cost its files.
+                log.warning("%s is empty, but %d files are indexed under it: kept, as a disk may not be mounted "
+                            "there; `clapdex forget %s` forgets them", folder, len(gone), shlex.quote(folder))
+                continue
+            for file_id in gone:
+                self.remove(self.catalog.file_by_id(file_id))
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
