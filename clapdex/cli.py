@@ -463,6 +463,8 @@ STORE = _checked(lambda text: None if store_problem(text) else text,
                  "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
 KEY_NAME = _checked(api_keys.valid_name, api_keys.NAME_RULE)
 ROLE = _checked(lambda text: text if text in api_keys.ROLES else None, f"a role ({', '.join(api_keys.ROLES)})")
+# A path that need not exist; an empty one (an unset shell variable) would name the current folder.
+PATH = _checked(lambda text: text if text.strip() else None, "a path")
 EXISTING_FILE = _checked(lambda text: text if os.path.isfile(text) else None, "an existing file")
 UCS_BLOCK = _checked(lambda text: text if text.strip() and "_" not in text and os.sep not in text else None,
                      "a UCS name block (no underscore, no slash)")
@@ -571,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     forget_verb = verb("forget", forget, "forget the files under folders gone for good (a retired disk), or "
                                          "not wanted: their catalog entries and vectors; no file is touched")
-    forget_verb.add_argument("paths", nargs="+", metavar="PATH",
+    forget_verb.add_argument("paths", nargs="+", type=PATH, metavar="PATH",
                              help="a library folder (as `clapdex doctor` lists it), any folder inside one, or a file")
     forget_verb.add_argument("--json", action="store_true",
                              help='print {"forgotten": [{"path", "files", "windows"}], "files": N, "windows": N}')

@@ -140,6 +140,7 @@ def test_reading_verbs_without_an_index_say_so_create_nothing_and_load_no_model(
     (["similar", "f.wav", "--start", "3"], "--start and --end go together"),
     (["similar", "no-such.wav"], "no such file: no-such.wav"),
     (["duplicates", "--threshold", "2"], "'2'"),
+    (["forget", ""], "'' is not a path"),
     (["index", ".", "--commit-every", "0"], "'0'"),
     (["index", ".", "--watch", "--interval", "0"], "'0'"),
     (["ui", "--port", "70000"], "'70000'"),
