@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, text
 from indexer.consistency import examine
 from search.catalog import Catalog, Metadata
 from search.config import Settings, load_settings
+from search.library import Library
 from search.query import Query
 from search.store import open_store
 
@@ -102,6 +103,10 @@ def test_a_demo_home_reused_after_its_old_folder_was_deleted(settings, tmp_path,
         assert rows_of(catalog, old_ids) == {"windows": windows, "file_tags": 3, "file_text": 3, "suggestions": 6,
                                              "taggings": 3}
 
+    with Library(settings) as library:  # near duplicates looked for: kept current by forgetting too
+        library.update_near_duplicates()
+        assert library.kept_near_duplicates().current
+
     forgotten = clapdex(settings, "forget", str(old), "--json")
     assert forgotten.returncode == 0, forgotten.stderr
     assert json.loads(forgotten.stdout) == {"forgotten": [{"path": str(old), "files": 3, "windows": windows}],
@@ -109,6 +114,8 @@ def test_a_demo_home_reused_after_its_old_folder_was_deleted(settings, tmp_path,
     after = catalogued(settings, tiny_encoder.dim)
     with Catalog(settings.catalog_url) as catalog:
         assert set(rows_of(catalog, old_ids).values()) == {0}
+    with Library(settings) as library:
+        assert library.kept_near_duplicates().current
     assert after == {path: ids for path, ids in before.items() if path.startswith(f"{new}/")}
     assert clapdex(settings, "doctor").stdout == "catalog, vectors and disk agree\n"
     with searching(settings, tiny_encoder) as searcher:
