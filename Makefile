@@ -28,6 +28,8 @@ $(DEMO_LIBRARY)/.fetched:
 
 demo: setup $(DEMO_LIBRARY)/.fetched
 	$(CLAPDEX) --home $(DEMO_HOME) index $(DEMO_LIBRARY)
+	@# A home reused from an earlier clone: doctor names the folders gone with it, to `clapdex forget`.
+	-$(CLAPDEX) --home $(DEMO_HOME) doctor
 	$(CLAPDEX) --home $(DEMO_HOME) ui
 
 test: setup

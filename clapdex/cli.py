@@ -223,17 +223,42 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
 
     with Library(settings) as library:
         found = checkup(library, fix=args.fix, show_progress=True)
-    for line in found.findings.lines():
+    findings = found.findings
+    for line in findings.lines():
         print(line)
-    if found.findings.healthy:
+    if findings.healthy:
         print("catalog, vectors and disk agree")
         return 0
     if found.repaired is None:
-        print("run `clapdex doctor --fix` to repair")
+        if findings.repairable:  # missing folders are their user's to settle, not --fix's
+            print("run `clapdex doctor --fix` to repair" + (" the rest" if findings.missing_folders else ""))
         return EXIT_PROBLEMS
     print(f"repaired; {found.repaired.indexed} files embedded again, {len(found.repaired.errors)} errors")
     for path, reason in found.repaired.errors:
         print(f"error: {path}: {reason}", file=sys.stderr)
+    return EXIT_PROBLEMS if findings.missing_folders else 0
+
+
+def forget(settings: Settings, args: argparse.Namespace) -> int:
+    from indexer.forgetting import IndexRunning, NothingIndexed, forget as forget_paths
+
+    with Library(settings) as library:
+        try:
+            forgotten = forget_paths(library, args.paths)
+        except (NothingIndexed, IndexRunning) as refused:
+            print(f"clapdex: {refused}", file=sys.stderr)
+            return EXIT_USAGE if isinstance(refused, NothingIndexed) else EXIT_NOT_READY
+        if library.kept_near_duplicates().pairs is not None:  # kept current, as after an index run
+            library.update_near_duplicates(_progress_line)
+    files, windows = sum(item.files for item in forgotten), sum(item.windows for item in forgotten)
+    if args.json:
+        print(json.dumps({"forgotten": [dataclasses.asdict(item) for item in forgotten], "files": files,
+                          "windows": windows}, indent=2))
+        return 0
+    for item in forgotten:
+        print(f"forgot {item.files} files ({item.windows} windows) under {item.path}")
+    if len(forgotten) > 1:
+        print(f"forgot {files} files ({windows} windows) in all")
     return 0
 
 
@@ -438,6 +463,8 @@ STORE = _checked(lambda text: None if store_problem(text) else text,
                  "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
 KEY_NAME = _checked(api_keys.valid_name, api_keys.NAME_RULE)
 ROLE = _checked(lambda text: text if text in api_keys.ROLES else None, f"a role ({', '.join(api_keys.ROLES)})")
+# A path that need not exist; an empty one (an unset shell variable) would name the current folder.
+PATH = _checked(lambda text: text if text.strip() else None, "a path")
 EXISTING_FILE = _checked(lambda text: text if os.path.isfile(text) else None, "an existing file")
 UCS_BLOCK = _checked(lambda text: text if text.strip() and "_" not in text and os.sep not in text else None,
                      "a UCS name block (no underscore, no slash)")
@@ -543,6 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_verb = verb("doctor", doctor, "check that catalog, vectors and disk agree")
     doctor_verb.add_argument("--fix", action="store_true",
                              help="repair what is found, embedding files again where needed")
+
+    forget_verb = verb("forget", forget, "forget the files under folders gone for good (a retired disk), or "
+                                         "not wanted: their catalog entries and vectors; no file is touched")
+    forget_verb.add_argument("paths", nargs="+", type=PATH, metavar="PATH",
+                             help="a library folder (as `clapdex doctor` lists it), any folder inside one, or a file")
+    forget_verb.add_argument("--json", action="store_true",
+                             help='print {"forgotten": [{"path", "files", "windows"}], "files": N, "windows": N}')
 
     ui_verb = verb("ui", ui, "serve the search page in the browser")
     ui_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

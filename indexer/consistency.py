@@ -12,7 +12,11 @@ vectors are what can be recomputed:
 - indexed files without windows go back to 'pending' too;
 - files waiting to be embedded (an interrupted run) are embedded;
 - files gone from disk are forgotten (with their vectors), and files changed on disk since
-  they were indexed are indexed again, when asked to look at the disk.
+  they were indexed are indexed again, when asked to look at the disk;
+- but the files under a library folder that is not there, or is empty, are kept as they are:
+  sound libraries live on external disks, and a disk not plugged in (or a share not mounted)
+  must not cost its files. Such folders are listed; ``clapdex forget`` (``indexer.forgetting``)
+  forgets one on request.
 
 Every index run repairs the catalog and store before it starts, so an interrupted run
 resumes from a consistent state; ``clapdex doctor`` (``indexer.doctor``) reports, and with
@@ -23,11 +27,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
+from collections.abc import Iterable
 
 import numpy as np
 
 from search.catalog import ERROR, Catalog
 from search.store import VectorStore
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingFolder:
+    """A library folder files were indexed from that looks away: ``why`` "not there", "empty" or
+    the system's reason it cannot be listed; ``files``: how many catalogued files are under it."""
+
+    path: str
+    files: int
+    why: str
+
+    def line(self) -> str:
+        hint = "if a disk mounts there, mount it" if self.why == "empty" else "if it is on a disk, connect it"
+        return (f"library folder {self.why}: {self.path} ({self.files} files kept: {hint}; to forget them, "
+                f"`clapdex forget {shlex.quote(self.path)}`)")
 
 
 @dataclasses.dataclass
@@ -40,10 +61,16 @@ class Findings:
     waiting: list[str] = dataclasses.field(default_factory=list)  # pending: catalogued, not embedded yet
     missing_on_disk: list[str] = dataclasses.field(default_factory=list)
     changed_on_disk: list[str] = dataclasses.field(default_factory=list)  # size or mtime not as catalogued
+    missing_folders: list[MissingFolder] = dataclasses.field(default_factory=list)  # left alone by ``repair``
 
     @property
     def healthy(self) -> bool:
-        return not (len(self.orphan_vectors) or self.orphan_windows or self.orphan_tags or self.files_missing_vectors
+        return not (self.repairable or self.missing_folders)
+
+    @property
+    def repairable(self) -> bool:
+        """Whether ``repair`` has anything to do: all but the missing folders, which only their user can settle."""
+        return bool(len(self.orphan_vectors) or self.orphan_windows or self.orphan_tags or self.files_missing_vectors
                     or self.indexed_without_windows or self.waiting or self.missing_on_disk or self.changed_on_disk)
 
     def lines(self) -> list[str]:
@@ -59,6 +86,7 @@ class Findings:
             + [f"indexed without windows: {path}" for path in self.indexed_without_windows]
             + [f"missing on disk: {path}" for path in self.missing_on_disk]
             + [f"changed on disk since indexed: {path}" for path in self.changed_on_disk]
+            + [folder.line() for folder in self.missing_folders]
         )
 
 
@@ -80,7 +108,14 @@ def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Finding
     if not full:
         return findings
     findings.waiting = catalog.pending_paths()
+    away = {path: (why, 0) for path, why in _missing_folders(root for root, _ in catalog.roots())}
+    inside = tuple(path.rstrip(os.sep) + os.sep for path in away)
     for path, size, mtime, status in catalog.sizes_and_times():
+        if inside and path.startswith(inside):
+            folder = next(folder for folder in away if path.startswith(folder.rstrip(os.sep) + os.sep))
+            why, count = away[folder]
+            away[folder] = (why, count + 1)
+            continue
         try:
             found = os.stat(path)
         except FileNotFoundError:
@@ -88,17 +123,43 @@ def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Finding
             continue
         except OSError:
             continue  # unreadable now (permissions, a mount away): the next index run reports it
-        # Unreadable files are read again by every index run whatever their size says.
+        # Unreadable files are `clapdex status`'s to report, and the next index run's to try again once changed.
         if status != ERROR and (found.st_size, found.st_mtime) != (size, mtime):
             findings.changed_on_disk.append(path)
+    findings.missing_folders = [MissingFolder(path, count, why) for path, (why, count) in away.items()]
     return findings
+
+
+def _missing_folders(roots: Iterable[str]) -> list[tuple[str, str]]:
+    """(folder, why) of the outermost of ``roots`` that look away (``folder_away``), by path."""
+    found: list[tuple[str, str]] = []
+    for root in sorted(roots):
+        if any(root == folder or root.startswith(folder.rstrip(os.sep) + os.sep) for folder, _ in found):
+            continue  # inside a folder already found away
+        why = folder_away(root)
+        if why is not None:
+            found.append((root, why))
+    return found
+
+
+def folder_away(path: str) -> str | None:
+    """Why the library folder ``path`` looks away: "not there", "empty" (the mount point of a disk
+    not mounted) or "unreadable (reason)"; None when it is there to be read."""
+    try:
+        with os.scandir(path) as entries:
+            return "empty" if next(entries, None) is None else None
+    except (FileNotFoundError, NotADirectoryError):
+        return "not there"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
 
 
 def repair(catalog: Catalog, store: VectorStore, findings: Findings) -> None:
     """Make catalog and store agree as ``findings`` says; the caller checkpoints both.
 
     Files sent back to 'pending' need an embedding run to be searchable again, and files
-    changed on disk an index run (``findings.changed_on_disk``)."""
+    changed on disk an index run (``findings.changed_on_disk``). The files under missing
+    folders are left as they are."""
     if len(findings.orphan_vectors):
         store.remove(findings.orphan_vectors)
     if findings.orphan_windows:
@@ -107,8 +168,10 @@ def repair(catalog: Catalog, store: VectorStore, findings: Findings) -> None:
     if findings.orphan_tags:
         catalog.delete_orphan_tags()
     gone = set(findings.missing_on_disk)
+    away = tuple(folder.path.rstrip(os.sep) + os.sep for folder in findings.missing_folders)
     for path in findings.files_missing_vectors + findings.indexed_without_windows:
-        if path not in gone:
+        # Not embedded again while its folder is away: it would only fail, unreadable.
+        if path not in gone and not (away and path.startswith(away)):
             store.remove(np.array(catalog.mark_pending(catalog.file(path)), dtype=np.int64))
     for path in findings.missing_on_disk:
         store.remove(np.array(catalog.delete_file(catalog.file(path)), dtype=np.int64))

@@ -25,7 +25,7 @@ def checkup(library: Library, fix: bool = False, show_progress: bool = False) ->
     what the repair sent back, reading files changed on disk afresh (hash, metadata)."""
     with library.reading() as catalog:
         findings = examine(catalog, library.store, full=True)
-    if findings.healthy or not fix:
+    if not (findings.repairable and fix):
         return Checkup(findings)
     repair(library.catalog, library.store, findings)
     library.store.save()

@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import shlex
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from encoders.audio import AudioInfo
 from encoders.batches import BatchEmbedder
 from encoders.decoding import decode_windows, start_workers
-from indexer.consistency import examine, repair
+from indexer.consistency import examine, folder_away, repair
 from indexer.metadata import read_metadata
 from indexer.progress import ProgressFile
 from indexer.scan import Contents, Found, read_batches, scan, start_readers
@@ -244,9 +245,15 @@ class _IndexRun:
                 held = pending
         for folder in folders:
             # Ids alone, through the driver's cursor: every file of the library, a million at 10^6.
-            for file_id in self.catalog.file_ids_matching(Filters(folders=(folder,))).tolist():
-                if file_id not in seen:
-                    self.remove(self.catalog.file_by_id(file_id))
+            catalogued = self.catalog.file_ids_matching(Filters(folders=(folder,))).tolist()
+            gone = [file_id for file_id in catalogued if file_id not in seen]
+            if gone and len(gone) == len(catalogued) and folder_away(folder) == "empty":
+                # The mount point of a disk not mounted (a watched one unplugged, too) must not cost its files.
+                log.warning("%s is empty, but %d files are indexed under it: kept, as a disk may not be mounted "
+                            "there; `clapdex forget %s` forgets them", folder, len(gone), shlex.quote(folder))
+                continue
+            for file_id in gone:
+                self.remove(self.catalog.file_by_id(file_id))
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
@@ -305,6 +312,8 @@ class _IndexRun:
             return self.unchanged(item.known)
         digest, metadata, error = item.contents
         if error is not None:
+            # Recorded with no size or mtime a stat could find, so it is read again at every run: what
+            # kept it from being read (permissions, an I/O error) can end without the file changing.
             return self.failed(self.catalog.set_file(record, path, root=root, size=0, mtime=0.0), error)
         if digest == item.known_digest:
             record.size, record.mtime = item.size, item.mtime  # touched, not changed
@@ -444,7 +453,12 @@ class _IndexRun:
         stored = [job for job in jobs if job.error is None]
         for job in jobs:
             if job.error is not None:
-                self.failed(records[job.file_id], job.error)
+                record = records[job.file_id]
+                if not os.access(job.path, os.R_OK):
+                    # Gone or refused since the scan (a disk pulled out, permissions): recorded as never
+                    # seen, so the next run tries it again, however unchanged it then looks.
+                    record.size, record.mtime = 0, 0.0
+                self.failed(record, job.error)
         if not stored:
             return
         removed, added = self.catalog.replace_windows_of([
@@ -481,26 +495,26 @@ class _Seen:
         try:
             found = os.stat(path)  # follows symlinks: a loop raises ELOOP here
         except OSError as exc:
+            # What the system refuses (a loop, permissions) can end without the file changing: tried every run.
             return cls(path, root, known, problem=exc.strerror or str(exc))
-        if not stat.S_ISREG(found.st_mode):
-            return cls(path, root, known, mtime=found.st_mtime, problem="not a regular file")
-        seen = cls(path, root, known, found.st_size, found.st_mtime)
-        if seen.comparable and (known.size, known.mtime) == (found.st_size, found.st_mtime):
-            return seen  # unchanged
-        if found.st_size == 0:
+        regular = stat.S_ISREG(found.st_mode)
+        seen = cls(path, root, known, found.st_size if regular else 0, found.st_mtime)
+        if known is not None and (known.size, known.mtime) == (seen.size, seen.mtime):
+            # Unchanged, unreadable ones too: a file that could not be decoded is tried again once it changes.
+            return seen
+        if not regular:
+            seen.problem = "not a regular file"
+        elif found.st_size == 0:
             seen.problem = "empty file"
         else:
             seen.to_read = True
         return seen
 
     @property
-    def comparable(self) -> bool:
-        """Whether the catalog's record can tell the file unchanged (it was not unreadable)."""
-        return self.known is not None and self.known.status != ERROR
-
-    @property
     def known_digest(self) -> str | None:
-        return self.known.content_hash if self.comparable else None
+        """The content hash that tells a touched file from a changed one; none for an unreadable
+        file, whose every change (a touch too) is a reason to try it again."""
+        return self.known.content_hash if self.known is not None and self.known.status != ERROR else None
 
 
 def _hand_back(vectors: Iterator[np.ndarray], embedding: collections.deque[_FileJob]) -> None:

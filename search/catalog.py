@@ -670,6 +670,22 @@ class Catalog:
         self.session.flush()
         return removed
 
+    def delete_files(self, file_ids: Iterable[int]) -> list[int]:
+        """Forget the files ``file_ids``, a few statements for many; returns the ids of their windows
+        (vectors now to remove). Windows, tags, text, suggestions and near-duplicate pairs go with
+        each file by the foreign keys' ON DELETE CASCADE."""
+        removed: list[int] = []
+        for chunk in _chunks(file_ids):
+            removed += self.session.scalars(select(Window.id).where(Window.file_id.in_(chunk)))
+            self.session.execute(delete(File).where(File.id.in_(chunk)))
+        return removed
+
+    def roots(self) -> list[tuple[str, int]]:
+        """(library folder, how many files were found under it) of every folder files were
+        indexed from, by folder: a pass over every file."""
+        query = select(File.root, func.count()).group_by(File.root).order_by(File.root)
+        return [(root, count) for root, count in self.session.execute(query)]
+
     def mark_pending(self, record: File) -> list[int]:
         """Queue ``record`` for embedding again; returns the ids of its windows (now stale)."""
         removed = self._drop_windows(record)

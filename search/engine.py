@@ -219,34 +219,47 @@ class WindowFiles:
 
 
 class KeptVectors:
-    """The ``most`` vectors last asked for, by key (a text), with how often one was found."""
+    """The ``most`` vectors last asked for, by key (a text), with how often one asked for was
+    found kept (``hits``) or had to be made (``misses``). A vector made ahead of its asking
+    (``put(..., ahead=True)``: a server's batch) is that asking's miss, counted when it asks."""
 
     def __init__(self, most: int):
         self.most = most
         self.hits = self.misses = 0
         self._kept: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._ahead: set[str] = set()  # made ahead, not asked for since
         self._lock = threading.Lock()
 
     def get(self, key: str) -> np.ndarray | None:
         with self._lock:
             vector = self._kept.get(key)
-            if vector is None:
+            if vector is None or key in self._ahead:
                 self.misses += 1
+                self._ahead.discard(key)
             else:
                 self.hits += 1
+            if vector is not None:
                 self._kept.move_to_end(key)
             return vector
 
-    def put(self, key: str, vector: np.ndarray) -> None:
+    def holds(self, key: str) -> bool:
+        """Whether ``key``'s vector is kept, counting nothing: looking ahead is not asking."""
+        with self._lock:
+            return key in self._kept
+
+    def put(self, key: str, vector: np.ndarray, ahead: bool = False) -> None:
         with self._lock:
             self._kept[key] = vector
             self._kept.move_to_end(key)
+            if ahead:
+                self._ahead.add(key)
             if len(self._kept) > self.most:
-                self._kept.popitem(last=False)
+                self._ahead.discard(self._kept.popitem(last=False)[0])
 
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()
+            self._ahead.clear()
             self.hits = self.misses = 0
 
 
@@ -419,11 +432,11 @@ class Searcher:
         """Embed, in one model call, the texts of ``queries`` not kept yet: a server handed
         several queries at once, whose threads would each start a model call of its own."""
         texts = list(dict.fromkeys(term.source.text for query in queries if query is not None for term in query.terms
-                                   if isinstance(term.source, Text) and self.kept_texts.get(term.source.text) is None))
+                                   if isinstance(term.source, Text) and not self.kept_texts.holds(term.source.text)))
         if texts:
             with self.library.reading():
                 for text, vector in zip(texts, self._embed_texts(texts)):
-                    self.kept_texts.put(text, vector)
+                    self.kept_texts.put(text, vector, ahead=True)
 
     def _embed_source(self, source: Text | Sound | Clip) -> np.ndarray:
         if isinstance(source, Text):

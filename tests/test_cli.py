@@ -107,7 +107,7 @@ def test_a_folder_without_audio_is_said_so(tmp_path, tiny_weights):
 
 @pytest.mark.parametrize("home_exists", [False, True], ids=["no home", "empty home"])
 @pytest.mark.parametrize("verb", [["search", "rain"], ["similar", "TONE"], ["status"], ["duplicates"], ["doctor"],
-                                  ["doctor", "--fix"], ["ui", "--port", "1"], ["status", "--json"]])
+                                  ["doctor", "--fix"], ["forget", "TONE"], ["ui", "--port", "1"], ["status", "--json"]])
 def test_reading_verbs_without_an_index_say_so_create_nothing_and_load_no_model(tmp_path, verb, home_exists):
     home = tmp_path / "home"
     if home_exists:
@@ -140,6 +140,7 @@ def test_reading_verbs_without_an_index_say_so_create_nothing_and_load_no_model(
     (["similar", "f.wav", "--start", "3"], "--start and --end go together"),
     (["similar", "no-such.wav"], "no such file: no-such.wav"),
     (["duplicates", "--threshold", "2"], "'2'"),
+    (["forget", ""], "'' is not a path"),
     (["index", ".", "--commit-every", "0"], "'0'"),
     (["index", ".", "--watch", "--interval", "0"], "'0'"),
     (["ui", "--port", "70000"], "'70000'"),

@@ -181,7 +181,25 @@ def test_repeated_text_is_embedded_once(searcher):
     searcher.search(Query.text("door creak"), page=0)
     searcher.search(Query.text("door creak"), page=1)
 
-    assert searcher.kept_texts.hits >= 1 and searcher.kept_texts.misses == 1
+    assert (searcher.kept_texts.hits, searcher.kept_texts.misses) == (1, 1)
+
+
+def test_texts_embedded_ahead_count_once_per_asking(searcher):
+    """A server's batch embeds its new texts ahead, then each search asks for its own: a text
+    made for a search is that search's miss, never a miss and a hit."""
+    searcher.kept_texts.clear()
+    asked = [Query.text("door creak"), Query.text("door creak"), parse_query("rain + door creak")]
+
+    searcher.embed_texts_ahead([*asked, None])
+    assert (searcher.kept_texts.hits, searcher.kept_texts.misses) == (0, 0)  # nobody has asked yet
+    for query in asked:
+        searcher.search(query, page_size=1)
+    # "door creak" and "rain" made once each; "door creak" found kept twice after.
+    assert (searcher.kept_texts.hits, searcher.kept_texts.misses) == (2, 2)
+
+    searcher.embed_texts_ahead([Query.text("rain")])  # kept already: nothing made, nothing counted
+    searcher.search(Query.text("rain"), page_size=1)
+    assert (searcher.kept_texts.hits, searcher.kept_texts.misses) == (3, 2)
 
 
 def test_the_page_names_sounds_by_library_file_name_only(page_searcher, library):

@@ -117,3 +117,91 @@ def test_messy_library_indexes_every_good_file_and_reports_every_bad_one(tmp_pat
             assert f"error: {library / name}: " in status and reason in status
     errors = sum(reason is not None for reason in expected.values())
     assert f"{len(expected) - errors} indexed, {errors} errors, 0 pending" in status
+
+
+def test_an_unchanged_rescan_skips_unreadable_files_and_tries_them_again_once_changed(tmp_path, tiny_weights):
+    """Files that could not be decoded are skipped while unchanged; what the system refused (a
+    symlink loop, permissions) is tried at every run, as chmod and a fixed link change no mtime."""
+    library = tmp_path / "library"
+    expected = build_messy_library(library)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLAPDEX_BATCH_SIZE": "8"}
+    command = [*without_root_file_access(), str(CLAPDEX), "--home", str(tmp_path / "home"), "--device", "cpu",
+               "--weights", str(tiny_weights), "index", str(library)]
+
+    def index() -> tuple[str, list[str]]:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        summary = result.stdout.strip().splitlines()[-1]
+        return summary, sorted(Path(line.split(": ")[1]).name for line in result.stderr.splitlines()
+                                if line.startswith("error: "))
+
+    index()
+    refused = ["locked.wav", "loop-a.wav", "loop-b.wav"]
+    assert index() == (f"0 indexed, {len(expected) - 3} skipped unchanged, 0 moved, 0 removed, 3 errors", refused)
+
+    sox_tone(tmp_path / "good.flac", 2)
+    shutil.move(tmp_path / "good.flac", library / "corrupt.flac")  # mended
+    os.utime(library / "text.mp3")  # touched: still no audio, but tried again
+    (library / "locked.wav").chmod(0o644)  # readable now, its mtime as it was
+    assert index() == (f"2 indexed, {len(expected) - 5} skipped unchanged, 0 moved, 0 removed, 3 errors",
+                       ["loop-a.wav", "loop-b.wav", "text.mp3"])
+
+
+def test_an_unchanged_rescan_writes_nothing_for_files_that_could_not_be_decoded(tmp_path, tiny_encoder):
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from libraries import index_into
+
+    library = tmp_path / "library"
+    library.mkdir()
+    sox_tone(library / "good.wav", 1)
+    (library / "empty.wav").write_bytes(b"")
+    (library / "text.mp3").write_text("a shopping list\n" * 50)
+    (library / "corrupt.flac").write_bytes(b"fLaC" + np.random.default_rng(0).bytes(4000))
+    settings = load_settings(tmp_path / "home")
+    first = index_into(settings, [library], tiny_encoder)
+    assert (first.indexed, len(first.errors)) == (1, 3)
+
+    statements = []
+
+    def note(_connection, _cursor, statement, *_):
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        again = index_into(settings, [library], tiny_encoder)
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    assert (again.indexed, again.unchanged, again.errors) == (0, 4, [])
+    assert statements and not {"INSERT", "UPDATE", "DELETE"} & set(statements), statements
+    with Catalog(settings.catalog_url) as catalog:
+        assert sorted(Path(record.path).name for record in catalog.errors()) == ["corrupt.flac", "empty.wav", "text.mp3"]
+
+
+def test_a_file_left_to_embed_while_its_disk_was_away_is_embedded_once_the_disk_is_back(tmp_path, tiny_encoder):
+    """Embedding fails for a file whose disk was pulled out since the scan: the next run that
+    finds it tries it again, though its size and mtime are still what the scan saw."""
+    from libraries import index_into
+
+    disk, other = tmp_path / "disk", tmp_path / "other"
+    for folder, names in ((disk, ("a.wav", "b.wav")), (other, ("c.wav",))):
+        folder.mkdir()
+        for number, name in enumerate(names):
+            sox_tone(folder / name, 2, tone=f"sine {300 + 200 * number}")
+    settings = load_settings(tmp_path / "home")
+    index_into(settings, [disk], tiny_encoder)
+    with Catalog(settings.catalog_url) as catalog:  # left to embed, as by an interrupted run
+        store = open_store(settings, tiny_encoder.dim)
+        store.remove(np.array(catalog.mark_pending(catalog.file(str(disk / "a.wav"))), dtype=np.int64))
+        store.save()
+        catalog.commit()
+    shutil.move(disk, tmp_path / "away")
+
+    report = index_into(settings, [other], tiny_encoder)  # embeds what was left pending too
+    assert [Path(path).name for path, _ in report.errors] == ["a.wav"]
+    shutil.move(tmp_path / "away", disk)
+    back = index_into(settings, [disk], tiny_encoder)
+    assert (back.indexed, back.unchanged, back.errors) == (1, 1, [])
+    with Catalog(settings.catalog_url) as catalog:
+        assert catalog.file(str(disk / "a.wav")).status == INDEXED

@@ -137,9 +137,10 @@ def test_killed_at_several_moments_then_resumed_equals_an_uninterrupted_run(tmp_
 
     final = start_index(home, library, tiny_weights)
     assert final.wait(timeout=300) == 0, final.stderr.read()
-    # Each of the 26 files is counted once: embedded now, or unchanged since an earlier run.
+    # Each of the 26 files is counted once: embedded now, or unchanged since an earlier run; the
+    # unreadable one is this run's error, or unchanged where an earlier run found it so.
     indexed, unchanged, moved, removed, errors = map(int, re.findall(r"\d+", final.stdout.read()))
-    assert indexed + unchanged + errors == 26 and (moved, removed, errors) == (0, 0, 1)
+    assert indexed + unchanged + errors == 26 and (moved, removed) == (0, 0) and errors <= 1
 
     assert_same(outcome(home, tiny_encoder.dim), reference)
     after = status(home)

@@ -333,6 +333,26 @@ def test_caption_variants_use_wordnet_and_keep_the_refined_caption_first():
     assert variants("horse neigh", "animal", 1) == [refine("horse neigh", "animal")]
 
 
+def test_background_mixtures_name_each_clip_by_its_caption_without_the_folder_context():
+    from training.captions import refine, split_context
+    from training.pack import caption_table
+
+    assert split_context("lava rumble (ambience)") == ("lava rumble", " (ambience)")
+    assert split_context("door creak") == ("door creak", "")
+    assert "".join(split_context("tom drum (drums) (kit)")) == "tom drum (drums) (kit)"
+    rows = [{"caption": f"{name} (pack {number})", "kind": "effect", "audio": f"clips/{number}.wav", "source": "sox",
+             "origin": f"{number}.wav"} for number, name in enumerate(("burp", "lava rumble", "glass clink", "door slam"))]
+
+    table = caption_table(rows, captions=1, backgrounds=True)
+
+    heads = {split_context(refine(row["caption"], row["kind"]))[0] for row in rows}
+    mixtures = [str(table["caption_table"][row]) for row in table["background_ids"] if row >= 0]
+    assert len(mixtures) >= 2
+    for mixture in mixtures:
+        front, back = mixture.removesuffix(" in the background").split(" with ")
+        assert front in heads and back in heads and front != back
+
+
 def test_caption_refinement():
     from training.captions import refine
 

@@ -94,7 +94,10 @@ softly loud quiet quick quickly one two three small big large little
 MIN_NOUN_DEPTH = 6  # broader nouns at least this deep in WordNet ("canine" 13, "animal" 6, "object" 2)
 
 
-def _split_context(caption: str) -> tuple[str, str]:
+def split_context(caption: str) -> tuple[str, str]:
+    """(the caption's head, its parenthesised context with the space before it): the folder a
+    clip came from, as the corpus builder writes it ("lava rumble (ambience)" -> "lava rumble",
+    " (ambience)"); (caption, "") without one. Joined, they give the caption back."""
     match = re.fullmatch(r"(.*?)\s*(\([^()]*\))", caption)
     return (match.group(1), " " + match.group(2)) if match else (caption, "")
 
@@ -146,7 +149,7 @@ def variants(caption: str, kind: str, count: int, key: str = "") -> list[str]:
     random_ = random.Random(f"{key}\x00{caption}")
     # Words are substituted in the path-derived caption (its run-together words split), and the
     # kind's describing noun added afterwards, so "an animal sound" is never itself replaced.
-    head, context = _split_context(" ".join(caption.split()))
+    head, context = split_context(" ".join(caption.split()))
     words = [split_word(word.lower(), vocabulary()) if word.isalpha() and word.islower() else word
              for word in head.split()]
     words = " ".join(words).split()

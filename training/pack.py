@@ -235,7 +235,7 @@ def caption_table(rows: list[dict], captions: int, backgrounds: bool, seed: int 
     one caption: its words are what is said) as rows of one table of distinct captions, and, with
     ``backgrounds``, a partner for each training clip (another training clip, not speech, with
     another caption) and the row of "X with Y in the background". Partners are drawn with ``seed``."""
-    from training.captions import _split_context, refine, variants
+    from training.captions import refine, split_context, variants
 
     choices = [variants(row["caption"], row["kind"], captions, key=row["audio"])
                if captions > 1 and row["kind"] != "speech" else [refine(row["caption"], row["kind"])] for row in rows]
@@ -244,7 +244,7 @@ def caption_table(rows: list[dict], captions: int, backgrounds: bool, seed: int 
     if backgrounds:
         rng = np.random.default_rng(seed)
         eligible = np.array([i for i, row in enumerate(rows) if row["kind"] != "speech" and not is_validation(row)])
-        heads = [_split_context(choice[0])[0].rstrip(",") for choice in choices]
+        heads = [split_context(choice[0])[0].rstrip(",") for choice in choices]
         for i in eligible:
             for _ in range(8):  # a partner with another caption; give up after a few draws
                 j = int(rng.choice(eligible))
