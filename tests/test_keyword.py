@@ -3,6 +3,7 @@ full-text index, on a real SQLite catalog and a real PostgreSQL one alike."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter
@@ -230,6 +231,28 @@ def test_files_added_in_bulk_are_found_and_status_changes_keep_their_text(empty)
     empty.commit()
     assert empty.keyword_ranked(parse_keywords("take1 bulk"), pending=True) == [ids[1]]
     assert record.status == PENDING and ERROR != PENDING
+
+
+def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(empty, caplog):
+    # Followed by a letter, a digit, a character beyond ASCII, punctuation, the end of a field;
+    # in a name whose capital Python lowers into ASCII (the Kelvin sign), upper case, a folder,
+    # a tag; many files hold them in the name, so that a tier is walked for few files wanted.
+    for relative, tags in [("mix/a\u212aa.wav", ()), ("mix/kaé.wav", ()), ("mix/ka.wav", ()), ("mix/zKA9.wav", ()),
+                           ("mix/z9ka_x.wav", ()), ("ka/plain.wav", ()), ("mix/tagged.wav", ("ka",)),
+                           ("mix/none.wav", ("k a",)), ("kafka/kaka.wav", ("kayak",)),
+                           *((f"mix/zka_{number}.wav", ()) for number in range(20))]:
+        add(empty, relative, tags=tags)
+    # In the name and elsewhere; then in the name, by name (the Kelvin sign's name first: "a" and
+    # a character beyond ASCII sort before "ka"); then elsewhere.
+    assert found(empty, "ka")[:3] == ["kafka/kaka.wav", "mix/a\u212aa.wav", "mix/ka.wav"]
+    assert found(empty, "ka")[-2:] == ["ka/plain.wav", "mix/tagged.wav"] and len(found(empty, "ka")) == 28
+    caplog.set_level(logging.DEBUG, logger="search.catalog")
+    for text_ in ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"):
+        expected = reference(empty, text_, Filters(), False, None)
+        for limit in (1, 2, 3, 5, 100):  # a few files wanted are walked for; many, found by index
+            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
+    if empty.engine.dialect.name == "postgresql":
+        assert "files walked for" in caplog.text and "files found by index" in caplog.text
 
 
 QUERIES = ["door", "DOOR -metal, gate", "rain metal", "in", "_s", "04", "-wav", '"thunder clap"', "ath",
