@@ -1608,8 +1608,10 @@ _IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :mat
 _LAST_KEY = (1 << 63) - 1
 # A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
 _NOWHERE = '"AAA"'
-# A tier walked under a filter: this many times the files wanted are first taken by name alone,
-# and kept if enough of them pass (the engine's BROAD, for the same reason).
+# A tier walked under a filter: the files wanted and a quarter more are first taken by name
+# alone, then, if too few of those pass, this many times the files wanted; kept if enough of
+# them pass (the engine's BROAD, for the same reason). Most filters pass nearly every file
+# (longer than 1 s: 97% at 10^6), and walking twice the files wanted cost 10-15 ms more.
 _BROAD = 2
 
 
@@ -1950,6 +1952,8 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray 
     found_ids: list[int] = []
     for tier in tiers:  # found as needed, the best first
         remaining = limit - len(found_ids)
+        if remaining <= 0:
+            break
         if callable(tier):
             tier = tier(remaining)
         if isinstance(tier, _Walked):
@@ -1965,21 +1969,26 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray 
             # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
             members = _among(File.id + 0 if walk else File.id, tier, False)
         in_order = functools.partial(_tier_in_order, session, members, walk, pending, others)
-        if walk and filtered:
-            # A broad filter (most files pass) is applied to the tier's first files by name: a
-            # walk of the name order alone reads no file's row, a filtered one reads each's.
-            first = in_order(Filters(), _BROAD * remaining)
-            kept = set(session.scalars(select(File.id).where(_among(File.id, first, False), _passing(filters, pending))))
-            ranked = [file_id for file_id in first if file_id in kept]
-            if len(ranked) >= remaining or len(first) < _BROAD * remaining:  # enough, or the whole tier
-                found_ids += ranked[:remaining]
-                if len(found_ids) >= limit:
-                    break
-                continue
-        found_ids += in_order(filters, remaining)
+        ranked = _broadly_filtered(session, in_order, filters, pending, remaining) if walk and filtered else None
+        found_ids += in_order(filters, remaining) if ranked is None else ranked
         if len(found_ids) >= limit:
             break
     return found_ids
+
+
+def _broadly_filtered(session: Session, in_order: Callable, filters: Filters, pending: bool,
+                      remaining: int) -> list[int] | None:
+    """The first ``remaining`` files by name of a walked tier (``in_order``: ``_tier_in_order``
+    for it) that pass a filter most files pass: taken from its first files by name alone, since
+    a walk of the name order alone reads no file's row, a filtered one reads each's. None if too
+    few of those pass: the filter is not broad."""
+    for count in (remaining + remaining // 4 + 16, _BROAD * remaining):
+        first = in_order(Filters(), count)
+        kept = set(session.scalars(select(File.id).where(_among(File.id, first, False), _passing(filters, pending))))
+        ranked = [file_id for file_id in first if file_id in kept]
+        if len(ranked) >= remaining or len(first) < count:  # enough, or the whole tier
+            return ranked[:remaining]
+    return None
 
 
 # A word in the name and elsewhere (relevance 3), in the name only (2), elsewhere only (1).
