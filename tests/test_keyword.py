@@ -255,6 +255,16 @@ def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(em
         assert "files walked for" in caplog.text and "files found by index" in caplog.text
 
 
+def test_a_postgresql_catalog_made_before_the_index_of_texts_beyond_ascii_gets_it_when_opened_for_writing():
+    url = fresh_database()
+    with Catalog(url) as made:  # as a catalog made before it
+        made.session.execute(text("DROP INDEX file_text_beyond_ascii"))
+        made.commit()
+    indexed = text("SELECT indexdef FROM pg_indexes WHERE indexname = 'file_text_beyond_ascii'")
+    with Catalog(url) as opened:
+        assert "(name || about)" in opened.session.scalar(indexed)
+
+
 QUERIES = ["door", "DOOR -metal, gate", "rain metal", "in", "_s", "04", "-wav", '"thunder clap"', "ath",
            "storm, latch -gate", "wood", "library", "100%", "x"]
 
