@@ -1612,6 +1612,7 @@ _NOWHERE = '"AAA"'
 # them pass (the engine's BROAD, for the same reason). Most filters pass nearly every file
 # (longer than 1 s: 97% at 10^6): walking twice the files wanted doubled the walk for them.
 _BROAD = 2
+_BROAD_KEPT = 256  # filters remembered as broad by a session (``_walk_tiers``)
 
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
@@ -1625,12 +1626,19 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     sqlite = session.get_bind().dialect.name == "sqlite"
     files = session.scalar(select(func.max(File.id))) or 0
     enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
-    if file_conditions(filters):
+    # Filters seen to pass at least so many files, by this session: a page's filter stays while
+    # words are typed, and reading which files pass it cost 10-30 ms at 10^6. Only how the
+    # files are found depends on it, never which: if fewer pass since, the walk finds them all.
+    broad = session.info.setdefault("broad_filters", {})
+    if file_conditions(filters) and broad.get((filters, pending), 0) < enough:
         # A filter few files pass: their texts are fewer than a tier's files (DOOR and FLAC,
         # 0.2% of the files: 2,000 against tens of thousands), so only theirs are read.
         passing = session.scalars(select(File.id).where(_passing(filters, pending)).limit(enough)).all()
         if len(passing) < enough:
             return None, [_among(FileText.file_id, passing, sqlite)]
+        if len(broad) >= _BROAD_KEPT:
+            broad.clear()
+        broad[(filters, pending)] = enough
     if not sqlite:
         return _in_name_order(session, _postgresql_tiers(session, query, files), filters, pending, exclude_id, limit,
                               files), []

@@ -255,6 +255,16 @@ def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(em
         assert "files walked for" in caplog.text and "files found by index" in caplog.text
 
 
+def test_a_filter_once_broad_then_passed_by_few_files_finds_exactly_those(empty):
+    ids = [add(empty, f"mix/door_{number:02d}.wav", duration=2.0) for number in range(40)]
+    longer = Filters(min_duration=1.0)
+    assert empty.keyword_ranked(parse_keywords("door"), longer, limit=3) == ids[:3]  # remembered as broad
+    empty.session.execute(update(File).where(File.id.in_(ids[:-1])).values(duration=0.5))
+    empty.commit()
+    assert empty.keyword_ranked(parse_keywords("door"), longer, limit=3) == [ids[-1]]
+    assert empty.keyword_ranked(parse_keywords("oo"), longer, limit=3) == [ids[-1]]
+
+
 def test_a_postgresql_catalog_made_before_the_index_of_texts_beyond_ascii_gets_it_when_opened_for_writing():
     url = fresh_database()
     with Catalog(url) as made:  # as a catalog made before it
