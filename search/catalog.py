@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 from sqlalchemy import (
     ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, Select, String, Text, TypeDecorator,
     and_, any_, bindparam, case, cast, column, create_engine, delete, event, exists, false, func, insert, inspect,
-    literal, not_, or_, select, text, true, update,
+    literal, not_, or_, select, tablesample, text, true, union_all, update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
@@ -1327,6 +1328,10 @@ _TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
 _TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "2", "postgresql": "1"}
 _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
 
+# A text holding a character beyond ASCII (PostgreSQL's regular expression; a constant of the
+# SQL, so that the planner matches it to the index of that name).
+_BEYOND_ASCII = "(name || about) ~ '[^\\x01-\\x7f]'"
+
 # Substring matching is what keyword search promises ("door" finds "DOORWood", "oor" too), so
 # trigram indexes, not word indexes (a tsvector finds words and stems, never parts of words):
 # FTS5's trigram tokenizer on SQLite (3.34+), pg_trgm's GIN operator class on PostgreSQL.
@@ -1350,13 +1355,17 @@ _TEXT_INDEX = {
     "postgresql": (
         "CREATE EXTENSION IF NOT EXISTS pg_trgm",
         "CREATE INDEX IF NOT EXISTS file_text_trigrams ON file_text USING gin (name gin_trgm_ops, about gin_trgm_ops)",
+        # The few texts beyond ASCII, for two letters (``_pair_tiers``): an index of the expression
+        # itself, whose statistics tell the planner how few they are (it guesses that a regular
+        # expression keeps most rows, and read every text for a partial index's few).
+        f"CREATE INDEX IF NOT EXISTS file_text_beyond_ascii ON file_text (({_BEYOND_ASCII}))",
     ),
 }
 _TEXT_INDEX_DROP = {
     "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
                "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_terms",
                "DROP TABLE IF EXISTS file_text_index"),
-    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams",),
+    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii"),
 }
 
 
@@ -1614,9 +1623,12 @@ _IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :mat
 _LAST_KEY = (1 << 63) - 1
 # A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
 _NOWHERE = '"AAA"'
-# A tier walked under a filter: this many times the files wanted are first taken by name alone,
-# and kept if enough of them pass (the engine's BROAD, for the same reason).
+# A tier walked under a filter: the files wanted and a quarter more are first taken by name
+# alone, then, if too few of those pass, this many times the files wanted; kept if enough of
+# them pass (the engine's BROAD, for the same reason). Most filters pass nearly every file
+# (longer than 1 s: 97% at 10^6): walking twice the files wanted doubled the walk for them.
 _BROAD = 2
+_BROAD_KEPT = 256  # filters remembered as broad by a session (``_walk_tiers``)
 
 
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
@@ -1630,14 +1642,22 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     sqlite = session.get_bind().dialect.name == "sqlite"
     files = session.scalar(select(func.max(File.id))) or 0
     enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
-    if file_conditions(filters):
+    # Filters seen to pass at least so many files, by this session: a page's filter stays while
+    # words are typed, and reading which files pass it cost 10-30 ms at 10^6. Only how the
+    # files are found depends on it, never which: if fewer pass since, the walk finds them all.
+    broad = session.info.setdefault("broad_filters", {})
+    if file_conditions(filters) and broad.get((filters, pending), 0) < enough:
         # A filter few files pass: their texts are fewer than a tier's files (DOOR and FLAC,
         # 0.2% of the files: 2,000 against tens of thousands), so only theirs are read.
         passing = session.scalars(select(File.id).where(_passing(filters, pending)).limit(enough)).all()
         if len(passing) < enough:
             return None, [_among(FileText.file_id, passing, sqlite)]
+        if len(broad) >= _BROAD_KEPT:
+            broad.clear()
+        broad[(filters, pending)] = enough
     if not sqlite:
-        return _in_name_order(session, _postgresql_tiers(session, query), filters, pending, exclude_id, limit, files), []
+        return _in_name_order(session, _postgresql_tiers(session, query, files), filters, pending, exclude_id, limit,
+                              files), []
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
               for group in query.alternatives]
@@ -1817,23 +1837,23 @@ def _suggestions_among(among) -> Select:
 _COMPILED: dict[tuple[str, str, str], tuple] = {}  # (dialect, driver, statement) -> its SQL and parameters
 
 
-def _postgresql_tiers(session: Session, query: KeywordQuery) -> Iterator[list[int]]:
+def _postgresql_tiers(session: Session, query: KeywordQuery, files: int) -> Iterator[list[int] | Callable]:
     """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
     tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
     beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
     ranks the files holding two or more, and each word's tiers of the files holding it alone
-    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array."""
+    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array; a word of
+    two letters has tiers of its own (``_pair_tiers``)."""
     matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
     wanted = query.wanted
     alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
+    if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
+        yield from _pair_tiers(session, query, alone, files)
+        return
     if len(wanted) == 1:
-        in_name, elsewhere = _holds(FileText.name, wanted[0]), _holds(FileText.about, wanted[0])
-        tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
-        if not alone:
-            tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
-        for tier in tiers:
-            yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier, matching)) or []
+        for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
+            yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
         return
     relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
     if not alone:  # files matched by exclusions alone hold no word wanted: every file ranked at once
@@ -1858,40 +1878,141 @@ def _postgresql_tiers(session: Session, query: KeywordQuery) -> Iterator[list[in
         yield ids
 
 
-def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray], filters: Filters, pending: bool,
-                   exclude_id: int | None, limit: int, files: int) -> list[int]:
-    """On PostgreSQL, the first ``limit`` files of ``tiers`` (the best first) that pass
-    ``filters``, each tier by name; ``files``: how many the catalog holds (whether to walk a tier)."""
+def _one_word_conditions(query: KeywordQuery, alone: bool, name, about) -> list[ColumnElement[bool]]:
+    """The conditions on a file's text (its ``name`` and ``about`` columns, of FileText or of
+    a sample of it) of each tier of a query of one word wanted, the best first."""
+    matching = _keywords_match(query, lambda word: or_(_holds(name, word), _holds(about, word)))
+    in_name, elsewhere = _holds(name, query.wanted[0]), _holds(about, query.wanted[0])
+    tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
+    if not alone:
+        tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
+    return [and_(tier, matching) for tier in tiers]
+
+
+# Two letters on PostgreSQL: pg_trgm finds no trigram in a pattern under three characters, so
+# LIKE alone reads every file's text (150-250 ms at 10^6 files). Every text ends with the
+# separator, so two letters (or digits) in it are followed by a character: by an ASCII one,
+# the text holds a trigram pg_trgm keeps that begins with them (a letter or digit follows, or
+# a word ends), which it finds for the regular expression ``_followed``; by another, the text
+# is one of the few beyond ASCII (``_BEYOND_ASCII``, an index of its own). That finds a tier of
+# few files. A tier of many (two letters are in up to every file) is walked in name order
+# instead, each file's text looked up, the name first tested on the index's own copy of it:
+# which of the two is cheaper is told by a sample of the texts (``_PAIR_SAMPLE`` rows).
+_PAIR = re.compile("[a-z0-9]{2}")
+_PAIR_SAMPLE = 4_000
+# Relative costs, measured at 10^6 files under a load of 11 on 2 cores: a file walked in name
+# order whose name is tested on the index (1.6 us), a file whose text is looked up (15-20 us),
+# a file of a tier found by index (18 us: its text read, the expressions and LIKE tested again).
+_STEP_COST, _LOOKUP_COST, _FOUND_COST = 1, 10, 12
+
+
+class _Walked(NamedTuple):
+    """A tier found by walking the files in name order, ``members`` telling its files."""
+    members: ColumnElement[bool]
+
+
+def _followed(column, word: str) -> ColumnElement[bool]:
+    """``word`` (two letters or digits) followed in ``column`` by an ASCII character."""
+    return column.op("~", is_comparison=True)(word + "[\\x01-\\x7f]")
+
+
+def _pair_tiers(session: Session, query: KeywordQuery, alone: bool, files: int) -> Iterator[Callable]:
+    """``_postgresql_tiers`` for one word wanted of two letters or digits: each tier a function
+    of how many files are still wanted, giving its files or a ``_Walked`` (``files``: about how
+    many the catalog holds)."""
+    word = query.wanted[0]
+    sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * _PAIR_SAMPLE / max(files, 1))),
+                          name="sampled", seed=literal(0))
+    holds = select(_holds(sampled.c.name, word).label("named"), _holds(sampled.c.about, word).label("about")) \
+        .select_from(sampled).subquery()
+    # How many hold the word in the name, elsewhere, in both: each tier's part of the files,
+    # exclusions aside (an estimate: it only chooses how to find the tier).
+    counted, named, about, both = session.execute(select(
+        func.count(), *(func.count().filter(condition) for condition in
+                        (holds.c.named, holds.c.about, and_(holds.c.named, holds.c.about))))).one()
+    counted = max(counted, 1)
+    shares = [both / counted, (named - both) / counted, (about - both) / counted, 1 - (named + about - both) / counted]
+    tiers = _one_word_conditions(query, alone, FileText.name, FileText.about)
+    # Which of the name and the rest each tier needs the word in, for the indexes' conditions.
+    needs = [(True, True), (True, False), (False, True), (False, False)]
+    for tier, share, (in_name, elsewhere) in zip(tiers, shares, needs):
+        yield functools.partial(_pair_tier, session, word, tier, share, named / counted, in_name, elsewhere, files)
+
+
+def _pair_tier(session: Session, word: str, tier: ColumnElement[bool], share: float, named: float, in_name: bool,
+               elsewhere: bool, files: int, remaining: int) -> list[int] | _Walked:
+    """A tier of ``_pair_tiers`` (``tier``: its condition on FileText; ``share``: the part of
+    the sample in it; ``named``: the part with the word in its name), when ``remaining`` files
+    are wanted: walked if that is estimated cheaper than finding it through the indexes."""
+    if share:
+        walked = remaining / share  # files walked in name order to find those wanted
+        cost = walked * (_STEP_COST + (named if in_name else 1) * _LOOKUP_COST)
+        if cost < share * files * _FOUND_COST:
+            log.debug("%r: a tier of about %d files walked for %d", word, share * files, remaining)
+            text_of = select(tier).where(FileText.file_id == File.id).scalar_subquery()
+            if not in_name:
+                return _Walked(text_of)
+            # The name as Python's lower() makes it holds the word only if the name holds it in
+            # some case, or goes beyond ASCII (whose characters Python may lower into ASCII).
+            cased = "".join(f"[{letter}{letter.upper()}]" if letter.isalpha() else letter for letter in word)
+            return _Walked(and_(File.name.op("~", is_comparison=True)(f"{cased}|[^\\x01-\\x7f]"), text_of))
+    log.debug("%r: a tier of about %d files found by index", word, share * files)
+    if not (in_name or elsewhere):  # matched by exclusions alone: no index finds what a file lacks
+        return session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
+    near = and_(*([_followed(FileText.name, word)] if in_name else []),
+                *([_followed(FileText.about, word)] if elsewhere else []))
+    found = union_all(select(FileText.file_id).where(tier, near),
+                      select(FileText.file_id).where(text(_BEYOND_ASCII), tier, not_(near))).subquery()
+    return session.scalar(select(func.array_agg(found.c.file_id))) or []
+
+
+def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray | Callable], filters: Filters,
+                   pending: bool, exclude_id: int | None, limit: int, files: int) -> list[int]:
+    """On PostgreSQL, the first ``limit`` files of ``tiers`` (the best first: each its files, or
+    a function of how many are still wanted giving them or a ``_Walked``) that pass ``filters``,
+    each tier by name; ``files``: how many the catalog holds (whether to walk a tier)."""
     others = [File.id != exclude_id] if exclude_id is not None else []
     filtered = bool(file_conditions(filters))
     found_ids: list[int] = []
     for tier in tiers:  # found as needed, the best first
-        if not len(tier):
-            continue
-        tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
         remaining = limit - len(found_ids)
-        walk = len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-        # Walked: the files in name order, each looked up in the tier (PostgreSQL hashes the
-        # array). Sorted: the tier's files read by id, then sorted. PostgreSQL's planner
-        # underestimates how many files a trigram search finds (a thousand for tens of
-        # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
-        member = File.id + 0 if walk else File.id
-        in_order = functools.partial(_tier_in_order, session, _among(member, tier, False), walk, pending, others)
-        if walk and filtered:
-            # A broad filter (most files pass) is applied to the tier's first files by name: a
-            # walk of the name order alone reads no file's row, a filtered one reads each's.
-            first = in_order(Filters(), _BROAD * remaining)
-            kept = set(session.scalars(select(File.id).where(_among(File.id, first, False), _passing(filters, pending))))
-            ranked = [file_id for file_id in first if file_id in kept]
-            if len(ranked) >= remaining or len(first) < _BROAD * remaining:  # enough, or the whole tier
-                found_ids += ranked[:remaining]
-                if len(found_ids) >= limit:
-                    break
-                continue
-        found_ids += in_order(filters, remaining)
+        if remaining <= 0:
+            break
+        if callable(tier):
+            tier = tier(remaining)
+        if isinstance(tier, _Walked):
+            walk, members = True, tier.members
+        elif not len(tier):
+            continue
+        else:
+            tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
+            walk = len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+            # Walked: the files in name order, each looked up in the tier (PostgreSQL hashes the
+            # array). Sorted: the tier's files read by id, then sorted. PostgreSQL's planner
+            # underestimates how many files a trigram search finds (a thousand for tens of
+            # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
+            members = _among(File.id + 0 if walk else File.id, tier, False)
+        in_order = functools.partial(_tier_in_order, session, members, walk, pending, others)
+        ranked = _broadly_filtered(session, in_order, filters, pending, remaining) if walk and filtered else None
+        found_ids += in_order(filters, remaining) if ranked is None else ranked
         if len(found_ids) >= limit:
             break
     return found_ids
+
+
+def _broadly_filtered(session: Session, in_order: Callable, filters: Filters, pending: bool,
+                      remaining: int) -> list[int] | None:
+    """The first ``remaining`` files by name of a walked tier (``in_order``: ``_tier_in_order``
+    for it) that pass a filter most files pass: taken from its first files by name alone, since
+    a walk of the name order alone reads no file's row, a filtered one reads each's. None if too
+    few of those pass: the filter is not broad."""
+    for count in (remaining + remaining // 4 + 16, _BROAD * remaining):
+        first = in_order(Filters(), count)
+        kept = set(session.scalars(select(File.id).where(_among(File.id, first, False), _passing(filters, pending))))
+        ranked = [file_id for file_id in first if file_id in kept]
+        if len(ranked) >= remaining or len(first) < count:  # enough, or the whole tier
+            return ranked[:remaining]
+    return None
 
 
 # A word in the name and elsewhere (relevance 3), in the name only (2), elsewhere only (1).

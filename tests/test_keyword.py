@@ -3,6 +3,7 @@ full-text index, on a real SQLite catalog and a real PostgreSQL one alike."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter
@@ -230,6 +231,48 @@ def test_files_added_in_bulk_are_found_and_status_changes_keep_their_text(empty)
     empty.commit()
     assert empty.keyword_ranked(parse_keywords("take1 bulk"), pending=True) == [ids[1]]
     assert record.status == PENDING and ERROR != PENDING
+
+
+def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(empty, caplog):
+    # Followed by a letter, a digit, a character beyond ASCII, punctuation, the end of a field;
+    # in a name whose capital Python lowers into ASCII (the Kelvin sign), upper case, a folder,
+    # a tag; many files hold them in the name, so that a tier is walked for few files wanted.
+    for relative, tags in [("mix/a\u212aa.wav", ()), ("mix/kaé.wav", ()), ("mix/ka.wav", ()), ("mix/zKA9.wav", ()),
+                           ("mix/z9ka_x.wav", ()), ("ka/plain.wav", ()), ("mix/tagged.wav", ("ka",)),
+                           ("mix/none.wav", ("k a",)), ("kafka/kaka.wav", ("kayak",)),
+                           *((f"mix/zka_{number}.wav", ()) for number in range(20))]:
+        add(empty, relative, tags=tags)
+    # In the name and elsewhere; then in the name, by name (the Kelvin sign's name first: "a" and
+    # a character beyond ASCII sort before "ka"); then elsewhere.
+    assert found(empty, "ka")[:3] == ["kafka/kaka.wav", "mix/a\u212aa.wav", "mix/ka.wav"]
+    assert found(empty, "ka")[-2:] == ["ka/plain.wav", "mix/tagged.wav"] and len(found(empty, "ka")) == 28
+    caplog.set_level(logging.DEBUG, logger="search.catalog")
+    for text_ in ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"):
+        expected = reference(empty, text_, Filters(), False, None)
+        for limit in (1, 2, 3, 5, 100):  # a few files wanted are walked for; many, found by index
+            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
+    if empty.engine.dialect.name == "postgresql":
+        assert "files walked for" in caplog.text and "files found by index" in caplog.text
+
+
+def test_a_filter_once_broad_then_passed_by_few_files_finds_exactly_those(empty):
+    ids = [add(empty, f"mix/door_{number:02d}.wav", duration=2.0) for number in range(40)]
+    longer = Filters(min_duration=1.0)
+    assert empty.keyword_ranked(parse_keywords("door"), longer, limit=3) == ids[:3]  # remembered as broad
+    empty.session.execute(update(File).where(File.id.in_(ids[:-1])).values(duration=0.5))
+    empty.commit()
+    assert empty.keyword_ranked(parse_keywords("door"), longer, limit=3) == [ids[-1]]
+    assert empty.keyword_ranked(parse_keywords("oo"), longer, limit=3) == [ids[-1]]
+
+
+def test_a_postgresql_catalog_made_before_the_index_of_texts_beyond_ascii_gets_it_when_opened_for_writing():
+    url = fresh_database()
+    with Catalog(url) as made:  # as a catalog made before it
+        made.session.execute(text("DROP INDEX file_text_beyond_ascii"))
+        made.commit()
+    indexed = text("SELECT indexdef FROM pg_indexes WHERE indexname = 'file_text_beyond_ascii'")
+    with Catalog(url) as opened:
+        assert "(name || about)" in opened.session.scalar(indexed)
 
 
 QUERIES = ["door", "DOOR -metal, gate", "rain metal", "in", "_s", "04", "-wav", '"thunder clap"', "ath",
