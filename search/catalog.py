@@ -204,7 +204,23 @@ class Span(NamedTuple):
     end: float
 
 
+class Located(NamedTuple):
+    """What serving a file, or searching like it, needs of its record (``Catalog.located``)."""
+
+    id: int
+    path: str
+    root: str
+    status: str
+    name: str
+    format: str | None
+    duration: float | None
+    sample_rate: int | None
+    mtime: float
+
+
 # The columns of a file a hit carries.
+_LOCATED = (File.id, File.path, File.root, File.status, File.name, File.format, File.duration, File.sample_rate,
+            File.mtime)
 _LISTED = (File.id, File.path, File.root, File.folder, File.name, File.size, File.mtime, File.duration,
            File.sample_rate, File.channels, File.codec, File.bit_depth, File.format, File.title, File.description,
            File.ucs_cat_id, File.ucs_category, File.status)
@@ -1080,23 +1096,44 @@ class Catalog:
                 suggested_tags=tuple((group, tag, confidence) for group, (tag, confidence) in found.tags.items()))
         return records
 
+    def located(self, path: str) -> Located | None:
+        """The record of the file at ``path``, as serving it or searching like it needs, if catalogued:
+        one fixed statement on the driver's cursor (``_compiled_rows``), not an ORM object (the
+        audio and similar routes' lookups)."""
+        rows = self._compiled_rows("located", lambda: select(*_LOCATED).where(File.path == bindparam("path")),
+                                   {"path": path})
+        return Located(*rows[0]) if rows else None
+
+    def window_spans(self, file_id: int) -> list[Span]:
+        """The windows of file ``file_id``, by start."""
+        return [Span(*row) for row in self._compiled_rows(
+            "window_spans", lambda: select(Window.id, Window.start, Window.end)
+            .where(Window.file_id == bindparam("file_id")).order_by(Window.start), {"file_id": file_id})]
+
     def _rows_among(self, name: str, statement: Callable[[Callable], Select], ids: Sequence[int]) -> list[tuple]:
         """The rows of ``statement(among)``, where ``among(column)`` says "column is one of
-        ``ids``" as one bound value (``_among``): compiled once per dialect under ``name``, run on
-        the driver's cursor in this session's transaction. For a page of 20 hits, building the
-        statements and SQLAlchemy's rows took 3.2 ms (a third of a search's CPU); this, 0.5."""
-        connection = self.session.connection()
-        dialect = connection.dialect
+        ``ids``" as one bound value (``_among``), by ``_compiled_rows``. For a page of 20 hits,
+        building the statements and SQLAlchemy's rows took 3.2 ms (a third of a search's CPU); this, 0.5."""
+        sqlite = self.session.connection().dialect.name == "sqlite"
+        return self._compiled_rows(name, lambda: statement(lambda column: _among(column, (), sqlite)),
+                                   {_AMONG: _among_value(ids, sqlite)})
+
+    def _compiled_rows(self, name: str, statement: Callable[[], Select], values: dict) -> list[tuple]:
+        """The rows of ``statement()`` with the parameters named in ``values`` bound to them (one
+        made with ``unique=True`` named as before its number): compiled once per dialect and driver
+        under ``name``, run on the driver's cursor in this session's transaction."""
+        dialect = self.session.connection().dialect
         key = (dialect.name, dialect.driver, name)  # drivers differ in how parameters are written
         compiled = _COMPILED.get(key)
         if compiled is None:
-            query = statement(lambda column: _among(column, (), dialect.name == "sqlite")).compile(dialect=dialect)
+            query = statement().compile(dialect=dialect)
             order = query.positiontup if query.positional else list(query.params)
-            compiled = _COMPILED[key] = (str(query), query.positional, order, dict(query.params))
-        sql, positional, order, constants = compiled
-        listed = _among_value(ids, dialect.name == "sqlite")
-        values = [listed if parameter.startswith(_AMONG) else constants[parameter] for parameter in order]
-        with self._driver_cursor(sql, tuple(values) if positional else dict(zip(order, values))) as cursor:
+            given = [next((value for value in values if re.fullmatch(rf"{re.escape(value)}(_\d+)?", parameter)), None)
+                     for parameter in order]
+            compiled = _COMPILED[key] = (str(query), query.positional, order, given, dict(query.params))
+        sql, positional, order, given, constants = compiled
+        bound = [values[named] if named is not None else constants[parameter] for parameter, named in zip(order, given)]
+        with self._driver_cursor(sql, tuple(bound) if positional else dict(zip(order, bound))) as cursor:
             return cursor.fetchall()
 
     @contextlib.contextmanager

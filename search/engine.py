@@ -463,10 +463,11 @@ class Searcher:
 
     def _embed_sound(self, sound: Sound) -> np.ndarray:
         path = self._sound_path(sound.path)
-        record = self.catalog.file(str(path))
-        if record is not None and record.status == INDEXED and record.windows:
+        record = self.catalog.located(str(path))
+        if record is not None and record.status == INDEXED:
             # An indexed file's vectors are stored: a whole file, or one of its windows, is free.
-            stored = [w for w in record.windows if not sound.is_region or (w.start, w.end) == (sound.start, sound.end)]
+            stored = [w for w in self.catalog.window_spans(record.id)
+                      if not sound.is_region or (w.start, w.end) == (sound.start, sound.end)]
             if stored:
                 vectors = self.store.reconstruct(np.array([w.id for w in stored], dtype=np.int64))
                 return unit_vector(vectors.mean(axis=0))
@@ -526,7 +527,7 @@ class Searcher:
         best cosine of any file (None without a sound query)."""
         excluded = None
         if query is not None and query.exclude_path is not None:
-            excluded = self.catalog.file(os.path.abspath(query.exclude_path))
+            excluded = self.catalog.located(os.path.abspath(query.exclude_path))
         by_vector: list[tuple[int, float]] = []
         if vector is not None:
             by_vector = self._rank_filtered(vector, filters, excluded.id if excluded else None)

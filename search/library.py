@@ -401,7 +401,7 @@ class Library:
     def served_record(self, path: str | os.PathLike) -> tuple[Path, ServedFile]:
         """``served_file``, with what serving it needs to know."""
         with self.reading() as catalog:
-            return self._served(catalog.file(os.path.abspath(path)), path)
+            return self._served(catalog.located(os.path.abspath(path)), path)
 
     def served_file_by_id(self, file_id: int) -> tuple[Path, ServedFile]:
         """The file catalogued as ``file_id``, by the same rule as ``served_file``."""

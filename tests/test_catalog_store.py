@@ -52,6 +52,19 @@ def test_files_get_windows_whose_ids_map_back_to_them(catalog):
     assert [(w.id, w.start, w.end) for w in record.windows][1] == (ids[1], 7.0, 14.0)
 
 
+def test_a_file_located_by_path_is_its_record(catalog):
+    """The audio and similar routes read a file and its windows through fixed driver statements:
+    the same values as the ORM's record, the windows by start; nothing for a path not catalogued."""
+    record, (_, ids) = add_file(catalog, "/lib/a/dog.wav", spans=((7.0, 14.0), (0.0, 7.0)))
+    catalog.set_metadata(record, Metadata(duration=14.0, sample_rate=44100, channels=2, codec="flac"))
+    record.format = "flac"
+    catalog.commit()
+    located = catalog.located("/lib/a/dog.wav")
+    assert located == (record.id, record.path, record.root, INDEXED, "dog.wav", "flac", 14.0, 44100, 1.5)
+    assert catalog.window_spans(record.id) == [(ids[1], 0.0, 7.0), (ids[0], 7.0, 14.0)]
+    assert catalog.located("/lib/a/cat.wav") is None and catalog.window_spans(record.id + 1) == []
+
+
 def test_replacing_windows_never_reuses_ids(catalog):
     record, (_, first) = add_file(catalog, "/lib/dog.wav")
     catalog.commit()

@@ -1,9 +1,13 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from encoders import Encoder, MissingWeightsError, list_models, load_encoder
-from encoders.compact import CONFIGS, CompactClap, read_compact, save_compact
+from encoders.compact import (CONFIGS, CompactClap, CompactEncoder, MiniLMSentenceEncoder, query_text_dtype,
+                              read_compact, save_compact)
+from training.evaluate import WORDINGS
 
 TINY = CONFIGS["tiny"]
 
@@ -89,7 +93,28 @@ def test_cuda_matches_cpu(tiny_checkpoint, tiny_compact):
     on_gpu = load_encoder("clapdex-compact", weights=tiny_checkpoint, device="cuda")
     clip = [np.random.default_rng(3).standard_normal(20000).astype(np.float32) * 0.2]
     np.testing.assert_allclose(on_gpu.embed_audio(clip), tiny_compact.embed_audio(clip), atol=1e-3)
-    np.testing.assert_allclose(on_gpu.embed_text(["a bell"]), tiny_compact.embed_text(["a bell"]), atol=1e-3)
+    # Against float32 words: a CPU with native bfloat16 embeds queries' words in it (query_text_dtype).
+    exact_text = CompactEncoder(tiny_compact.model, tiny_compact.weights_id, [torch.device("cpu")],
+                                text_encoder=MiniLMSentenceEncoder(torch.device("cpu"), dtype=torch.float32))
+    np.testing.assert_allclose(on_gpu.embed_text(["a bell"]), exact_text.embed_text(["a bell"]), atol=1e-3)
+
+
+def test_query_words_in_bfloat16_stay_where_float32_puts_them():
+    """Queries' words run through MiniLM in bfloat16 on a CPU that computes it natively: the
+    shipped model's text vectors must stay within cosine 0.999 of float32's (ESC-10's held-out
+    wordings, a long caption, the load test's words)."""
+    shipped = load_encoder("clapdex-compact")
+    sets = json.loads(WORDINGS.read_text())["sets"]
+    texts = [text for wording in sets.values() for text in wording.values()]
+    texts += ["heavy rain on a tin roof with distant thunder rolling", "glass shatter 318270415", "kick snare"]
+    vectors = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        features = MiniLMSentenceEncoder(torch.device("cpu"), dtype=dtype)(texts)
+        with torch.inference_mode():
+            vectors[dtype] = torch.nn.functional.normalize(shipped.model.encode_text(features), dim=-1).numpy()
+    cosines = (vectors[torch.float32] * vectors[torch.bfloat16]).sum(axis=1)
+    assert cosines.min() > 0.999, f"{texts[cosines.argmin()]!r}: cosine {cosines.min():.5f}"
+    assert query_text_dtype(torch.device("cuda")) == torch.float32  # GPUs: as before
 
 
 def test_shipped_model_is_the_default_and_small():
