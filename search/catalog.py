@@ -1668,11 +1668,10 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
         "(" + _fts_excluding(" AND ".join(words[k.word] for k in group if not k.negated),
                              [words[k.word] for k in group if k.negated]) + ")"
         for group in groups)
-    conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
     # Straight from the driver's cursor: tens of thousands of keys cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
-        passing = _passing_ids(session, cursor, conditions)
+        passing = _passing_ids(cursor, _passing_statement(session.get_bind().dialect, filters, pending, exclude_id))
         # FTS5 stops at the limit: for a query many files match, only their first keys are read.
         head = cursor.execute(f"{_MATCHING} LIMIT :enough", {"match": every, "enough": enough}).fetchall()
         if len(head) < enough:  # every match, read by id
@@ -1761,15 +1760,23 @@ def _first_by_name(keys: Callable, passing: Callable, count: int) -> list[int]:
     return found[:count]
 
 
-def _passing_ids(session: Session, cursor, conditions: list) -> Callable[[np.ndarray], list[int]]:
-    """A function giving the ids of the files whose keys it is given that pass ``conditions``, in
-    the keys' order: its statement compiled once for a search and run on the driver's ``cursor``
-    (compiled for each tier, it was a quarter of an AND/OR/NOT search's CPU)."""
+@functools.lru_cache(maxsize=64)
+def _passing_statement(dialect, filters: Filters, pending: bool, exclude_id: int | None) -> tuple[str, dict, list]:
+    """The SQL, constant parameters and their order of ``_passing_ids``'s statement, compiled
+    once per filters (compiled for each tier, it was a quarter of an AND/OR/NOT search's CPU;
+    for each search, its garbage made Python's full collections, 45 ms, come every 12 searches)."""
+    conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
     # NOT INDEXED: the files are read by id (their rowid), whatever indexes the conditions could use.
     statement = (select(FileText.rank_key, File.id).join(File, File.id == FileText.file_id)
                  .where(_among(FileText.rank_key, (), True), *conditions).with_hint(File, "NOT INDEXED", "sqlite"))
-    compiled = statement.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
-    sql, constants, order = str(compiled), compiled.params, compiled.positiontup
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return str(compiled), compiled.params, compiled.positiontup
+
+
+def _passing_ids(cursor, compiled: tuple[str, dict, list]) -> Callable[[np.ndarray], list[int]]:
+    """A function giving the ids of the files whose keys it is given that pass the conditions of
+    ``compiled`` (``_passing_statement``), in the keys' order, run on the driver's ``cursor``."""
+    sql, constants, order = compiled
 
     def passing(keys: np.ndarray) -> list[int]:
         if not len(keys):
