@@ -1763,8 +1763,7 @@ def _first_by_name(keys: Callable, passing: Callable, count: int) -> list[int]:
 @functools.lru_cache(maxsize=64)
 def _passing_statement(dialect, filters: Filters, pending: bool, exclude_id: int | None) -> tuple[str, dict, list]:
     """The SQL, constant parameters and their order of ``_passing_ids``'s statement, compiled
-    once per filters (compiled for each tier, it was a quarter of an AND/OR/NOT search's CPU;
-    for each search, its garbage made Python's full collections, 45 ms, come every 12 searches)."""
+    once per filters (compiled for each tier, it was a quarter of an AND/OR/NOT search's CPU)."""
     conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
     # NOT INDEXED: the files are read by id (their rowid), whatever indexes the conditions could use.
     statement = (select(FileText.rank_key, File.id).join(File, File.id == FileText.file_id)
