@@ -2,8 +2,7 @@
 files, in batches of the scan's size (indexer.pipeline.SCAN_BATCH), into a catalog that exists,
 with the keyword index kept as shipped and without it (its meta key removed inside the
 transaction, so add_files writes no file_text rows and no full-text index entries), each in one
-transaction rolled back at the end (after what a commit would do: spreading the rank keys of
-crowded buckets, on SQLite): the catalog is left as it was.
+transaction rolled back at the end: the catalog is left as it was.
 
     python bench/keyword_write_cost.py sqlite:////tmp/copy.sqlite --files 10000
     python bench/keyword_write_cost.py postgresql+psycopg://... --files 10000
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from library_scale import PUBLISHERS, SUBCATEGORIES, TAG_VOCABULARY, WORDS  # noqa: E402
 
 from indexer.pipeline import SCAN_BATCH  # noqa: E402
-from search.catalog import _TEXT_KEY, Catalog, Meta, Metadata, NewFile, _spread_crowded  # noqa: E402
+from search.catalog import _TEXT_KEY, Catalog, Meta, Metadata, NewFile  # noqa: E402
 
 
 def new_files(count: int, root: str, seed: int) -> list[NewFile]:
@@ -54,7 +53,6 @@ def timed(url: str, files: list[NewFile], kept: bool) -> float:
         for first in range(0, len(files), SCAN_BATCH):
             catalog.add_files(files[first:first + SCAN_BATCH])
         catalog.flush()
-        _spread_crowded(catalog.session)  # what a commit does for the new files' rank keys (SQLite)
         seconds = time.perf_counter() - clock
         catalog.rollback()
     return seconds

@@ -139,7 +139,7 @@ class FileText(Base):
     file_id: Mapped[int] = mapped_column(_ID, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     about: Mapped[str] = mapped_column(Text)  # its fields joined by _SEPARATOR
-    # SQLite: the file's row id in the FTS5 index, its place in name order (``_rank_keys``);
+    # SQLite: the file's row id in the FTS5 index, its place in name order (``_add_texts``);
     # NULL on PostgreSQL, whose trigram index cannot be read in an order.
     rank_key: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -493,15 +493,17 @@ class Catalog:
             for index in FileText.__table__.indexes:
                 index.create(connection, checkfirst=True)
             connection.execute(delete(FileText))
+            connection.execute(delete(Meta).where(Meta.key == _CHARACTERS_KEY))
             last = connection.scalar(select(func.max(File.id))) or 0
-            buckets = _name_buckets(connection, last)
+            keys = _name_keys(connection, last)
             for first in range(0, last + 1, _BUILD_STEP):
-                rows = _texts(connection, File.id.between(first, first + _BUILD_STEP - 1), buckets)
-                if rows:
-                    connection.execute(insert(FileText), rows)
+                _add_texts(connection, _texts(connection, File.id.between(first, first + _BUILD_STEP - 1), keys))
             _create_text_index(connection)
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('rebuild')")
+                # One segment instead of the dozens a rebuild leaves: each list is then read from
+                # one place (at 2 x 10^5 files, a third less CPU for three words or AND/OR/NOT).
+                connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('optimize')")
             connection.execute(delete(Meta).where(Meta.key == _TEXT_KEY))
             connection.execute(insert(Meta).values(key=_TEXT_KEY, value=_text_version(connection)))
 
@@ -651,11 +653,8 @@ class Catalog:
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
         if _text_kept(self.session):
-            keys = _rank_keys(self.session, [(ids[file.path], row["name"]) for file, row in zip(files, rows)],
-                              self.session.info.setdefault("crowded", set()))
-            texts = [_file_text(ids[file.path], row, file_tags, keys.get(ids[file.path]))
-                     for file, row, file_tags in zip(files, rows, tags)]
-            self.session.execute(insert(FileText), texts)
+            _add_texts(self.session, [(row["name"], _file_text(ids[file.path], row, file_tags, None))
+                                      for file, row, file_tags in zip(files, rows, tags)])
         return [ids[file.path] for file in files]
 
     def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
@@ -1362,7 +1361,7 @@ _ABOUT = ("title", "description", "ucs_cat_id", "ucs_category", "ucs_subcategory
 _TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
 # meta's key and value once every file has its text as _file_text makes it: a new version (a
 # change to what the text holds) builds it again on the next open for writing.
-_TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "2", "postgresql": "1"}
+_TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "3", "postgresql": "1"}
 _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
 
 # A text holding a character beyond ASCII (PostgreSQL's regular expression; a constant of the
@@ -1461,118 +1460,155 @@ def _file_text(file_id: int, fields, tags: Iterable[str], rank_key: int | None) 
     return row if rank_key is None else {**row, "rank_key": rank_key}
 
 
-def _texts(connection, which: ColumnElement[bool], buckets: np.ndarray | None = None,
-           noted: set[int] | None = None) -> list[dict]:
-    """FileText's rows for the files ``which`` selects, as they are now (``buckets``: on SQLite,
-    each file's bucket, by id, when every file's text is made at once; ``noted``: see ``_rank_keys``)."""
+def _texts(connection, which: ColumnElement[bool], keys: np.ndarray | None = None) -> list[tuple[str, dict]]:
+    """FileText's rows for the files ``which`` selects, as they are now, each with its file's
+    name (``keys``: on SQLite, each file's rank key, by id, when every file's text is made at once)."""
     tags: dict[int, list[str]] = {}
     for file_id, tag in connection.execute(select(FileTag.file_id, FileTag.tag).join(File).where(which)):
         tags.setdefault(file_id, []).append(tag)
     columns = [File.id, *(getattr(File, name) for name in _TEXT_FIELDS)]
     rows = connection.execute(select(*columns).where(which)).all()
-    if buckets is not None:
-        keys = {row.id: _rank_key(int(buckets[row.id]), row.id) for row in rows}
-    else:
-        keys = _rank_keys(connection, [(row.id, row.name) for row in rows], noted)
-    return [_file_text(row.id, row._mapping, tags.get(row.id, ()), keys.get(row.id)) for row in rows]
+    return [(row.name, _file_text(row.id, row._mapping, tags.get(row.id, ()),
+                                  None if keys is None else int(keys[row.id]))) for row in rows]
 
 
 # --- SQLite: the keyword index read in name order
 #
 # A search lists the files of a tier of relevance by name (``File.name``, then ``File.id``).
 # FTS5 gives the files it finds in the order of their row ids, and stops at a LIMIT: so the
-# row id of a file in the index, its ``rank_key``, is its place in name order. A key is a
-# bucket (the high bits) and the file's id (the low _ID_BITS, which make it unique). Buckets
-# never go against name order, so only the files of one bucket need sorting by name
-# (``_first_by_name``). Building the index gives each file a bucket of its own, _SPACING apart
-# in name order; a file written later takes the bucket of the file before it by name
-# (``_rank_keys``), and at commit a bucket that holds more than _CROWDED files is spread over
-# the buckets free up to the next one (``_spread_crowded``). Where those run out (more files
-# added between two names than there are free buckets), files share buckets: searches stay
-# right, and slow down only when one bucket holds thousands of a tier's files; building the
-# index again (a new _TEXT_VERSIONS) spaces them out again.
-_ID_BITS = 32
-_ID_MASK = (1 << _ID_BITS) - 1
-_BUCKETS = 1 << 31  # with the id's 32 bits, a key fits SQLite's row ids (signed 64 bits)
-_SPACING = 256
-_CROWDED = 16
+# row id of a file in the index, its ``rank_key``, is its place in name order, exactly: the
+# keys of all files, taken in name order, only ever grow. Keys are small and close (built
+# _SPACING apart), because FTS5 stores each row id as a varint of its distance from the one
+# before in a word's list: keys holding the file id in their low bits made the index twice
+# as large, and every whole list read twice as slow. A file written later takes a key between
+# its neighbours' by name (``_add_texts``); where they have no key free between them, the keys
+# of the files around are spaced out again (``_spaced_out``), as few as leave room.
+_SPACING = 64
+_FIRST_KEY = 1 << 40  # the first key of a built index: room before it for files added first by name
 
 
-def _rank_key(bucket: int, file_id: int) -> int:
-    if file_id > _ID_MASK:
-        raise ValueError(f"file id {file_id} is beyond the keyword index's {_ID_BITS} bits")
-    return bucket << _ID_BITS | file_id
-
-
-def _name_buckets(connection, last: int) -> np.ndarray | None:
-    """On SQLite, every file's bucket when the index is built, by id (up to ``last``)."""
+def _name_keys(connection, last: int) -> np.ndarray | None:
+    """On SQLite, every file's rank key when the index is built, by id (up to ``last``)."""
     if connection.dialect.name != "sqlite":
         return None
     ordered = np.array(connection.execute(select(File.id).order_by(File.name, File.id)).scalars().all(), dtype=np.int64)
-    spacing = max(1, min(_SPACING, _BUCKETS // (len(ordered) + 1)))
-    buckets = np.zeros(last + 1, dtype=np.int64)
-    buckets[ordered] = np.arange(len(ordered), dtype=np.int64) * spacing
-    return buckets
-
-
-_NEIGHBOUR = ("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
-              "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) {than} (:name, :id) "
-              "ORDER BY f.name {order}, f.id {order} LIMIT 1")
-_BEFORE, _AFTER = text(_NEIGHBOUR.format(than="<", order="DESC")), text(_NEIGHBOUR.format(than=">", order="ASC"))
-
-
-def _rank_keys(connection, files: Sequence[tuple[int, str]], noted: set[int] | None = None) -> dict[int, int]:
-    """On SQLite, the rank keys of ``files`` (id, name), written after the index was built: each
-    takes the bucket of the file before it by name that has its text already (the first by
-    name, one _SPACING before the file after it; the first of all, the middle). The buckets
-    are added to ``noted``, which ``_spread_crowded`` reads at commit."""
-    if _dialect(connection) != "sqlite":
-        return {}
-    keys = {}
-    for file_id, name in files:
-        before = connection.scalar(_BEFORE, {"name": name, "id": file_id})
-        if before is not None:
-            bucket = before >> _ID_BITS
-        else:
-            after = connection.scalar(_AFTER, {"name": name, "id": file_id})
-            bucket = _BUCKETS // 2 if after is None else max(0, (after >> _ID_BITS) - _SPACING)
-        if noted is not None:
-            noted.add(bucket)
-        keys[file_id] = _rank_key(bucket, file_id)
+    keys = np.zeros(last + 1, dtype=np.int64)
+    keys[ordered] = _FIRST_KEY + np.arange(len(ordered), dtype=np.int64) * _SPACING
     return keys
 
 
-def _spread_crowded(session: Session) -> None:
-    """Before a commit, each bucket given to new files (``_rank_keys``) that holds more than
-    _CROWDED files spread out: its files, by name, _SPACING buckets apart or as far as the
-    buckets free up to the next one allow (the index's triggers move them in FTS5)."""
-    noted = session.info.pop("crowded", None)
-    if not noted:
+# The key of the file before (name, id) by name that has its text already.
+_BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
+               "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
+               "ORDER BY f.name DESC, f.id DESC LIMIT 1")
+_KEY_AFTER = text("SELECT min(rank_key) FROM file_text WHERE rank_key > :key")
+_KEYS_BELOW = text("SELECT rank_key FROM file_text WHERE rank_key < :key ORDER BY rank_key DESC LIMIT :count")
+_KEYS_ABOVE = text("SELECT rank_key FROM file_text WHERE rank_key > :key ORDER BY rank_key LIMIT :count")
+_MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
+
+
+def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
+    """Write FileText's rows ``texts`` (each with its file's name, as ``_texts`` gives them); on
+    SQLite, those without a rank key get one between the keys of their neighbours by name."""
+    if not texts:
         return
-    session.flush()  # the text of every file written, its bucket noted
-    connection = session.connection()
-    for bucket in sorted(noted | session.info.pop("crowded", set())):
-        low, high = bucket << _ID_BITS, (bucket + 1) << _ID_BITS
-        bounds = {"low": low, "high": high}
-        if connection.scalar(_BUCKET_SIZE, bounds) <= _CROWDED:
-            continue
-        members = connection.execute(_BUCKET_FILES, bounds).scalars().all()
-        following = connection.scalar(_NEXT_KEY, bounds)
-        room = (_BUCKETS if following is None else following >> _ID_BITS) - bucket
-        spacing = min(_SPACING, room // len(members))
-        moved = [{"file_id": file_id, "rank_key": _rank_key(bucket + (place * spacing if spacing else
-                                                                      place * room // len(members)), file_id)}
-                 for place, file_id in enumerate(members)]
-        moved = [row for row in moved if row["rank_key"] >> _ID_BITS != bucket]
-        if moved:
-            connection.execute(_MOVE, moved)
+    if _dialect(connection) == "sqlite":
+        _note_characters(connection, [row for _, row in texts])
+    if _dialect(connection) != "sqlite" or all("rank_key" in row for _, row in texts):
+        connection.execute(insert(FileText), [row for _, row in texts])
+        return
+    # In name order, the files between the same two neighbours (which have their texts) are
+    # given their keys together, spread over the keys free between them; written in one
+    # statement at the end, or before keys move (``_place``).
+    group: list[dict] = []
+    written: list[dict] = []
+    before = None
+    for name, row in sorted(texts, key=lambda named: (named[0], named[1]["file_id"])):
+        found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+        if group and found != before:
+            if _place(connection, before, group, written):  # keys moved: this file's neighbour's too, maybe
+                found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+            group = []
+        if not group:
+            before = found
+        group.append(row)
+    _place(connection, before, group, written)
+    if written:
+        connection.execute(insert(FileText), written)
 
 
-_BUCKET_SIZE = text("SELECT count(*) FROM file_text WHERE rank_key >= :low AND rank_key < :high")
-_BUCKET_FILES = text("SELECT t.file_id FROM file_text AS t JOIN files AS f ON f.id = t.file_id "
-                     "WHERE t.rank_key >= :low AND t.rank_key < :high ORDER BY f.name, f.id")
-_NEXT_KEY = text("SELECT min(rank_key) FROM file_text WHERE rank_key >= :high")
-_MOVE = text("UPDATE file_text SET rank_key = :rank_key WHERE file_id = :file_id")
+# meta's key for every character the texts written since the index was built hold (those of
+# texts since removed too): a word of two letters is found as the trigrams it begins, the
+# word followed by each of them (``_fts_words``), without reading FTS5's vocabulary, which
+# counts every file of each trigram it lists (at 10^6 files, most of a two-letter search).
+_CHARACTERS_KEY = "keyword_characters"
+_CHARACTERS_MOST = 256  # more (a library named in many scripts): the vocabulary is read instead
+
+
+def _note_characters(connection, rows: Sequence[dict]) -> None:
+    """Add the characters of the texts ``rows`` to those meta keeps (_CHARACTERS_KEY)."""
+    seen: set[str] = set()
+    for row in rows:
+        seen.update(row["name"])
+        seen.update(row["about"])
+    known = connection.scalar(select(Meta.value).where(Meta.key == _CHARACTERS_KEY))
+    if known is not None and seen <= set(known):
+        return
+    connection.execute(delete(Meta).where(Meta.key == _CHARACTERS_KEY))
+    connection.execute(insert(Meta).values(key=_CHARACTERS_KEY, value="".join(sorted(seen | set(known or "")))))
+
+
+def _place(connection, before: int | None, rows: list[dict], written: list[dict]) -> bool:
+    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before the next
+    key, adding them to ``written`` (rows with keys, to be written); True if the keys of other
+    files had to move to make room (``written`` is written first, then emptied: they may move too)."""
+    after = connection.scalar(_KEY_AFTER, {"key": -1 if before is None else before})
+    count = len(rows)
+    if after is None:  # the last by name: room without end
+        low = _FIRST_KEY - _SPACING if before is None else before
+        high = low + (count + 1) * _SPACING
+    else:
+        low = max(0, after - (count + 1) * _SPACING) if before is None else before
+        high = after
+    moved = high - low - 1 < count
+    if moved:
+        if written:
+            connection.execute(insert(FileText), written)
+            written.clear()
+        keys = _spaced_out(connection, before, after, count)
+    else:
+        keys = [low + (place + 1) * (high - low) // (count + 1) for place in range(count)]
+    written += [{**row, "rank_key": key} for row, key in zip(rows, keys)]
+    return moved
+
+
+def _spaced_out(connection, before: int | None, after: int, count: int) -> list[int]:
+    """Room for ``count`` keys between ``before`` (None: the first) and ``after``, which have
+    none between them: the keys of the files around them (more and more of them, until their
+    span leaves at least _SPACING / 4 between keys, or they reach the last file) spread evenly
+    over that span. Returns the keys for the new files."""
+    width = max(16, count)
+    while True:
+        below = [] if before is None else connection.execute(
+            _KEYS_BELOW, {"key": before, "count": width + 1}).scalars().all()
+        above = connection.execute(_KEYS_ABOVE, {"key": after, "count": width + 1}).scalars().all()
+        lowest = below[width] if len(below) > width else 0  # kept where they are: the window's bounds
+        highest = above[width] if len(above) > width else None
+        left = [*reversed(below[:width]), *([] if before is None else [before])]
+        right = [after, *above[:width]]
+        total = len(left) + count + len(right)
+        spacing = _SPACING if highest is None else (highest - lowest) // (total + 1)
+        if spacing >= _SPACING // 4 or highest is None:
+            break
+        width *= 4
+    new = [lowest + (place + 1) * spacing for place in range(total)]
+    old = left + right
+    kept = new[:len(left)] + new[len(left) + count:]
+    moves = [(was, now) for was, now in zip(old, kept) if was != now]
+    if moves:  # through negative keys first: no two files ever share a key in the index, even for a moment
+        connection.execute(_MOVE_KEY, [{"old": was, "new": -was} for was, _ in moves])
+        connection.execute(_MOVE_KEY, [{"old": -was, "new": now} for was, now in moves])
+    return new[len(left):len(left) + count]
 
 
 def _keep_text(session: Session, _flush_context) -> None:
@@ -1597,19 +1633,17 @@ def _keep_text(session: Session, _flush_context) -> None:
     connection = session.connection()
     if not _text_kept(connection):  # a catalog made before the index: building it later makes every text
         return
+    # Every old text gone before any new one is placed: a renamed file's old key, left where
+    # its old name was, would stand among its new neighbours.
     for chunk in _chunks(sorted(changed | gone)):
         connection.execute(delete(FileText).where(FileText.file_id.in_(chunk)))
-        rows = _texts(connection, File.id.in_([file_id for file_id in chunk if file_id not in gone]),
-                      noted=session.info.setdefault("crowded", set()))
-        if rows:
-            connection.execute(insert(FileText), rows)
+    _add_texts(connection, [row for chunk in _chunks(sorted(changed - gone))
+                            for row in _texts(connection, File.id.in_(chunk))])
 
 
 def _session(engine) -> Session:
     session = Session(engine, expire_on_commit=False)
     event.listen(session, "after_flush", _keep_text)
-    event.listen(session, "before_commit", _spread_crowded)
-    event.listen(session, "after_rollback", lambda rolled_back: rolled_back.info.pop("crowded", None))
     return session
 
 
@@ -1634,8 +1668,8 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
         if not words:
             return []
         alternatives.append("(" + " AND ".join(_fts_phrase(word) for word in words) + ")")
-    matching = text(f"SELECT rowid & {_ID_MASK} AS file_id FROM file_text_index WHERE file_text_index MATCH :match")
-    return [FileText.file_id.in_(matching.bindparams(match=" OR ".join(alternatives)).columns(column("file_id", Integer)))]
+    matching = text(_MATCHING).bindparams(match=" OR ".join(alternatives)).columns(column("rowid", BigInteger))
+    return [FileText.rank_key.in_(matching)]
 
 
 # A search ranks its files in tiers of relevance (a word in the name counts 2, elsewhere 1),
@@ -1655,9 +1689,9 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
 _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
+_TEXTS_AMONG = "SELECT rank_key, name, about FROM file_text WHERE rank_key IN (SELECT value FROM json_each(?))"
 _IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match AND rowid > :after "
-             "AND rowid < :before ORDER BY rowid LIMIT :count")
-_LAST_KEY = (1 << 63) - 1
+             "ORDER BY rowid LIMIT :count")
 # A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
 _NOWHERE = '"AAA"'
 # A tier walked under a filter: the files wanted and a quarter more are first taken by name
@@ -1707,34 +1741,39 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
         "(" + _fts_excluding(" AND ".join(words[k.word] for k in group if not k.negated),
                              [words[k.word] for k in group if k.negated]) + ")"
         for group in groups)
-    conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
     # Straight from the driver's cursor: tens of thousands of keys cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
+        passing = _passing_ids(cursor, _passing_statement(session.get_bind().dialect, filters, pending, exclude_id))
         # FTS5 stops at the limit: for a query many files match, only their first keys are read.
         head = cursor.execute(f"{_MATCHING} LIMIT :enough", {"match": every, "enough": enough}).fetchall()
         if len(head) < enough:  # every match, read by id
-            return None, [_among(FileText.file_id, [key & _ID_MASK for key, in head], sqlite)]
+            return None, [_among(FileText.rank_key, [key for key, in head], sqlite)]
         if len(query.wanted) == 1:
-            return _by_tiers(session, _one_word_tiers(words[query.wanted[0]], every, cursor), conditions, limit), []
-        return _by_tiers(session, _tiers(session, query, groups, words, every, cursor), conditions, limit), []
+            return _by_tiers(_one_word_tiers(words[query.wanted[0]], every, cursor), passing, limit), []
+        return _by_tiers(_tiers(query, groups, words, every, cursor), passing, limit), []
 
 
 def _fts_words(session: Session, words: Iterable[str]) -> dict[str, str] | None:
     """What FTS5 finds each of ``words`` by: the word as a phrase, or a word of two letters as
     the trigrams that begin with it (every text ends with the separator: such a word ending a
     field begins one too). None if one cannot be found so (one letter, or the separator)."""
-    found = {}
+    found, characters = {}, None
     for word in words:
         if _SEPARATOR in word or len(word) < 2:
             return None
         if len(word) >= 3:
             found[word] = _fts_phrase(word)
             continue
-        # Raw bytes order the terms, and UTF-8 keeps the characters' order: those after the word
-        # and up to it followed by the last character are the trigrams beginning with it.
-        terms = session.scalars(text("SELECT term FROM file_text_terms WHERE term >= :word AND term <= :last"),
-                                {"word": word, "last": word + "\U0010ffff"}).all()
+        if characters is None:
+            characters = session.scalar(select(Meta.value).where(Meta.key == _CHARACTERS_KEY)) or ""
+        if 0 < len(characters) <= _CHARACTERS_MOST:  # every trigram beginning with the word, and some in no text
+            terms = [word + character for character in characters]
+        else:
+            # Raw bytes order the terms, and UTF-8 keeps the characters' order: those after the word
+            # and up to it followed by the last character are the trigrams beginning with it.
+            terms = session.scalars(text("SELECT term FROM file_text_terms WHERE term >= :word AND term <= :last"),
+                                    {"word": word, "last": word + "\U0010ffff"}).all()
         found[word] = "(" + " OR ".join(map(_fts_phrase, terms)) + ")" if terms else _NOWHERE
     return found
 
@@ -1753,70 +1792,73 @@ def _one_word_tiers(word: str, every: str, cursor) -> Iterator[Callable]:
         yield functools.partial(_fts_keys, cursor, f"({tier.format(word=word)}){matched}")
 
 
-def _fts_keys(cursor, match: str, after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:
-    """Up to ``count`` (None: all) keys of the files FTS5 finds for ``match``, in order, from
-    after ``after`` to before ``before``."""
-    found = cursor.execute(_IN_ORDER, {"match": match, "after": after, "before": before,
-                                       "count": -1 if count is None else count}).fetchall()
+def _fts_keys(cursor, match: str, after: int, count: int | None) -> np.ndarray:
+    """Up to ``count`` (None: all) keys of the files FTS5 finds for ``match``, in order, from after ``after``."""
+    found = cursor.execute(_IN_ORDER, {"match": match, "after": after, "count": -1 if count is None else count}).fetchall()
     return np.array(found, dtype=np.int64).reshape(-1)
 
 
 def _sorted_keys(keys: np.ndarray) -> Callable:
     """``_fts_keys`` for a tier found already (``keys``, in order)."""
 
-    def between(after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:
-        start, end = np.searchsorted(keys, after, side="right"), np.searchsorted(keys, before)
-        return keys[start:end if count is None else min(end, start + count)]
+    def between(after: int, count: int | None) -> np.ndarray:
+        start = np.searchsorted(keys, after, side="right")
+        return keys[start:] if count is None else keys[start:start + count]
 
     return between
 
 
-def _by_tiers(session: Session, tiers: Iterable[Callable], conditions: list, limit: int) -> list[int]:
+def _by_tiers(tiers: Iterable[Callable], passing: Callable, limit: int) -> list[int]:
     """The first ``limit`` files of ``tiers`` (the best first, each one's keys given in order by
-    a function like ``_fts_keys``) that pass ``conditions``, each tier by name."""
+    a function like ``_fts_keys``) that pass (``passing``: see ``_passing_ids``), each tier by name."""
     found_ids: list[int] = []
     for keys in tiers:
         if len(found_ids) >= limit:
             break
-        found_ids += _first_by_name(session, keys, limit - len(found_ids), conditions)
+        found_ids += _first_by_name(keys, passing, limit - len(found_ids))
     return found_ids
 
 
-def _first_by_name(session: Session, keys: Callable, count: int, conditions: list) -> list[int]:
-    """The first ``count`` files by name of a tier (its ``keys``, in order) that pass ``conditions``:
-    its keys are read in order until ``count`` pass, and to the end of the last one's bucket;
-    those sorted by name."""
-    kept: list[int] = []  # the keys of the files that pass, in order
-    after, batch, whole = -1, count + count // 4 + 16, False
-    while len(kept) < count:
+def _first_by_name(keys: Callable, passing: Callable, count: int) -> list[int]:
+    """The first ``count`` files by name of a tier (its ``keys``, in order, which is name order)
+    that pass: its keys read in order until ``count`` pass."""
+    found: list[int] = []
+    after, batch = -1, count + count // 4 + 16
+    while len(found) < count:
         read = keys(after, batch)
-        kept += _keys_passing(session, read, conditions)
+        found += passing(read)
         if len(read) < batch:
-            whole = True
             break
         after, batch = int(read[-1]), 2 * batch
-    if len(kept) >= count:
-        end = ((kept[count - 1] >> _ID_BITS) + 1) << _ID_BITS  # the first key past the bucket
-        if not whole and after < end - 1:
-            kept += _keys_passing(session, keys(after, None, end), conditions)
-        kept = [key for key in kept if key < end]
-    if not kept:
-        return []
-    # NOT INDEXED: the files are read by id, never walked by name.
-    statement = (select(File.id).where(_among(File.id, [key & _ID_MASK for key in kept], True))
-                 .order_by(File.name, File.id).limit(count).with_hint(File, "NOT INDEXED", "sqlite"))
-    return list(session.scalars(statement))
+    return found[:count]
 
 
-def _keys_passing(session: Session, keys: np.ndarray, conditions: list) -> list[int]:
-    """Those of ``keys`` whose files pass ``conditions``, in their order."""
-    if not len(keys):
-        return []
-    ids = (keys & _ID_MASK).tolist()
-    # NOT INDEXED: the files are read by id, whatever indexes the conditions could use.
-    passing = set(session.scalars(select(File.id).where(_among(File.id, ids, True), *conditions)
-                                  .with_hint(File, "NOT INDEXED", "sqlite")))
-    return [key for key, file_id in zip(keys.tolist(), ids) if file_id in passing]
+@functools.lru_cache(maxsize=64)
+def _passing_statement(dialect, filters: Filters, pending: bool, exclude_id: int | None) -> tuple[str, dict, list]:
+    """The SQL, constant parameters and their order of ``_passing_ids``'s statement, compiled
+    once per filters (compiled for each tier, it was a quarter of an AND/OR/NOT search's CPU)."""
+    conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
+    # NOT INDEXED: the files are read by id (their rowid), whatever indexes the conditions could use.
+    statement = (select(FileText.rank_key, File.id).join(File, File.id == FileText.file_id)
+                 .where(_among(FileText.rank_key, (), True), *conditions).with_hint(File, "NOT INDEXED", "sqlite"))
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return str(compiled), compiled.params, compiled.positiontup
+
+
+def _passing_ids(cursor, compiled: tuple[str, dict, list]) -> Callable[[np.ndarray], list[int]]:
+    """A function giving the ids of the files whose keys it is given that pass the conditions of
+    ``compiled`` (``_passing_statement``), in the keys' order, run on the driver's ``cursor``."""
+    sql, constants, order = compiled
+
+    def passing(keys: np.ndarray) -> list[int]:
+        if not len(keys):
+            return []
+        listed = keys.tolist()
+        values = tuple(_among_value(listed, True) if name.startswith(_AMONG) else constants[name] for name in order)
+        ids = dict(cursor.execute(sql, values).fetchall())
+        return [ids[key] for key in listed if key in ids]
+
+    return passing
 
 
 def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, pending: bool, others: list,
@@ -2057,7 +2099,7 @@ _ONE_WORD_TIERS = ("name : {word} AND about : {word}", "name : {word} NOT about 
                    "about : {word} NOT name : {word}")
 
 
-def _tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], words: dict[str, str], every: str,
+def _tiers(query: KeywordQuery, groups: list[list[Keyword]], words: dict[str, str], every: str,
            cursor) -> Iterator[Callable]:
     """The tiers of a query of several words wanted (its alternatives ``groups``; ``words``: what
     FTS5 finds each by; ``every``: its query of every file matched), the best first, each as a
@@ -2070,9 +2112,7 @@ def _tiers(session: Session, query: KeywordQuery, groups: list[list[Keyword]], w
                                             for first, second in itertools.combinations(wanted, 2)))
     relevance_of: dict[int, int] = {}
     for chunk in _chunks(several.tolist()):
-        for key, name, about in session.execute(
-                select(FileText.rank_key, FileText.name, FileText.about)
-                .where(_among(FileText.file_id, [key & _ID_MASK for key in chunk], True))):
+        for key, name, about in cursor.execute(_TEXTS_AMONG, (_among_value(chunk, True),)).fetchall():
             # As FTS5 finds them: no word here holds the separator (``_fts_words``).
             if any(all((keyword.word in name or keyword.word in about) != keyword.negated for keyword in group)
                    for group in groups):
@@ -2096,9 +2136,9 @@ def _alone(groups: Iterable[Iterable[Keyword]]) -> list[str]:
     return list(dict.fromkeys(word for words in wanted if len(words) == 1 for word in words))
 
 
-def _merged_keys(parts: Sequence[Callable], after: int, count: int | None, before: int = _LAST_KEY) -> np.ndarray:
+def _merged_keys(parts: Sequence[Callable], after: int, count: int | None) -> np.ndarray:
     """``_fts_keys`` for a tier made of ``parts`` (no file in two), each like ``_fts_keys``."""
-    keys = np.sort(np.concatenate([part(after, count, before) for part in parts]))
+    keys = np.sort(np.concatenate([part(after, count) for part in parts]))
     return keys if count is None else keys[:count]
 
 
