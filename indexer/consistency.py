@@ -109,10 +109,11 @@ def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Finding
         return findings
     findings.waiting = catalog.pending_paths()
     away = {path: (why, 0) for path, why in _missing_folders(root for root, _ in catalog.roots())}
-    inside = tuple(path.rstrip(os.sep) + os.sep for path in away)
+    below = {path.rstrip(os.sep) + os.sep: path for path in away}  # what a path under each begins with
+    inside = tuple(below)
     for path, size, mtime, status in catalog.sizes_and_times():
         if inside and path.startswith(inside):
-            folder = next(folder for folder in away if path.startswith(folder.rstrip(os.sep) + os.sep))
+            folder = next(below[prefix] for prefix in inside if path.startswith(prefix))
             why, count = away[folder]
             away[folder] = (why, count + 1)
             continue
