@@ -15,9 +15,10 @@ def pytest_configure(config):
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if any process a test started is still alive: servers, workers, pools."""
     from encoders.decoding import close_pools
-    from postgres import stop_throwaway_cluster
+    from postgres import drop_test_databases, stop_throwaway_cluster
 
     close_pools()
+    drop_test_databases()
     stop_throwaway_cluster()
     left = left_behind(os.environ[MARKER])
     if left:

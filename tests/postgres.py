@@ -23,6 +23,7 @@ import pytest
 ENVIRONMENT = "CLAPDEX_TEST_POSTGRES"
 _server: str | None = None
 _stop = None  # stops the throwaway cluster, if one was started
+_made: list[str] = []  # databases made by fresh_database(), dropped at the end of the session
 
 
 def server_url() -> str:
@@ -47,6 +48,7 @@ def fresh_database() -> str:
     name = f"clapdex_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')  # a generated name: identifiers cannot be bound
+    _made.append(name)
     return url.set(database=name).render_as_string(hide_password=False)
 
 
@@ -88,6 +90,20 @@ def _start_throwaway_cluster() -> str:
     _stop = stop
     atexit.register(stop_throwaway_cluster)
     return f"postgresql+psycopg://clapdex@127.0.0.1:{port}/postgres"
+
+
+def drop_test_databases() -> None:
+    """Drop the databases this session made: a developer's own server must not keep hundreds of them."""
+    if not _made:
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url()).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as connection:
+        while _made:
+            # FORCE ends connections a test's pool or server process still holds (PostgreSQL 13+).
+            connection.execute(f'DROP DATABASE IF EXISTS "{_made.pop()}" WITH (FORCE)')
 
 
 def stop_throwaway_cluster() -> None:
