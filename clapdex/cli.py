@@ -200,6 +200,8 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"run:     {state.run_described}")
     for path, error in state.errors:
         print(f"error: {path}: {error}")
+    for folder in state.away:
+        print(folder.line())
     warn(disagreement)
     return 0
 
@@ -222,8 +224,12 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
     from indexer.doctor import checkup  # the model: only when there is something to embed again
 
     with Library(settings) as library:
-        found = checkup(library, fix=args.fix, show_progress=True)
+        found = checkup(library, fix=args.fix, show_progress=not args.json)
     findings = found.findings
+    exit_status = EXIT_PROBLEMS if findings.missing_folders or (found.repaired is None and not findings.healthy) else 0
+    if args.json:
+        print(json.dumps(found.as_json(), indent=2))
+        return exit_status
     for line in findings.lines():
         print(line)
     if findings.healthy:
@@ -570,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_verb = verb("doctor", doctor, "check that catalog, vectors and disk agree")
     doctor_verb.add_argument("--fix", action="store_true",
                              help="repair what is found, embedding files again where needed")
+    doctor_verb.add_argument("--json", action="store_true",
+                             help="print the findings (and with --fix the repair) as one JSON object; "
+                                  "the exit status is as without it")
 
     forget_verb = verb("forget", forget, "forget the files under folders gone for good (a retired disk), or "
                                          "not wanted: their catalog entries and vectors; no file is touched")

@@ -27,28 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
-from collections.abc import Iterable
-
 import numpy as np
 
 from search.catalog import ERROR, Catalog
+from search.library import MissingFolder, folders_away
 from search.store import VectorStore
-
-
-@dataclasses.dataclass(frozen=True)
-class MissingFolder:
-    """A library folder files were indexed from that looks away: ``why`` "not there", "empty" or
-    the system's reason it cannot be listed; ``files``: how many catalogued files are under it."""
-
-    path: str
-    files: int
-    why: str
-
-    def line(self) -> str:
-        hint = "if a disk mounts there, mount it" if self.why == "empty" else "if it is on a disk, connect it"
-        return (f"library folder {self.why}: {self.path} ({self.files} files kept: {hint}; to forget them, "
-                f"`clapdex forget {shlex.quote(self.path)}`)")
 
 
 @dataclasses.dataclass
@@ -108,7 +91,7 @@ def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Finding
     if not full:
         return findings
     findings.waiting = catalog.pending_paths()
-    away = {path: (why, 0) for path, why in _missing_folders(root for root, _ in catalog.roots())}
+    away = {path: (why, 0) for path, why in folders_away(root for root, _ in catalog.roots())}
     below = {path.rstrip(os.sep) + os.sep: path for path in away}  # what a path under each begins with
     inside = tuple(below)
     for path, size, mtime, status in catalog.sizes_and_times():
@@ -129,30 +112,6 @@ def examine(catalog: Catalog, store: VectorStore, full: bool = False) -> Finding
             findings.changed_on_disk.append(path)
     findings.missing_folders = [MissingFolder(path, count, why) for path, (why, count) in away.items()]
     return findings
-
-
-def _missing_folders(roots: Iterable[str]) -> list[tuple[str, str]]:
-    """(folder, why) of the outermost of ``roots`` that look away (``folder_away``), by path."""
-    found: list[tuple[str, str]] = []
-    for root in sorted(roots):
-        if any(root == folder or root.startswith(folder.rstrip(os.sep) + os.sep) for folder, _ in found):
-            continue  # inside a folder already found away
-        why = folder_away(root)
-        if why is not None:
-            found.append((root, why))
-    return found
-
-
-def folder_away(path: str) -> str | None:
-    """Why the library folder ``path`` looks away: "not there", "empty" (the mount point of a disk
-    not mounted) or "unreadable (reason)"; None when it is there to be read."""
-    try:
-        with os.scandir(path) as entries:
-            return "empty" if next(entries, None) is None else None
-    except (FileNotFoundError, NotADirectoryError):
-        return "not there"
-    except OSError as error:
-        return f"unreadable ({error.strerror or error})"
 
 
 def repair(catalog: Catalog, store: VectorStore, findings: Findings) -> None:

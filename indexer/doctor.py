@@ -19,6 +19,21 @@ class Checkup:
     findings: Findings  # as found, before any repair
     repaired: IndexReport | None = None  # the files embedded again by the repair; None unless fixed
 
+    def as_json(self) -> dict:
+        """What ``clapdex doctor --json`` prints: the findings as found, and what the repair did."""
+        found = self.findings
+        return {
+            "healthy": found.healthy,
+            "orphan_vectors": len(found.orphan_vectors), "orphan_windows": len(found.orphan_windows),
+            "orphan_tags": found.orphan_tags, "waiting": found.waiting,
+            "missing_vectors": found.files_missing_vectors, "indexed_without_windows": found.indexed_without_windows,
+            "missing_on_disk": found.missing_on_disk, "changed_on_disk": found.changed_on_disk,
+            "missing_folders": [dataclasses.asdict(folder) for folder in found.missing_folders],
+            "repaired": None if self.repaired is None else {
+                "indexed": self.repaired.indexed,
+                "errors": [{"path": path, "reason": reason} for path, reason in self.repaired.errors]},
+        }
+
 
 def checkup(library: Library, fix: bool = False, show_progress: bool = False) -> Checkup:
     """Examine ``library`` (with the disk); with ``fix``, repair what was found and embed again

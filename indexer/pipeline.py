@@ -35,13 +35,13 @@ from tqdm import tqdm
 from encoders.audio import AudioInfo
 from encoders.batches import BatchEmbedder
 from encoders.decoding import decode_windows, start_workers
-from indexer.consistency import examine, folder_away, repair
+from indexer.consistency import examine, repair
 from indexer.metadata import read_metadata
 from indexer.progress import ProgressFile
 from indexer.scan import Contents, Found, read_batches, scan, start_readers
 from search.catalog import ERROR, INDEXED, PENDING, Embedded, File, Known, Metadata, NewFile
 from search.filters import Filters
-from search.library import Library
+from search.library import Library, folder_away
 from search.store import VectorStore
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -40,6 +41,45 @@ STORE_CHECK_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
+class MissingFolder:
+    """A library folder files were indexed from that looks away: ``why`` "not there", "empty" or
+    the system's reason it cannot be listed; ``files``: how many catalogued files are under it."""
+
+    path: str
+    files: int
+    why: str
+
+    def line(self) -> str:
+        hint = "if a disk mounts there, mount it" if self.why == "empty" else "if it is on a disk, connect it"
+        return (f"library folder {self.why}: {self.path} ({self.files} files kept: {hint}; to forget them, "
+                f"`clapdex forget {shlex.quote(self.path)}`)")
+
+
+def folders_away(roots: Iterable[str]) -> list[tuple[str, str]]:
+    """(folder, why) of the outermost of ``roots`` that look away (``folder_away``), by path."""
+    found: list[tuple[str, str]] = []
+    for root in sorted(roots):
+        if any(root == folder or root.startswith(folder.rstrip(os.sep) + os.sep) for folder, _ in found):
+            continue  # inside a folder already found away
+        why = folder_away(root)
+        if why is not None:
+            found.append((root, why))
+    return found
+
+
+def folder_away(path: str) -> str | None:
+    """Why the library folder ``path`` looks away: "not there", "empty" (the mount point of a disk
+    not mounted) or "unreadable (reason)"; None when it is there to be read."""
+    try:
+        with os.scandir(path) as entries:
+            return "empty" if next(entries, None) is None else None
+    except (FileNotFoundError, NotADirectoryError):
+        return "not there"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+
+
+@dataclasses.dataclass(frozen=True)
 class LibraryStatus:
     model: ModelIdentity
     indexed: int  # files
@@ -47,6 +87,9 @@ class LibraryStatus:
     errors: list[tuple[str, str]]  # (path, reason) of the files that could not be read
     windows: int  # the units the vector search ranks
     run: dict | None  # the current or last index run's progress; None before any
+    # Library folders that look away now (a disk unplugged): their files are kept, not searchable
+    # as audio until it is back.
+    away: list[MissingFolder] = dataclasses.field(default_factory=list)
 
     @property
     def run_described(self) -> str | None:
@@ -256,10 +299,15 @@ class Library:
     # --- what the library holds
 
     def status(self) -> LibraryStatus:
-        counts, errors = self._kept("status", lambda catalog: (
-            catalog.counts(), [(record.path, record.error or "unknown") for record in catalog.errors()]))
+        counts, errors, roots = self._kept("status", lambda catalog: (
+            catalog.counts(), [(record.path, record.error or "unknown") for record in catalog.errors()],
+            catalog.roots()))
+        # Looked at on every call, not kept: a disk comes and goes without the catalog changing.
+        away = [MissingFolder(folder, sum(count for root, count in roots
+                                          if root == folder or root.startswith(folder.rstrip(os.sep) + os.sep)), why)
+                for folder, why in folders_away(root for root, _ in roots)]
         return LibraryStatus(self.indexed, counts[INDEXED], counts[PENDING], errors, counts["windows"],
-                             read_progress(self.settings.home))
+                             read_progress(self.settings.home), away)
 
     def facets(self) -> Facets:
         return self._kept("facets", Catalog.facets)

@@ -86,6 +86,14 @@ def test_a_demo_home_reused_after_its_old_folder_was_deleted(settings, tmp_path,
         found = clapdex(settings, "doctor", *flags)
         assert (found.returncode, found.stdout.splitlines()) == (1, [listed]), found.stderr
     assert catalogued(settings, tiny_encoder.dim) == before  # nothing forgotten by doctor, even with --fix
+    as_json = clapdex(settings, "doctor", "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["missing_folders"] == [
+        {"path": str(old), "files": 3, "why": "not there"}], as_json.stderr
+    assert json.loads(as_json.stdout)["healthy"] is False and json.loads(as_json.stdout)["repaired"] is None
+    status = clapdex(settings, "status")
+    assert status.returncode == 0 and listed in status.stdout.splitlines(), status.stdout
+    assert json.loads(clapdex(settings, "status", "--json").stdout)["away"] == [
+        {"path": str(old), "files": 3, "why": "not there"}]
 
     typo = clapdex(settings, "forget", str(tmp_path / "old-clone" / "dmeo"))
     assert typo.returncode == 2 and typo.stdout == ""
@@ -118,6 +126,8 @@ def test_a_demo_home_reused_after_its_old_folder_was_deleted(settings, tmp_path,
         assert library.kept_near_duplicates().current
     assert after == {path: ids for path, ids in before.items() if path.startswith(f"{new}/")}
     assert clapdex(settings, "doctor").stdout == "catalog, vectors and disk agree\n"
+    healthy = clapdex(settings, "doctor", "--json")
+    assert healthy.returncode == 0 and json.loads(healthy.stdout)["healthy"] is True
     with searching(settings, tiny_encoder) as searcher:
         hits = searcher.search(query, page_size=2).hits
         assert hits[0].path == str(new / "a.wav") and hits[1].path != str(old / "a.wav")

@@ -205,6 +205,18 @@ def test_library_view_counts_files_segments_and_errors(page):
     assert not page.sidebar.children  # the search's filters are not shown where they do nothing
 
 
+def test_library_view_names_a_library_folder_that_is_away(page, library_home, tmp_path):
+    folder = library_home[1]["tone"].parent
+    unplugged = shutil.move(folder, tmp_path / "unplugged")  # a disk not connected
+    try:
+        page.get("button_group")[0].set_value("Library").run()
+        warnings = [warning.value for warning in page.warning]
+        assert any(warning.startswith(f"Library folder not there: `{folder}` ({READABLE + 3} files kept)")
+                   for warning in warnings), warnings
+    finally:
+        shutil.move(unplugged, folder)
+
+
 def opened_fresh(monkeypatch, home, weights) -> AppTest:
     """The page as a new server process would first draw it for ``home`` and ``weights``."""
     monkeypatch.setenv("CLAPDEX_HOME", str(home))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 
 import streamlit as st
@@ -28,6 +29,10 @@ def library(opened: Library) -> None:
     if status.run_described:
         st.caption(f"Indexing: {status.run_described}")
     st.caption(f"Model: {status.model}")
+    for folder in status.away:
+        # Its files are kept, and found by name, but their audio cannot be played until it is back.
+        st.warning(f"Library folder {folder.why}: `{folder.path}` ({folder.files} files kept). If it is on a disk, "
+                   f"connect or mount it; to forget its files, run `clapdex forget {shlex.quote(folder.path)}`.")
     if status.errors:
         st.subheader("Files that could not be read")
         st.dataframe(
