@@ -12,7 +12,9 @@ and the command line run (``Searcher``, ``Library``, ``index_paths``), each oper
     python bench/library_scale.py --files 100000 --home /tmp/scale-1e5 --out bench/results/library_scale_sqlite_1e5.json
     python bench/library_scale.py --files 1000000 --home /tmp/scale-1e6 --catalog postgresql+psycopg://... --out ...
 
-A home that holds a library already is measured as it is (--files must match it).
+A home that holds a library already is measured as it is (--files must match it). A library
+keeps the model it was indexed with: one built with other weights of clapdex-compact than those
+shipped now is measured with --weights naming that file, as `clapdex --weights` would be run.
 """
 
 from __future__ import annotations
@@ -194,8 +196,9 @@ def _quantiles(laps: list[float]) -> dict:
             "repeats": repeats}
 
 
-def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] | None = None) -> dict:
-    settings = load_settings(home, device="cpu", catalog=catalog_url)
+def measure(home: Path, catalog_url: str | None, weights: str | None, repeats: int,
+            only: list[str] | None = None) -> dict:
+    settings = load_settings(home, device="cpu", catalog=catalog_url, weights=weights)
     results: dict[str, dict] = {}
     clock = time.perf_counter()
     library = Library(settings)
@@ -246,13 +249,14 @@ def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] |
     return results
 
 
-def page(home: Path, catalog_url: str | None, repeats: int) -> dict:
+def page(home: Path, catalog_url: str | None, weights: str | None, repeats: int) -> dict:
     """The page's script (ui/app.py) run by Streamlit's AppTest in this process, as its server
     runs it for a click: the server's time, without the browser's."""
     from streamlit.testing.v1 import AppTest
 
     os.environ.update({"CLAPDEX_HOME": str(home), "CLAPDEX_DEVICE": "cpu"} |
-                      ({"CLAPDEX_CATALOG": catalog_url} if catalog_url else {}))
+                      ({"CLAPDEX_CATALOG": catalog_url} if catalog_url else {}) |
+                      ({"CLAPDEX_WEIGHTS": weights} if weights else {}))
     app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "ui" / "app.py"), default_timeout=600)
     clock = time.perf_counter()
     app.run()
@@ -291,11 +295,11 @@ def page(home: Path, catalog_url: str | None, repeats: int) -> dict:
     return results
 
 
-def rescan(home: Path, catalog_url: str | None) -> dict:
+def rescan(home: Path, catalog_url: str | None, weights: str | None) -> dict:
     """An unchanged rescan of every file, as `clapdex index` runs it."""
     from indexer.pipeline import index_paths
 
-    settings = load_settings(home, device="cpu", catalog=catalog_url)
+    settings = load_settings(home, device="cpu", catalog=catalog_url, weights=weights)
     clock = time.perf_counter()
     with Library(settings, create=True) as library:
         opened = time.perf_counter() - clock
@@ -320,6 +324,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--catalog", help="a SQLAlchemy URL (default: SQLite in the home)")
     parser.add_argument("--home", type=Path, help="the library home (default: a new folder under /tmp)")
+    parser.add_argument("--weights", type=_weights_file, metavar="PATH",
+                        help="the clapdex-compact weights the home was indexed with, where they are not the "
+                             "shipped ones (measure, page and rescan; a build uses the shipped weights)")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", nargs="+", help="measure only these operations (names as in the output)")
@@ -334,11 +341,13 @@ def main() -> None:
         return
     if args.step in ("measure", "page", "rescan"):
         if args.step == "measure":
-            result = {"operations": measure(home, args.catalog, args.repeats, args.only), "memory_mb": memory_mb()}
+            result = {"operations": measure(home, args.catalog, args.weights, args.repeats, args.only),
+                      "memory_mb": memory_mb()}
         elif args.step == "page":
-            result = {"interactions": page(home, args.catalog, args.page_repeats), "memory_mb": memory_mb()}
+            result = {"interactions": page(home, args.catalog, args.weights, args.page_repeats),
+                      "memory_mb": memory_mb()}
         else:
-            result = rescan(home, args.catalog)
+            result = rescan(home, args.catalog, args.weights)
         print(json.dumps(result))
         if args.out:  # a step run alone, by hand
             args.out.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -350,7 +359,7 @@ def main() -> None:
               "load_before": os.getloadavg()}
     own = [sys.executable, __file__, "--files", str(args.files), "--home", str(home), "--repeats", str(args.repeats),
            "--page-repeats", str(args.page_repeats), *(["--only", *args.only] if args.only else []),
-           *(["--catalog", args.catalog] if args.catalog else [])]
+           *(["--catalog", args.catalog] if args.catalog else []), *(["--weights", args.weights] if args.weights else [])]
     if not (home / "library").exists():
         report["build"] = _step(own, "build")
     report["measure"] = _step(own, "measure")
@@ -361,6 +370,12 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+
+
+def _weights_file(value: str) -> str:
+    if not os.path.isfile(value):
+        raise argparse.ArgumentTypeError(f"no weights file at {value}")
+    return os.path.abspath(value)
 
 
 def _step(command: list[str], step: str) -> dict:
