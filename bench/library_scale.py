@@ -12,9 +12,7 @@ and the command line run (``Searcher``, ``Library``, ``index_paths``), each oper
     python bench/library_scale.py --files 100000 --home /tmp/scale-1e5 --out bench/results/library_scale_sqlite_1e5.json
     python bench/library_scale.py --files 1000000 --home /tmp/scale-1e6 --catalog postgresql+psycopg://... --out ...
 
-A home that holds a library already is measured as it is (--files must match it). A library
-keeps the model it was indexed with: one built with other weights of clapdex-compact than those
-shipped now is measured with --weights naming that file, as `clapdex --weights` would be run.
+A home that holds a library already is measured as it is (--files must match it).
 """
 
 from __future__ import annotations
@@ -196,8 +194,8 @@ def _quantiles(laps: list[float]) -> dict:
             "repeats": repeats}
 
 
-def measure(home: Path, catalog_url: str | None, weights: str | None, repeats: int,
-            only: list[str] | None = None) -> dict:
+def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] | None = None,
+            weights: str | None = None) -> dict:
     settings = load_settings(home, device="cpu", catalog=catalog_url, weights=weights)
     results: dict[str, dict] = {}
     clock = time.perf_counter()
@@ -249,7 +247,7 @@ def measure(home: Path, catalog_url: str | None, weights: str | None, repeats: i
     return results
 
 
-def page(home: Path, catalog_url: str | None, weights: str | None, repeats: int) -> dict:
+def page(home: Path, catalog_url: str | None, repeats: int, weights: str | None = None) -> dict:
     """The page's script (ui/app.py) run by Streamlit's AppTest in this process, as its server
     runs it for a click: the server's time, without the browser's."""
     from streamlit.testing.v1 import AppTest
@@ -295,7 +293,7 @@ def page(home: Path, catalog_url: str | None, weights: str | None, repeats: int)
     return results
 
 
-def rescan(home: Path, catalog_url: str | None, weights: str | None) -> dict:
+def rescan(home: Path, catalog_url: str | None, weights: str | None = None) -> dict:
     """An unchanged rescan of every file, as `clapdex index` runs it."""
     from indexer.pipeline import index_paths
 
@@ -324,16 +322,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--catalog", help="a SQLAlchemy URL (default: SQLite in the home)")
     parser.add_argument("--home", type=Path, help="the library home (default: a new folder under /tmp)")
-    parser.add_argument("--weights", type=_weights_file, metavar="PATH",
-                        help="the clapdex-compact weights the home was indexed with, where they are not the "
-                             "shipped ones (measure, page and rescan; a build uses the shipped weights)")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", nargs="+", help="measure only these operations (names as in the output)")
     parser.add_argument("--page-repeats", type=int, default=50, help="repetitions of each page interaction")
+    # A library keeps the model it was indexed with: a home built before the shipped weights
+    # changed is searched with the file of those it was built with.
+    parser.add_argument("--weights", help="the model's weights file the home was built with (default: the shipped one)")
     parser.add_argument("--step", choices=("all", "build", "measure", "page", "rescan"), default="all",
                         help="all: each of the others in a process of its own")
     args = parser.parse_args()
+    if args.weights and not os.path.isfile(args.weights):
+        parser.error(f"--weights: no file {args.weights}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = args.home or Path(f"/tmp/library-scale-{args.files}")
     if args.step == "build":
@@ -341,11 +341,9 @@ def main() -> None:
         return
     if args.step in ("measure", "page", "rescan"):
         if args.step == "measure":
-            result = {"operations": measure(home, args.catalog, args.weights, args.repeats, args.only),
-                      "memory_mb": memory_mb()}
+            result = {"operations": measure(home, args.catalog, args.repeats, args.only, args.weights), "memory_mb": memory_mb()}
         elif args.step == "page":
-            result = {"interactions": page(home, args.catalog, args.weights, args.page_repeats),
-                      "memory_mb": memory_mb()}
+            result = {"interactions": page(home, args.catalog, args.page_repeats, args.weights), "memory_mb": memory_mb()}
         else:
             result = rescan(home, args.catalog, args.weights)
         print(json.dumps(result))
@@ -370,12 +368,6 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-
-
-def _weights_file(value: str) -> str:
-    if not os.path.isfile(value):
-        raise argparse.ArgumentTypeError(f"no weights file at {value}")
-    return os.path.abspath(value)
 
 
 def _step(command: list[str], step: str) -> dict:
