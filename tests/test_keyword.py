@@ -510,3 +510,34 @@ def test_words_of_two_letters_are_found_by_the_trigrams_they_begin_however_many_
             expected = reference(catalog, text_, Filters(), False, None)
             for limit in (1, 5, 1000):
                 assert catalog.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
+
+
+def test_a_word_whose_trigrams_are_mostly_common_is_found_by_its_rare_part_and_tested_exactly(empty):
+    # Every file's tags hold "take" and a number: "tak", "ake" and "ke1" are in most files, so
+    # SQLite finds the few that may hold "take1005" by "e1005" (sparse: FTS5 skips the dense
+    # lists), which decoys hold too ("fade1005", "e1005" in a description, across two fields).
+    rng = random.Random(11)
+    new = [NewFile(f"{ROOT}/takes/clip_{number:03d}.wav", ROOT, 1, 0.0, None,
+                   Metadata(tags=(f"take{rng.randint(1100, 1999)}",))) for number in range(400)]
+    new += [NewFile(f"{ROOT}/takes/take1005_{number}.wav", ROOT, 1, 0.0, None, Metadata(tags=("take1005",) * (number % 2)))
+            for number in range(3)]
+    new += [NewFile(f"{ROOT}/takes/tagged_{number}.wav", ROOT, 1, 0.0, None, Metadata(tags=("take1005", "fade1005")))
+            for number in range(4)]
+    new += [NewFile(f"{ROOT}/decoys/fade1005_{number}.wav", ROOT, 1, 0.0, None,
+                    Metadata(tags=("take1200",), description="e1005 take")) for number in range(6)]
+    new += [NewFile(f"{ROOT}/decoys/tak.wav", ROOT, 1, 0.0, None, Metadata(description="e1005"))]
+    empty.add_files(new)
+    empty.commit()
+    empty.session.execute(update(File).values(status=INDEXED))
+    empty.commit()
+    if empty.engine.dialect.name == "sqlite":
+        from search.catalog import _sparse_part
+
+        cursor = empty.session.connection().connection.cursor()
+        assert _sparse_part(cursor, "take1005") == "e1005" and _sparse_part(cursor, "fade") == "fade"
+        cursor.close()
+    for text_ in ("take1005", "take1005 -fade1005", "take1005, fade1005", "ake1005 -decoys", "take1005 clip, tak"):
+        expected = reference(empty, text_, Filters(), False, None)
+        assert expected
+        for limit in (1, 3, 5, 60, 1000):  # few wanted: FTS5's tiers, by the word; more: tested from "e1005"
+            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
