@@ -8,11 +8,13 @@ while every worker is busy, and run on threads: while one waits for the catalog 
 vector index another computes (one after another gave 191 requests/s against 248 on threads,
 2026-12-04). Torch and FAISS run on one thread each in a worker: the workers are the parallelism.
 
-The words of text queries are embedded here, in the server, before their search goes to a
-worker: every text waiting, whichever worker its search will go to, in one model call, and
-kept for all workers. MiniLM's cost is mostly per call (reading its weights), not per text: 6
-texts took 21.8 ms, 16 took 38.2 (one thread, 2026-12-04), and each worker embedding its own
-batch's texts made two calls where one would do, and embedded again what the other had kept.
+The words of text queries are embedded before their search is sent: the first worker free
+embeds every text waiting, whichever worker its search will go to, in one model call, and the
+server keeps the vectors for all workers. MiniLM's cost is mostly per call (reading its
+weights), not per text: 6 texts took 21.8 ms, 16 took 38.2 (one thread, 2026-12-04), and each
+worker embedding its own batch's texts made two calls where one would do, and embedded again
+what the other had kept. (Embedding them on a thread of the server itself made that thread
+the one stage of one core, and slower than main under load: docs/benchmarks.md, 3c.)
 The server keeps what must be one (keys, rate limits, index runs, files, the texts' vectors);
 workers end with it.
 """
@@ -33,7 +35,6 @@ from encoders.audio import AudioDecodeError
 from encoders.processes import end_with_parent
 import numpy as np
 
-from encoders.threads import threads_limited
 from search.config import load_settings
 from search.engine import TEXTS_KEPT, KeptVectors, Results, Searcher
 from search.library import Library
@@ -72,12 +73,10 @@ class SearchProcesses:
         self._waiting: collections.deque[tuple[tuple, asyncio.Future]] = collections.deque()
         self._running = 0  # batches at the workers; only the event loop changes these
         # Texts' vectors, kept for every worker; texts being embedded or waiting to be, with
-        # what their askers await; one model call at a time, on a thread of its own.
+        # what their askers await.
         self.kept_texts = KeptVectors(TEXTS_KEPT)
         self._texts_asked: dict[str, asyncio.Future] = {}
         self._texts_queued: list[str] = []
-        self._embedding = False
-        self._embedder = ThreadPoolExecutor(1, thread_name_prefix="embed-texts")
 
     def _start(self) -> ProcessPoolExecutor:
         # Spawned, not forked: the server may hold threads and a loaded library already.
@@ -85,12 +84,9 @@ class SearchProcesses:
                                    initializer=_open, initargs=(self.settings.environment(), self.max_clip_seconds))
 
     def wait_ready(self) -> None:
-        """Start every worker and wait until each has its model and calibration; load the model
-        here too, for the texts."""
+        """Start every worker and wait until each has its model and calibration."""
         for future in [self.executor.submit(_ready) for _ in range(self.processes)]:
             future.result()
-        with self.library.reading():
-            log.debug("texts embedded here by %s", self.library.encoder.name)  # loads it, checked against the index
 
     async def search(self, query: Query | None, **options) -> Results:
         vectors = await self._text_vectors(query) if query is not None else {}
@@ -103,27 +99,40 @@ class SearchProcesses:
         return outcome
 
     def _send(self) -> None:
-        """Hand what waits to the workers, a batch per worker not busy."""
-        while self._waiting and self._running < self.processes:
-            batch = [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
-            executor = self.executor
-            try:
-                sent = asyncio.wrap_future(executor.submit(_search_batch, [request for request, _ in batch]))
-            except BrokenProcessPool as broken:
-                sent = asyncio.get_running_loop().create_future()
-                sent.set_exception(broken)
-            self._running += 1
-            sent.add_done_callback(functools.partial(self._answer, batch, executor))
+        """Hand what waits to the workers, a job per worker not busy: the texts waiting first
+        (their searches wait for them), then batches of searches."""
+        while (self._texts_queued or self._waiting) and self._running < self.processes:
+            if self._texts_queued:
+                texts, self._texts_queued = self._texts_queued[:TEXT_BATCH], self._texts_queued[TEXT_BATCH:]
+                self._submit(_embed_texts, texts, functools.partial(self._embedded, texts))
+            else:
+                batch = [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
+                self._submit(_search_batch, [request for request, _ in batch], functools.partial(self._answer, batch))
 
-    def _answer(self, batch: list, executor: ProcessPoolExecutor, sent: asyncio.Future) -> None:
+    def _submit(self, function, argument, done) -> None:
+        executor = self.executor
+        try:
+            sent = asyncio.wrap_future(executor.submit(function, argument))
+        except BrokenProcessPool as broken:
+            sent = asyncio.get_running_loop().create_future()
+            sent.set_exception(broken)
+        self._running += 1
+        sent.add_done_callback(functools.partial(done, executor))
+
+    def _failure(self, executor: ProcessPoolExecutor, sent: asyncio.Future) -> BaseException | None:
+        """What a job sent to ``executor`` failed with, if it failed; a dead worker starts new ones."""
         self._running -= 1
         error = sent.exception() if not sent.cancelled() else SearchUnavailable("the search was cancelled")
         if isinstance(error, BrokenProcessPool):
-            if self.executor is executor:  # batches failing together start one new pool
+            if self.executor is executor:  # jobs failing together start one new pool
                 log.error("a search process died; starting new ones")
                 self.executor = self._start()
                 executor.shutdown(wait=False, cancel_futures=True)
             error = SearchUnavailable("a search process stopped; try again")
+        return error
+
+    def _answer(self, batch: list, executor: ProcessPoolExecutor, sent: asyncio.Future) -> None:
+        error = self._failure(executor, sent)
         outcomes = [error] * len(batch) if error is not None else sent.result()
         for (_, answer), outcome in zip(batch, outcomes):
             if not answer.done():  # its client may have gone
@@ -143,7 +152,7 @@ class SearchProcesses:
             else:
                 asked[text] = self._texts_asked.get(text) or self._ask(text)
         if asked:
-            self._embed_queued()
+            self._send()
             for text, future in asked.items():
                 # Shielded: a client that goes away cancels its own wait, not others' for the same text.
                 vector = await asyncio.shield(future)
@@ -156,38 +165,19 @@ class SearchProcesses:
         self._texts_queued.append(text)
         return future
 
-    def _embed_queued(self) -> None:
-        """Start a model call for the texts queued, unless one is running: texts that come
-        meanwhile go together in the next."""
-        if self._embedding or not self._texts_queued:
-            return
-        texts, self._texts_queued = self._texts_queued[:TEXT_BATCH], self._texts_queued[TEXT_BATCH:]
-        self._embedding = True
-        done = asyncio.get_running_loop().run_in_executor(self._embedder, self._embed, texts)
-        done.add_done_callback(functools.partial(self._embedded, texts))
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        # One thread: the cores are the workers'.
-        with threads_limited(1):
-            vectors = self.library.encoder.embed_text(texts)
-        vectors.flags.writeable = False  # each row is shared by every later query of its text
-        return vectors
-
-    def _embedded(self, texts: list[str], done: asyncio.Future) -> None:
-        self._embedding = False
-        failed = done.cancelled() or done.exception() is not None
-        if failed:
-            log.error("embedding %d texts failed; the workers embed them", len(texts),
-                      exc_info=None if done.cancelled() else done.exception())
-        for at, text in enumerate(texts):
-            vector = None if failed else done.result()[at]
+    def _embedded(self, texts: list[str], executor: ProcessPoolExecutor, sent: asyncio.Future) -> None:
+        error = self._failure(executor, sent)
+        if error is not None:
+            log.error("embedding %d texts failed (%s); their searches embed them", len(texts), error)
+        vectors = [None] * len(texts) if error is not None else sent.result()
+        for text, vector in zip(texts, vectors):
             if vector is not None:
+                vector.flags.writeable = False  # each is shared by every later query of its text
                 self.kept_texts.put(text, vector)
             self._texts_asked.pop(text).set_result(vector)
-        self._embed_queued()
+        self._send()
 
     def close(self) -> None:
-        self._embedder.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -212,12 +202,16 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _embed_texts(texts: list[str]) -> list[np.ndarray]:
+    return list(_searcher.encoder.embed_text(texts))
+
+
 def _search_batch(requests: list[tuple[Query | None, dict, dict[str, np.ndarray]]]) -> list:
-    for _, _, vectors in requests:  # embedded by the server
+    for _, _, vectors in requests:  # embedded before
         for text, vector in vectors.items():
             if not _searcher.kept_texts.holds(text):
                 _searcher.kept_texts.put(text, vector, ahead=True)
-    try:  # what the server could not embed, in one call
+    try:  # what could not be embedded before, in one call
         _searcher.embed_texts_ahead(query for query, _, _ in requests)
     except Exception:  # each search embeds its own words again, and fails alone if they fail
         log.exception("embedding a batch's texts failed")
