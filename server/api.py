@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
         try:
             state["library"] = library
             if search_processes:
-                searching = SearchProcesses(library, search_processes, limits.clip_seconds)
+                searching = SearchProcesses(settings, search_processes, limits.clip_seconds)
                 # Started from this, the server's main thread, and not a pool's: Linux ends a
                 # worker (end_with_parent) when the thread that started it ends, and idle pool
                 # threads end. Nothing is served before this returns.

@@ -4,19 +4,12 @@ A search is mostly Python (the catalog's rows, the ranking, the hits), and Pytho
 thread at a time per process: one process served about 100 requests/s on 2 cores however
 many threads it had. So the server hands searches to worker processes, each with its own
 Library and model, opened once. Concurrent requests are gathered into batches
-while every worker is busy, and run on threads: while one waits for the catalog or the
-vector index another computes (one after another gave 191 requests/s against 248 on threads,
-2026-12-04). Torch and FAISS run on one thread each in a worker: the workers are the parallelism.
-
-The words of text queries are embedded before their search is sent: the first worker free
-embeds every text waiting, whichever worker its search will go to, in one model call, and the
-server keeps the vectors for all workers. MiniLM's cost is mostly per call (reading its
-weights), not per text: 6 texts took 21.8 ms, 16 took 38.2 (one thread, 2026-12-04), and each
-worker embedding its own batch's texts made two calls where one would do, and embedded again
-what the other had kept. (Embedding them on a thread of the server itself made that thread
-the one stage of one core, and slower than main under load: docs/benchmarks.md, 3c.)
-The server keeps what must be one (keys, rate limits, index runs, files, the texts' vectors);
-workers end with it.
+while every worker is busy. A worker embeds the batch's texts it has not
+kept in one model call (one model call per search cost most of a worker's time), then runs
+the searches on threads: while one waits for the catalog or the vector index another
+computes (one after another gave 191 requests/s against 248 on threads, 2026-12-04).
+Torch and FAISS run on one thread each in a worker: the workers are the parallelism.
+The server keeps what must be one (keys, rate limits, index runs, files); workers end with it.
 """
 
 from __future__ import annotations
@@ -33,12 +26,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 from encoders.audio import AudioDecodeError
 from encoders.processes import end_with_parent
-import numpy as np
-
-from search.config import load_settings
-from search.engine import TEXTS_KEPT, KeptVectors, Results, Searcher
+from search.config import Settings, load_settings
+from search.engine import Results, Searcher
 from search.library import Library
-from search.query import Query, QueryError, Text
+from search.query import Query, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +37,6 @@ log = logging.getLogger(__name__)
 # request waits for its whole batch). 32 clients on 2 workers, 2 cores: 8 gave 315-355
 # requests/s, search p95 147-178 ms; 16 gave 281 and 201 ms; 4 gave 221 (2026-12-04).
 BATCH = 8
-# Texts embedded in one model call at most: 32 clients' texts, each waiting for at most one call.
-TEXT_BATCH = 32
 # What a search may rightly raise, handed to the caller as it is; anything else is a fault.
 EXPECTED = (QueryError, PermissionError, AudioDecodeError)
 
@@ -66,17 +55,11 @@ class SearchProcesses:
     for a search: a thread per request, handing over to the next, cost a quarter of the
     server's time."""
 
-    def __init__(self, library: Library, processes: int, max_clip_seconds: float | None):
-        self.library, self.settings = library, library.settings
-        self.processes, self.max_clip_seconds = processes, max_clip_seconds
+    def __init__(self, settings: Settings, processes: int, max_clip_seconds: float | None):
+        self.settings, self.processes, self.max_clip_seconds = settings, processes, max_clip_seconds
         self.executor = self._start()
         self._waiting: collections.deque[tuple[tuple, asyncio.Future]] = collections.deque()
         self._running = 0  # batches at the workers; only the event loop changes these
-        # Texts' vectors, kept for every worker; texts being embedded or waiting to be, with
-        # what their askers await.
-        self.kept_texts = KeptVectors(TEXTS_KEPT)
-        self._texts_asked: dict[str, asyncio.Future] = {}
-        self._texts_queued: list[str] = []
 
     def _start(self) -> ProcessPoolExecutor:
         # Spawned, not forked: the server may hold threads and a loaded library already.
@@ -89,9 +72,8 @@ class SearchProcesses:
             future.result()
 
     async def search(self, query: Query | None, **options) -> Results:
-        vectors = await self._text_vectors(query) if query is not None else {}
         answer = asyncio.get_running_loop().create_future()
-        self._waiting.append(((query, options, vectors), answer))
+        self._waiting.append(((query, options), answer))
         self._send()
         outcome = await answer
         if isinstance(outcome, BaseException):
@@ -99,82 +81,31 @@ class SearchProcesses:
         return outcome
 
     def _send(self) -> None:
-        """Hand what waits to the workers, a job per worker not busy: the texts waiting first
-        (their searches wait for them), then batches of searches."""
-        while (self._texts_queued or self._waiting) and self._running < self.processes:
-            if self._texts_queued:
-                texts, self._texts_queued = self._texts_queued[:TEXT_BATCH], self._texts_queued[TEXT_BATCH:]
-                self._submit(_embed_texts, texts, functools.partial(self._embedded, texts))
-            else:
-                batch = [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
-                self._submit(_search_batch, [request for request, _ in batch], functools.partial(self._answer, batch))
+        """Hand what waits to the workers, a batch per worker not busy."""
+        while self._waiting and self._running < self.processes:
+            batch = [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
+            executor = self.executor
+            try:
+                sent = asyncio.wrap_future(executor.submit(_search_batch, [request for request, _ in batch]))
+            except BrokenProcessPool as broken:
+                sent = asyncio.get_running_loop().create_future()
+                sent.set_exception(broken)
+            self._running += 1
+            sent.add_done_callback(functools.partial(self._answer, batch, executor))
 
-    def _submit(self, function, argument, done) -> None:
-        executor = self.executor
-        try:
-            sent = asyncio.wrap_future(executor.submit(function, argument))
-        except BrokenProcessPool as broken:
-            sent = asyncio.get_running_loop().create_future()
-            sent.set_exception(broken)
-        self._running += 1
-        sent.add_done_callback(functools.partial(done, executor))
-
-    def _failure(self, executor: ProcessPoolExecutor, sent: asyncio.Future) -> BaseException | None:
-        """What a job sent to ``executor`` failed with, if it failed; a dead worker starts new ones."""
+    def _answer(self, batch: list, executor: ProcessPoolExecutor, sent: asyncio.Future) -> None:
         self._running -= 1
         error = sent.exception() if not sent.cancelled() else SearchUnavailable("the search was cancelled")
         if isinstance(error, BrokenProcessPool):
-            if self.executor is executor:  # jobs failing together start one new pool
+            if self.executor is executor:  # batches failing together start one new pool
                 log.error("a search process died; starting new ones")
                 self.executor = self._start()
                 executor.shutdown(wait=False, cancel_futures=True)
             error = SearchUnavailable("a search process stopped; try again")
-        return error
-
-    def _answer(self, batch: list, executor: ProcessPoolExecutor, sent: asyncio.Future) -> None:
-        error = self._failure(executor, sent)
         outcomes = [error] * len(batch) if error is not None else sent.result()
         for (_, answer), outcome in zip(batch, outcomes):
             if not answer.done():  # its client may have gone
                 answer.set_result(outcome)
-        self._send()
-
-    async def _text_vectors(self, query: Query) -> dict[str, np.ndarray]:
-        """text -> vector for ``query``'s texts: kept ones, the others embedded with every other
-        text waiting. A text whose embedding failed is left out: the worker embeds it again, and
-        the search fails alone if that fails too."""
-        vectors: dict[str, np.ndarray] = {}
-        asked: dict[str, asyncio.Future] = {}
-        for text in dict.fromkeys(term.source.text for term in query.terms if isinstance(term.source, Text)):
-            kept = self.kept_texts.get(text)
-            if kept is not None:
-                vectors[text] = kept
-            else:
-                asked[text] = self._texts_asked.get(text) or self._ask(text)
-        if asked:
-            self._send()
-            for text, future in asked.items():
-                # Shielded: a client that goes away cancels its own wait, not others' for the same text.
-                vector = await asyncio.shield(future)
-                if vector is not None:
-                    vectors[text] = vector
-        return vectors
-
-    def _ask(self, text: str) -> asyncio.Future:
-        future = self._texts_asked[text] = asyncio.get_running_loop().create_future()
-        self._texts_queued.append(text)
-        return future
-
-    def _embedded(self, texts: list[str], executor: ProcessPoolExecutor, sent: asyncio.Future) -> None:
-        error = self._failure(executor, sent)
-        if error is not None:
-            log.error("embedding %d texts failed (%s); their searches embed them", len(texts), error)
-        vectors = [None] * len(texts) if error is not None else sent.result()
-        for text, vector in zip(texts, vectors):
-            if vector is not None:
-                vector.flags.writeable = False  # each is shared by every later query of its text
-                self.kept_texts.put(text, vector)
-            self._texts_asked.pop(text).set_result(vector)
         self._send()
 
     def close(self) -> None:
@@ -202,24 +133,16 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _embed_texts(texts: list[str]) -> list[np.ndarray]:
-    return list(_searcher.encoder.embed_text(texts))
-
-
-def _search_batch(requests: list[tuple[Query | None, dict, dict[str, np.ndarray]]]) -> list:
-    for _, _, vectors in requests:  # embedded before
-        for text, vector in vectors.items():
-            if not _searcher.kept_texts.holds(text):
-                _searcher.kept_texts.put(text, vector, ahead=True)
-    try:  # what could not be embedded before, in one call
-        _searcher.embed_texts_ahead(query for query, _, _ in requests)
+def _search_batch(requests: list[tuple[Query | None, dict]]) -> list:
+    try:
+        _searcher.embed_texts_ahead(query for query, _ in requests)
     except Exception:  # each search embeds its own words again, and fails alone if they fail
         log.exception("embedding a batch's texts failed")
     return list(_threads.map(_search_one, requests))
 
 
-def _search_one(request: tuple[Query | None, dict, dict]):
-    query, options, _ = request
+def _search_one(request: tuple[Query | None, dict]):
+    query, options = request
     try:
         return _searcher.search(query, **options)
     except EXPECTED as expected:  # one bad query fails alone, not its batch
