@@ -1497,11 +1497,14 @@ def _name_keys(connection, last: int) -> np.ndarray | None:
     return keys
 
 
-# The key of the file before (name, id) by name that has its text already.
-_BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
-               "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
-               "ORDER BY f.name DESC, f.id DESC LIMIT 1")
-_KEY_AFTER = text("SELECT min(rank_key) FROM file_text WHERE rank_key > :key")
+# For each (name, id) of the table ``wanted`` (its VALUES are put in), the key of the file
+# before it by name that has its text already; and for each key of ``wanted``, the next key.
+_BEFORE = ("WITH wanted(place, name, id) AS (VALUES {values}) "
+           "SELECT (SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
+           "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (wanted.name, wanted.id) "
+           "ORDER BY f.name DESC, f.id DESC LIMIT 1) FROM wanted ORDER BY place")
+_KEY_AFTER = ("WITH wanted(key) AS (VALUES {values}) "
+              "SELECT wanted.key, (SELECT min(rank_key) FROM file_text WHERE rank_key > wanted.key) FROM wanted")
 _KEYS_BELOW = text("SELECT rank_key FROM file_text WHERE rank_key < :key ORDER BY rank_key DESC LIMIT :count")
 _KEYS_ABOVE = text("SELECT rank_key FROM file_text WHERE rank_key > :key ORDER BY rank_key LIMIT :count")
 _MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
@@ -1519,22 +1522,57 @@ def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
         return
     # In name order, the files between the same two neighbours (which have their texts) are
     # given their keys together, spread over the keys free between them; written in one
-    # statement at the end, or before keys move (``_place``).
+    # statement at the end, or before keys move (``_place``). Each file's neighbour before it,
+    # and each neighbour's next key, are looked up for all the files at once (two statements,
+    # not two a file: an index run's scan adds 64 files at a time), and again once keys moved.
+    ordered = sorted(texts, key=lambda named: (named[0], named[1]["file_id"]))
+    befores = _keys_before(connection, ordered)
+    afters = _keys_after(connection, befores)
     group: list[dict] = []
     written: list[dict] = []
     before = None
-    for name, row in sorted(texts, key=lambda named: (named[0], named[1]["file_id"])):
-        found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+    for place, (_, row) in enumerate(ordered):
+        found = befores[place]
         if group and found != before:
-            if _place(connection, before, group, written):  # keys moved: this file's neighbour's too, maybe
-                found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+            if _place(connection, before, group, written, afters[before]):
+                # Keys moved: this file's neighbour's too, maybe, and the files' after it.
+                befores[place:] = _keys_before(connection, ordered[place:])
+                afters = _keys_after(connection, befores[place:])
+                found = befores[place]
             group = []
         if not group:
             before = found
         group.append(row)
-    _place(connection, before, group, written)
+    _place(connection, before, group, written, afters[before])
     if written:
         connection.execute(insert(FileText), written)
+
+
+_LOOKED_UP_AT_ONCE = 300  # files a statement of _keys_before looks up (3 bound values each)
+
+
+def _keys_before(connection, texts: Sequence[tuple[str, dict]]) -> list[int | None]:
+    """The key before each of ``texts`` ((name, row), as ``_add_texts`` takes them) by name, in order."""
+    found: list[int | None] = []
+    for start in range(0, len(texts), _LOOKED_UP_AT_ONCE):
+        chunk = texts[start:start + _LOOKED_UP_AT_ONCE]
+        values = ", ".join(f"({place}, :n{place}, :i{place})" for place in range(len(chunk)))
+        statement = text(_BEFORE.format(values=values))
+        bound = {key: value for place, (name, row) in enumerate(chunk)
+                 for key, value in ((f"n{place}", name), (f"i{place}", row["file_id"]))}
+        found += connection.execute(statement, bound).scalars().all()
+    return found
+
+
+def _keys_after(connection, befores: Iterable[int | None]) -> dict[int | None, int | None]:
+    """The next key after each of ``befores`` (None: the first of all), by key."""
+    keys = sorted({-1 if key is None else key for key in befores})
+    after: dict[int | None, int | None] = {}
+    for start in range(0, len(keys), _LOOKED_UP_AT_ONCE):
+        chunk = keys[start:start + _LOOKED_UP_AT_ONCE]
+        values = ", ".join(f"(:k{place})" for place in range(len(chunk)))
+        after.update(connection.execute(text(_KEY_AFTER.format(values=values)), {f"k{place}": key for place, key in enumerate(chunk)}).all())
+    return {None if key == -1 else key: value for key, value in after.items()}
 
 
 # meta's key for every character the texts written since the index was built hold (those of
@@ -1558,11 +1596,11 @@ def _note_characters(connection, rows: Sequence[dict]) -> None:
     connection.execute(insert(Meta).values(key=_CHARACTERS_KEY, value="".join(sorted(seen | set(known or "")))))
 
 
-def _place(connection, before: int | None, rows: list[dict], written: list[dict]) -> bool:
-    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before the next
-    key, adding them to ``written`` (rows with keys, to be written); True if the keys of other
-    files had to move to make room (``written`` is written first, then emptied: they may move too)."""
-    after = connection.scalar(_KEY_AFTER, {"key": -1 if before is None else before})
+def _place(connection, before: int | None, rows: list[dict], written: list[dict], after: int | None) -> bool:
+    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before ``after``,
+    the next key (None: none), adding them to ``written`` (rows with keys, to be written); True if
+    the keys of other files had to move to make room (``written`` is written first, then emptied:
+    they may move too)."""
     count = len(rows)
     if after is None:  # the last by name: room without end
         low = _FIRST_KEY - _SPACING if before is None else before

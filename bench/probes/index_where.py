@@ -16,6 +16,8 @@ each variant indexes it into a fresh home, timed alone):
 A variant is NAME or NAME:SETTING,SETTING where a setting is decoders=N (decoder processes),
 readers=N (the scan's reader processes), batch=N (windows per GPU batch: a second model
 loaded with that batch size), switch=SECONDS (the interpreter's thread switch interval),
+notext (no keyword texts written: what they cost the run), textsatend (the keyword texts of
+the files the run adds written at its end, all at once, inside the time),
 profile (cProfile of the main thread, written beside --out) or MODULE.NAME=VALUE (a module
 constant, as index_library.py's --set).
 """
@@ -218,6 +220,15 @@ def applied(settings: dict[str, str], encoders_by_batch: dict, load_encoder):
             count_r = int(settings["readers"])
             scan.default_workers = lambda: count_r
             undo.append(lambda: setattr(scan, "default_workers", ORIGINAL_DEFAULT_WORKERS))
+        catalog_module = importlib.import_module("search.catalog")
+        if "notext" in settings:  # what the run costs without keyword texts (search then lacks them)
+            kept = catalog_module._text_kept
+            catalog_module._text_kept = lambda connection: False
+            undo.append(lambda: setattr(catalog_module, "_text_kept", kept))
+        if "textsatend" in settings:  # the scan's keyword texts left to the run's end, written at once
+            adding = catalog_module._add_texts
+            catalog_module._add_texts = lambda connection, texts: TEXTS_LEFT.extend(texts)
+            undo.append(lambda: setattr(catalog_module, "_add_texts", adding))
         if "switch" in settings:
             old_switch = sys.getswitchinterval()
             sys.setswitchinterval(float(settings["switch"]))
@@ -238,10 +249,12 @@ def applied(settings: dict[str, str], encoders_by_batch: dict, load_encoder):
 
 
 ORIGINAL_DEFAULT_WORKERS = None
+ORIGINAL_ADD_TEXTS = None
+TEXTS_LEFT: list = []  # the texts the variant textsatend holds back
 
 
 def variants(args) -> None:
-    global ORIGINAL_DEFAULT_WORKERS
+    global ORIGINAL_DEFAULT_WORKERS, ORIGINAL_ADD_TEXTS
     module = load_code(args.root)
     watch_embed_thread()
     import torch
@@ -251,6 +264,7 @@ def variants(args) -> None:
     from search.library import Library
 
     ORIGINAL_DEFAULT_WORKERS = decoding.default_workers
+    ORIGINAL_ADD_TEXTS = importlib.import_module("search.catalog")._add_texts
     out = args.out
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
                "root": str(args.root), "cores": len(os.sched_getaffinity(0)),
@@ -309,6 +323,12 @@ def variants(args) -> None:
                         with Library(settings_obj, create=True, encoder=encoder) as opened, \
                                 profile or contextlib.nullcontext():
                             report = index_paths(opened, [library], progress=progress)
+                            if "textsatend" in settings:
+                                left = list(TEXTS_LEFT)
+                                TEXTS_LEFT.clear()
+                                row["texts_at_end"] = len(left)
+                                ORIGINAL_ADD_TEXTS(opened.catalog.session, left)
+                                opened.catalog.commit()
                         seconds = time.perf_counter() - perf
                         if spy is not None:
                             row["spy"] = stop_spy(*spy, roles())
