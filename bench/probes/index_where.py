@@ -368,11 +368,11 @@ def variants(args) -> None:
 
 
 def print_where(rows: list[dict], names: list[str]) -> None:
-    print(f"{'run':<14}{'files/s':>9}{'win/s':>8}{'machine':>9}{'main thr':>9}{'main proc':>10}"
+    print(f"{'run':<22}{'files/s':>9}{'win/s':>8}{'machine':>9}{'main thr':>9}{'main proc':>10}"
           f"{'decoders':>9}{'readers':>8}  decoder states")
     for name, row in zip(names, rows):
         decoders, readers = row.get("decoders", {}), row.get("readers", {})
-        print(f"{name:<14}{row.get('files_per_s', 0):>9.0f}{row.get('windows_per_s', 0):>8.0f}"
+        print(f"{name:<22}{row.get('files_per_s', 0):>9.0f}{row.get('windows_per_s', 0):>8.0f}"
               f"{row.get('machine_busy_cores', 0):>9.2f}{row.get('main_thread_cores', 0):>9.2f}"
               f"{row.get('main_process_cores', 0):>10.2f}{decoders.get('cores', 0):>9.2f}{readers.get('cores', 0):>8.2f}"
               f"  {decoders.get('states', {})}")
@@ -396,22 +396,22 @@ def report(work: Path) -> None:
             if runs:
                 rows.append(runs[0] | first | {"files": data["files"]})
                 names.append("A first run")
-    for part in ("B_variants", "C_long"):
+    for part in ("B_variants", "C_long", "T_main1", "T_branch1", "T_main2", "T_branch2"):
         path = work / f"{part}.json"
         if not path.exists():
             continue
         data = json.loads(path.read_text())
-        print(f"{part}: {data.get('device')}, {data.get('cores')} cores, library {data.get('library_seconds', 0):.1f} s, "
+        print(f"{part}: {data.get('root')}, {data.get('device')}, {data.get('cores')} cores, library {data.get('library_seconds', 0):.1f} s, "
               f"model {data.get('model_seconds', 0):.1f} s")
         for run in data["runs"]:
             rows.append(run.get("where", {}) | run)
-            names.append(f"{part[0]} {run['variant']}")
+            names.append(f"{part if part.startswith('T_') else part[0]} {run['variant']}")
     print_where(rows, names)
-    print("\nrun            workers CPU ms/file  main thread CPU s  embed thread cores  vs wrapper  error")
+    print("\nrun                   workers CPU ms/file  main thread CPU s  embed thread cores  vs wrapper  error")
     for name, row in zip(names, rows):
         threads = {t["role"]: t["cores"] for t in row.get("busiest_threads", []) if t["role"]}
         files = row.get("files") or 1
-        print(f"{name:<15}{1000 * row.get('workers_cpu_seconds', 0) / files:>10.2f}"
+        print(f"{name:<22}{1000 * row.get('workers_cpu_seconds', 0) / files:>10.2f}"
               f"{row.get('main_thread_cpu_seconds', 0):>19.2f}{threads.get('embed_thread', 0):>20.2f}"
               f"{(row.get('files_per_s', 0) / wrapper) if wrapper else 0:>12.1f}  {row.get('error', '')}")
     for name, row in zip(names, rows):

@@ -2,7 +2,7 @@
 # Where the lent machine's cores go during `clapdex index`, and which settings lift it: one call.
 # Bundle (git-ignored, carried as one path): .carry/idx2/{main (the code measured), tools (this
 # script, cpu_sampler.py, index_where.py, spy_summary.py), wheels, esc10 (200 clips)}.
-#   bash .carry/idx2/run.sh OUT
+#   bash .carry/idx2/run.sh OUT            (PLAN=texts: what keyword texts cost, main beside BRANCH)
 # A: bench/index_library.py as it is (8,000 distinct clips, the official wrapper in the same
 #    run), with cpu_sampler.py watching the main process, its threads, the decoders and readers.
 # B: the same library indexed in one process under each variant in turn (worker counts, GPU
@@ -66,6 +66,24 @@ step() {  # step SECONDS NAME command...: run it, keep its output, go on whateve
 }
 
 W="$PYTHON $TOOLS/index_where.py --root $CODE --interval 0.5"
+if [ "${PLAN:-where}" = texts ]; then
+  # What keyword texts cost the run: main (CODE) beside a branch (BRANCH, a snapshot like main/),
+  # each in a process of its own, twice; the official wrapper with main's bench, for the ratio.
+  WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"
+  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
+  step 110 A_bench $W --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
+  step 70 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base --variant notext:notext \
+    --variant textsatend:textsatend --variant base2
+  step 70 T_branch1 $WB $CLIPS --out "$WORK/T_branch1.json" --variant base --variant textsatend:textsatend \
+    --variant notext:notext --variant base2
+  step 45 T_main2 $W $CLIPS --out "$WORK/T_main2.json" --variant base --variant base2
+  step 45 T_branch2 $WB $CLIPS --out "$WORK/T_branch2.json" --variant base --variant base2
+  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+  cat "$OUT/summary.txt"
+  say "done"
+  pack
+  exit 0
+fi
 step 140 A_bench $W --bench --where "$WORK/A_where.json" -- --audio "$AUDIO" --copies $COPIES --distinct --wrapper \
   $DEVICE --out "$WORK/A_bench.json"
 step 210 B_variants $W --audio "$AUDIO" --copies $COPIES --distinct $DEVICE --out "$WORK/B_variants.json" \
