@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where the lent machine's cores go during `clapdex index`, and which settings lift it: one call.
-# Bundle (git-ignored, carried as one path): .carry/idx2/{main (the code measured), tools (this
-# script, cpu_sampler.py, index_where.py, spy_summary.py), wheels, esc10 (200 clips)}.
+# Bundle (git-ignored, carried as one path): .carry/idx2/{run.sh (this script), steps.sh, main
+# (the code measured), br (a branch), tools (cpu_sampler.py, index_where.py, spy_summary.py),
+# wheels, esc10 (200 clips)}.
 #   bash .carry/idx2/run.sh OUT            (PLAN=texts: what keyword texts cost, main beside BRANCH)
 # A: bench/index_library.py as it is (8,000 distinct clips, the official wrapper in the same
 #    run), with cpu_sampler.py watching the main process, its threads, the decoders and readers.
@@ -32,8 +33,10 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 export PYTHONUNBUFFERED=1
 LOG=$WORK/log.txt
 STARTED=$SECONDS
-say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
+STEPS_OUT=$WORK
+. "$B/steps.sh"
 pack() { cp "$LOG" "$OUT/log.txt"; tar -czf "$OUT/all.tar.gz.part" -C "$WORK" . && mv "$OUT/all.tar.gz.part" "$OUT/all.tar.gz"; }
+after_step() { pack; }
 
 say "start: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), code $CODE"
 { nvidia-smi -L; nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv
@@ -52,18 +55,6 @@ for name in ("numba", "scipy", "librosa", "msclap", "faiss", "sqlalchemy", "mini
         print(name, "MISSING", exc)' >> "$LOG" 2>&1
 "$PYSPY" --version >> "$LOG" 2>&1 || say "py-spy does not run"
 
-step() {  # step SECONDS NAME command...: run it, keep its output, go on whatever happens
-  local limit=$(($1 * SCALE)) name=$2; shift 2
-  local left=$((TOTAL * SCALE - (SECONDS - STARTED)))
-  [ $left -lt $limit ] && limit=$left
-  if [ $limit -le 10 ]; then say "$name: skipped, no time left"; return; fi
-  say "$name (limit ${limit}s): $*"
-  timeout -s INT -k 10 $limit "$@" > "$WORK/$name.out" 2>&1
-  local rc=$?
-  say "$name: rc=$rc, $(cut -d' ' -f1-3 /proc/loadavg)"
-  [ $rc -eq 0 ] || tail -8 "$WORK/$name.out" | tee -a "$LOG"
-  pack
-}
 
 W="$PYTHON $TOOLS/index_where.py --root $CODE --interval 0.5"
 if [ "${PLAN:-where}" = texts ]; then
