@@ -1497,14 +1497,11 @@ def _name_keys(connection, last: int) -> np.ndarray | None:
     return keys
 
 
-# For each (name, id) of the table ``wanted`` (its VALUES are put in), the key of the file
-# before it by name that has its text already; and for each key of ``wanted``, the next key.
-_BEFORE = ("WITH wanted(place, name, id) AS (VALUES {values}) "
-           "SELECT (SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
-           "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (wanted.name, wanted.id) "
-           "ORDER BY f.name DESC, f.id DESC LIMIT 1) FROM wanted ORDER BY place")
-_KEY_AFTER = ("WITH wanted(key) AS (VALUES {values}) "
-              "SELECT wanted.key, (SELECT min(rank_key) FROM file_text WHERE rank_key > wanted.key) FROM wanted")
+# The key of the file before (name, id) by name that has its text already.
+_BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
+               "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
+               "ORDER BY f.name DESC, f.id DESC LIMIT 1")
+_KEY_AFTER = text("SELECT min(rank_key) FROM file_text WHERE rank_key > :key")
 _KEYS_BELOW = text("SELECT rank_key FROM file_text WHERE rank_key < :key ORDER BY rank_key DESC LIMIT :count")
 _KEYS_ABOVE = text("SELECT rank_key FROM file_text WHERE rank_key > :key ORDER BY rank_key LIMIT :count")
 _MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
@@ -1522,57 +1519,22 @@ def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
         return
     # In name order, the files between the same two neighbours (which have their texts) are
     # given their keys together, spread over the keys free between them; written in one
-    # statement at the end, or before keys move (``_place``). Each file's neighbour before it,
-    # and each neighbour's next key, are looked up for all the files at once (two statements,
-    # not two a file: an index run's scan adds 64 files at a time), and again once keys moved.
-    ordered = sorted(texts, key=lambda named: (named[0], named[1]["file_id"]))
-    befores = _keys_before(connection, ordered)
-    afters = _keys_after(connection, befores)
+    # statement at the end, or before keys move (``_place``).
     group: list[dict] = []
     written: list[dict] = []
     before = None
-    for place, (_, row) in enumerate(ordered):
-        found = befores[place]
+    for name, row in sorted(texts, key=lambda named: (named[0], named[1]["file_id"])):
+        found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
         if group and found != before:
-            if _place(connection, before, group, written, afters[before]):
-                # Keys moved: this file's neighbour's too, maybe, and the files' after it.
-                befores[place:] = _keys_before(connection, ordered[place:])
-                afters = _keys_after(connection, befores[place:])
-                found = befores[place]
+            if _place(connection, before, group, written):  # keys moved: this file's neighbour's too, maybe
+                found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
             group = []
         if not group:
             before = found
         group.append(row)
-    _place(connection, before, group, written, afters[before])
+    _place(connection, before, group, written)
     if written:
         connection.execute(insert(FileText), written)
-
-
-_LOOKED_UP_AT_ONCE = 300  # files a statement of _keys_before looks up (3 bound values each)
-
-
-def _keys_before(connection, texts: Sequence[tuple[str, dict]]) -> list[int | None]:
-    """The key before each of ``texts`` ((name, row), as ``_add_texts`` takes them) by name, in order."""
-    found: list[int | None] = []
-    for start in range(0, len(texts), _LOOKED_UP_AT_ONCE):
-        chunk = texts[start:start + _LOOKED_UP_AT_ONCE]
-        values = ", ".join(f"({place}, :n{place}, :i{place})" for place in range(len(chunk)))
-        statement = text(_BEFORE.format(values=values))
-        bound = {key: value for place, (name, row) in enumerate(chunk)
-                 for key, value in ((f"n{place}", name), (f"i{place}", row["file_id"]))}
-        found += connection.execute(statement, bound).scalars().all()
-    return found
-
-
-def _keys_after(connection, befores: Iterable[int | None]) -> dict[int | None, int | None]:
-    """The next key after each of ``befores`` (None: the first of all), by key."""
-    keys = sorted({-1 if key is None else key for key in befores})
-    after: dict[int | None, int | None] = {}
-    for start in range(0, len(keys), _LOOKED_UP_AT_ONCE):
-        chunk = keys[start:start + _LOOKED_UP_AT_ONCE]
-        values = ", ".join(f"(:k{place})" for place in range(len(chunk)))
-        after.update(connection.execute(text(_KEY_AFTER.format(values=values)), {f"k{place}": key for place, key in enumerate(chunk)}).all())
-    return {None if key == -1 else key: value for key, value in after.items()}
 
 
 # meta's key for every character the texts written since the index was built hold (those of
@@ -1596,11 +1558,11 @@ def _note_characters(connection, rows: Sequence[dict]) -> None:
     connection.execute(insert(Meta).values(key=_CHARACTERS_KEY, value="".join(sorted(seen | set(known or "")))))
 
 
-def _place(connection, before: int | None, rows: list[dict], written: list[dict], after: int | None) -> bool:
-    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before ``after``,
-    the next key (None: none), adding them to ``written`` (rows with keys, to be written); True if
-    the keys of other files had to move to make room (``written`` is written first, then emptied:
-    they may move too)."""
+def _place(connection, before: int | None, rows: list[dict], written: list[dict]) -> bool:
+    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before the next
+    key, adding them to ``written`` (rows with keys, to be written); True if the keys of other
+    files had to move to make room (``written`` is written first, then emptied: they may move too)."""
+    after = connection.scalar(_KEY_AFTER, {"key": -1 if before is None else before})
     count = len(rows)
     if after is None:  # the last by name: room without end
         low = _FIRST_KEY - _SPACING if before is None else before
@@ -1732,6 +1694,7 @@ _IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :mat
              "ORDER BY rowid LIMIT :count")
 # A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
 _NOWHERE = '"AAA"'
+_BEFORE_EVERY_KEY = -(1 << 63)  # keys are 64-bit: moved keys are negative for a moment
 # A tier walked under a filter: the files wanted and a quarter more are first taken by name
 # alone, then, if too few of those pass, this many times the files wanted; kept if enough of
 # them pass (the engine's BROAD, for the same reason). Most filters pass nearly every file
@@ -1743,9 +1706,10 @@ _BROAD_KEPT = 256  # filters remembered as broad by a session (``_walk_tiers``)
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
                 limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
     """``keyword_ranked``'s ids, tier by tier. Otherwise None, and for a query few files match
-    on SQLite, or a filter few files pass, a condition keeping exactly them (found once here,
-    not again): ranking every match is then the way, as on SQLite for a query with a word FTS5
-    cannot find (under three characters) or an alternative with no word wanted."""
+    on SQLite, or a filter few files pass, a condition keeping them (the filter's exactly; the
+    query's, with some others that ``keyword_ranked`` tests out; found once here, not again):
+    ranking every match is then the way, as on SQLite for a query with a word FTS5 cannot find
+    (under three characters) or an alternative with no word wanted."""
     if not query:
         return None, []
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -1775,21 +1739,61 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     words = _fts_words(session, {keyword.word for group in groups for keyword in group})
     if words is None:
         return None, []
-    every = " OR ".join(
-        "(" + _fts_excluding(" AND ".join(words[k.word] for k in group if not k.negated),
-                             [words[k.word] for k in group if k.negated]) + ")"
-        for group in groups)
+    every = _fts_query(groups, words, words)
     # Straight from the driver's cursor: tens of thousands of keys cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
         passing = _passing_ids(cursor, _passing_statement(session.get_bind().dialect, filters, pending, exclude_id))
-        # FTS5 stops at the limit: for a query many files match, only their first keys are read.
-        head = cursor.execute(f"{_MATCHING} LIMIT :enough", {"match": every, "enough": enough}).fetchall()
-        if len(head) < enough:  # every match, read by id
+        # Whether few files match needs only the files holding each word's sparse part (each then
+        # tested exactly, by keyword_ranked's statement); FTS5 stops at the limit: for a query
+        # many files match, only their first keys are read.
+        sparse = {word: _fts_phrase(_sparse_part(cursor, word)) if len(word) >= 3 else words[word]
+                  for word in query.wanted}
+        head = cursor.execute(f"{_MATCHING} LIMIT :enough",
+                              {"match": _fts_query(groups, sparse, words), "enough": enough}).fetchall()
+        if len(head) < enough:  # every file that may match, read by id
             return None, [_among(FileText.rank_key, [key for key, in head], sqlite)]
         if len(query.wanted) == 1:
             return _by_tiers(_one_word_tiers(words[query.wanted[0]], every, cursor), passing, limit), []
         return _by_tiers(_tiers(query, groups, words, every, cursor), passing, limit), []
+
+
+def _fts_query(groups: Iterable[Iterable[Keyword]], wanted: dict[str, str], excluded: dict[str, str]) -> str:
+    """FTS5's query of the alternatives ``groups``, each word wanted found by ``wanted[word]``,
+    each excluded by ``excluded[word]``."""
+    return " OR ".join(
+        "(" + _fts_excluding(" AND ".join(wanted[k.word] for k in group if not k.negated),
+                             [excluded[k.word] for k in group if k.negated]) + ")"
+        for group in groups)
+
+
+# A word's phrase costs what its densest trigrams' lists cost: FTS5 reads nearly all of a list
+# that holds most files to find the few it shares with the others ("take1005" at 10^6 files:
+# 848 files, 70 ms, its "tak" and "ake" in the tags of most files; "e1005", the same files, 2 ms).
+# How dense a trigram is shows in how far apart its first matches' keys are.
+_PROBED = 256  # a trigram's first matches read to tell how dense it is
+_DENSER = 16  # a trigram this many times denser than a word's sparsest is left out of its sparse part
+
+
+def _sparse_part(cursor, word: str) -> str:
+    """The part of ``word`` (of three characters or more) around its sparsest trigram made of
+    trigrams not much denser: every file holding the word holds it, and FTS5 finds them without
+    reading the dense lists (``cursor``: the driver's)."""
+    trigrams = [word[start:start + 3] for start in range(len(word) - 2)]
+    if len(trigrams) < 2:
+        return word
+    spread = {}
+    for trigram in set(trigrams):
+        keys = _fts_keys(cursor, _fts_phrase(trigram), _BEFORE_EVERY_KEY, _PROBED)
+        spread[trigram] = math.inf if len(keys) < _PROBED else int(keys[-1] - keys[0])
+    sparsest = max(range(len(trigrams)), key=lambda at: spread[trigrams[at]])
+    kept = [spread[trigram] * _DENSER >= spread[trigrams[sparsest]] for trigram in trigrams]
+    first = last = sparsest
+    while first > 0 and kept[first - 1]:
+        first -= 1
+    while last < len(trigrams) - 1 and kept[last + 1]:
+        last += 1
+    return word[first:last + 3]
 
 
 def _fts_words(session: Session, words: Iterable[str]) -> dict[str, str] | None:

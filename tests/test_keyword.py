@@ -492,9 +492,8 @@ def test_sqlite_makes_room_in_name_order_for_files_added_between_two_others(tmp_
 
 
 def test_sqlite_places_a_batch_whose_first_files_move_others_before_its_last_ones_find_their_neighbours(tmp_path):
-    # The neighbours of a batch's files are looked up for all of them at once; when the first
-    # run of them (between b and d) has no room and moves keys, the files after it (between d
-    # and f, and after f) are placed by their neighbours' moved keys, not the ones looked up.
+    # When the first run of a batch's files (between b and d) has no room and moves keys, the
+    # files after it (between d and f, and after f) are placed by their neighbours' moved keys.
     with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
         catalog.add_files([NewFile(f"{ROOT}/first/{name}.wav", ROOT, 1, 0.0, None, Metadata()) for name in "bdf"])
         catalog.commit()
