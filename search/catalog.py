@@ -1694,7 +1694,6 @@ _IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :mat
              "ORDER BY rowid LIMIT :count")
 # A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
 _NOWHERE = '"AAA"'
-_BEFORE_EVERY_KEY = -(1 << 63)  # keys are 64-bit: moved keys are negative for a moment
 # A tier walked under a filter: the files wanted and a quarter more are first taken by name
 # alone, then, if too few of those pass, this many times the files wanted; kept if enough of
 # them pass (the engine's BROAD, for the same reason). Most filters pass nearly every file
@@ -1706,10 +1705,9 @@ _BROAD_KEPT = 256  # filters remembered as broad by a session (``_walk_tiers``)
 def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
                 limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
     """``keyword_ranked``'s ids, tier by tier. Otherwise None, and for a query few files match
-    on SQLite, or a filter few files pass, a condition keeping them (the filter's exactly; the
-    query's, with some others that ``keyword_ranked`` tests out; found once here, not again):
-    ranking every match is then the way, as on SQLite for a query with a word FTS5 cannot find
-    (under three characters) or an alternative with no word wanted."""
+    on SQLite, or a filter few files pass, a condition keeping exactly them (found once here,
+    not again): ranking every match is then the way, as on SQLite for a query with a word FTS5
+    cannot find (under three characters) or an alternative with no word wanted."""
     if not query:
         return None, []
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -1739,61 +1737,21 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
     words = _fts_words(session, {keyword.word for group in groups for keyword in group})
     if words is None:
         return None, []
-    every = _fts_query(groups, words, words)
+    every = " OR ".join(
+        "(" + _fts_excluding(" AND ".join(words[k.word] for k in group if not k.negated),
+                             [words[k.word] for k in group if k.negated]) + ")"
+        for group in groups)
     # Straight from the driver's cursor: tens of thousands of keys cost a third less without rows
     # made of each. FTS5 gives each file once.
     with contextlib.closing(session.connection().connection.cursor()) as cursor:
         passing = _passing_ids(cursor, _passing_statement(session.get_bind().dialect, filters, pending, exclude_id))
-        # Whether few files match needs only the files holding each word's sparse part (each then
-        # tested exactly, by keyword_ranked's statement); FTS5 stops at the limit: for a query
-        # many files match, only their first keys are read.
-        sparse = {word: _fts_phrase(_sparse_part(cursor, word)) if len(word) >= 3 else words[word]
-                  for word in query.wanted}
-        head = cursor.execute(f"{_MATCHING} LIMIT :enough",
-                              {"match": _fts_query(groups, sparse, words), "enough": enough}).fetchall()
-        if len(head) < enough:  # every file that may match, read by id
+        # FTS5 stops at the limit: for a query many files match, only their first keys are read.
+        head = cursor.execute(f"{_MATCHING} LIMIT :enough", {"match": every, "enough": enough}).fetchall()
+        if len(head) < enough:  # every match, read by id
             return None, [_among(FileText.rank_key, [key for key, in head], sqlite)]
         if len(query.wanted) == 1:
             return _by_tiers(_one_word_tiers(words[query.wanted[0]], every, cursor), passing, limit), []
         return _by_tiers(_tiers(query, groups, words, every, cursor), passing, limit), []
-
-
-def _fts_query(groups: Iterable[Iterable[Keyword]], wanted: dict[str, str], excluded: dict[str, str]) -> str:
-    """FTS5's query of the alternatives ``groups``, each word wanted found by ``wanted[word]``,
-    each excluded by ``excluded[word]``."""
-    return " OR ".join(
-        "(" + _fts_excluding(" AND ".join(wanted[k.word] for k in group if not k.negated),
-                             [excluded[k.word] for k in group if k.negated]) + ")"
-        for group in groups)
-
-
-# A word's phrase costs what its densest trigrams' lists cost: FTS5 reads nearly all of a list
-# that holds most files to find the few it shares with the others ("take1005" at 10^6 files:
-# 848 files, 70 ms, its "tak" and "ake" in the tags of most files; "e1005", the same files, 2 ms).
-# How dense a trigram is shows in how far apart its first matches' keys are.
-_PROBED = 256  # a trigram's first matches read to tell how dense it is
-_DENSER = 16  # a trigram this many times denser than a word's sparsest is left out of its sparse part
-
-
-def _sparse_part(cursor, word: str) -> str:
-    """The part of ``word`` (of three characters or more) around its sparsest trigram made of
-    trigrams not much denser: every file holding the word holds it, and FTS5 finds them without
-    reading the dense lists (``cursor``: the driver's)."""
-    trigrams = [word[start:start + 3] for start in range(len(word) - 2)]
-    if len(trigrams) < 2:
-        return word
-    spread = {}
-    for trigram in set(trigrams):
-        keys = _fts_keys(cursor, _fts_phrase(trigram), _BEFORE_EVERY_KEY, _PROBED)
-        spread[trigram] = math.inf if len(keys) < _PROBED else int(keys[-1] - keys[0])
-    sparsest = max(range(len(trigrams)), key=lambda at: spread[trigrams[at]])
-    kept = [spread[trigram] * _DENSER >= spread[trigrams[sparsest]] for trigram in trigrams]
-    first = last = sparsest
-    while first > 0 and kept[first - 1]:
-        first -= 1
-    while last < len(trigrams) - 1 and kept[last + 1]:
-        last += 1
-    return word[first:last + 3]
 
 
 def _fts_words(session: Session, words: Iterable[str]) -> dict[str, str] | None:
