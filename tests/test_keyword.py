@@ -491,6 +491,27 @@ def test_sqlite_makes_room_in_name_order_for_files_added_between_two_others(tmp_
                 assert catalog.keyword_ranked(parse_keywords(text_), pending=True, limit=limit) == expected[:limit]
 
 
+def test_sqlite_places_a_batch_whose_first_files_move_others_before_its_last_ones_find_their_neighbours(tmp_path):
+    # When the first run of a batch's files (between b and d) has no room and moves keys, the
+    # files after it (between d and f, and after f) are placed by their neighbours' moved keys.
+    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        catalog.add_files([NewFile(f"{ROOT}/first/{name}.wav", ROOT, 1, 0.0, None, Metadata()) for name in "bdf"])
+        catalog.commit()
+        batch = [f"c_{number:03d}" for number in range(150)] + ["e", "g"]
+        catalog.add_files([NewFile(f"{ROOT}/batch/{name}.wav", ROOT, 1, 0.0, None, Metadata(tags=("take",)))
+                           for name in batch])
+        catalog.commit()
+        named = catalog.session.execute(select(File.name, FileText.rank_key).join(FileText, FileText.file_id == File.id)
+                                        .order_by(File.name, File.id)).all()
+        assert [name for name, _ in named] == sorted(f"{name}.wav" for name in [*"bdf", *batch])
+        keys = [key for _, key in named]
+        assert keys == sorted(set(keys))
+        assert catalog.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all() == keys
+        catalog.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+        assert catalog.keyword_ranked(parse_keywords("take"), pending=True, limit=1000) == \
+            reference(catalog, "take", Filters(), True, None)
+
+
 @pytest.mark.parametrize("scripts", ["latin", "many"])
 def test_words_of_two_letters_are_found_by_the_trigrams_they_begin_however_many_characters_names_hold(tmp_path, scripts):
     # SQLite finds a word of two letters as the trigrams it begins: the word followed by each

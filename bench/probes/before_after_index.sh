@@ -33,7 +33,8 @@ export PYTHONUNBUFFERED=1
 LOG=$OUT/log.txt
 TOTAL=${TOTAL:-400}
 STARTED=$SECONDS
-say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
+STEPS_OUT=$OUT
+. "$HERE/bench/probes/steps.sh"
 
 say "start part=$PART $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 { nvidia-smi -L; "$PYTHON" --version; "$PYTHON" -c 'import torch, numpy; print(torch.__version__, numpy.__version__)'; } >> "$LOG" 2>&1
@@ -48,17 +49,6 @@ for name in ("numba", "scipy", "lazy_loader", "sklearn", "torchaudio", "librosa"
     except Exception as exc:
         print(name, "MISSING", exc)' >> "$LOG" 2>&1
 
-step() {  # step SECONDS NAME command...: run it, keep its output, go on whatever happens
-  local limit=$(($1 * SCALE)) name=$2; shift 2
-  local left=$((TOTAL * SCALE - (SECONDS - STARTED)))
-  [ $left -lt $limit ] && limit=$left
-  if [ $limit -le 5 ]; then say "$name: skipped, no time left"; return; fi
-  say "$name: $*"
-  timeout $limit "$@" > "$OUT/$name.out" 2>&1
-  local rc=$?
-  say "$name: rc=$rc"
-  [ $rc -eq 0 ] || tail -5 "$OUT/$name.out" | tee -a "$LOG"
-}
 
 if [ "$PART" = clips ] || [ "$PART" = all ]; then
   step 120 clipsB1 "$PYTHON" "$B/bench/index_library.py" --audio "$AUDIO" --copies $COPIES $DEVICE --distinct --out "$OUT/clipsB1.json"

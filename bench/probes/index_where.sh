@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Where the lent machine's cores go during `clapdex index`, and which settings lift it: one call.
+# Bundle (git-ignored, carried as one path): .carry/idx2/{run.sh (this script), steps.sh, main
+# (the code measured), br (a branch), tools (cpu_sampler.py, index_where.py, spy_summary.py),
+# wheels, esc10 (200 clips)}.
+#   bash .carry/idx2/run.sh OUT            (PLAN=texts: what keyword texts cost, main beside BRANCH)
+# A: bench/index_library.py as it is (8,000 distinct clips, the official wrapper in the same
+#    run), with cpu_sampler.py watching the main process, its threads, the decoders and readers.
+# B: the same library indexed in one process under each variant in turn (worker counts, GPU
+#    batch, checkpoints, files ahead, thread switching), each timed alone and sampled; one with
+#    cProfile of the main thread, one with py-spy over every process.
+# C: 600 60-s WAV recordings, sampled, and once under py-spy.
+# Everything lands in a work folder, packed after each step into OUT/all.tar.gz beside
+# OUT/summary.txt and OUT/log.txt (3 files: the call brings back at most 8). No step runs past
+# TOTAL seconds from the start (default 460). Rehearse a copy: bash reads a script as it goes.
+set -u
+OUT=${1:-${OUT:?set OUT or pass it}}
+mkdir -p "$OUT"
+B=$(cd "$(dirname "$0")" && pwd)
+CODE=${CODE:-$B/main}
+TOOLS=$B/tools
+AUDIO=${AUDIO:-$B/esc10}
+COPIES=${COPIES:-40}
+LONG_FILES=${LONG_FILES:-600}
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-}  # "--device cpu" for a rehearsal
+SITE=${SITE:-/tmp/site}
+TOTAL=${TOTAL:-460}
+BATCH=${BATCH:-1024}  # the larger GPU batch tried (smaller in a rehearsal on a CPU)
+SCALE=${SCALE:-1}  # the steps' limits times this (a slow rehearsal)
+WORK=${WORK:-/tmp/idx2-work}
+rm -rf "$WORK" && mkdir -p "$WORK"
+export PYTHONUNBUFFERED=1
+LOG=$WORK/log.txt
+STARTED=$SECONDS
+STEPS_OUT=$WORK
+. "$B/steps.sh"
+pack() { cp "$LOG" "$OUT/log.txt"; tar -czf "$OUT/all.tar.gz.part" -C "$WORK" . && mv "$OUT/all.tar.gz.part" "$OUT/all.tar.gz"; }
+after_step() { pack; }
+
+say "start: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), code $CODE"
+{ nvidia-smi -L; nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv
+  "$PYTHON" --version; "$PYTHON" -c 'import torch, numpy; print(torch.__version__, numpy.__version__)'
+  lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz"; free -g; } >> "$LOG" 2>&1
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$B"/wheels/*.whl >> "$LOG" 2>&1 \
+    || say "pip install failed"
+fi
+export PYTHONPATH=$SITE PYSPY=${PYSPY:-$SITE/bin/py-spy}
+"$PYTHON" -c 'import importlib
+for name in ("numba", "scipy", "librosa", "msclap", "faiss", "sqlalchemy", "miniaudio", "soundfile", "mutagen"):
+    try:
+        print(name, getattr(importlib.import_module(name), "__version__", "?"))
+    except Exception as exc:
+        print(name, "MISSING", exc)' >> "$LOG" 2>&1
+"$PYSPY" --version >> "$LOG" 2>&1 || say "py-spy does not run"
+
+
+W="$PYTHON $TOOLS/index_where.py --root $CODE --interval 0.5"
+if [ "${PLAN:-where}" = texts ]; then
+  # What keyword texts cost the run: main (CODE) beside a branch (BRANCH, a snapshot like main/),
+  # each in a process of its own, twice; the official wrapper with main's bench, for the ratio.
+  WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"
+  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
+  step 100 A_bench $W --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
+  step 65 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base --variant notext:notext \
+    --variant textsatend:textsatend --variant base2
+  step 65 T_branch1 $WB $CLIPS --out "$WORK/T_branch1.json" --variant base --variant textsatend:textsatend \
+    --variant notext:notext --variant base2
+  # Recordings: the main thread was a third of a core busy in the first call; is the eager model the limit?
+  step 100 L_compile $W --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/L_compile.json" \
+    ${LONG_VARIANTS:---variant base --variant compiled:compile}
+  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+  cat "$OUT/summary.txt"
+  say "done"
+  pack
+  exit 0
+fi
+step 140 A_bench $W --bench --where "$WORK/A_where.json" -- --audio "$AUDIO" --copies $COPIES --distinct --wrapper \
+  $DEVICE --out "$WORK/A_bench.json"
+step 210 B_variants $W --audio "$AUDIO" --copies $COPIES --distinct $DEVICE --out "$WORK/B_variants.json" \
+  --variant base --variant spy:spy --variant prof:profile --variant dec12:decoders=12 --variant dec20:decoders=20 \
+  --variant rd4:readers=4 --variant ahead4:encoders.decoding.FILES_AHEAD=4 \
+  --variant ckpt:indexer.pipeline.CHECKPOINT_FILES=1000000 --variant sw:switch=0.0005 \
+  --variant b$BATCH:batch=$BATCH --variant dec14:decoders=14 --variant base2
+step 90 C_long $W --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/C_long.json" \
+  --variant base --variant spy:spy --variant dec20:decoders=20
+
+"$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+cat "$OUT/summary.txt"
+say "done"
+pack
