@@ -41,7 +41,8 @@ from search.engine import Searcher  # noqa: E402
 from search.filters import Filters  # noqa: E402
 from search.library import Library  # noqa: E402
 from search.query import parse_query  # noqa: E402
-from search.store import COMPRESS_FROM, FaissStore, _IvfSq8, _trained_ivf, ivf_lists_for  # noqa: E402
+from search.store import (COMPRESS_FROM, SMALL_CODES_FROM_BYTES, FaissStore, _IvfSq4, _IvfSq8,  # noqa: E402
+                          _trained_ivf, ivf_lists_for)
 from search.ucs import CATEGORIES  # noqa: E402
 
 log = logging.getLogger("library_scale")
@@ -154,7 +155,8 @@ def _add_vectors(store: FaissStore, ids: np.ndarray, rng: np.random.Generator, e
         lists = ivf_lists_for(expected)
         sample = rng.standard_normal((64 * lists, store.dim), dtype=np.float32)
         sample /= np.linalg.norm(sample, axis=1, keepdims=True)
-        store._index = _IvfSq8(_trained_ivf(store.dim, "ivf-sq8", sample, expected), store.exact_rows)
+        kind = _IvfSq4 if expected * store.dim >= SMALL_CODES_FROM_BYTES else _IvfSq8
+        store._index = kind(_trained_ivf(store.dim, kind.kind, sample, expected), store.exact_rows)
     store.add(ids, vectors)
     return store
 
