@@ -459,6 +459,7 @@ class _IvfSq8(_Ivf):
                                               old.metric_type, old.by_residual)
         index.own_fields = True
         quantizer.this.disown()
+        _fit_4bit_ranges(index)
         index.sq.train(sample)
         index.is_trained = True
         for number, size in enumerate(sizes):
@@ -518,6 +519,8 @@ def _trained_ivf(dim: int, kind: str, vectors: np.ndarray, count: int | None = N
     else:
         bits = faiss.ScalarQuantizer.QT_4bit if kind == "ivf-sq4" else faiss.ScalarQuantizer.QT_8bit
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, bits, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf-sq4":
+            _fit_4bit_ranges(index)
     index.own_fields = True
     quantizer.this.disown()
     # k-means needs about 40 points a list and a few rounds; more only lengthens training on a
@@ -536,6 +539,13 @@ def _list_codes(index: faiss.IndexIVF, number: int) -> np.ndarray:
     """The codes of one inverted list, one row a vector (a view of the index's memory)."""
     size = index.invlists.list_size(number)
     return faiss.rev_swig_ptr(index.invlists.get_codes(number), size * index.code_size).reshape(size, index.code_size)
+
+
+def _fit_4bit_ranges(index: faiss.IndexIVFScalarQuantizer) -> None:
+    """Train 4-bit codes' range per dimension for the least squared error, not from the extremes:
+    16 steps over the sample's whole range waste most on values that hardly occur. Windows 500
+    deep came back 0.998 of the time against 0.990 (docs/benchmarks.md, section 6)."""
+    index.sq.rangestat = faiss.ScalarQuantizer.RS_optim
 
 
 def _ivf_contents(index: faiss.IndexIVF, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
