@@ -42,7 +42,7 @@ from search.filters import Filters  # noqa: E402
 from search.library import Library  # noqa: E402
 from search.query import parse_query  # noqa: E402
 from search.store import (COMPRESS_FROM, SMALL_CODES_FROM_BYTES, FaissStore, _IvfSq4, _IvfSq8,  # noqa: E402
-                          _trained_ivf, ivf_lists_for)
+                          _trained_ivf, ivf_lists_for, with_huge_pages)
 from search.ucs import CATEGORIES  # noqa: E402
 
 log = logging.getLogger("library_scale")
@@ -310,9 +310,9 @@ def memory_mb() -> dict:
     """Peak RSS, and what is resident now by kind: the vector rows the store re-scores from are
     a memory-mapped file, whose pages count in RSS but are page cache the kernel takes back."""
     resident = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in (Path("/proc/self/status").read_text() + Path("/proc/self/smaps_rollup").read_text()).splitlines():
         name, _, value = line.partition(":")
-        if name in ("RssAnon", "RssFile"):
+        if name in ("RssAnon", "RssFile", "AnonHugePages"):  # the last: of RssAnon, in huge pages
             resident[name] = round(int(value.split()[0]) / 1024, 1)
     return {"peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), **resident}
 
@@ -328,7 +328,13 @@ def main() -> None:
     parser.add_argument("--page-repeats", type=int, default=50, help="repetitions of each page interaction")
     parser.add_argument("--step", choices=("all", "build", "measure", "page", "rescan"), default="all",
                         help="all: each of the others in a process of its own")
+    parser.add_argument("--malloc", choices=("huge-pages", "default"), default="huge-pages",
+                        help="measure and page: glibc's malloc as `clapdex ui` starts the page (the index's codes "
+                             "in huge pages, search.store.HUGE_PAGE_TUNABLES), or as glibc starts any process")
     args = parser.parse_args()
+    wanted = with_huge_pages(dict(os.environ))
+    if args.step in ("measure", "page") and args.malloc == "huge-pages" and os.environ != wanted:
+        os.execve(sys.executable, [sys.executable, *sys.argv], wanted)  # read by the C library at start only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = args.home or Path(f"/tmp/library-scale-{args.files}")
     if args.step == "build":
@@ -341,6 +347,7 @@ def main() -> None:
             result = {"interactions": page(home, args.catalog, args.page_repeats), "memory_mb": memory_mb()}
         else:
             result = rescan(home, args.catalog)
+        result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
         print(json.dumps(result))
         if args.out:  # a step run alone, by hand
             args.out.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -351,7 +358,7 @@ def main() -> None:
               "command": " ".join(sys.argv), "files": args.files, "catalog": "postgresql" if args.catalog else "sqlite",
               "load_before": os.getloadavg()}
     own = [sys.executable, __file__, "--files", str(args.files), "--home", str(home), "--repeats", str(args.repeats),
-           "--page-repeats", str(args.page_repeats), *(["--only", *args.only] if args.only else []),
+           "--page-repeats", str(args.page_repeats), "--malloc", args.malloc, *(["--only", *args.only] if args.only else []),
            *(["--catalog", args.catalog] if args.catalog else [])]
     if not (home / "library").exists():
         report["build"] = _step(own, "build")

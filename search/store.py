@@ -138,6 +138,22 @@ EXACT_ALLOWED_UP_TO = RERANK_FACTOR * RERANKED_HITS
 # Exact rows read one system call each up to this many at once; more through a memory map.
 READ_ROW_BY_ROW_UP_TO = 50_000
 KINDS = ("auto", "flat", "ivf", "ivf-sq8", "ivf-sq4")
+# glibc's malloc settings for a process that searches a large compressed index (the page, read
+# by ``with_huge_pages``): the inverted lists' codes in the heaps (lists up to 32 MB; glibc maps
+# each list of 0.75 MB at 10^6 files on its own by default) and the heaps in transparent huge
+# pages. A filtered search reads scattered codes across all lists, each a TLB miss on 4 kB
+# pages: on this VM the every-list scan of a folder took 197 ms against 73 with huge pages
+# (docs/benchmarks.md, section 6). Read by the C library when a process starts, never after.
+HUGE_PAGE_TUNABLES = ("glibc.malloc.hugetlb=1", f"glibc.malloc.mmap_threshold={32 * 2**20}")
+
+
+def with_huge_pages(environment: dict[str, str]) -> dict[str, str]:
+    """``environment`` for a process to start with ``HUGE_PAGE_TUNABLES`` added to whatever
+    ``GLIBC_TUNABLES`` it already sets (those win where both name a setting)."""
+    given = [item for item in environment.get("GLIBC_TUNABLES", "").split(":") if item]
+    named = {item.partition("=")[0] for item in given}
+    added = [item for item in HUGE_PAGE_TUNABLES if item.partition("=")[0] not in named]
+    return {**environment, "GLIBC_TUNABLES": ":".join(given + added)}
 
 
 def ivf_lists_for(count: int) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -276,3 +278,37 @@ def test_exact_rows_read_after_the_page_cache_lost_them(tmp_path):
     picked = np.random.default_rng(13).choice(len(ids), 500, replace=False)
     assert np.array_equal(store.reconstruct(ids[picked]), vectors[picked])
 
+
+def test_huge_page_tunables_join_the_ones_a_process_is_given():
+    assert store_module.with_huge_pages({"PATH": "/bin"}) == {
+        "PATH": "/bin", "GLIBC_TUNABLES": ":".join(store_module.HUGE_PAGE_TUNABLES)}
+    mine = store_module.with_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2"})
+    assert mine["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2:" \
+                                     f"glibc.malloc.mmap_threshold={32 * 2**20}"  # a setting given wins
+
+
+def test_a_process_started_with_the_tunables_keeps_its_codes_in_huge_pages(tmp_path):
+    """Lists of 0.5 MB of codes (as at 10^6 files) land in malloc's heaps, and the heaps in
+    transparent huge pages, wherever the system offers them (``madvise`` or ``always``)."""
+    child = (
+        "import faiss, numpy as np\n"
+        "d, nlist = 512, 256\n"
+        "index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit)\n"
+        "index.train(np.random.default_rng(0).standard_normal((nlist * 40, d), dtype=np.float32))\n"
+        "for number in range(nlist):\n"
+        "    ids = np.arange(number * 1000, number * 1000 + 1000, dtype=np.int64)\n"
+        "    codes = np.full((1000, d), number % 256, dtype=np.uint8)\n"
+        "    index.invlists.add_entries(number, 1000, faiss.swig_ptr(ids), faiss.swig_ptr(codes))\n"
+        "rollup = open('/proc/self/smaps_rollup').read().split('AnonHugePages:')[1]\n"
+        "print(int(rollup.split()[0]) // 1024)\n"
+    )
+    huge_mb = {}
+    plain = {name: value for name, value in os.environ.items() if name != "GLIBC_TUNABLES"}
+    for name, environment in (("default", plain), ("tuned", store_module.with_huge_pages(plain))):
+        done = subprocess.run([sys.executable, "-c", child], env=environment, capture_output=True, text=True, check=True)
+        huge_mb[name] = int(done.stdout.split()[-1])
+    system = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    if "[never]" in system:
+        assert huge_mb["tuned"] == 0
+    else:  # 128 MB of codes: nearly all of it in huge pages, where glibc's defaults give none to speak of
+        assert huge_mb["tuned"] >= 100 and huge_mb["default"] < 20, huge_mb
