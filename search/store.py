@@ -139,12 +139,14 @@ EXACT_ALLOWED_UP_TO = RERANK_FACTOR * RERANKED_HITS
 READ_ROW_BY_ROW_UP_TO = 50_000
 KINDS = ("auto", "flat", "ivf", "ivf-sq8", "ivf-sq4")
 # glibc's malloc settings for a process that searches a large compressed index (the page, read
-# by ``with_huge_pages``): the inverted lists' codes in the heaps (lists up to 32 MB; glibc maps
-# each list of 0.75 MB at 10^6 files on its own by default) and the heaps in transparent huge
-# pages. A filtered search reads scattered codes across all lists, each a TLB miss on 4 kB
-# pages: on this VM the every-list scan of a folder took 197 ms against 73 with huge pages
-# (docs/benchmarks.md, section 6). Read by the C library when a process starts, never after.
-HUGE_PAGE_TUNABLES = ("glibc.malloc.hugetlb=1", f"glibc.malloc.mmap_threshold={32 * 2**20}")
+# by ``with_huge_pages``): the inverted lists' codes in the heap (lists up to 32 MB; glibc maps
+# each list of 0.75 MB at 10^6 files on its own by default), one heap for every thread (glibc
+# gives huge pages to its main heap only, and the page opens its library in Streamlit's script
+# thread), and the heap in transparent huge pages. A filtered search reads scattered codes
+# across all lists, each a TLB miss on 4 kB pages: on this VM the every-list scan of a folder
+# took 282-344 ms against 185-216 with huge pages (docs/benchmarks.md, section 6). Read by the
+# C library when a process starts, never after.
+HUGE_PAGE_TUNABLES = ("glibc.malloc.hugetlb=1", f"glibc.malloc.mmap_threshold={32 * 2**20}", "glibc.malloc.arena_max=1")
 
 
 def with_huge_pages(environment: dict[str, str]) -> dict[str, str]:

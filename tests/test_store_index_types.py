@@ -288,17 +288,22 @@ def test_huge_page_tunables_join_the_ones_a_process_is_given():
 
 
 def test_a_process_started_with_the_tunables_keeps_its_codes_in_huge_pages(tmp_path):
-    """Lists of 0.5 MB of codes (as at 10^6 files) land in malloc's heaps, and the heaps in
-    transparent huge pages, wherever the system offers them (``madvise`` or ``always``)."""
+    """Lists of 0.5 MB of codes (as at 10^6 files), read in a thread of their own (as the page's
+    script thread opens the library), land in malloc's heap, and the heap in transparent huge
+    pages, wherever the system offers them (``madvise`` or ``always``)."""
     child = (
-        "import faiss, numpy as np\n"
+        "import threading, faiss, numpy as np\n"
         "d, nlist = 512, 256\n"
         "index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit)\n"
         "index.train(np.random.default_rng(0).standard_normal((nlist * 40, d), dtype=np.float32))\n"
-        "for number in range(nlist):\n"
-        "    ids = np.arange(number * 1000, number * 1000 + 1000, dtype=np.int64)\n"
-        "    codes = np.full((1000, d), number % 256, dtype=np.uint8)\n"
-        "    index.invlists.add_entries(number, 1000, faiss.swig_ptr(ids), faiss.swig_ptr(codes))\n"
+        "def fill():\n"
+        "    for number in range(nlist):\n"
+        "        ids = np.arange(number * 1000, number * 1000 + 1000, dtype=np.int64)\n"
+        "        codes = np.full((1000, d), number % 256, dtype=np.uint8)\n"
+        "        index.invlists.add_entries(number, 1000, faiss.swig_ptr(ids), faiss.swig_ptr(codes))\n"
+        "reader = threading.Thread(target=fill)\n"
+        "reader.start()\n"
+        "reader.join()\n"
         "rollup = open('/proc/self/smaps_rollup').read().split('AnonHugePages:')[1]\n"
         "print(int(rollup.split()[0]) // 1024)\n"
     )

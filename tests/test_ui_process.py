@@ -112,7 +112,7 @@ def test_the_page_process_starts_with_the_index_codes_in_huge_pages(home, tiny_w
     which the C library reads only when a process starts, and keeps settings its caller gave."""
     port, marker = free_port(), f"ui-tunables-{os.getpid()}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLAPDEX_TEST_SESSION": marker,
-           "GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}
+           "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"}
     server = subprocess.Popen([str(CLAPDEX), "--home", str(home), "--weights", str(tiny_weights), "--device", "cpu",
                                "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -120,7 +120,7 @@ def test_the_page_process_starts_with_the_index_codes_in_huge_pages(home, tiny_w
         assert server.poll() is None, server.stderr.read()
         # glibc cuts the variable's text at each ':' in place as it reads the settings.
         given = Path(f"/proc/{server.pid}/environ").read_bytes().decode().split("\0")
-        at = given.index("GLIBC_TUNABLES=glibc.malloc.arena_max=4")
+        at = given.index("GLIBC_TUNABLES=glibc.malloc.trim_threshold=1048576")
         assert given[at + 1 : at + 1 + len(HUGE_PAGE_TUNABLES)] == list(HUGE_PAGE_TUNABLES)
     finally:
         server.terminate()
