@@ -206,7 +206,9 @@ def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] |
     results["open_and_calibrate"] = {"seconds": round(time.perf_counter() - clock, 2)}
     rng = np.random.default_rng(1)
     captions = [CAPTIONS[i] for i in rng.permutation(len(CAPTIONS))]
-    root = str(home / "library")
+    # The folder the files were indexed under: the home's own, or the configured root of a home
+    # whose catalog lists another's files.
+    root = settings.roots[0] if settings.roots else str(home / "library")
     selective = Filters(categories=("DOOR",), formats=("flac",))
     broad = Filters(min_duration=1.0)
     operations = {
