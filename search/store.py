@@ -45,12 +45,14 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None,
-               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+               filters: Filters | None = None, exact: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores and ids, each (len(queries), min(k, candidates)), best first.
 
         ``allowed_ids`` restricts the search to those windows, and ``filters`` (only where
         ``keeps_payload``) to the windows of files that pass them; either restriction is
-        applied inside the search, not to its results.
+        applied inside the search, not to its results. ``exact`` is how many of the best hits
+        the caller needs in their exact order (None: the store's own choice); a store that
+        ranks by compressed codes re-scores its candidates for that many from the exact vectors.
         """
 
     @abc.abstractmethod
@@ -240,7 +242,7 @@ class FaissStore(VectorStore):
         """FAISS keeps vectors only: filters reach it as the catalog's allowed ids."""
 
     def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None,
-               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+               filters: Filters | None = None, exact: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if filters:
             raise ValueError("FaissStore keeps no payload to filter on: pass the catalog's allowed_ids")
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
@@ -258,7 +260,7 @@ class FaissStore(VectorStore):
             scores, ids = self._gpu.search(self._index, queries, k, allowed_ids)
         else:
             with threads_limited(len(queries)):
-                scores, ids = self._index.search(queries, k, allowed_ids, self.nprobe)
+                scores, ids = self._index.search(queries, k, allowed_ids, self.nprobe, exact)
         # Fewer allowed ids than k in the index leave -1 slots; drop them from every row alike.
         keep = (ids >= 0).all(axis=0)
         return scores[:, keep], ids[:, keep]
@@ -332,7 +334,9 @@ class _Flat:
     def remove(self, ids: np.ndarray) -> int:
         return int(self.faiss.remove_ids(faiss.IDSelectorBatch(ids)))
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None,
+               exact: int | None = None):
+        # Exact already: ``exact`` asks nothing more of this kind, nor of an inverted file of vectors.
         if allowed_ids is None:
             return self.faiss.search(queries, k)
         selector = _Selector(allowed_ids)
@@ -361,7 +365,8 @@ class _Ivf(_Flat):
         # The id hash of an IVF index takes only an explicit array.
         return int(self.faiss.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None,
+               exact: int | None = None):
         nlist = self.faiss.nlist
         nprobe = min(nlist, nprobe or max(MIN_PROBES, round(nlist * PROBE_SHARE)))
         params = faiss.SearchParametersIVF(nprobe=nprobe)
@@ -419,16 +424,18 @@ class _IvfSq8(_Ivf):
         self.exact_rows.remove(ids)
         return super().remove(ids)
 
-    def reranking(self) -> tuple[int, int, int]:
+    def reranking(self, exact: int | None) -> tuple[int, int, int]:
         """How many best hits are chosen exactly, among how many times as many candidates, and
-        at least how many candidates."""
+        at least how many candidates. 8-bit codes order the deeper hits as the exact vectors
+        would 99% of the time (docs/benchmarks.md, section 6): a caller's ``exact`` changes nothing."""
         return RERANKED_HITS, RERANK_FACTOR, 0
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None):
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, nprobe: int | None,
+               exact: int | None = None):
         # The best hits are chosen exactly: the candidates best by code, a few times as many as
         # those hits, are scored from their exact rows; deeper hits keep the scores of their
         # codes (8-bit: off by about 1e-3), all best first.
-        hits, factor, least = self.reranking()
+        hits, factor, least = self.reranking(exact)
         pool = max(min(k, hits) * factor, least)
         scores, candidates = super().search(queries, max(k, pool), allowed_ids, nprobe)
         rows = []
@@ -494,8 +501,11 @@ class _IvfSq4(_IvfSq8):
 
     kind = "ivf-sq4"
 
-    def reranking(self) -> tuple[int, int, int]:
-        return RERANKED_HITS_4BIT, RERANK_FACTOR_4BIT, RERANK_POOL_4BIT
+    def reranking(self, exact: int | None) -> tuple[int, int, int]:
+        # 4-bit codes order deep hits coarsely (windows 1,000-4,000 deep found 0.93 of the time
+        # with the best 500 chosen exactly): a caller that shows them asks for them exactly, one
+        # that shows a first page asks for fewer rows than the default reads.
+        return RERANKED_HITS_4BIT if exact is None else exact, RERANK_FACTOR_4BIT, RERANK_POOL_4BIT
 
 
 class _Selector:

@@ -247,15 +247,21 @@ def test_auto_turns_8bit_codes_into_4bit_codes_once_they_would_pass_the_line(tmp
     assert reopened.built_kind == "ivf-sq4"
 
 
+def rows_read(monkeypatch) -> list[int]:
+    """How many exact rows each read of them asks for, from now on."""
+    read = []
+    original = store_module._ExactRows.vectors
+    monkeypatch.setattr(store_module._ExactRows, "vectors", lambda rows, asked: read.append(len(asked)) or original(rows, asked))
+    return read
+
+
 def test_4bit_codes_rescore_their_wider_pool_exactly(tmp_path, monkeypatch):
     store, ids, vectors = built(tmp_path, "ivf-sq4")
     store.nprobe = store.index.nlist
     monkeypatch.setattr(store_module, "RERANKED_HITS_4BIT", 20)
     monkeypatch.setattr(store_module, "RERANK_FACTOR_4BIT", 3)
     monkeypatch.setattr(store_module, "RERANK_POOL_4BIT", 0)
-    read = []
-    original = store_module._ExactRows.vectors
-    monkeypatch.setattr(store_module._ExactRows, "vectors", lambda rows, asked: read.append(len(asked)) or original(rows, asked))
+    read = rows_read(monkeypatch)
     queries = clustered(4, seed=12)
     scores, found = store.search(queries, 100)
     truth = exact_top(queries, vectors, ids, 100)
@@ -267,6 +273,29 @@ def test_4bit_codes_rescore_their_wider_pool_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "RERANK_POOL_4BIT", 50)
     scores, found = store.search(queries, 5)  # a few hits: chosen among at least RERANK_POOL_4BIT
     assert read == [50] * 4 and (found == truth[:, :5]).all()
+
+
+def test_4bit_codes_rescore_as_deep_as_the_caller_needs(tmp_path, monkeypatch):
+    """A first page asks few hits exactly and reads few rows; a deep page asks every hit exactly,
+    among more candidates than it shows, and gets the exact ranking all the way down. 8-bit
+    codes keep their own depth."""
+    store, ids, vectors = built(tmp_path, "ivf-sq4")
+    store.nprobe = store.index.nlist
+    monkeypatch.setattr(store_module, "RERANK_FACTOR_4BIT", 3)
+    monkeypatch.setattr(store_module, "RERANK_POOL_4BIT", 0)
+    read = rows_read(monkeypatch)
+    queries = clustered(4, seed=14)
+    truth = exact_top(queries, vectors, ids, 100)
+    _, found = store.search(queries, 100, exact=10)
+    assert read == [30] * 4 and (found[:, :10] == truth[:, :10]).all()
+    read.clear()
+    scores, found = store.search(queries, 100, exact=100)
+    assert read == [300] * 4 and (found == truth).all()
+    assert np.allclose(scores, np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :100], atol=1e-6)
+    eight_bit, _, _ = built(tmp_path / "8", "ivf-sq8")
+    read.clear()
+    eight_bit.search(queries, 100, exact=100)
+    assert read == [store_module.RERANKED_HITS * store_module.RERANK_FACTOR] * 4
 
 
 def test_exact_rows_read_after_the_page_cache_lost_them(tmp_path):
