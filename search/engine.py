@@ -57,6 +57,8 @@ SORTS = ("relevance", *CATALOG_SORTS)
 # Texts whose vectors are kept (a 1024-d vector: 4 kB, so 16 MB at most): people repeat
 # queries, and a server's users share them; embedding one costs more than the rest of a search.
 TEXTS_KEPT = 4096
+# Rankings kept for their searches' next pages (500 files each: about 60 kB).
+RANKINGS_KEPT = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +265,40 @@ class KeptVectors:
             self.hits = self.misses = 0
 
 
+class KeptRankings:
+    """The rankings of recent searches by sound, for their next pages and their repeats, while
+    the store and the catalog stay as they were.
+
+    Each page of a search ranks the same files again; with 4-bit codes a deep page re-scores
+    thousands of rows to order them exactly (8,000 for the 500 files), so the second page ranks
+    every file exactly once, and the pages after it read that ranking."""
+
+    def __init__(self, most: int = RANKINGS_KEPT):
+        self.most = most
+        self._kept: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+        self._lock = threading.Lock()  # concurrent searches keep into the same dictionary
+
+    def get(self, key: tuple, state: tuple, exact_files: int):
+        """What was kept for ``key`` in ``state`` exact at least ``exact_files`` deep, or None."""
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None or kept[0] != state or kept[1] < exact_files:
+                return None
+            self._kept.move_to_end(key)
+            return kept[2]
+
+    def put(self, key: tuple, state: tuple, exact_files: int, ranking) -> None:
+        """Keep ``ranking``, unless its state has no catalog generation (a catalog made before
+        generations were written: its changes cannot be seen)."""
+        if state[-1] is None:
+            return
+        with self._lock:
+            self._kept[key] = (state, exact_files, ranking)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.most:
+                self._kept.popitem(last=False)
+
+
 class AllowedWindows:
     """The windows each recent filter lets through, kept while the catalog's generation stays.
 
@@ -336,6 +372,7 @@ class Searcher:
         self._calibrating = threading.Lock()
         self._window_files = WindowFiles()
         self._allowed = AllowedWindows()
+        self._rankings = KeptRankings()
         # Filters found selective: their next searches (the pages, other words) go straight to
         # the windows they allow instead of ranking the whole library first.
         self._selective: collections.OrderedDict[Filters, None] = collections.OrderedDict()
@@ -388,10 +425,10 @@ class Searcher:
             if filters.suggested and not self.catalog.tagged_ever():  # nothing suggested: nothing to add
                 filters = dataclasses.replace(filters, suggested=False)
             vector = self.embed_query(query) if query else None
-            # Only the files up to this page need their exact order: deeper ones may keep the order
-            # of the store's codes. Other sorts and the keywords' fusion use the whole ranking's.
-            shown_to = (page + 1) * page_size if sort == "relevance" and not keyword_query else None
-            ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight, shown_to)
+            if vector is not None and sort == "relevance" and not keyword_query:
+                ranked, best_score = self._ranked_to(vector, query, filters, keyword_query, page, page_size)
+            else:  # other sorts and the keywords' fusion use the whole ranking, in the store's order
+                ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
             # Words and sounds mixed in one query score on a scale of their own, which neither
@@ -403,6 +440,21 @@ class Searcher:
         log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
+
+    def _ranked_to(self, vector: np.ndarray, query: Query, filters: Filters, no_keywords: keywords.KeywordQuery,
+                   page: int, page_size: int) -> tuple[tuple[tuple[int, float, bool], ...], float | None]:
+        """``_rank`` for a search by sound alone, in relevance order, exact as deep as ``page``
+        shows: the first page's files only (a compressed store re-scores few rows), the whole
+        ranking from the second page on, kept for the pages after it (``KeptRankings``)."""
+        exact_files = (page + 1) * page_size if page == 0 else RESULT_LIMIT
+        key = (vector.tobytes(), filters, query.exclude_path)
+        state = (id(self.store), len(self.store), self.catalog.generation())
+        kept = self._rankings.get(key, state, exact_files)
+        if kept is None:
+            ranked, best_score = self._rank(vector, query, filters, no_keywords, 0.0, exact_files)
+            kept = (tuple(ranked), best_score)
+            self._rankings.put(key, state, exact_files, kept)
+        return kept
 
     @contextlib.contextmanager
     def _store_pinned(self) -> Iterator[None]:

@@ -121,23 +121,26 @@ def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypat
     original_rank = type(searcher)._rank_by_vector
     monkeypatch.setattr(type(searcher), "_rank_by_vector", lambda self, vector, restriction, *rest, **options:
                         unfiltered_rankings.append(not restriction) or original_rank(self, vector, restriction, *rest, **options))
+    monkeypatch.setattr(searcher, "_rankings", engine.KeptRankings())  # ranked again, not read from the first
     again = searcher.search(Query.text("a steady tone"), filters=filters, page=1, page_size=2)
     assert names(again) == names(results)[2:4]
     assert unfiltered_rankings == ([False] if listed else [True])  # a selective filter is known as such
 
 
 def test_a_search_asks_the_store_for_exact_order_as_deep_as_its_page(searcher, monkeypatch):
-    """The files up to the page shown need their exact order; other sorts and keywords fused with
-    the sounds use the whole ranking, and leave the depth to the store."""
+    """The first page's files need their exact order, and from the second page on every file's,
+    kept for the next pages; other sorts and keywords fused with the sounds use the whole
+    ranking, and leave the depth to the store."""
     searcher.calibration()  # its own searches, before any page's
+    monkeypatch.setattr(searcher, "_rankings", engine.KeptRankings())  # none kept from other tests
     asked = []
     original = type(searcher.store).search
     monkeypatch.setattr(type(searcher.store), "search", lambda store, queries, k, **options:
                         asked.append((k, options.get("exact"))) or original(store, queries, k, **options))
-    for page in (0, 2):
+    for page in (0, 1, 2, 0):
         searcher.search(Query.text("a steady tone"), page=page, page_size=3)
-    (wanted, first), (_, third) = asked
-    assert first == math.ceil(wanted * 3 / engine.RESULT_LIMIT) and third == math.ceil(wanted * 9 / engine.RESULT_LIMIT)
+    (wanted, first), (_, second) = asked  # the third page and the first again: the kept rankings
+    assert first == math.ceil(wanted * 3 / engine.RESULT_LIMIT) and second == wanted
     asked.clear()
     searcher.search(Query.text("a steady tone"), sort="name")
     searcher.search(Query.text("a steady tone"), keywords_text="tone")
@@ -399,6 +402,19 @@ def test_a_small_folders_first_search_goes_straight_to_its_windows(tmp_path, tin
         whole = Filters(folders=(str(root),))
         assert len(searcher.search(Query.text("a tone"), filters=whole, page_size=50).hits) == 8
         assert restrictions[0] is False  # the unfiltered ranking first: most of the library passes
+
+
+def test_a_kept_ranking_serves_pages_as_deep_as_it_is_exact_and_only_in_its_state():
+    kept = engine.KeptRankings(most=2)
+    kept.put("rain", ("store", 10, "g1"), 50, "ranking of rain")
+    assert kept.get("rain", ("store", 10, "g1"), 50) == "ranking of rain"
+    assert kept.get("rain", ("store", 10, "g1"), 51) is None  # a deeper page than it was ranked for
+    assert kept.get("rain", ("store", 11, "g1"), 10) is None and kept.get("rain", ("store", 10, "g2"), 10) is None
+    kept.put("wind", ("store", 10, None), 500, "ranking of wind")  # no generation: changes unseen, not kept
+    assert kept.get("wind", ("store", 10, None), 10) is None
+    kept.put("door", ("store", 10, "g1"), 500, "door")
+    kept.put("bird", ("store", 10, "g1"), 500, "bird")  # the least recent, rain, is dropped
+    assert kept.get("rain", ("store", 10, "g1"), 10) is None and kept.get("door", ("store", 10, "g1"), 500) == "door"
 
 
 def test_kept_windows_stay_within_their_budget_the_latest_first():
