@@ -41,7 +41,8 @@ from search.engine import Searcher  # noqa: E402
 from search.filters import Filters  # noqa: E402
 from search.library import Library  # noqa: E402
 from search.query import parse_query  # noqa: E402
-from search.store import COMPRESS_FROM, FaissStore, _IvfSq8, _trained_ivf, ivf_lists_for  # noqa: E402
+from search.store import (COMPRESS_FROM, SMALL_CODES_FROM_BYTES, FaissStore, _IvfSq4, _IvfSq8,  # noqa: E402
+                          _trained_ivf, ivf_lists_for, with_huge_pages)
 from search.ucs import CATEGORIES  # noqa: E402
 
 log = logging.getLogger("library_scale")
@@ -154,7 +155,8 @@ def _add_vectors(store: FaissStore, ids: np.ndarray, rng: np.random.Generator, e
         lists = ivf_lists_for(expected)
         sample = rng.standard_normal((64 * lists, store.dim), dtype=np.float32)
         sample /= np.linalg.norm(sample, axis=1, keepdims=True)
-        store._index = _IvfSq8(_trained_ivf(store.dim, "ivf-sq8", sample, expected), store.exact_rows)
+        kind = _IvfSq4 if expected * store.dim >= SMALL_CODES_FROM_BYTES else _IvfSq8
+        store._index = kind(_trained_ivf(store.dim, kind.kind, sample, expected), store.exact_rows)
     store.add(ids, vectors)
     return store
 
@@ -205,7 +207,9 @@ def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] |
     results["open_and_calibrate"] = {"seconds": round(time.perf_counter() - clock, 2)}
     rng = np.random.default_rng(1)
     captions = [CAPTIONS[i] for i in rng.permutation(len(CAPTIONS))]
-    root = str(home / "library")
+    # The folder the files were indexed under: the home's own, or the configured root of a home
+    # whose catalog lists another's files.
+    root = settings.roots[0] if settings.roots else str(home / "library")
     selective = Filters(categories=("DOOR",), formats=("flac",))
     broad = Filters(min_duration=1.0)
     operations = {
@@ -310,9 +314,9 @@ def memory_mb() -> dict:
     """Peak RSS, and what is resident now by kind: the vector rows the store re-scores from are
     a memory-mapped file, whose pages count in RSS but are page cache the kernel takes back."""
     resident = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in (Path("/proc/self/status").read_text() + Path("/proc/self/smaps_rollup").read_text()).splitlines():
         name, _, value = line.partition(":")
-        if name in ("RssAnon", "RssFile"):
+        if name in ("RssAnon", "RssFile", "AnonHugePages"):  # the last: of RssAnon, in huge pages
             resident[name] = round(int(value.split()[0]) / 1024, 1)
     return {"peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), **resident}
 
@@ -331,9 +335,15 @@ def main() -> None:
     parser.add_argument("--weights", help="the model's weights file the home was built with (default: the shipped one)")
     parser.add_argument("--step", choices=("all", "build", "measure", "page", "rescan"), default="all",
                         help="all: each of the others in a process of its own")
+    parser.add_argument("--malloc", choices=("huge-pages", "default"), default="huge-pages",
+                        help="measure and page: glibc's malloc as `clapdex ui` starts the page (the index's codes "
+                             "in huge pages, search.store.HUGE_PAGE_TUNABLES), or as glibc starts any process")
     args = parser.parse_args()
     if args.weights and not os.path.isfile(args.weights):
         parser.error(f"--weights: no file {args.weights}")
+    wanted = with_huge_pages(dict(os.environ))
+    if args.step in ("measure", "page") and args.malloc == "huge-pages" and os.environ != wanted:
+        os.execve(sys.executable, [sys.executable, *sys.argv], wanted)  # read by the C library at start only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = args.home or Path(f"/tmp/library-scale-{args.files}")
     if args.step == "build":
@@ -346,6 +356,7 @@ def main() -> None:
             result = {"interactions": page(home, args.catalog, args.page_repeats, args.weights), "memory_mb": memory_mb()}
         else:
             result = rescan(home, args.catalog, args.weights)
+        result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
         print(json.dumps(result))
         if args.out:  # a step run alone, by hand
             args.out.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -356,7 +367,7 @@ def main() -> None:
               "command": " ".join(sys.argv), "files": args.files, "catalog": "postgresql" if args.catalog else "sqlite",
               "load_before": os.getloadavg()}
     own = [sys.executable, __file__, "--files", str(args.files), "--home", str(home), "--repeats", str(args.repeats),
-           "--page-repeats", str(args.page_repeats), *(["--only", *args.only] if args.only else []),
+           "--page-repeats", str(args.page_repeats), "--malloc", args.malloc, *(["--only", *args.only] if args.only else []),
            *(["--catalog", args.catalog] if args.catalog else []), *(["--weights", args.weights] if args.weights else [])]
     if not (home / "library").exists():
         report["build"] = _step(own, "build")

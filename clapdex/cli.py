@@ -29,6 +29,7 @@ from search.engine import SORTS, Hit, Searcher
 from search.filters import Filters
 from search.library import CatalogUnreachable, Library, NoIndexError
 from search.query import Query, QueryError, parse_query, parse_time
+from search.store import with_huge_pages
 from server import keys as api_keys
 
 EXIT_NOTHING = EXIT_PROBLEMS = 1
@@ -284,7 +285,8 @@ def ui(settings: Settings, args: argparse.Namespace) -> int:
                     "(`clapdex keys add NAME --role read`)")
             api_keys.require_some(library, f"the page on {args.host} would be open to anyone who can reach it: {ways}"
                                   if not args.sign_in else f"nobody could sign in: {ways}")
-    environment = {**os.environ, **settings.environment(), SIGN_IN: sign_in}
+    # The page searches the library's index: its codes in huge pages (search.store).
+    environment = with_huge_pages({**os.environ, **settings.environment(), SIGN_IN: sign_in})
     command = [
         sys.executable, "-m", "streamlit", "run", str(SERVER),
         "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",

@@ -57,6 +57,8 @@ SORTS = ("relevance", *CATALOG_SORTS)
 # Texts whose vectors are kept (a 1024-d vector: 4 kB, so 16 MB at most): people repeat
 # queries, and a server's users share them; embedding one costs more than the rest of a search.
 TEXTS_KEPT = 4096
+# Rankings kept for their searches' next pages (500 files each: about 60 kB).
+RANKINGS_KEPT = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +265,40 @@ class KeptVectors:
             self.hits = self.misses = 0
 
 
+class KeptRankings:
+    """The rankings of recent searches by sound, for their next pages and their repeats, while
+    the store and the catalog stay as they were.
+
+    Each page of a search ranks the same files again; with 4-bit codes a deep page re-scores
+    thousands of rows to order them exactly (8,000 for the 500 files), so the second page ranks
+    every file exactly once, and the pages after it read that ranking."""
+
+    def __init__(self, most: int = RANKINGS_KEPT):
+        self.most = most
+        self._kept: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+        self._lock = threading.Lock()  # concurrent searches keep into the same dictionary
+
+    def get(self, key: tuple, state: tuple, exact_files: int):
+        """What was kept for ``key`` in ``state`` exact at least ``exact_files`` deep, or None."""
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None or kept[0] != state or kept[1] < exact_files:
+                return None
+            self._kept.move_to_end(key)
+            return kept[2]
+
+    def put(self, key: tuple, state: tuple, exact_files: int, ranking) -> None:
+        """Keep ``ranking``, unless its state has no catalog generation (a catalog made before
+        generations were written: its changes cannot be seen)."""
+        if state[-1] is None:
+            return
+        with self._lock:
+            self._kept[key] = (state, exact_files, ranking)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.most:
+                self._kept.popitem(last=False)
+
+
 class AllowedWindows:
     """The windows each recent filter lets through, kept while the catalog's generation stays.
 
@@ -275,8 +311,9 @@ class AllowedWindows:
         self._kept: collections.OrderedDict[Filters, tuple[str, np.ndarray]] = collections.OrderedDict()
         self._lock = threading.Lock()  # concurrent searches keep into the same dictionary
 
-    def of(self, filters: Filters, generation: str | None, compute) -> np.ndarray:
-        """The window ids ``filters`` allow at ``generation``: kept ones, or ``compute()``'s."""
+    def of(self, filters: Filters, generation: str | None, compute) -> np.ndarray | None:
+        """The window ids ``filters`` allow at ``generation``: kept ones, or ``compute()``'s (None:
+        it declined to list them, and nothing is kept)."""
         if generation is None:
             return compute()
         with self._lock:
@@ -284,7 +321,10 @@ class AllowedWindows:
             if kept is not None and kept[0] == generation:
                 self._kept.move_to_end(filters)
                 return kept[1]
-        ids = np.asarray(compute())
+        ids = compute()
+        if ids is None:  # too many to list (``Searcher._narrow_folder``): nothing kept
+            return None
+        ids = np.asarray(ids)
         if len(ids) and int(ids.max()) <= np.iinfo(np.int32).max:
             ids = ids.astype(np.int32)  # half the memory; stores take any integer array
         ids.flags.writeable = False  # shared by every later search of the filter
@@ -296,6 +336,14 @@ class AllowedWindows:
             while sum(kept.nbytes for _, kept in self._kept.values()) > self.budget:
                 self._kept.popitem(last=False)  # the least recently searched (this one, if it alone is too big)
         return ids
+
+
+def _remember(kept: collections.OrderedDict, filters: Filters) -> None:
+    """Add ``filters`` to ``kept``, the least recent dropped past SELECTIVE_KEPT."""
+    kept[filters] = None
+    kept.move_to_end(filters)
+    if len(kept) > SELECTIVE_KEPT:
+        kept.popitem(last=False)
 
 
 class Searcher:
@@ -324,9 +372,12 @@ class Searcher:
         self._calibrating = threading.Lock()
         self._window_files = WindowFiles()
         self._allowed = AllowedWindows()
+        self._rankings = KeptRankings()
         # Filters found selective: their next searches (the pages, other words) go straight to
         # the windows they allow instead of ranking the whole library first.
         self._selective: collections.OrderedDict[Filters, None] = collections.OrderedDict()
+        # Folder filters found too large to search within their windows from the start.
+        self._not_narrow: collections.OrderedDict[Filters, None] = collections.OrderedDict()
 
     @property
     def store(self):
@@ -374,7 +425,10 @@ class Searcher:
             if filters.suggested and not self.catalog.tagged_ever():  # nothing suggested: nothing to add
                 filters = dataclasses.replace(filters, suggested=False)
             vector = self.embed_query(query) if query else None
-            ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
+            if vector is not None and sort == "relevance" and not keyword_query:
+                ranked, best_score = self._ranked_to(vector, query, filters, keyword_query, page, page_size)
+            else:  # other sorts and the keywords' fusion use the whole ranking, in the store's order
+                ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
             # Words and sounds mixed in one query score on a scale of their own, which neither
@@ -386,6 +440,21 @@ class Searcher:
         log.debug("search %s, keywords %r, %s: %d files ranked in %.1f ms", query, keywords_text, filters,
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
+
+    def _ranked_to(self, vector: np.ndarray, query: Query, filters: Filters, no_keywords: keywords.KeywordQuery,
+                   page: int, page_size: int) -> tuple[tuple[tuple[int, float, bool], ...], float | None]:
+        """``_rank`` for a search by sound alone, in relevance order, exact as deep as ``page``
+        shows: the first page's files only (a compressed store re-scores few rows), the whole
+        ranking from the second page on, kept for the pages after it (``KeptRankings``)."""
+        exact_files = (page + 1) * page_size if page == 0 else RESULT_LIMIT
+        key = (vector.tobytes(), filters, query.exclude_path)
+        state = (id(self.store), len(self.store), self.catalog.generation())
+        kept = self._rankings.get(key, state, exact_files)
+        if kept is None:
+            ranked, best_score = self._rank(vector, query, filters, no_keywords, 0.0, exact_files)
+            kept = (tuple(ranked), best_score)
+            self._rankings.put(key, state, exact_files, kept)
+        return kept
 
     @contextlib.contextmanager
     def _store_pinned(self) -> Iterator[None]:
@@ -522,15 +591,17 @@ class Searcher:
         filters: Filters,
         keyword_query: keywords.KeywordQuery,
         keyword_weight: float,
+        exact_files: int | None = None,
     ) -> tuple[list[tuple[int, float, bool]], float | None]:
         """(file id, relevance, matched the keywords), best first, at most RESULT_LIMIT; and the
-        best cosine of any file (None without a sound query)."""
+        best cosine of any file (None without a sound query). Files past ``exact_files`` may be in
+        the order of the store's codes (``VectorStore.search``'s ``exact``)."""
         excluded = None
         if query is not None and query.exclude_path is not None:
             excluded = self.catalog.located(os.path.abspath(query.exclude_path))
         by_vector: list[tuple[int, float]] = []
         if vector is not None:
-            by_vector = self._rank_filtered(vector, filters, excluded.id if excluded else None)
+            by_vector = self._rank_filtered(vector, filters, excluded.id if excluded else None, exact_files)
         best_score = by_vector[0][1] if by_vector else None
         if not keyword_query:
             if vector is None:  # filters alone: a listing of what they let through
@@ -553,14 +624,21 @@ class Searcher:
         )
         return ranked[:RESULT_LIMIT], best_score
 
-    def _rank_filtered(self, vector: np.ndarray, filters: Filters, exclude_file_id: int | None) -> list[tuple[int, float]]:
+    def _rank_filtered(self, vector: np.ndarray, filters: Filters, exclude_file_id: int | None,
+                       exact_files: int | None = None) -> list[tuple[int, float]]:
         """``_rank_by_vector`` within ``filters``. A broad filter (a duration most files have, a
         common format) is applied to the files of a deeper unfiltered ranking: the windows it
         allows are millions at 10^6 files, seconds to list, where checking a thousand files
         takes milliseconds. Where too few of those pass, the store searches the allowed windows."""
         by_catalog = not self.store.keeps_payload or filters.in_catalog_only
+        restriction = None
         if filters and by_catalog and filters not in self._selective:
-            ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT)
+            restriction = self._narrow_folder(filters)
+            if restriction is not None:
+                _remember(self._selective, filters)
+        if restriction is None and filters and by_catalog and filters not in self._selective:
+            ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT,
+                                          exact_files=exact_files and BROAD * exact_files)
             kept: list[tuple[int, float]] = []
             for at in range(0, len(ranked), RESULT_LIMIT):
                 chunk = ranked[at : at + RESULT_LIMIT]
@@ -569,11 +647,26 @@ class Searcher:
                 if len(kept) >= RESULT_LIMIT:
                     return kept[:RESULT_LIMIT]  # any other file that passes ranks lower
                 if len(passing) * BROAD < len(chunk):
-                    self._selective[filters] = None
-                    if len(self._selective) > SELECTIVE_KEPT:
-                        self._selective.popitem(last=False)
+                    _remember(self._selective, filters)
                     break
-        return self._rank_by_vector(vector, self._restriction(filters), exclude_file_id)
+        return self._rank_by_vector(vector, restriction or self._restriction(filters), exclude_file_id,
+                                    exact_files=exact_files)
+
+    def _narrow_folder(self, filters: Filters) -> dict | None:
+        """The store's restriction for a folder filter that allows at most 1/(2 BROAD) of the
+        windows, or None (another filter, a larger folder). Such a filter would fail the
+        unfiltered ranking's test (half its best files passing) all but always, and that try cost
+        a folder's first search at 10^6 files a ranking of 1,000 files and a check of 500 in the
+        catalog; a folder's files come from the paths' index, counted as they are listed, and
+        listing them is the first step of searching within them anyway."""
+        if not filters.folders or filters in self._not_narrow:
+            return None
+        most = len(self.store) // (2 * BROAD)  # windows; a file has at least one
+        allowed = self._allowed.of(filters, self.catalog.generation(), lambda: self._allowed_windows(filters, most))
+        if allowed is not None and len(allowed) <= most:
+            return {"allowed_ids": allowed}
+        _remember(self._not_narrow, filters)  # its next searches list nothing for this test again
+        return None
 
     def _restriction(self, filters: Filters) -> dict:
         """How the store is told ``filters``: as its own payload filter where it keeps the
@@ -584,22 +677,31 @@ class Searcher:
             return {"filters": filters}
         return {"allowed_ids": self._allowed.of(filters, self.catalog.generation(), lambda: self._allowed_windows(filters))}
 
-    def _allowed_windows(self, filters: Filters) -> np.ndarray:
+    def _allowed_windows(self, filters: Filters, files_at_most: int | None = None) -> np.ndarray | None:
+        """The windows ``filters`` allow; None if more than ``files_at_most`` files pass."""
         # The files from the catalog, their windows from what this Searcher knows of each window:
         # reading 142,000 window ids from the catalog (a folder of 5% at 10^6 files) took 0.5 s.
-        allowed = self._window_files.windows_of(self.catalog.file_ids_matching(filters), self.catalog)
+        file_ids = self.catalog.file_ids_matching(filters, at_most=files_at_most)
+        if file_ids is None:
+            return None
+        allowed = self._window_files.windows_of(file_ids, self.catalog)
         return self.catalog.window_ids_matching(filters) if allowed is None else allowed
 
     def _rank_by_vector(
-        self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None, limit: int = RESULT_LIMIT
+        self, vector: np.ndarray, restriction: dict, exclude_file_id: int | None, limit: int = RESULT_LIMIT,
+        exact_files: int | None = None,
     ) -> list[tuple[int, float]]:
-        """(file id, best window's cosine) for the ``limit`` nearest files, best first."""
+        """(file id, best window's cosine) for the ``limit`` nearest files, best first; those past
+        the first ``exact_files`` (None: as deep as the store chooses) may be in the order of its
+        codes."""
         allowed = restriction.get("allowed_ids")
         total = len(self.store) if allowed is None else len(allowed)
         wanted = min(total, limit * OVERSAMPLE)
         best: list[tuple[int, float]] = []
         while wanted > 0:
-            scores, ids = self.store.search(vector[np.newaxis], wanted, **restriction)
+            # As many windows exactly as the wanted windows' share for those files.
+            exact = None if exact_files is None else math.ceil(wanted * min(exact_files, limit) / limit)
+            scores, ids = self.store.search(vector[np.newaxis], wanted, exact=exact, **restriction)
             best, files = self._best_score_per_file(scores[0], ids[0], exclude_file_id, limit)
             # Fewer than asked for: the filter let no more through.
             if files >= limit or wanted >= total or ids.shape[1] < wanted:

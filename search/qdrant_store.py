@@ -102,10 +102,12 @@ class QdrantStore(VectorStore):
         return present
 
     def search(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None, filters: Filters | None = None
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None, filters: Filters | None = None,
+        exact: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores and ids, (len(queries), n), best first; ``allowed_ids`` and ``filters``
-        both restrict the search inside Qdrant."""
+        both restrict the search inside Qdrant, which scores every hit exactly (``exact``
+        changes nothing)."""
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         conditions = payload_filter(filters or Filters(), self.models)
         if allowed_ids is not None:

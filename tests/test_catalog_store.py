@@ -140,6 +140,10 @@ def test_filters_become_sql_over_indexed_files(catalog):
     assert sorted(catalog.file_ids_matching(Filters(folders=("/lib/rain",))).tolist()) == sorted(
         [*catalog.file_ids_of_windows([rain, bird]).values(), pending.id])
     assert catalog.file_ids_matching(Filters(folders=("/nowhere",))).tolist() == []
+    # Listed up to a number: all of them within it, none past it.
+    rain_files = sorted(catalog.file_ids_matching(Filters(folders=("/lib/rain",))).tolist())
+    assert sorted(catalog.file_ids_matching(Filters(folders=("/lib/rain",)), at_most=len(rain_files)).tolist()) == rain_files
+    assert catalog.file_ids_matching(Filters(folders=("/lib/rain",)), at_most=len(rain_files) - 1) is None
     # Pending files match by metadata before they have windows.
     assert pending.id in catalog.session.scalars(select(File.id).where(*file_conditions(Filters(folders=("/lib/rain",)))))
 

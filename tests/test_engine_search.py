@@ -5,6 +5,7 @@ orders, Boolean keywords."""
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
@@ -108,8 +109,8 @@ def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypat
     windows_listed = []
     for method in ("window_ids_matching", "file_ids_matching"):  # the allowed windows, either way
         original = getattr(Catalog, method)
-        monkeypatch.setattr(Catalog, method, lambda catalog, asked, original=original:
-                            windows_listed.append(asked) or original(catalog, asked))
+        monkeypatch.setattr(Catalog, method, lambda catalog, asked, original=original, **options:
+                            windows_listed.append(asked) or original(catalog, asked, **options))
     monkeypatch.setattr(engine, "RESULT_LIMIT", 3)  # a library of seven files is "large" then
 
     results = searcher.search(Query.text("a steady tone"), filters=filters, page_size=50)
@@ -120,9 +121,30 @@ def test_a_broad_filter_is_applied_to_the_unfiltered_ranking(searcher, monkeypat
     original_rank = type(searcher)._rank_by_vector
     monkeypatch.setattr(type(searcher), "_rank_by_vector", lambda self, vector, restriction, *rest, **options:
                         unfiltered_rankings.append(not restriction) or original_rank(self, vector, restriction, *rest, **options))
+    monkeypatch.setattr(searcher, "_rankings", engine.KeptRankings())  # ranked again, not read from the first
     again = searcher.search(Query.text("a steady tone"), filters=filters, page=1, page_size=2)
     assert names(again) == names(results)[2:4]
     assert unfiltered_rankings == ([False] if listed else [True])  # a selective filter is known as such
+
+
+def test_a_search_asks_the_store_for_exact_order_as_deep_as_its_page(searcher, monkeypatch):
+    """The first page's files need their exact order, and from the second page on every file's,
+    kept for the next pages; other sorts and keywords fused with the sounds use the whole
+    ranking, and leave the depth to the store."""
+    searcher.calibration()  # its own searches, before any page's
+    monkeypatch.setattr(searcher, "_rankings", engine.KeptRankings())  # none kept from other tests
+    asked = []
+    original = type(searcher.store).search
+    monkeypatch.setattr(type(searcher.store), "search", lambda store, queries, k, **options:
+                        asked.append((k, options.get("exact"))) or original(store, queries, k, **options))
+    for page in (0, 1, 2, 0):
+        searcher.search(Query.text("a steady tone"), page=page, page_size=3)
+    (wanted, first), (_, second) = asked  # the third page and the first again: the kept rankings
+    assert first == math.ceil(wanted * 3 / engine.RESULT_LIMIT) and second == wanted
+    asked.clear()
+    searcher.search(Query.text("a steady tone"), sort="name")
+    searcher.search(Query.text("a steady tone"), keywords_text="tone")
+    assert [exact for _, exact in asked] == [None, None]
 
 
 def test_a_folder_filter_takes_files_below_it(searcher, library):
@@ -340,8 +362,14 @@ def test_a_filters_windows_are_kept_until_the_catalog_changes(tmp_path, tiny_enc
     with searching(settings, encoder=tiny_encoder) as searcher:
         listed = []
         original = engine.Searcher._allowed_windows
-        monkeypatch.setattr(engine.Searcher, "_allowed_windows",
-                            lambda self, filters: listed.append(filters) or original(self, filters))
+
+        def listing(self, filters, *most):
+            found = original(self, filters, *most)
+            if found is not None:  # not a listing declined as too long
+                listed.append(filters)
+            return found
+
+        monkeypatch.setattr(engine.Searcher, "_allowed_windows", listing)
         assert names(searcher.search(Query.text("a door"), filters=doors)) == ["creak.wav"]
         assert names(searcher.search(Query.text("a hum"), filters=doors)) == ["creak.wav"]
         assert listed == [doors]  # the second search took the first one's windows
@@ -350,6 +378,43 @@ def test_a_filters_windows_are_kept_until_the_catalog_changes(tmp_path, tiny_enc
         index_into(settings, [root], tiny_encoder)
         assert sorted(names(searcher.search(Query.text("a door"), filters=doors))) == ["creak.wav", "slam.wav"]
         assert listed == [doors, doors]
+
+
+def test_a_small_folders_first_search_goes_straight_to_its_windows(tmp_path, tiny_encoder, monkeypatch):
+    """A folder of at most a quarter of the windows is searched within them from its first search,
+    without ranking the whole library first; one holding most of it is still tried on the
+    unfiltered ranking."""
+    root = tmp_path / "library"
+    for number in range(8):
+        (root / f"take{number}").mkdir(parents=True)
+        sox_tone(root / f"take{number}" / f"tone{number}.wav", 2, tone=f"sine {200 + 150 * number}")
+    settings = load_settings(tmp_path / "home")
+    index_into(settings, [root], tiny_encoder)
+    with searching(settings, encoder=tiny_encoder) as searcher:
+        restrictions = []
+        original_rank = engine.Searcher._rank_by_vector
+        monkeypatch.setattr(engine.Searcher, "_rank_by_vector", lambda self, vector, restriction, *rest, **options:
+                            restrictions.append(bool(restriction)) or original_rank(self, vector, restriction, *rest, **options))
+        small = Filters(folders=(str(root / "take3"),))
+        assert names(searcher.search(Query.text("a tone"), filters=small)) == ["tone3.wav"]
+        assert restrictions == [True]  # its windows only, the first time already
+        restrictions.clear()
+        whole = Filters(folders=(str(root),))
+        assert len(searcher.search(Query.text("a tone"), filters=whole, page_size=50).hits) == 8
+        assert restrictions[0] is False  # the unfiltered ranking first: most of the library passes
+
+
+def test_a_kept_ranking_serves_pages_as_deep_as_it_is_exact_and_only_in_its_state():
+    kept = engine.KeptRankings(most=2)
+    kept.put("rain", ("store", 10, "g1"), 50, "ranking of rain")
+    assert kept.get("rain", ("store", 10, "g1"), 50) == "ranking of rain"
+    assert kept.get("rain", ("store", 10, "g1"), 51) is None  # a deeper page than it was ranked for
+    assert kept.get("rain", ("store", 11, "g1"), 10) is None and kept.get("rain", ("store", 10, "g2"), 10) is None
+    kept.put("wind", ("store", 10, None), 500, "ranking of wind")  # no generation: changes unseen, not kept
+    assert kept.get("wind", ("store", 10, None), 10) is None
+    kept.put("door", ("store", 10, "g1"), 500, "door")
+    kept.put("bird", ("store", 10, "g1"), 500, "bird")  # the least recent, rain, is dropped
+    assert kept.get("rain", ("store", 10, "g1"), 10) is None and kept.get("door", ("store", 10, "g1"), 500) == "door"
 
 
 def test_kept_windows_stay_within_their_budget_the_latest_first():

@@ -1,6 +1,10 @@
-"""FaissStore's index kinds (exact, IVF, IVF-SQ8 with exact re-scoring): same answers, filters inside."""
+"""FaissStore's index kinds (exact, IVF, IVF-SQ8 and IVF-SQ4 with exact re-scoring): same answers, filters inside."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +13,7 @@ import search.store as store_module
 from search.store import FaissStore
 
 DIM = 32
-KINDS = ("flat", "ivf", "ivf-sq8")
+KINDS = ("flat", "ivf", "ivf-sq8", "ivf-sq4")
 
 
 def clustered(count: int, seed: int = 0) -> np.ndarray:
@@ -71,7 +75,7 @@ def test_filters_apply_inside_the_search_and_fill_the_page(tmp_path, kind, share
     assert (found == exact_top(queries, vectors[allowed - 5000], allowed, 8)).all()
 
 
-@pytest.mark.parametrize("kind", ("ivf", "ivf-sq8"))
+@pytest.mark.parametrize("kind", ("ivf", "ivf-sq8", "ivf-sq4"))
 def test_a_filter_of_few_lists_probes_only_its_scaled_share(tmp_path, kind, monkeypatch):
     store, ids, vectors = built(tmp_path, kind)
     probed = []
@@ -202,3 +206,143 @@ def test_the_compressed_index_keeps_no_id_hash_and_still_removes(tmp_path):
     assert reopened.remove(ids[:10]) == 10 and len(reopened) == len(ids) - 10
     _, found = reopened.search(vectors[:10], 5)
     assert not set(found.ravel()) & set(ids[:10])
+
+
+def list_contents(store) -> list[list[int]]:
+    lists = store.index.invlists
+    return [sorted(store_module.faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).tolist())
+            for number in range(store.index.nlist)]
+
+
+def centroids_of(store) -> np.ndarray:
+    return store.index.quantizer.reconstruct_n(0, store.index.nlist)
+
+
+def test_auto_turns_8bit_codes_into_4bit_codes_once_they_would_pass_the_line(tmp_path, monkeypatch):
+    """Past SMALL_CODES_FROM_BYTES of 8-bit codes the index keeps 4-bit ones, converted from its
+    own codes: the same lists and centroids, half the bytes, and the best hits still exact."""
+    monkeypatch.setattr(store_module, "COMPRESS_FROM", 2000)
+    monkeypatch.setattr(store_module, "SMALL_CODES_FROM_BYTES", 3000 * DIM)
+    store = FaissStore(tmp_path / "windows.faiss", DIM, exact_up_to=1000, gpu=False)
+    vectors = clustered(3000)
+    store.add(np.arange(2500), vectors[:2500])
+    store.save()
+    assert store.built_kind == "ivf-sq8" and store.index.code_size == DIM
+    lists_before, centroids = list_contents(store), centroids_of(store)
+    store.add(np.arange(2500, 3000), vectors[2500:])
+    lists_after_add = list_contents(store)
+    store.save()
+    assert store.built_kind == "ivf-sq4" and store.index.code_size == DIM // 2
+    assert list_contents(store) == lists_after_add
+    assert all(set(a) <= set(b) for a, b in zip(lists_before, lists_after_add))
+    assert np.array_equal(centroids_of(store), centroids)
+    reopened = FaissStore(tmp_path / "windows.faiss", DIM, exact_up_to=1000, gpu=False)
+    assert reopened.built_kind == "ivf-sq4" and len(reopened) == 3000
+    reopened.nprobe = reopened.index.nlist
+    queries = clustered(5, seed=11)
+    _, found = reopened.search(queries, 10)
+    assert (found == exact_top(queries, vectors, np.arange(3000), 10)).all()
+    reopened.remove(np.arange(2000))  # a library shrinking below the line keeps its 4-bit codes
+    reopened.save()
+    assert reopened.built_kind == "ivf-sq4"
+
+
+def rows_read(monkeypatch) -> list[int]:
+    """How many exact rows each read of them asks for, from now on."""
+    read = []
+    original = store_module._ExactRows.vectors
+    monkeypatch.setattr(store_module._ExactRows, "vectors", lambda rows, asked: read.append(len(asked)) or original(rows, asked))
+    return read
+
+
+def test_4bit_codes_rescore_their_wider_pool_exactly(tmp_path, monkeypatch):
+    store, ids, vectors = built(tmp_path, "ivf-sq4")
+    store.nprobe = store.index.nlist
+    monkeypatch.setattr(store_module, "RERANKED_HITS_4BIT", 20)
+    monkeypatch.setattr(store_module, "RERANK_FACTOR_4BIT", 3)
+    monkeypatch.setattr(store_module, "RERANK_POOL_4BIT", 0)
+    read = rows_read(monkeypatch)
+    queries = clustered(4, seed=12)
+    scores, found = store.search(queries, 100)
+    truth = exact_top(queries, vectors, ids, 100)
+    assert read == [60] * 4  # each query's best 60 candidates by code, re-scored from the rows
+    assert found.shape == (4, 100) and (found[:, :20] == truth[:, :20]).all()
+    assert np.allclose(scores[:, :20], np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :20], atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0) and all(len(set(row)) == 100 for row in found)
+    read.clear()
+    monkeypatch.setattr(store_module, "RERANK_POOL_4BIT", 50)
+    scores, found = store.search(queries, 5)  # a few hits: chosen among at least RERANK_POOL_4BIT
+    assert read == [50] * 4 and (found == truth[:, :5]).all()
+
+
+def test_4bit_codes_rescore_as_deep_as_the_caller_needs(tmp_path, monkeypatch):
+    """A first page asks few hits exactly and reads few rows; a deep page asks every hit exactly,
+    among more candidates than it shows, and gets the exact ranking all the way down. 8-bit
+    codes keep their own depth."""
+    store, ids, vectors = built(tmp_path, "ivf-sq4")
+    store.nprobe = store.index.nlist
+    monkeypatch.setattr(store_module, "RERANK_FACTOR_4BIT", 3)
+    monkeypatch.setattr(store_module, "RERANK_POOL_4BIT", 0)
+    read = rows_read(monkeypatch)
+    queries = clustered(4, seed=14)
+    truth = exact_top(queries, vectors, ids, 100)
+    _, found = store.search(queries, 100, exact=10)
+    assert read == [30] * 4 and (found[:, :10] == truth[:, :10]).all()
+    read.clear()
+    scores, found = store.search(queries, 100, exact=100)
+    assert read == [300] * 4 and (found == truth).all()
+    assert np.allclose(scores, np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :100], atol=1e-6)
+    eight_bit, _, _ = built(tmp_path / "8", "ivf-sq8")
+    read.clear()
+    eight_bit.search(queries, 100, exact=100)
+    assert read == [store_module.RERANKED_HITS * store_module.RERANK_FACTOR] * 4
+
+
+def test_exact_rows_read_after_the_page_cache_lost_them(tmp_path):
+    """Rows are asked of the disk all at once before they are read: the answer is the same rows."""
+    store, ids, vectors = built(tmp_path, "ivf-sq8")
+    descriptor = os.open(store.exact_rows.rows_path, os.O_RDONLY)
+    os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)  # this file's pages out of the cache
+    os.close(descriptor)
+    picked = np.random.default_rng(13).choice(len(ids), 500, replace=False)
+    assert np.array_equal(store.reconstruct(ids[picked]), vectors[picked])
+
+
+def test_huge_page_tunables_join_the_ones_a_process_is_given():
+    assert store_module.with_huge_pages({"PATH": "/bin"}) == {
+        "PATH": "/bin", "GLIBC_TUNABLES": ":".join(store_module.HUGE_PAGE_TUNABLES)}
+    mine = store_module.with_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2"})
+    assert mine["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2:" \
+                                     f"glibc.malloc.mmap_threshold={32 * 2**20}"  # a setting given wins
+
+
+def test_a_process_started_with_the_tunables_keeps_its_codes_in_huge_pages(tmp_path):
+    """Lists of 0.5 MB of codes (as at 10^6 files), read in a thread of their own (as the page's
+    script thread opens the library), land in malloc's heap, and the heap in transparent huge
+    pages, wherever the system offers them (``madvise`` or ``always``)."""
+    child = (
+        "import threading, faiss, numpy as np\n"
+        "d, nlist = 512, 256\n"
+        "index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit)\n"
+        "index.train(np.random.default_rng(0).standard_normal((nlist * 40, d), dtype=np.float32))\n"
+        "def fill():\n"
+        "    for number in range(nlist):\n"
+        "        ids = np.arange(number * 1000, number * 1000 + 1000, dtype=np.int64)\n"
+        "        codes = np.full((1000, d), number % 256, dtype=np.uint8)\n"
+        "        index.invlists.add_entries(number, 1000, faiss.swig_ptr(ids), faiss.swig_ptr(codes))\n"
+        "reader = threading.Thread(target=fill)\n"
+        "reader.start()\n"
+        "reader.join()\n"
+        "rollup = open('/proc/self/smaps_rollup').read().split('AnonHugePages:')[1]\n"
+        "print(int(rollup.split()[0]) // 1024)\n"
+    )
+    huge_mb = {}
+    plain = {name: value for name, value in os.environ.items() if name != "GLIBC_TUNABLES"}
+    for name, environment in (("default", plain), ("tuned", store_module.with_huge_pages(plain))):
+        done = subprocess.run([sys.executable, "-c", child], env=environment, capture_output=True, text=True, check=True)
+        huge_mb[name] = int(done.stdout.split()[-1])
+    system = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    if "[never]" in system:
+        assert huge_mb["tuned"] == 0
+    else:  # 128 MB of codes: nearly all of it in huge pages, where glibc's defaults give none to speak of
+        assert huge_mb["tuned"] >= 100 and huge_mb["default"] < 20, huge_mb

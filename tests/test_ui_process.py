@@ -18,6 +18,7 @@ from sounds import sox_tone
 from libraries import index_into
 
 from search.config import load_settings
+from search.store import HUGE_PAGE_TUNABLES
 
 CLAPDEX = Path(sys.executable).with_name("clapdex")
 
@@ -104,3 +105,23 @@ def test_clapdex_ui_ends_when_whoever_started_it_dies(home, tiny_weights):
             parent.kill()
             parent.wait()
     assert not answers(port)
+
+
+def test_the_page_process_starts_with_the_index_codes_in_huge_pages(home, tiny_weights):
+    """`clapdex ui` hands the server glibc's settings for huge pages (search.store.HUGE_PAGE_TUNABLES),
+    which the C library reads only when a process starts, and keeps settings its caller gave."""
+    port, marker = free_port(), f"ui-tunables-{os.getpid()}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLAPDEX_TEST_SESSION": marker,
+           "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"}
+    server = subprocess.Popen([str(CLAPDEX), "--home", str(home), "--weights", str(tiny_weights), "--device", "cpu",
+                               "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: answers(port) or server.poll() is not None, 90, "the page did not start")
+        assert server.poll() is None, server.stderr.read()
+        # glibc cuts the variable's text at each ':' in place as it reads the settings.
+        given = Path(f"/proc/{server.pid}/environ").read_bytes().decode().split("\0")
+        at = given.index("GLIBC_TUNABLES=glibc.malloc.trim_threshold=1048576")
+        assert given[at + 1 : at + 1 + len(HUGE_PAGE_TUNABLES)] == list(HUGE_PAGE_TUNABLES)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
