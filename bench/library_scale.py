@@ -194,8 +194,9 @@ def _quantiles(laps: list[float]) -> dict:
             "repeats": repeats}
 
 
-def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] | None = None) -> dict:
-    settings = load_settings(home, device="cpu", catalog=catalog_url)
+def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] | None = None,
+            weights: str | None = None) -> dict:
+    settings = load_settings(home, device="cpu", catalog=catalog_url, weights=weights)
     results: dict[str, dict] = {}
     clock = time.perf_counter()
     library = Library(settings)
@@ -246,13 +247,14 @@ def measure(home: Path, catalog_url: str | None, repeats: int, only: list[str] |
     return results
 
 
-def page(home: Path, catalog_url: str | None, repeats: int) -> dict:
+def page(home: Path, catalog_url: str | None, repeats: int, weights: str | None = None) -> dict:
     """The page's script (ui/app.py) run by Streamlit's AppTest in this process, as its server
     runs it for a click: the server's time, without the browser's."""
     from streamlit.testing.v1 import AppTest
 
     os.environ.update({"CLAPDEX_HOME": str(home), "CLAPDEX_DEVICE": "cpu"} |
-                      ({"CLAPDEX_CATALOG": catalog_url} if catalog_url else {}))
+                      ({"CLAPDEX_CATALOG": catalog_url} if catalog_url else {}) |
+                      ({"CLAPDEX_WEIGHTS": weights} if weights else {}))
     app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "ui" / "app.py"), default_timeout=600)
     clock = time.perf_counter()
     app.run()
@@ -291,11 +293,11 @@ def page(home: Path, catalog_url: str | None, repeats: int) -> dict:
     return results
 
 
-def rescan(home: Path, catalog_url: str | None) -> dict:
+def rescan(home: Path, catalog_url: str | None, weights: str | None = None) -> dict:
     """An unchanged rescan of every file, as `clapdex index` runs it."""
     from indexer.pipeline import index_paths
 
-    settings = load_settings(home, device="cpu", catalog=catalog_url)
+    settings = load_settings(home, device="cpu", catalog=catalog_url, weights=weights)
     clock = time.perf_counter()
     with Library(settings, create=True) as library:
         opened = time.perf_counter() - clock
@@ -324,9 +326,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", nargs="+", help="measure only these operations (names as in the output)")
     parser.add_argument("--page-repeats", type=int, default=50, help="repetitions of each page interaction")
+    # A library keeps the model it was indexed with: a home built before the shipped weights
+    # changed is searched with the file of those it was built with.
+    parser.add_argument("--weights", help="the model's weights file the home was built with (default: the shipped one)")
     parser.add_argument("--step", choices=("all", "build", "measure", "page", "rescan"), default="all",
                         help="all: each of the others in a process of its own")
     args = parser.parse_args()
+    if args.weights and not os.path.isfile(args.weights):
+        parser.error(f"--weights: no file {args.weights}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = args.home or Path(f"/tmp/library-scale-{args.files}")
     if args.step == "build":
@@ -334,11 +341,11 @@ def main() -> None:
         return
     if args.step in ("measure", "page", "rescan"):
         if args.step == "measure":
-            result = {"operations": measure(home, args.catalog, args.repeats, args.only), "memory_mb": memory_mb()}
+            result = {"operations": measure(home, args.catalog, args.repeats, args.only, args.weights), "memory_mb": memory_mb()}
         elif args.step == "page":
-            result = {"interactions": page(home, args.catalog, args.page_repeats), "memory_mb": memory_mb()}
+            result = {"interactions": page(home, args.catalog, args.page_repeats, args.weights), "memory_mb": memory_mb()}
         else:
-            result = rescan(home, args.catalog)
+            result = rescan(home, args.catalog, args.weights)
         print(json.dumps(result))
         if args.out:  # a step run alone, by hand
             args.out.write_text(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -350,7 +357,7 @@ def main() -> None:
               "load_before": os.getloadavg()}
     own = [sys.executable, __file__, "--files", str(args.files), "--home", str(home), "--repeats", str(args.repeats),
            "--page-repeats", str(args.page_repeats), *(["--only", *args.only] if args.only else []),
-           *(["--catalog", args.catalog] if args.catalog else [])]
+           *(["--catalog", args.catalog] if args.catalog else []), *(["--weights", args.weights] if args.weights else [])]
     if not (home / "library").exists():
         report["build"] = _step(own, "build")
     report["measure"] = _step(own, "measure")
