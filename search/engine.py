@@ -10,6 +10,7 @@ weighted reciprocal rank.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -57,6 +58,9 @@ SORTS = ("relevance", *CATALOG_SORTS)
 # Texts whose vectors are kept (a 1024-d vector: 4 kB, so 16 MB at most): people repeat
 # queries, and a server's users share them; embedding one costs more than the rest of a search.
 TEXTS_KEPT = 4096
+# Threads ranking the keywords of searches that have words or sounds too, while the caller embeds
+# them and searches the vectors: a search's two halves take the time of the longer, not of both.
+KEYWORD_THREADS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +331,9 @@ class Searcher:
         # Filters found selective: their next searches (the pages, other words) go straight to
         # the windows they allow instead of ranking the whole library first.
         self._selective: collections.OrderedDict[Filters, None] = collections.OrderedDict()
+        # Its threads last, each with its catalog session: a session remembers the filters it
+        # found broad (``Catalog.keyword_ranked``).
+        self._keyword_threads = concurrent.futures.ThreadPoolExecutor(KEYWORD_THREADS, thread_name_prefix="keywords")
 
     @property
     def store(self):
@@ -373,8 +380,20 @@ class Searcher:
         with self._store_pinned(), self.library.reading():
             if filters.suggested and not self.catalog.tagged_ever():  # nothing suggested: nothing to add
                 filters = dataclasses.replace(filters, suggested=False)
-            vector = self.embed_query(query) if query else None
-            ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
+            excluded = None
+            if query is not None and query.exclude_path is not None:
+                excluded = self.catalog.located(os.path.abspath(query.exclude_path))
+            exclude_id = excluded.id if excluded else None
+            # The keywords' ranking needs neither the query's vector nor the store's: with a sound
+            # query, the catalog's database ranks them meanwhile.
+            by_keyword = self._keyword_threads.submit(self._keyword_ranked, keyword_query, filters, exclude_id) \
+                if keyword_query and query else None
+            try:
+                vector = self.embed_query(query) if query else None
+                ranked, best_score = self._rank(vector, filters, keyword_query, keyword_weight, exclude_id, by_keyword)
+            finally:
+                if by_keyword is not None:
+                    by_keyword.cancel()  # if the embedding failed: the error is the caller's, not the keywords'
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
             # Words and sounds mixed in one query score on a scale of their own, which neither
@@ -518,27 +537,27 @@ class Searcher:
     def _rank(
         self,
         vector: np.ndarray | None,
-        query: Query | None,
         filters: Filters,
         keyword_query: keywords.KeywordQuery,
         keyword_weight: float,
+        exclude_id: int | None,
+        keywords_ranked: concurrent.futures.Future | None = None,
     ) -> tuple[list[tuple[int, float, bool]], float | None]:
         """(file id, relevance, matched the keywords), best first, at most RESULT_LIMIT; and the
-        best cosine of any file (None without a sound query)."""
-        excluded = None
-        if query is not None and query.exclude_path is not None:
-            excluded = self.catalog.located(os.path.abspath(query.exclude_path))
+        best cosine of any file (None without a sound query). ``keywords_ranked``: the keywords'
+        ranking (``_keyword_ranked``) under way on another thread, if it is."""
         by_vector: list[tuple[int, float]] = []
         if vector is not None:
-            by_vector = self._rank_filtered(vector, filters, excluded.id if excluded else None)
+            by_vector = self._rank_filtered(vector, filters, exclude_id)
         best_score = by_vector[0][1] if by_vector else None
         if not keyword_query:
             if vector is None:  # filters alone: a listing of what they let through
                 return [(file_id, 0.0, False) for file_id in self.catalog.listed(filters, RESULT_LIMIT)], None
             return [(file_id, score, False) for file_id, score in by_vector], best_score
         # Without a sound query, files the scan has catalogued but not yet embedded are found too.
-        by_keyword = self.catalog.keyword_ranked(keyword_query, filters, pending=vector is None,
-                                                 exclude_id=excluded.id if excluded else None, limit=RESULT_LIMIT)
+        by_keyword = keywords_ranked.result() if keywords_ranked is not None else \
+            self.catalog.keyword_ranked(keyword_query, filters, pending=vector is None, exclude_id=exclude_id,
+                                        limit=RESULT_LIMIT)
         if vector is None:
             return [(file_id, 1.0 / (RRF_K + rank), True) for rank, file_id in enumerate(by_keyword, 1)], None
         fused: dict[int, float] = {}
@@ -552,6 +571,12 @@ class Searcher:
             key=lambda item: item[1], reverse=True,
         )
         return ranked[:RESULT_LIMIT], best_score
+
+    def _keyword_ranked(self, keyword_query: keywords.KeywordQuery, filters: Filters, exclude_id: int | None) -> list[int]:
+        """``Catalog.keyword_ranked`` of a search with a sound query (embedded files only), run
+        on one of the keyword threads, through that thread's catalog session."""
+        with self.library.reading() as catalog:
+            return catalog.keyword_ranked(keyword_query, filters, exclude_id=exclude_id, limit=RESULT_LIMIT)
 
     def _rank_filtered(self, vector: np.ndarray, filters: Filters, exclude_file_id: int | None) -> list[tuple[int, float]]:
         """``_rank_by_vector`` within ``filters``. A broad filter (a duration most files have, a
