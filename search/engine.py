@@ -10,6 +10,7 @@ weighted reciprocal rank.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -59,6 +60,9 @@ SORTS = ("relevance", *CATALOG_SORTS)
 TEXTS_KEPT = 4096
 # Rankings kept for their searches' next pages (500 files each: about 60 kB).
 RANKINGS_KEPT = 64
+# Threads ranking the keywords of searches that have words or sounds too, while the caller embeds
+# them and searches the vectors: a search's two halves take the time of the longer, not of both.
+KEYWORD_THREADS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +382,9 @@ class Searcher:
         self._selective: collections.OrderedDict[Filters, None] = collections.OrderedDict()
         # Folder filters found too large to search within their windows from the start.
         self._not_narrow: collections.OrderedDict[Filters, None] = collections.OrderedDict()
+        # Its threads last, each with its catalog session: a session remembers the filters it
+        # found broad (``Catalog.keyword_ranked``).
+        self._keyword_threads = concurrent.futures.ThreadPoolExecutor(KEYWORD_THREADS, thread_name_prefix="keywords")
 
     @property
     def store(self):
@@ -424,11 +431,25 @@ class Searcher:
         with self._store_pinned(), self.library.reading():
             if filters.suggested and not self.catalog.tagged_ever():  # nothing suggested: nothing to add
                 filters = dataclasses.replace(filters, suggested=False)
-            vector = self.embed_query(query) if query else None
-            if vector is not None and sort == "relevance" and not keyword_query:
-                ranked, best_score = self._ranked_to(vector, query, filters, keyword_query, page, page_size)
+            excluded = None
+            if query is not None and query.exclude_path is not None:
+                excluded = self.catalog.located(os.path.abspath(query.exclude_path))
+            exclude_id = excluded.id if excluded else None
+            if query and sort == "relevance" and not keyword_query:
+                vector = self.embed_query(query)
+                ranked, best_score = self._ranked_to(vector, filters, keyword_query, exclude_id, page, page_size)
             else:  # other sorts and the keywords' fusion use the whole ranking, in the store's order
-                ranked, best_score = self._rank(vector, query, filters, keyword_query, keyword_weight)
+                # The keywords' ranking needs neither the query's vector nor the store's: with a
+                # sound query, the catalog's database ranks them meanwhile.
+                by_keyword = self._keyword_threads.submit(self._keyword_ranked, keyword_query, filters, exclude_id) \
+                    if keyword_query and query else None
+                try:
+                    vector = self.embed_query(query) if query else None
+                    ranked, best_score = self._rank(vector, filters, keyword_query, keyword_weight, exclude_id,
+                                                    keywords_ranked=by_keyword)
+                finally:
+                    if by_keyword is not None:
+                        by_keyword.cancel()  # if the embedding failed: the error is the caller's, not the keywords'
             ranked = self._sorted(ranked, sort)
             shown = ranked[page * page_size : (page + 1) * page_size]
             # Words and sounds mixed in one query score on a scale of their own, which neither
@@ -441,17 +462,17 @@ class Searcher:
                   len(ranked), 1000 * (time.perf_counter() - started))
         return Results(hits, len(ranked), page, page_size, best_score, best_match)
 
-    def _ranked_to(self, vector: np.ndarray, query: Query, filters: Filters, no_keywords: keywords.KeywordQuery,
-                   page: int, page_size: int) -> tuple[tuple[tuple[int, float, bool], ...], float | None]:
+    def _ranked_to(self, vector: np.ndarray, filters: Filters, no_keywords: keywords.KeywordQuery,
+                   exclude_id: int | None, page: int, page_size: int) -> tuple[tuple[tuple[int, float, bool], ...], float | None]:
         """``_rank`` for a search by sound alone, in relevance order, exact as deep as ``page``
         shows: the first page's files only (a compressed store re-scores few rows), the whole
         ranking from the second page on, kept for the pages after it (``KeptRankings``)."""
         exact_files = (page + 1) * page_size if page == 0 else RESULT_LIMIT
-        key = (vector.tobytes(), filters, query.exclude_path)
+        key = (vector.tobytes(), filters, exclude_id)
         state = (id(self.store), len(self.store), self.catalog.generation())
         kept = self._rankings.get(key, state, exact_files)
         if kept is None:
-            ranked, best_score = self._rank(vector, query, filters, no_keywords, 0.0, exact_files)
+            ranked, best_score = self._rank(vector, filters, no_keywords, 0.0, exclude_id, exact_files)
             kept = (tuple(ranked), best_score)
             self._rankings.put(key, state, exact_files, kept)
         return kept
@@ -587,29 +608,29 @@ class Searcher:
     def _rank(
         self,
         vector: np.ndarray | None,
-        query: Query | None,
         filters: Filters,
         keyword_query: keywords.KeywordQuery,
         keyword_weight: float,
+        exclude_id: int | None,
         exact_files: int | None = None,
+        keywords_ranked: concurrent.futures.Future | None = None,
     ) -> tuple[list[tuple[int, float, bool]], float | None]:
         """(file id, relevance, matched the keywords), best first, at most RESULT_LIMIT; and the
         best cosine of any file (None without a sound query). Files past ``exact_files`` may be in
-        the order of the store's codes (``VectorStore.search``'s ``exact``)."""
-        excluded = None
-        if query is not None and query.exclude_path is not None:
-            excluded = self.catalog.located(os.path.abspath(query.exclude_path))
+        the order of the store's codes (``VectorStore.search``'s ``exact``). ``keywords_ranked``:
+        the keywords' ranking (``_keyword_ranked``) under way on another thread, if it is."""
         by_vector: list[tuple[int, float]] = []
         if vector is not None:
-            by_vector = self._rank_filtered(vector, filters, excluded.id if excluded else None, exact_files)
+            by_vector = self._rank_filtered(vector, filters, exclude_id, exact_files)
         best_score = by_vector[0][1] if by_vector else None
         if not keyword_query:
             if vector is None:  # filters alone: a listing of what they let through
                 return [(file_id, 0.0, False) for file_id in self.catalog.listed(filters, RESULT_LIMIT)], None
             return [(file_id, score, False) for file_id, score in by_vector], best_score
         # Without a sound query, files the scan has catalogued but not yet embedded are found too.
-        by_keyword = self.catalog.keyword_ranked(keyword_query, filters, pending=vector is None,
-                                                 exclude_id=excluded.id if excluded else None, limit=RESULT_LIMIT)
+        by_keyword = keywords_ranked.result() if keywords_ranked is not None else \
+            self.catalog.keyword_ranked(keyword_query, filters, pending=vector is None, exclude_id=exclude_id,
+                                        limit=RESULT_LIMIT)
         if vector is None:
             return [(file_id, 1.0 / (RRF_K + rank), True) for rank, file_id in enumerate(by_keyword, 1)], None
         fused: dict[int, float] = {}
@@ -623,6 +644,12 @@ class Searcher:
             key=lambda item: item[1], reverse=True,
         )
         return ranked[:RESULT_LIMIT], best_score
+
+    def _keyword_ranked(self, keyword_query: keywords.KeywordQuery, filters: Filters, exclude_id: int | None) -> list[int]:
+        """``Catalog.keyword_ranked`` of a search with a sound query (embedded files only), run
+        on one of the keyword threads, through that thread's catalog session."""
+        with self.library.reading() as catalog:
+            return catalog.keyword_ranked(keyword_query, filters, exclude_id=exclude_id, limit=RESULT_LIMIT)
 
     def _rank_filtered(self, vector: np.ndarray, filters: Filters, exclude_file_id: int | None,
                        exact_files: int | None = None) -> list[tuple[int, float]]:

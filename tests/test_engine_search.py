@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from sounds import build_library, sox_tone
 from libraries import index_into, searching
+from postgres import fresh_database
 
 from search import engine
 from search.catalog import Catalog
 from search.config import load_settings
 from search.filters import Filters
+from search.keyword import parse_keywords
 from search.query import Query, QueryError, Sound, Term, Text, parse_query
 
 GOOD = {"tone": "tone.wav", "stereo": "stereo.flac", "mp3": "beep.mp3", "m4a": "chirp.m4a", "long": "long.wav"}
@@ -434,3 +436,44 @@ def test_kept_windows_stay_within_their_budget_the_latest_first():
     kept.of(filters[1], "g2", windows(1))  # a new generation: computed again, the others dropped
     kept.of(filters[1], None, windows(1))  # no generation: never kept
     assert computed == [0, 1, 2, 3, 0, 1, 1] and kept.of(filters[1], "g2", windows(1)).flags.writeable is False
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def on_each_catalog(request, tmp_path_factory, tiny_encoder):
+    """The same small library indexed with its catalog in SQLite, then in PostgreSQL."""
+    files = build_library(tmp_path_factory.mktemp("hybrid") / "sounds")
+    url = fresh_database() if request.param == "postgresql" else None
+    settings = load_settings(tmp_path_factory.mktemp("hybrid-home"), batch_size=8, catalog=url)
+    index_into(settings, [files["tone"].parent], tiny_encoder)
+    return settings, files
+
+
+def test_sounds_with_keywords_fuse_the_two_rankings_each_made_alone(on_each_catalog, tiny_encoder):
+    # The keywords are ranked on a thread of their own while the sound half runs: the fused
+    # ranking must be the one made of each ranking made alone, the file a query starts from left out.
+    settings, files = on_each_catalog
+    weight = 0.3
+    with searching(settings, encoder=tiny_encoder) as searcher:
+        for query, words in ((Query.text("a steady tone"), "sub"), (Query.sound(str(files["tone"])), "wav, flac -chirp"),
+                             (Query.sound(str(files["m4a"])), "chirp, beep")):
+            by_sound = [hit.file_id for hit in searcher.search(query, page_size=engine.RESULT_LIMIT).hits]
+            with searcher.library.reading() as catalog:
+                excluded = catalog.located(str(query.exclude_path)) if query.exclude_path else None
+                by_keywords = catalog.keyword_ranked(parse_keywords(words), exclude_id=excluded and excluded.id)
+            assert by_keywords, words
+            fused: dict[int, float] = {}
+            for rank, file_id in enumerate(by_sound, 1):
+                fused[file_id] = (1 - weight) / (engine.RRF_K + rank)
+            for rank, file_id in enumerate(by_keywords, 1):
+                fused[file_id] = fused.get(file_id, 0.0) + weight / (engine.RRF_K + rank)
+            expected = sorted(fused, key=fused.__getitem__, reverse=True)
+
+            found = searcher.search(query, keywords_text=words, keyword_weight=weight, page_size=50).hits
+            assert [hit.file_id for hit in found] == expected
+            assert [hit.keyword_match for hit in found] == [file_id in by_keywords for file_id in expected]
+            assert excluded is None or excluded.id not in expected
+        # The sound half failing is the caller's error; the keyword threads serve the next search.
+        with pytest.raises(QueryError, match="cancel out"):
+            searcher.search(Query((Term(Text("a tone")), Term(Text("a tone"), -1.0))), keywords_text="wav")
+        assert {hit.name for hit in searcher.search(Query.text("a tone"), keywords_text="chirp", keyword_weight=1.0,
+                                                     page_size=50).hits} == {"chirp.m4a"}
