@@ -20,7 +20,10 @@ corpus: SpecAugment masks (``--freq-masks``/``--time-masks``), random gain (``--
 in-batch mixup of clips and caption features (``--mixup``), a caption chosen each epoch among
 the clip's packed variants, clips heard over a packed partner as "X with Y in the background"
 (``--background``), per-clip loss weights from the
-shards (speech and music count less), weight decay and projection dropout.
+shards (speech and music count less), weight decay and projection dropout. Text-side levers
+(shards with caption variants): ``--text-negatives`` contrasts each clip with every caption of
+the packed table too, and ``--text-geometry`` keeps the projected captions' pairwise cosines
+correlated with MiniLM's (docs/training.md, "Two objective levers", has what each gave).
 
 Runs are seeded: batch order and crops depend on (seed, epoch) only, dropout is reseeded
 every epoch, so a resumed run reproduces an uninterrupted one. Under torchrun each rank
