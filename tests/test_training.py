@@ -304,6 +304,12 @@ def test_caption_variants_chosen_per_epoch_and_background_mixtures_train(tmp_pat
                     32000, seed=0, background=0.5)
     record = run(tmp_path / "run", tmp_path / "unpacked" / "train", epochs=2, background=0.5, mixup=0.25)
     assert np.isfinite(record["loss"])
+    own = RandomCrops(clips, 32000, seed=0, background=1.0, own_captions=True)[0][5]
+    assert set(own[own >= 0]) == set(clips.variant_ids[0][clips.variant_ids[0] >= 0]) | set(
+        clips.variant_ids[partner][clips.variant_ids[partner] >= 0])
+    record = run(tmp_path / "negatives", tmp_path / "unpacked" / "train", epochs=2, background=0.5, mixup=0.25,
+                 text_negatives=True, text_geometry=0.5, geometry_sample=8)
+    assert np.isfinite(record["loss"])
 
 
 def test_background_is_mixed_below_the_clip():
@@ -360,3 +366,46 @@ def test_caption_refinement():
     assert refine("lavarumble (ambience)", "ambience") == "lava rumble, ambient background sound (ambience)"
     assert refine("music", "music") == "a piece of music"
     assert refine("key pressed on a mechanical computer keyboard", "ui") == "key pressed on a mechanical computer keyboard"
+
+
+def test_text_negatives_leave_out_the_batch_the_clip_and_near_synonyms():
+    from training.train import excluded_negatives
+
+    table = torch.eye(6)  # six captions, MiniLM features orthogonal
+    features = torch.stack([table[0], 0.6 * table[0] + 0.8 * table[5], table[2]])  # row 1: a mixup
+    caption_ids = torch.tensor([0, -5, 2])
+    own = torch.tensor([[0, 3, -1, -1], [-1, -1, -1, -1], [2, -1, -1, -1]])
+    excluded = excluded_negatives(features, caption_ids, caption_ids, own, table, similarity=0.8)
+    assert excluded[0].tolist() == [True, False, True, True, False, False]  # batch rows 0, 2; own 3
+    assert excluded[1].all()  # a mixup's caption is no table row: it gets no further negatives
+    assert excluded[2].tolist() == [True, False, True, False, False, False]
+    # A near-synonym of row 0's caption (cosine 0.9 with it) is not its negative either.
+    table = torch.cat([table, (0.9 * table[0] + 0.436 * table[1])[None]])
+    own = torch.cat([own, torch.full((3, 1), -1)], dim=1)
+    assert excluded_negatives(features, caption_ids, caption_ids, own, table, 0.8)[0, 6]
+
+
+def test_further_negatives_raise_the_loss_and_excluded_ones_change_nothing():
+    generator = torch.Generator().manual_seed(0)
+    audio = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)
+    text = torch.nn.functional.normalize(audio + 0.3 * torch.randn(4, 8, generator=generator), dim=-1)
+    negatives = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator), dim=-1)
+    ids, scale = torch.arange(4), torch.tensor(np.log(20.0))
+    plain = contrastive_loss(audio, text, ids, scale, audio, text, ids)
+    none = contrastive_loss(audio, text, ids, scale, audio, text, ids, negatives=negatives,
+                            excluded=torch.ones(4, 5, dtype=torch.bool))
+    assert torch.isfinite(none) and none == pytest.approx(plain.item(), abs=1e-6)
+    more = contrastive_loss(audio, text, ids, scale, audio, text, ids, negatives=negatives,
+                            excluded=torch.zeros(4, 5, dtype=torch.bool))
+    assert more > plain
+
+
+def test_geometry_loss_is_zero_for_a_rotation_of_minilm_and_positive_otherwise():
+    from training.train import geometry_loss
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.nn.functional.normalize(torch.randn(16, 8, generator=generator), dim=-1)
+    rotation = torch.linalg.qr(torch.randn(8, 8, generator=generator))[0]
+    assert geometry_loss(features @ rotation, features) == pytest.approx(0.0, abs=1e-5)
+    shuffled = torch.nn.functional.normalize(torch.randn(16, 8, generator=generator), dim=-1)
+    assert geometry_loss(shuffled, features) > 0.5

@@ -142,15 +142,22 @@ class RandomCrops(Dataset):
     caption id is then its table row: clips given the same wording are each other's positives);
     with ``background`` > 0, that share of the clips that have a partner are heard with the
     partner's crop mixed in 6 to 12 dB below them, captioned "X with Y in the background".
+    With ``own_captions`` (for ``--text-negatives``) each item also carries the table rows that
+    describe what is heard: all of the clip's captions, and its partner's in a mixture, -1 padded
+    to a fixed width; those are never taken as the clip's negatives.
     """
 
-    def __init__(self, clips: PackedClips, crop_samples: int, seed: int, background: float = 0.0):
+    def __init__(self, clips: PackedClips, crop_samples: int, seed: int, background: float = 0.0,
+                 own_captions: bool = False):
         if background and clips.background is None:
             raise ValueError("background mixtures need shards packed with --backgrounds")
+        if own_captions and clips.variant_ids is None:
+            raise ValueError("text negatives need shards packed with caption variants (pack index --captions)")
         self.clips = clips
         self.crop_samples = crop_samples
         self.seed = seed
         self.background = background
+        self.own_captions = own_captions
         self.epoch = 0
         self.caption_ids = clips.caption_ids if clips.variant_ids is None else None
 
@@ -174,13 +181,18 @@ class RandomCrops(Dataset):
         if clips.variant_ids is None:
             return codes, clips.text_features[index], self.caption_ids[index], weight, clips.captions[index]
         choice = np.random.default_rng([self.seed, self.epoch, index, 1])
+        own = np.full(2 * clips.variant_ids.shape[1], -1, dtype=np.int64)
+        own[:clips.variant_ids.shape[1]] = clips.variant_ids[index]
         if self.background and clips.background[index] >= 0 and choice.random() < self.background:
-            codes = mix_codes(codes, self.crop(int(clips.background[index]), choice), choice.uniform(6.0, 12.0))
+            partner = int(clips.background[index])
+            codes = mix_codes(codes, self.crop(partner, choice), choice.uniform(6.0, 12.0))
             row = int(clips.background_ids[index])
+            own[clips.variant_ids.shape[1]:] = clips.variant_ids[partner]
         else:
             rows = clips.variant_ids[index][clips.variant_ids[index] >= 0]
             row = int(rows[choice.integers(len(rows))])
-        return codes, clips.variant_features[row], row, weight, clips.variant_captions[row]
+        item = codes, clips.variant_features[row], row, weight, clips.variant_captions[row]
+        return (*item, own) if self.own_captions else item
 
 
 def mix_codes(codes: np.ndarray, other: np.ndarray, below_db: float) -> np.ndarray:
@@ -212,6 +224,8 @@ def collate_crops(items, crop_samples: int, tokenize=None) -> dict[str, torch.Te
         "caption_ids": torch.tensor([item[2] for item in items], dtype=torch.int64),
         "weights": torch.tensor([item[3] for item in items], dtype=torch.float32),
     }
+    if len(items[0]) > 5:  # RandomCrops(own_captions=True)
+        batch["own_rows"] = torch.from_numpy(np.stack([item[5] for item in items]))
     if tokenize is None:
         batch["text_features"] = torch.from_numpy(np.stack([item[1] for item in items]))
     else:

@@ -20,7 +20,10 @@ corpus: SpecAugment masks (``--freq-masks``/``--time-masks``), random gain (``--
 in-batch mixup of clips and caption features (``--mixup``), a caption chosen each epoch among
 the clip's packed variants, clips heard over a packed partner as "X with Y in the background"
 (``--background``), per-clip loss weights from the
-shards (speech and music count less), weight decay and projection dropout.
+shards (speech and music count less), weight decay and projection dropout. Text-side levers
+(shards with caption variants): ``--text-negatives`` contrasts each clip with every caption of
+the packed table too, and ``--text-geometry`` keeps the projected captions' pairwise cosines
+correlated with MiniLM's (docs/training.md, "Two objective levers", has what each gave).
 
 Runs are seeded: batch order and crops depend on (seed, epoch) only, dropout is reseeded
 every epoch, so a resumed run reproduces an uninterrupted one. Under torchrun each rank
@@ -107,25 +110,69 @@ class TrainConfig:
     gain_db: float = 0.0  # each crop's level moves by up to +-gain_db
     mixup: float = 0.0  # share of rows replaced by a mix of two clips and of their caption features
     background: float = 0.0  # share of clips heard with their packed partner: "X with Y in the background"
+    # Text side (shards with caption variants): every caption of the packed table as a further
+    # negative for each clip (audio to text), except captions of what the clip holds and those
+    # whose MiniLM cosine with its caption exceeds negative_similarity (near-synonyms, not errors).
+    text_negatives: bool = False
+    negative_similarity: float = 0.8
+    # Weight of a term keeping the projected captions' pairwise cosines correlated with MiniLM's
+    # (1 - Pearson r over a sample of table captions each step): words never heard with a sound
+    # keep the neighbours MiniLM gives them.
+    text_geometry: float = 0.0
+    geometry_sample: int = 1024
 
 
 def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor, logit_scale: torch.Tensor,
                      all_audio: torch.Tensor, all_text: torch.Tensor, all_caption_ids: torch.Tensor,
-                     weights: torch.Tensor | None = None) -> torch.Tensor:
+                     weights: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
+                     excluded: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE of this rank's rows (unit-norm) against the gathered global batch.
 
     Clips that share a caption are all positives of each other (the target spreads evenly
     over them) rather than negatives the model would be pushed to tell apart. ``weights``
     (local rows) scale each row's share of the loss (speech and music count less).
+    ``negatives`` (captions, dim), unit rows: further captions each clip is contrasted with
+    (audio to text only), but for those ``excluded`` (local, captions) marks.
     """
     scale = logit_scale.exp()
     positives = (caption_ids[:, None] == all_caption_ids[None]).float()  # (local, global)
     targets = positives / positives.sum(dim=1, keepdim=True)
-    rows = 0.5 * (F.cross_entropy(scale * audio @ all_text.T, targets, reduction="none")
-                  + F.cross_entropy(scale * text @ all_audio.T, targets, reduction="none"))
+    audio_to_text = scale * audio @ all_text.T
+    if negatives is not None:
+        # A large finite logit rather than -inf: a zero target times -inf would be NaN.
+        further = (scale * audio @ negatives.T).masked_fill(excluded, -1e4)
+        audio_to_text = torch.cat([audio_to_text, further], dim=1)
+        targets = F.pad(targets, (0, negatives.shape[0]))
+    rows = 0.5 * (F.cross_entropy(audio_to_text, targets, reduction="none")
+                  + F.cross_entropy(scale * text @ all_audio.T, targets[:, :all_text.shape[0]], reduction="none"))
     if weights is None:
         return rows.mean()
     return (rows * weights).sum() / weights.sum()
+
+
+def excluded_negatives(text_features: torch.Tensor, caption_ids: torch.Tensor, all_caption_ids: torch.Tensor,
+                       own_rows: torch.Tensor, table: torch.Tensor, similarity: float) -> torch.Tensor:
+    """(local, table) True where a table caption must not be a row's negative: it is in the
+    batch already (caption ids are table rows), it describes the clip (``own_rows``, -1 padded),
+    its MiniLM cosine with the row's caption features passes ``similarity``, or the row is a
+    mixup of two clips (its caption is no table row)."""
+    excluded = F.normalize(text_features.float(), dim=-1) @ table.T > similarity
+    excluded[:, all_caption_ids[all_caption_ids >= 0]] = True
+    own = torch.zeros(len(excluded), table.shape[0] + 1, dtype=torch.bool, device=excluded.device)
+    own.scatter_(1, torch.where(own_rows >= 0, own_rows, table.shape[0]), True)  # padding -> the extra column
+    excluded |= own[:, :-1]
+    excluded[caption_ids < 0] = True
+    return excluded
+
+
+def geometry_loss(projected: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson r between the pairwise cosines of ``projected`` captions (unit rows) and of their
+    MiniLM ``features``: zero when the projection keeps MiniLM's neighbourhoods, up to a scale."""
+    pairs = torch.triu_indices(len(projected), len(projected), 1, device=projected.device)
+    ours = (projected @ projected.T)[pairs[0], pairs[1]]
+    minilm = (F.normalize(features.float(), dim=-1) @ F.normalize(features.float(), dim=-1).T)[pairs[0], pairs[1]]
+    ours, minilm = ours - ours.mean(), minilm - minilm.mean()
+    return 1 - (ours * minilm).sum() / (ours.norm() * minilm.norm() + 1e-8)
 
 
 def augment(batch: dict[str, torch.Tensor], waveforms: torch.Tensor, config: TrainConfig, rank: int,
@@ -246,6 +293,13 @@ def train(config: TrainConfig) -> dict:
     model, tokenize = trainee.model, trainee.tokenize
     if tokenize is not None and config.mixup:
         raise ValueError(f"--mixup mixes packed caption features; {config.model} reads captions as tokens")
+    if tokenize is not None and (config.text_negatives or config.text_geometry):
+        raise ValueError(f"--text-negatives and --text-geometry use packed caption features; {config.model} reads "
+                         "captions as tokens")
+    if not -1.0 <= config.negative_similarity <= 1.0:
+        raise ValueError(f"--negative-similarity is a cosine, from -1 to 1, not {config.negative_similarity}")
+    if config.text_geometry < 0 or config.geometry_sample < 2:
+        raise ValueError("--text-geometry must be at least 0 and --geometry-sample at least 2")
     trainee.set_augmentation(config.freq_masks, config.freq_width, config.time_masks, config.time_width)
     frozen = freeze(model, config.freeze_audio, config.freeze_text)
     shards, eval_shards = prepare_data(config, rank, model.config.sample_rate)
@@ -273,7 +327,13 @@ def train(config: TrainConfig) -> dict:
         trained = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
     model_module = trained.module if world > 1 else trained
 
-    dataset = RandomCrops(clips, crop_samples, config.seed, config.background)
+    dataset = RandomCrops(clips, crop_samples, config.seed, config.background, own_captions=config.text_negatives)
+    caption_table = None
+    if config.text_negatives or config.text_geometry:
+        if clips.variant_features is None:
+            raise ValueError("--text-negatives and --text-geometry need shards packed with caption variants "
+                             "(pack index --captions)")
+        caption_table = F.normalize(torch.from_numpy(clips.variant_features).float(), dim=-1).to(device)
     batches = GlobalBatches(len(dataset), config.batch_size, config.seed, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.workers,
                         collate_fn=partial(collate_crops, crop_samples=crop_samples, tokenize=tokenize),
@@ -298,6 +358,7 @@ def train(config: TrainConfig) -> dict:
         batches.set_epoch(epoch)
         torch.manual_seed(seed_for(config.seed, epoch, rank))
         generator = torch.Generator().manual_seed(seed_for(config.seed, epoch, rank, 1))
+        sampler = torch.Generator().manual_seed(seed_for(config.seed, epoch, rank, 2))  # geometry samples
         started, losses = time.monotonic(), []
         for batch in loader:
             batch = {name: value.to(device, non_blocking=True) for name, value in batch.items()}
@@ -307,10 +368,25 @@ def train(config: TrainConfig) -> dict:
             text_inputs = (batch["input_ids"], batch["attention_mask"]) if tokenize else batch["text_features"].float()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 audio = trained(waveforms, batch["lengths"], text_inputs)
+                sample = (torch.randperm(len(caption_table), generator=sampler)[:config.geometry_sample].to(device)
+                          if config.text_geometry else None)
+                if config.text_negatives:
+                    projected = model_module.encode_text(caption_table)
+                elif config.text_geometry:
+                    projected = model_module.encode_text(caption_table[sample])
             audio, text = (F.normalize(part.float(), dim=-1) for part in audio)
+            all_caption_ids = gather(batch["caption_ids"], False)
+            negatives = excluded = None
+            if config.text_negatives:
+                negatives = F.normalize(projected.float(), dim=-1)
+                excluded = excluded_negatives(batch["text_features"], batch["caption_ids"], all_caption_ids,
+                                              batch["own_rows"], caption_table, config.negative_similarity)
             loss = contrastive_loss(audio, text, batch["caption_ids"], model_module.logit_scale,
-                                    gather(audio, True), gather(text, True), gather(batch["caption_ids"], False),
-                                    batch["weights"])
+                                    gather(audio, True), gather(text, True), all_caption_ids, batch["weights"],
+                                    negatives, excluded)
+            if config.text_geometry:
+                ours = negatives[sample] if config.text_negatives else F.normalize(projected.float(), dim=-1)
+                loss = loss + config.text_geometry * geometry_loss(ours, caption_table[sample])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -390,6 +466,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--background", type=float, default=defaults.background,
                         help="share of clips mixed with their packed partner quieter, captioned 'X with Y in the "
                         "background' (shards from pack index --backgrounds)")
+    parser.add_argument("--text-negatives", action="store_true",
+                        help="every caption of the packed table is a further negative for each clip (audio to text), "
+                        "but the clip's own captions and near-synonyms (--negative-similarity)")
+    parser.add_argument("--negative-similarity", type=float, default=defaults.negative_similarity,
+                        help="MiniLM cosine with a clip's caption above which a table caption is not its negative")
+    parser.add_argument("--text-geometry", type=float, default=defaults.text_geometry,
+                        help="weight of keeping projected captions' pairwise cosines correlated with MiniLM's")
+    parser.add_argument("--geometry-sample", type=int, default=defaults.geometry_sample,
+                        help="table captions sampled per step for --text-geometry")
     parser.add_argument("--model-config", default=defaults.model_config, choices=sorted(CONFIGS))
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global, over all processes")

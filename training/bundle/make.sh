@@ -6,17 +6,33 @@
 # CARRY_DIR/c2w the wheels from WHEELS_DIR of what the code imports and the GPU image lacks:
 # soundfile (decodes the clips), miniaudio (encoders.audio imports it, and every encoders module
 # imports encoders.audio), and cffi and pycparser, which both need.
+#   bash training/bundle/make.sh --code FOLDER
+# lays out train.sh and the code alone in FOLDER (a megabyte): a later call with new training
+# code, run as INDEX_DIR=.carry/c2p_last OUT=$OUT bash .carry/FOLDER/train.sh, reuses the
+# parts, the index and the wheels the first bundle carried.
 set -euo pipefail
-PACK=${1:?pack folder}; CARRY=${2:?carry folder}; WHEELS=${3:?wheels folder}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+code() {  # train.sh and a copy of the training code into $1
+    mkdir -p "$1/code"
+    cp "$REPO/training/bundle/train.sh" "$1/"
+    (cd "$REPO" && tar cf - --exclude=__pycache__ --exclude='*.safetensors' training encoders) | tar xf - -C "$1/code"
+}
+if [ "${1:-}" = "--code" ]; then
+    DEST=${2:?folder}
+    rm -rf "$DEST"
+    code "$DEST"
+    du -sh "$DEST"
+    exit 0
+fi
+PACK=${1:?pack folder}; CARRY=${2:?carry folder}; WHEELS=${3:?wheels folder}
 rm -rf "$CARRY"/c2p[0-9]* "$CARRY/c2p_last" "$CARRY/c2w"
 for tar in "$PACK"/part-*.tar; do
     number=${tar##*/part-}; number=${number%.tar}
     mkdir -p "$CARRY/c2p$number"
     cp "$tar" "$CARRY/c2p$number/"
 done
-mkdir -p "$CARRY/c2p_last/code" "$CARRY/c2w"
-cp "$PACK/index.npz" "$REPO/training/bundle/train.sh" "$CARRY/c2p_last/"
-(cd "$REPO" && tar cf - --exclude=__pycache__ --exclude='*.safetensors' training encoders) | tar xf - -C "$CARRY/c2p_last/code"
+mkdir -p "$CARRY/c2w"
+code "$CARRY/c2p_last"
+cp "$PACK/index.npz" "$CARRY/c2p_last/"
 cp "$WHEELS"/soundfile-*.whl "$WHEELS"/miniaudio-*.whl "$WHEELS"/cffi-*.whl "$WHEELS"/pycparser-*.whl "$CARRY/c2w/"
 du -sh "$CARRY"/c2p* "$CARRY/c2w"
