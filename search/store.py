@@ -489,7 +489,7 @@ class _IvfSq8(_Ivf):
         index.is_trained = True
         for number, size in enumerate(sizes):
             if size:
-                ids = np.array(faiss.rev_swig_ptr(lists.get_ids(number), size), dtype=np.int64)
+                ids = _list_ids(old, number)
                 codes = np.ascontiguousarray(index.sq.compute_codes(old.sq.decode(_list_codes(old, number))))
                 index.invlists.add_entries(number, size, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
         index.ntotal = sum(sizes)
@@ -563,6 +563,11 @@ def _trained_ivf(dim: int, kind: str, vectors: np.ndarray, count: int | None = N
     return index
 
 
+def _list_ids(index: faiss.IndexIVF, number: int) -> np.ndarray:
+    """The ids of one inverted list (a copy)."""
+    return np.array(faiss.rev_swig_ptr(index.invlists.get_ids(number), index.invlists.list_size(number)), dtype=np.int64)
+
+
 def _list_codes(index: faiss.IndexIVF, number: int) -> np.ndarray:
     """The codes of one inverted list, one row a vector (a view of the index's memory)."""
     size = index.invlists.list_size(number)
@@ -577,15 +582,12 @@ def _fit_4bit_ranges(index: faiss.IndexIVFScalarQuantizer) -> None:
 
 
 def _ivf_contents(index: faiss.IndexIVF, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    lists = index.invlists
     ids, codes = [], []
     for number in range(index.nlist):
-        size = lists.list_size(number)
-        if size:
-            ids.append(np.array(faiss.rev_swig_ptr(lists.get_ids(number), size), dtype=np.int64))
-            if with_vectors:
-                raw = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size)
-                codes.append(np.array(raw, dtype=np.uint8).view(np.float32).reshape(size, index.d))
+        if index.invlists.list_size(number):
+            ids.append(_list_ids(index, number))
+            if with_vectors:  # an inverted file of vectors: its codes are the float32 vectors' bytes
+                codes.append(np.array(_list_codes(index, number)).view(np.float32))
     all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
     if not with_vectors:
         return all_ids, None
