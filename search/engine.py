@@ -658,26 +658,34 @@ class Searcher:
         allows are millions at 10^6 files, seconds to list, where checking a thousand files
         takes milliseconds. Where too few of those pass, the store searches the allowed windows."""
         by_catalog = not self.store.keeps_payload or filters.in_catalog_only
-        restriction = None
         if filters and by_catalog and filters not in self._selective:
-            restriction = self._narrow_folder(filters)
-            if restriction is not None:
+            narrow = self._narrow_folder(filters)
+            if narrow is not None:
                 _remember(self._selective, filters)
-        if restriction is None and filters and by_catalog and filters not in self._selective:
-            ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT,
-                                          exact_files=exact_files and BROAD * exact_files)
-            kept: list[tuple[int, float]] = []
-            for at in range(0, len(ranked), RESULT_LIMIT):
-                chunk = ranked[at : at + RESULT_LIMIT]
-                passing = self.catalog.passing([file_id for file_id, _ in chunk], filters)
-                kept += [item for item in chunk if item[0] in passing]
-                if len(kept) >= RESULT_LIMIT:
-                    return kept[:RESULT_LIMIT]  # any other file that passes ranks lower
-                if len(passing) * BROAD < len(chunk):
-                    _remember(self._selective, filters)
-                    break
-        return self._rank_by_vector(vector, restriction or self._restriction(filters), exclude_file_id,
-                                    exact_files=exact_files)
+                return self._rank_by_vector(vector, narrow, exclude_file_id, exact_files=exact_files)
+            passing = self._passing_of_unfiltered(vector, filters, exclude_file_id, exact_files)
+            if passing is not None:
+                return passing
+        return self._rank_by_vector(vector, self._restriction(filters), exclude_file_id, exact_files=exact_files)
+
+    def _passing_of_unfiltered(self, vector: np.ndarray, filters: Filters, exclude_file_id: int | None,
+                               exact_files: int | None) -> list[tuple[int, float]] | None:
+        """The best RESULT_LIMIT files passing ``filters`` among a deeper unfiltered ranking, or
+        None where too few of its best pass (``filters`` is then remembered as selective) or it
+        holds too few that do."""
+        ranked = self._rank_by_vector(vector, {}, exclude_file_id, limit=BROAD * RESULT_LIMIT,
+                                      exact_files=exact_files and BROAD * exact_files)
+        kept: list[tuple[int, float]] = []
+        for at in range(0, len(ranked), RESULT_LIMIT):
+            chunk = ranked[at : at + RESULT_LIMIT]
+            passing = self.catalog.passing([file_id for file_id, _ in chunk], filters)
+            kept += [item for item in chunk if item[0] in passing]
+            if len(kept) >= RESULT_LIMIT:
+                return kept[:RESULT_LIMIT]  # any other file that passes ranks lower
+            if len(passing) * BROAD < len(chunk):
+                _remember(self._selective, filters)
+                break
+        return None
 
     def _narrow_folder(self, filters: Filters) -> dict | None:
         """The store's restriction for a folder filter that allows at most 1/(2 BROAD) of the
