@@ -55,11 +55,16 @@ class MissingFolder:
                 f"`clapdex forget {shlex.quote(self.path)}`)")
 
 
+def is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (by path, not by name: "/a/bc" is not in "/a/b")."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def folders_away(roots: Iterable[str]) -> list[tuple[str, str]]:
     """(folder, why) of the outermost of ``roots`` that look away (``folder_away``), by path."""
     found: list[tuple[str, str]] = []
     for root in sorted(roots):
-        if any(root == folder or root.startswith(folder.rstrip(os.sep) + os.sep) for folder, _ in found):
+        if any(is_within(root, folder) for folder, _ in found):
             continue  # inside a folder already found away
         why = folder_away(root)
         if why is not None:
@@ -303,8 +308,7 @@ class Library:
             catalog.counts(), [(record.path, record.error or "unknown") for record in catalog.errors()],
             catalog.roots()))
         # Looked at on every call, not kept: a disk comes and goes without the catalog changing.
-        away = [MissingFolder(folder, sum(count for root, count in roots
-                                          if root == folder or root.startswith(folder.rstrip(os.sep) + os.sep)), why)
+        away = [MissingFolder(folder, sum(count for root, count in roots if is_within(root, folder)), why)
                 for folder, why in folders_away(root for root, _ in roots)]
         return LibraryStatus(self.indexed, counts[INDEXED], counts[PENDING], errors, counts["windows"],
                              read_progress(self.settings.home), away)

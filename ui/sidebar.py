@@ -11,6 +11,7 @@ import streamlit as st
 from search.catalog import Facets
 from search.engine import SORTS, below_root
 from search.filters import Filters
+from search.library import is_within
 from ui import state
 from ui.hitlist import channels_label, format_duration
 
@@ -95,7 +96,7 @@ def _folder_labels(folders: tuple[str, ...], roots: tuple[str, ...]) -> dict[str
 
 def _below_roots(folder: str, roots: tuple[str, ...]) -> str:
     """The folder from its library root's own name down ("sfx/doors/wood")."""
-    inside = [root for root in roots if folder == root or folder.startswith(root.rstrip(os.sep) + os.sep)]
+    inside = [root for root in roots if is_within(folder, root)]
     if not inside:
         return folder
     return below_root(folder, max(inside, key=len))
