@@ -235,15 +235,14 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
         print(line)
     if findings.healthy:
         print("catalog, vectors and disk agree")
-        return 0
-    if found.repaired is None:
+    elif found.repaired is None:
         if findings.repairable:  # missing folders are their user's to settle, not --fix's
             print("run `clapdex doctor --fix` to repair" + (" the rest" if findings.missing_folders else ""))
-        return EXIT_PROBLEMS
-    print(f"repaired; {found.repaired.indexed} files embedded again, {len(found.repaired.errors)} errors")
-    for path, reason in found.repaired.errors:
-        print(f"error: {path}: {reason}", file=sys.stderr)
-    return EXIT_PROBLEMS if findings.missing_folders else 0
+    else:
+        print(f"repaired; {found.repaired.indexed} files embedded again, {len(found.repaired.errors)} errors")
+        for path, reason in found.repaired.errors:
+            print(f"error: {path}: {reason}", file=sys.stderr)
+    return exit_status
 
 
 def forget(settings: Settings, args: argparse.Namespace) -> int:
