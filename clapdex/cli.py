@@ -485,11 +485,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def global_options(defaults: bool) -> argparse.ArgumentParser:
-    """The options every verb takes, before or after it. After the verb they default to
-    nothing (SUPPRESS), so they never overwrite what was given before it."""
+    """The options every verb takes. The top level holds their defaults; a verb's copies default
+    to nothing (SUPPRESS), so they never overwrite one given at the top level."""
     parser = Parser(add_help=False)
     default = None if defaults else argparse.SUPPRESS
-    group = parser.add_argument_group("library options (before or after the command)")
+    group = parser.add_argument_group("library options")
     group.add_argument("--home", default=default, help="library home (default: $CLAPDEX_HOME or ~/.clapdex)")
     group.add_argument("--catalog", default=default, metavar="URL",
                        help="catalog database URL (default: SQLite in the home)")
@@ -638,6 +638,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def verb_options_behind_the_verb(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`clapdex --top 2 search bell` as `clapdex search --top 2 bell`: argparse takes only a
+    parser's own options before its verb, and users put any option anywhere. Every verb takes
+    the library options as well, so moving everything before the verb behind it changes nothing
+    else. A token is the verb unless it is the value of an option before it (`--home search`)."""
+    verbs = next((action for action in parser._actions if isinstance(action, argparse._SubParsersAction)), None)
+    if verbs is None:
+        return argv
+    taking_values = {option for each in (parser, *verbs.choices.values()) for action in each._actions
+                     if action.nargs != 0 for option in action.option_strings}
+    for at, token in enumerate(argv):
+        if token == "--":
+            break
+        if token in verbs.choices and not (at and argv[at - 1] in taking_values):
+            return [token, *verb_options_behind_the_verb(verbs.choices[token], argv[:at] + argv[at + 1:])]
+    return argv
+
+
 def add_hit_options(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--top", type=COUNT, default=10, metavar="K", help="how many files to list (default 10)")
     verb.add_argument("--json", action="store_true", help="print a JSON array of hits")
@@ -694,7 +712,8 @@ def configure_logging(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(verb_options_behind_the_verb(parser, sys.argv[1:] if argv is None else list(argv)))
         configure_logging(args.verbose)
         settings = load_settings(args.home, catalog=args.catalog, model=args.model, weights=args.weights,
                                  device=args.device, store=args.store, compile=getattr(args, "compile", None),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clapdex import cli
 from sounds import BAD, build_library, sox_tone
 
 CLAPDEX = Path(sys.executable).with_name("clapdex")
@@ -182,7 +183,26 @@ def test_library_options_go_before_or_after_the_verb(indexed_home, tiny_weights)
     after = run("search", "a tone", "--json", "--top", "3", *options)
     between = run("--home", str(home), "search", "--weights", str(tiny_weights), "a tone", "--device", "cpu", "--json",
                   "--top", "3")
-    assert before == after == between and len(json.loads(before)) == 3
+    verbs_own_first = run("--json", "--top", "3", *options, "search", "a tone")
+    assert before == after == between == verbs_own_first and len(json.loads(before)) == 3
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--top", "2", "search", "bell"], ["search", "--top", "2", "bell"]),
+    (["--home", "search", "search", "bell"], ["search", "--home", "search", "bell"]),
+    (["--home=search", "search", "index"], ["search", "--home=search", "index"]),
+    (["--json", "keys", "list"], ["keys", "list", "--json"]),
+    (["keys", "revoke", "list"], ["keys", "revoke", "list"]),
+    (["--version"], ["--version"]),
+])
+def test_a_verbs_options_may_come_before_it(argv, expected):
+    assert cli.verb_options_behind_the_verb(cli.build_parser(), argv) == expected
+
+
+def test_an_unknown_option_before_the_verb_is_named(tmp_path):
+    result = clapdex("--bogus", "2", "status", home=tmp_path / "home")
+
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--bogus" in result.stderr, result.stderr
 
 
 def test_version():
