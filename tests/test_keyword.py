@@ -11,9 +11,9 @@ import pytest
 from postgres import fresh_database
 from sqlalchemy import func, select, text, update
 
-from search.catalog import _SEPARATOR as SEPARATOR
 from search.catalog import ERROR, INDEXED, PENDING, Catalog, File, FileText, Meta, Metadata, NewFile, _passing
 from search.filters import Filters
+from search.keyword_index import _SEPARATOR as SEPARATOR
 from search.keyword import Keyword, parse_keywords
 
 ROOT = "/library"
@@ -244,7 +244,7 @@ def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(em
     # a character beyond ASCII sort before "ka"); then elsewhere.
     assert found(empty, "ka")[:3] == ["kafka/kaka.wav", "mix/a\u212aa.wav", "mix/ka.wav"]
     assert found(empty, "ka")[-2:] == ["ka/plain.wav", "mix/tagged.wav"] and len(found(empty, "ka")) == 28
-    caplog.set_level(logging.DEBUG, logger="search.catalog")
+    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
     for text_ in ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"):
         expected = reference(empty, text_, Filters(), False, None)
         for limit in (1, 2, 3, 5, 100):  # a few files wanted are walked for; many, found by index
@@ -570,7 +570,7 @@ def test_words_of_two_letters_are_found_by_the_trigrams_they_begin_however_many_
     # SQLite finds a word of two letters as the trigrams it begins: the word followed by each
     # character the texts hold, kept in meta; past _CHARACTERS_MOST characters (names in many
     # scripts), by reading FTS5's vocabulary. Either way, the ranking promised.
-    from search.catalog import _CHARACTERS_KEY, _CHARACTERS_MOST
+    from search.keyword_index import _CHARACTERS_KEY, _CHARACTERS_MOST
 
     rng = random.Random(3)
     extra = [chr(0x4E00 + number) for number in range(_CHARACTERS_MOST + 50)] if scripts == "many" else ["é", "ü"]
@@ -605,7 +605,7 @@ def test_a_word_whose_trigrams_are_mostly_common_is_found_by_its_rare_part_and_t
     empty.session.execute(update(File).values(status=INDEXED))
     empty.commit()
     if empty.engine.dialect.name == "sqlite":
-        from search.catalog import _sparse_part
+        from search.keyword_index import _sparse_part
 
         cursor = empty.session.connection().connection.cursor()
         assert _sparse_part(cursor, "take1005") == "e1005" and _sparse_part(cursor, "fade") == "fade"
