@@ -1112,8 +1112,12 @@ class Catalog:
 
     def passing(self, file_ids: Sequence[int], filters: Filters) -> set[int]:
         """Those of ``file_ids`` that are indexed and pass ``filters``."""
-        query = select(File.id).where(_passing(filters)).where
-        return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(query(File.id.in_(chunk)))}
+        # PostgreSQL: the ids as one array (``_among``); 500 bound values took 12-18 ms at 10^6
+        # files, most of a broad filter's check, the array 3-7 ms. SQLite's IN is as fast as its array.
+        sqlite = self.session.get_bind().dialect.name == "sqlite"
+        query = select(File.id).where(_passing(filters))
+        return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(
+            query.where(File.id.in_(chunk) if sqlite else _among(File.id, chunk, False)))}
 
     def file_ids_matching(self, filters: Filters, at_most: int | None = None) -> np.ndarray | None:
         """Ids of the catalogued files that pass ``filters``, whatever their status (the windows'
