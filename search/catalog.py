@@ -131,7 +131,7 @@ class FileText(Base):
 
     Kept by the catalog on every write (``_keep_text``, ``add_files``) and indexed by the
     database's own full-text index: an FTS5 trigram index on SQLite, pg_trgm on PostgreSQL
-    and a tsvector of word ends there (``_TEXT_INDEX``, ``_WORDS_INDEX``). Lower-cased by Python, so both backends fold case alike, Unicode too."""
+    (``keyword_index._TEXT_INDEX``). Lower-cased by Python, so both backends fold case alike, Unicode too."""
 
     __tablename__ = "file_text"
     __table_args__ = (Index("ix_file_text_rank_key", "rank_key").ddl_if(dialect="sqlite"),)

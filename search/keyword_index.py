@@ -17,16 +17,14 @@ import itertools
 import logging
 import math
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, ColumnElement, and_, bindparam, case, cast, column, delete, exists, false, func, insert, inspect,
+    BigInteger, ColumnElement, and_, case, column, delete, exists, false, func, insert, inspect,
     literal, not_, or_, select, tablesample, text, true, union_all, update,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -61,7 +59,6 @@ def build(engine) -> None:
         # Made whole from the filled table: several times faster than kept up row by row.
         for statement in _TEXT_INDEX_DROP.get(connection.dialect.name, ()):
             connection.exec_driver_sql(statement)
-        connection.execute(delete(Meta).where(Meta.key == _WORDS_KEY))
         if not _has_rank_key(connection):
             connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN rank_key BIGINT")
         for index in FileText.__table__.indexes:
@@ -182,9 +179,10 @@ _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole
 _BEYOND_ASCII = "(name || about) ~ '[^\\x01-\\x7f]'"
 
 # Substring matching is what keyword search promises ("door" finds "DOORWood", "oor" too), so
-# trigram indexes, not word indexes (a tsvector of a text's words finds words and stems, never
-# parts of words): FTS5's trigram tokenizer on SQLite (3.34+), pg_trgm's GIN operator class on
-# PostgreSQL; there, a tsvector of the ends of words besides (``_WORDS_INDEX``).
+# trigram indexes, not word indexes (a tsvector finds words and stems, never parts of words;
+# one of the ends of every word found a word's files at 10^6 files a third slower than
+# pg_trgm, and made its index 326 MB: docs/benchmarks.md, section 6): FTS5's trigram tokenizer
+# on SQLite (3.34+), pg_trgm's GIN operator class on PostgreSQL.
 # SQLite's index reads FileText as its external content, kept in step by triggers.
 _TEXT_INDEX = {
     "sqlite": (
@@ -211,42 +209,11 @@ _TEXT_INDEX = {
         f"CREATE INDEX IF NOT EXISTS file_text_beyond_ascii ON file_text (({_BEYOND_ASCII}))",
     ),
 }
-# PostgreSQL's index of words and their ends (``_WORDS_FUNCTION``), for a word wanted
-# alone of letters and digits (``_find_by_words``): pg_trgm finds no trigram in two letters,
-# and re-checks every file it finds. A text too long for a tsvector of its suffixes (1 MB at
-# most) stands in the index as _LONG_TEXT alone, a lexeme no word is the start of, which every
-# search of the index asks for too: such texts are then tested by LIKE.
-_WORDS_FUNCTION = "clapdex_word_ends_v1"
-_WORD_LONGEST = 32  # the longest suffix kept: a word longer is looked for as before
-_LONGEST_TEXT = 20_000  # characters: under 1 MB of suffixes of _WORD_LONGEST, whatever the text
-_LONG_TEXT = "~long"
-_WORDS_INDEX = (
-    # Each run of ASCII letters and digits of a text (already lower-cased by Python), its suffixes
-    # of two characters or more, cut at _WORD_LONGEST: a word of such characters is in the text
-    # exactly when it begins one of them ("oor" begins "oorwood", of "doorwood"), which the
-    # index finds as a prefix (``'oor':*``). The characters are listed, not a range: no locale
-    # can widen them.
-    f"CREATE FUNCTION {_WORDS_FUNCTION}(value text) RETURNS tsvector LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE "
-    f"AS $$ SELECT CASE WHEN length(value) > {_LONGEST_TEXT} THEN array_to_tsvector('{{{_LONG_TEXT}}}') ELSE ("
-    f"SELECT array_to_tsvector(coalesce(array_agg(DISTINCT left(substr(run, start), {_WORD_LONGEST})), '{{}}')) "
-    "FROM regexp_split_to_table(value, '[^0123456789abcdefghijklmnopqrstuvwxyz]+') AS run, "
-    "generate_series(1, length(run) - 1) AS start) END $$",
-    f"CREATE INDEX IF NOT EXISTS file_text_words ON file_text USING gin "
-    f"({_WORDS_FUNCTION}(name), {_WORDS_FUNCTION}(about))",
-)
-_WORD = re.compile(f"[0-9a-z]{{2,{_WORD_LONGEST}}}")
-# meta's key and value once the catalog has the index of words: a reader of a catalog whose
-# writer has not made it yet looks for words as before.
-_WORDS_KEY, _WORDS_VERSION = "keyword_words", "1"
-# The memory PostgreSQL sorts the index's entries in when it is built (4 minutes at 10^6 files
-# with 256 MB; its default, 64 MB, spills them to disk many times over).
-_WORDS_BUILD_MEMORY = "256MB"
 _TEXT_INDEX_DROP = {
     "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
                "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_terms",
                "DROP TABLE IF EXISTS file_text_index"),
-    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii",
-                   "DROP INDEX IF EXISTS file_text_words"),
+    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii"),
 }
 
 
@@ -254,37 +221,11 @@ def _create_text_index(connection) -> None:
     try:
         for statement in _TEXT_INDEX.get(connection.dialect.name, ()):
             connection.exec_driver_sql(statement)
-        if connection.dialect.name == "postgresql":
-            _create_words_index(connection)
     except DBAPIError as error:
         reason = str(error.orig or error).strip().splitlines()[0]
         raise KeywordIndexUnavailable(
             f"the catalog's database cannot make the keyword index ({reason}); on PostgreSQL, have the "
             "database's owner run CREATE EXTENSION pg_trgm in it") from None
-
-
-def _create_words_index(connection) -> None:
-    """PostgreSQL's index of words (``_WORDS_INDEX``), made once; noted in meta (``_WORDS_KEY``)."""
-    if connection.scalar(select(Meta.value).where(Meta.key == _WORDS_KEY)) == _WORDS_VERSION:
-        return
-    connection.exec_driver_sql("LOCK TABLE file_text IN SHARE MODE")  # two writers opening it at once make it once
-    if connection.scalar(select(Meta.value).where(Meta.key == _WORDS_KEY)) == _WORDS_VERSION:
-        return
-    files = connection.scalar(select(func.count()).select_from(FileText))
-    if files:
-        log.info("building the keyword index of words of %d files (once)", files)
-    clock = time.monotonic()
-    connection.execute(text("SELECT set_config('maintenance_work_mem', :memory, true)"),
-                       {"memory": _WORDS_BUILD_MEMORY})
-    function, *indexes = _WORDS_INDEX
-    if connection.scalar(text("SELECT to_regprocedure(:name)"), {"name": f"{_WORDS_FUNCTION}(text)"}) is None:
-        connection.exec_driver_sql(function)
-    for statement in indexes:
-        connection.exec_driver_sql(statement)
-    connection.execute(delete(Meta).where(Meta.key == _WORDS_KEY))
-    connection.execute(insert(Meta).values(key=_WORDS_KEY, value=_WORDS_VERSION))
-    if files:
-        log.info("built the keyword index of words in %.0f s", time.monotonic() - clock)
 
 
 def text_kept(connection) -> bool:
@@ -778,17 +719,16 @@ def _postgresql_tiers(session: Session, query: KeywordQuery, files: int) -> Iter
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
     beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
     ranks the files holding two or more, and each word's tiers of the files holding it alone
-    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array; a word of
-    letters and digits alone, or of two letters, has tiers of its own, each found through an
-    index or walked in name order, as a sample says is cheaper (``_sampled_tiers``)."""
+    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array, or, for one
+    word wanted, walked in name order where a sample says that is cheaper (``_sampled_tiers``)."""
     matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
     wanted = query.wanted
     alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
-    if len(wanted) == 1 and _WORD.fullmatch(wanted[0]) and _has_words_index(session):
-        yield from _sampled_tiers(session, query, alone, files, _find_by_words, _WORD_FOUND_COST)
-        return
     if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
-        yield from _sampled_tiers(session, query, alone, files, _find_by_pairs, _FOUND_COST)
+        yield from _sampled_tiers(session, query, alone, files, _find_by_pairs, _FOUND_COST, False)
+        return
+    if len(wanted) == 1 and len(wanted[0]) >= 3:
+        yield from _sampled_tiers(session, query, alone, files, _find_by_trigrams, _TRIGRAM_FOUND_COST, True)
         return
     if len(wanted) == 1:
         for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
@@ -836,25 +776,25 @@ def _one_word_conditions(query: KeywordQuery, alone: bool, name, about) -> list[
 # is one of the few beyond ASCII (``_BEYOND_ASCII``, an index of its own). That finds a tier of
 # few files. A tier of many (two letters are in up to every file) is walked in name order
 # instead, each file's text looked up, the name first tested on the index's own copy of it:
-# which of the two is cheaper is told by a sample of the texts (``_PAIR_SAMPLE`` rows).
+# which of the two is cheaper is told by a sample of the texts (``_PAIR_SAMPLE`` rows). A word
+# of three characters or more is told the same way: a common word's tier ("close", in the name
+# and elsewhere of 9% of the files) walked for a page's files instead of gathered whole (90,000
+# files: 150-190 ms at 10^6 files, the walk 15).
 _PAIR = re.compile("[a-z0-9]{2}")
 _PAIR_SAMPLE = 4_000
 # Relative costs, measured at 10^6 files under a load of 11 on 2 cores: a file walked in name
 # order whose name is tested on the index (1.6 us), a file whose text is looked up (15-20 us),
 # a file of a tier found by index (18 us: its text read, the expressions and LIKE tested again).
 _STEP_COST, _LOOKUP_COST, _FOUND_COST = 1, 10, 12
-# A file of a tier found through the index of words (``_find_by_words``): its text read once and
-# tested by LIKE, the index's entries exact (no expression tested again).
-_WORD_FOUND_COST = 1
+# A file pg_trgm's index finds for a tier of a word of three characters or more (``_find_by_trigrams``),
+# each file holding the word where the tier needs it (a tier with the word in the name only is
+# found among all those with it in the name): 2-3 us at 10^6 files.
+_TRIGRAM_FOUND_COST = 1.5
 
 
 class _Walked(NamedTuple):
     """A tier found by walking the files in name order, ``members`` telling its files."""
     members: ColumnElement[bool]
-
-
-def _has_words_index(session: Session) -> bool:
-    return session.scalar(select(Meta.value).where(Meta.key == _WORDS_KEY)) == _WORDS_VERSION
 
 
 def _followed(column, word: str) -> ColumnElement[bool]:
@@ -863,11 +803,12 @@ def _followed(column, word: str) -> ColumnElement[bool]:
 
 
 def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: int, find: Callable,
-                   found_cost: float) -> Iterator[Callable]:
-    """``_postgresql_tiers`` for one word wanted that an index finds whole (``find``, at
-    ``found_cost`` a file; ``_find_by_words``, or ``_find_by_pairs`` for two letters): each tier
-    a function of how many files are still wanted, giving its files or a ``_Walked`` (``files``:
-    about how many the catalog holds)."""
+                   found_cost: float, by_candidates: bool) -> Iterator[Callable]:
+    """``_postgresql_tiers`` for one word wanted: each tier a function of how many files are
+    still wanted, giving its files or a ``_Walked`` (``files``: about how many the catalog
+    holds). A tier is found through the indexes by ``find`` (``_find_by_trigrams``, or
+    ``_find_by_pairs`` for two letters), at ``found_cost`` for each of its files, or, with
+    ``by_candidates``, for each file holding the word where the tier needs it."""
     word = query.wanted[0]
     sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * _PAIR_SAMPLE / max(files, 1))),
                           name="sampled", seed=literal(0))
@@ -883,39 +824,48 @@ def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: in
     tiers = _one_word_conditions(query, alone, FileText.name, FileText.about)
     # Which of the name and the rest each tier needs the word in, for the indexes' conditions.
     needs = [(True, True), (True, False), (False, True), (False, False)]
-    for place, (tier, share, (in_name, elsewhere)) in enumerate(zip(tiers, shares, needs)):
-        # The tier's condition on other columns than FileText's (``_find_by_words``).
-        on = functools.partial(lambda place, name, about: _one_word_conditions(query, alone, name, about)[place], place)
-        yield functools.partial(_sampled_tier, session, word, tier, on, share, named / counted, in_name, elsewhere,
-                                files, find, found_cost)
+    # The files holding the word where each tier needs it, which pg_trgm's index reads for it.
+    candidates = [both / counted, named / counted, about / counted, 1.0]
+    for tier, share, candidate, (in_name, elsewhere) in zip(tiers, shares, candidates, needs):
+        found = candidate if by_candidates else share
+        yield functools.partial(_sampled_tier, session, word, tier, share, named / counted, in_name, elsewhere,
+                                files, find, found * files * found_cost)
 
 
-def _sampled_tier(session: Session, word: str, tier: ColumnElement[bool], on: Callable, share: float, named: float,
+def _sampled_tier(session: Session, word: str, tier: ColumnElement[bool], share: float, named: float,
                   in_name: bool, elsewhere: bool, files: int, find: Callable, found_cost: float,
                   remaining: int) -> list[int] | _Walked:
-    """A tier of ``_sampled_tiers`` (``tier``: its condition on FileText, ``on`` it on other
-    columns given as (name, about); ``share``: the part of
-    the sample in it; ``named``: the part with the word in its name), when ``remaining`` files
-    are wanted: walked if that is estimated cheaper than finding it through the indexes."""
+    """A tier of ``_sampled_tiers`` (``tier``: its condition on FileText; ``share``: the part of
+    the sample in it; ``named``: the part with the word in its name; ``found_cost``: finding it
+    through the indexes), when ``remaining`` files are wanted: walked if that is estimated cheaper."""
     if share:
         walked = remaining / share  # files walked in name order to find those wanted
         cost = walked * (_STEP_COST + (named if in_name else 1) * _LOOKUP_COST)
-        if cost < share * files * found_cost:
+        if cost < found_cost:
             log.debug("%r: a tier of about %d files walked for %d", word, share * files, remaining)
             text_of = select(tier).where(FileText.file_id == File.id).scalar_subquery()
             if not in_name:
                 return _Walked(text_of)
             # The name as Python's lower() makes it holds the word only if the name holds it in
             # some case, or goes beyond ASCII (whose characters Python may lower into ASCII).
-            cased = "".join(f"[{letter}{letter.upper()}]" if letter.isalpha() else letter for letter in word)
+            cased = "".join(_any_case(character) for character in word)
             return _Walked(and_(File.name.op("~", is_comparison=True)(f"{cased}|[^\\x01-\\x7f]"), text_of))
     log.debug("%r: a tier of about %d files found by index", word, share * files)
     if not (in_name or elsewhere):  # matched by exclusions alone: no index finds what a file lacks
         return session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
-    return find(session, word, tier, on, in_name, elsewhere)
+    return find(session, word, tier, in_name, elsewhere)
 
 
-def _find_by_pairs(session: Session, word: str, tier: ColumnElement[bool], _on: Callable, in_name: bool,
+def _any_case(character: str) -> str:
+    """PostgreSQL's regular expression of ``character`` in either case (a letter) or itself:
+    a backslash before any other that is not a digit (where a letter or digit would make one
+    of its escapes)."""
+    if character.isalpha():
+        return f"[{character}{character.upper()}]"
+    return character if character.isdigit() else "\\" + character
+
+
+def _find_by_pairs(session: Session, word: str, tier: ColumnElement[bool], in_name: bool,
                    elsewhere: bool) -> list[int]:
     """The files of ``tier`` of a word of two letters or digits, found through pg_trgm's index
     (the trigrams the word begins) and that of the texts beyond ASCII."""
@@ -926,20 +876,10 @@ def _find_by_pairs(session: Session, word: str, tier: ColumnElement[bool], _on: 
     return session.scalar(select(func.array_agg(found.c.file_id))) or []
 
 
-def _find_by_words(session: Session, word: str, _tier: ColumnElement[bool], on: Callable, in_name: bool,
-                   elsewhere: bool) -> list[int]:
-    """The files of ``tier`` of a word of letters and digits, found through the index of words:
-    the files whose text may hold the word where the tier wants it, read once (MATERIALIZED: the
-    planner would otherwise read pg_trgm's index for the tier's LIKE and the index's expression
-    for every file), then tested exactly by the tier's own condition."""
-    # The word a prefix (only letters and digits: nothing to quote), or a text too long to be in the index.
-    prefix = cast(bindparam("word_prefix", f"'{word}':* | '{_LONG_TEXT}'", unique=True), TSQUERY)
-    near = and_(*(getattr(func, _WORDS_FUNCTION)(column).op("@@", is_comparison=True)(prefix)
-                  for column, needed in ((FileText.name, in_name), (FileText.about, elsewhere)) if needed))
-    candidates = select(FileText.file_id, FileText.name, FileText.about).where(near).cte("candidates").prefix_with(
-        "MATERIALIZED")
-    tier = on(candidates.c.name, candidates.c.about)
-    return session.scalar(select(func.array_agg(candidates.c.file_id)).where(tier)) or []
+def _find_by_trigrams(session: Session, word: str, tier: ColumnElement[bool], in_name: bool,
+                      elsewhere: bool) -> list[int]:
+    """The files of ``tier`` of a word of three characters or more: pg_trgm's index finds them (``_holds``)."""
+    return session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
 
 
 def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray | Callable], filters: Filters,
