@@ -725,10 +725,11 @@ def _postgresql_tiers(session: Session, query: KeywordQuery, files: int) -> Iter
     wanted = query.wanted
     alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
     if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
-        yield from _sampled_tiers(session, query, alone, files, _find_by_pairs, _FOUND_COST, False)
+        yield from _sampled_tiers(session, query, alone, files, _PAIR_SAMPLE, _find_by_pairs, _FOUND_COST, False)
         return
     if len(wanted) == 1 and len(wanted[0]) >= 3:
-        yield from _sampled_tiers(session, query, alone, files, _find_by_trigrams, _TRIGRAM_FOUND_COST, True)
+        yield from _sampled_tiers(session, query, alone, files, _WORD_SAMPLE, _find_by_trigrams, _TRIGRAM_FOUND_COST,
+                                  True)
         return
     if len(wanted) == 1:
         for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
@@ -779,9 +780,10 @@ def _one_word_conditions(query: KeywordQuery, alone: bool, name, about) -> list[
 # which of the two is cheaper is told by a sample of the texts (``_PAIR_SAMPLE`` rows). A word
 # of three characters or more is told the same way: a common word's tier ("close", in the name
 # and elsewhere of 9% of the files) walked for a page's files instead of gathered whole (90,000
-# files: 150-190 ms at 10^6 files, the walk 15).
+# files: 150-190 ms at 10^6 files, the walk 15), from a smaller sample (``_WORD_SAMPLE``): most
+# words are rare, found by index whatever the sample says, and 4,000 rows cost them 2 ms of 40.
 _PAIR = re.compile("[a-z0-9]{2}")
-_PAIR_SAMPLE = 4_000
+_PAIR_SAMPLE, _WORD_SAMPLE = 4_000, 1_000
 # Relative costs, measured at 10^6 files under a load of 11 on 2 cores: a file walked in name
 # order whose name is tested on the index (1.6 us), a file whose text is looked up (15-20 us),
 # a file of a tier found by index (18 us: its text read, the expressions and LIKE tested again).
@@ -802,15 +804,16 @@ def _followed(column, word: str) -> ColumnElement[bool]:
     return column.op("~", is_comparison=True)(word + "[\\x01-\\x7f]")
 
 
-def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: int, find: Callable,
+def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: int, sample: int, find: Callable,
                    found_cost: float, by_candidates: bool) -> Iterator[Callable]:
     """``_postgresql_tiers`` for one word wanted: each tier a function of how many files are
     still wanted, giving its files or a ``_Walked`` (``files``: about how many the catalog
-    holds). A tier is found through the indexes by ``find`` (``_find_by_trigrams``, or
-    ``_find_by_pairs`` for two letters), at ``found_cost`` for each of its files, or, with
-    ``by_candidates``, for each file holding the word where the tier needs it."""
+    holds; ``sample``: about how many texts tell the tiers' shares). A tier is found through
+    the indexes by ``find`` (``_find_by_trigrams``, or ``_find_by_pairs`` for two letters), at
+    ``found_cost`` for each of its files, or, with ``by_candidates``, for each file holding the
+    word where the tier needs it."""
     word = query.wanted[0]
-    sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * _PAIR_SAMPLE / max(files, 1))),
+    sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * sample / max(files, 1))),
                           name="sampled", seed=literal(0))
     holds = select(_holds(sampled.c.name, word).label("named"), _holds(sampled.c.about, word).label("about")) \
         .select_from(sampled).subquery()
