@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from library_scale import PUBLISHERS, SUBCATEGORIES, TAG_VOCABULARY, WORDS  # noqa: E402
 
 from indexer.pipeline import SCAN_BATCH  # noqa: E402
-from search.catalog import _TEXT_KEY, Catalog, Meta, Metadata, NewFile  # noqa: E402
+from search.catalog import Catalog, Meta, Metadata, NewFile  # noqa: E402
+from search.keyword_index import _TEXT_KEY  # noqa: E402
 
 
 def new_files(count: int, root: str, seed: int) -> list[NewFile]:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import functools
 import itertools
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -29,10 +27,10 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy import (
     ARRAY, BigInteger, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, Select, String, Text, TypeDecorator,
-    and_, any_, bindparam, case, cast, column, create_engine, delete, event, exists, false, func, insert, inspect,
-    literal, not_, or_, select, tablesample, text, true, union_all, update,
+    and_, any_, bindparam, cast, create_engine, delete, event, exists, func, insert, inspect, or_, select, text, true,
+    update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.sqltypes import NullType
@@ -40,7 +38,7 @@ from sqlalchemy.sql.sqltypes import NullType
 from encoders.audio import AUDIO_EXTENSIONS
 from search import ucs
 from search.filters import Filters
-from search.keyword import Keyword, KeywordQuery
+from search.keyword import KeywordQuery
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +131,7 @@ class FileText(Base):
 
     Kept by the catalog on every write (``_keep_text``, ``add_files``) and indexed by the
     database's own full-text index: an FTS5 trigram index on SQLite, pg_trgm on PostgreSQL
-    (``_TEXT_INDEX``). Lower-cased by Python, so both backends fold case alike, Unicode too."""
+    (``keyword_index._TEXT_INDEX``). Lower-cased by Python, so both backends fold case alike, Unicode too."""
 
     __tablename__ = "file_text"
     __table_args__ = (Index("ix_file_text_rank_key", "rank_key").ddl_if(dialect="sqlite"),)
@@ -410,6 +408,10 @@ class KeyNameTaken(ValueError):
         super().__init__(f"a key named {name} exists already (revoked keys keep their names); choose another name")
 
 
+class KeywordIndexUnavailable(RuntimeError):
+    """The database cannot make the keyword index (PostgreSQL without the pg_trgm extension)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Facets:
     """What the library holds, for offering filters: each list sorted, durations in seconds."""
@@ -472,45 +474,7 @@ class Catalog:
         if self.engine.dialect.name == "postgresql":  # the paths' index without the ids, replaced above
             with self.engine.begin() as connection:
                 connection.exec_driver_sql("DROP INDEX IF EXISTS ix_files_path_pattern")
-        self._build_keyword_index()
-
-    def _build_keyword_index(self) -> None:
-        with self.engine.begin() as connection:
-            # A catalog made before the rank keys (create_all adds no column to a table there);
-            # on SQLite, where they are kept, below, as the index is built again for them.
-            if connection.dialect.name == "postgresql" and not _has_rank_key(connection):
-                connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN IF NOT EXISTS rank_key BIGINT")
-            _create_text_index(connection)
-            if _text_kept(connection):
-                return
-        with self.engine.begin() as connection:
-            _lock_text(connection)
-            if _text_kept(connection):  # another process built it while this one waited
-                return
-            files = connection.scalar(select(func.count()).select_from(File))
-            if files:  # a new catalog has nothing to say
-                log.info("building the keyword index of %d files", files)
-            # Made whole from the filled table: several times faster than kept up row by row.
-            for statement in _TEXT_INDEX_DROP.get(connection.dialect.name, ()):
-                connection.exec_driver_sql(statement)
-            if not _has_rank_key(connection):
-                connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN rank_key BIGINT")
-            for index in FileText.__table__.indexes:
-                index.create(connection, checkfirst=True)
-            connection.execute(delete(FileText))
-            connection.execute(delete(Meta).where(Meta.key == _CHARACTERS_KEY))
-            last = connection.scalar(select(func.max(File.id))) or 0
-            keys = _name_keys(connection, last)
-            for first in range(0, last + 1, _BUILD_STEP):
-                _add_texts(connection, _texts(connection, File.id.between(first, first + _BUILD_STEP - 1), keys))
-            _create_text_index(connection)
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('rebuild')")
-                # One segment instead of the dozens a rebuild leaves: each list is then read from
-                # one place (at 2 x 10^5 files, a third less CPU for three words or AND/OR/NOT).
-                connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('optimize')")
-            connection.execute(delete(Meta).where(Meta.key == _TEXT_KEY))
-            connection.execute(insert(Meta).values(key=_TEXT_KEY, value=_text_version(connection)))
+        keyword_index.build(self.engine)
 
     def reader(self) -> Catalog:
         """Another unit of work on the same database, sharing this one's connections: one per
@@ -657,9 +621,8 @@ class Catalog:
         tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
-        if _text_kept(self.session):
-            _add_texts(self.session, [(row["name"], _file_text(ids[file.path], row, file_tags, None))
-                                      for file, row, file_tags in zip(files, rows, tags)])
+        keyword_index.add_new_files(self.session, [(ids[file.path], row, file_tags)
+                                                   for file, row, file_tags in zip(files, rows, tags)])
         return [ids[file.path] for file in files]
 
     def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
@@ -1047,30 +1010,7 @@ class Catalog:
         Read through the keyword index. A catalog made before there was one, opened only to
         read (writers build it), is scanned instead, its case folded as its database's lower()
         folds it (SQLite: ASCII only)."""
-        # With suggestions, a word may match a file whose text lacks it: no index narrows the files down.
-        if _text_kept(self.session):
-            walked, matching = (None, []) if filters.suggested else _walk_tiers(
-                self.session, query, filters, pending, exclude_id, limit)
-            if walked is not None:
-                return walked
-            in_name, elsewhere = functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about)
-            statement = select(File.id).join(FileText, FileText.file_id == File.id)
-            if not filters.suggested:
-                statement = statement.where(*(matching or _narrowing(query, self.engine.dialect.name)))
-        else:
-            in_name, elsewhere = functools.partial(_contains, File.name), _describes
-            statement = select(File.id)
-        if filters.suggested:
-            elsewhere = functools.partial(_described_or_suggested, elsewhere)
-        relevance = _relevance(query, in_name, elsewhere)
-        statement = (
-            statement
-            .where(_keywords_match(query, lambda word: or_(in_name(word), elsewhere(word))),
-                   _passing(filters, pending), true() if exclude_id is None else File.id != exclude_id)
-            .order_by(relevance.desc(), File.name, File.id)
-            .limit(limit)
-        )
-        return list(self.session.scalars(statement))
+        return keyword_index.ranked(self.session, query, filters, pending, exclude_id, limit)
 
     def sort_keys(self, file_ids: Sequence[int], sort: str) -> dict[int, tuple]:
         """file id -> its key for ``sort`` (one of SORTS): (the column's value, the lower-case name)."""
@@ -1172,8 +1112,12 @@ class Catalog:
 
     def passing(self, file_ids: Sequence[int], filters: Filters) -> set[int]:
         """Those of ``file_ids`` that are indexed and pass ``filters``."""
-        query = select(File.id).where(_passing(filters)).where
-        return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(query(File.id.in_(chunk)))}
+        # PostgreSQL: the ids as one array (``_among``); 500 bound values took 12-18 ms at 10^6
+        # files, most of a broad filter's check, the array 3-7 ms. SQLite's IN is as fast as its array.
+        sqlite = self.session.get_bind().dialect.name == "sqlite"
+        query = select(File.id).where(_passing(filters))
+        return {file_id for chunk in _chunks(file_ids) for file_id in self.session.scalars(
+            query.where(File.id.in_(chunk) if sqlite else _among(File.id, chunk, False)))}
 
     def file_ids_matching(self, filters: Filters, at_most: int | None = None) -> np.ndarray | None:
         """Ids of the catalogued files that pass ``filters``, whatever their status (the windows'
@@ -1314,608 +1258,10 @@ def _passing(filters: Filters, pending: bool = False) -> ColumnElement[bool]:
     return and_(File.status.in_((INDEXED, PENDING) if pending else (INDEXED,)), *file_conditions(filters))
 
 
-def _relevance(query: KeywordQuery, in_name: Callable[[str], ColumnElement[bool]],
-               elsewhere: Callable[[str], ColumnElement[bool]]) -> ColumnElement[int]:
-    """A file's relevance to ``query``: 2 for each word wanted in its name, 1 for each elsewhere."""
-    return sum((case((in_name(word), 2), else_=0) + case((elsewhere(word), 1), else_=0) for word in query.wanted),
-               start=literal(0))
-
-
-def _keywords_match(query: KeywordQuery, found: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
-    """A WHERE clause true for the files ``query`` matches, an OR of ANDs, ``found`` saying
-    where a file holds a word."""
-    if not query:
-        return true()
-    return or_(*(and_(*(_keyword_clause(keyword, found) for keyword in group)) for group in query.alternatives))
-
-
-def _keyword_clause(keyword: Keyword, found: Callable[[str], ColumnElement[bool]]) -> ColumnElement[bool]:
-    return not_(found(keyword.word)) if keyword.negated else found(keyword.word)
-
-
-def _describes(word: str) -> ColumnElement[bool]:
-    """``word`` is somewhere in what the catalog says about the file, other than its name."""
-    # The folder below the root: every file shares the root's own path, so it says nothing.
-    below_root = func.substr(File.folder, func.length(File.root) + 1)
-    columns = (below_root, File.title, File.description, File.ucs_cat_id, File.ucs_category, File.ucs_subcategory)
-    tagged = exists().where(FileTag.file_id == File.id, _contains(FileTag.tag, word))
-    return or_(*(_contains(column, word) for column in columns), tagged)
-
-
-def _described_or_suggested(described: Callable[[str], ColumnElement[bool]], word: str) -> ColumnElement[bool]:
-    """``described(word)``, or ``word`` names the UCS label suggested first for the file or
-    accepted for it: in its CatID ("wood" in "DOORWood") or its category's name ("door" in DOORS)."""
-    shorts = ucs.shorts_naming(word)
-    best = select(Suggestion.file_id).where(Suggestion.kind == "ucs", Suggestion.rank == 1,
-                                            or_(Suggestion.category.in_(shorts), _contains(Suggestion.value, word)))
-    accepted = select(Tagging.file_id).where(or_(_contains(Tagging.accepted, word),
-                                                 *(_starting(Tagging.accepted, short) for short in shorts)))
-    return or_(described(word), File.id.in_(best), File.id.in_(accepted))
-
-
-def _contains(column, word: str) -> ColumnElement[bool]:
-    # coalesce: a NULL column must read as "no match", not poison a NOT into NULL.
-    return func.lower(func.coalesce(column, "")).contains(word, autoescape=True)
-
-
-# --- the keyword index: file_text, its full-text index, and who keeps them
-
-# Between a file's fields in FileText.about: parse_keywords splits words at it as at any white
-# space, and a quoted phrase holding it is never found (``_holds``), so nothing spans two fields.
-_SEPARATOR = "\x1f"
-_ABOUT = ("title", "description", "ucs_cat_id", "ucs_category", "ucs_subcategory")
-# FileText is made of these: a change to any of them (or to the tags) makes the file's text again.
-_TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
-# meta's key and value once every file has its text as _file_text makes it: a new version (a
-# change to what the text holds) builds it again on the next open for writing.
-_TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "3", "postgresql": "1"}
-_BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
-
-# A text holding a character beyond ASCII (PostgreSQL's regular expression; a constant of the
-# SQL, so that the planner matches it to the index of that name).
-_BEYOND_ASCII = "(name || about) ~ '[^\\x01-\\x7f]'"
-
-# Substring matching is what keyword search promises ("door" finds "DOORWood", "oor" too), so
-# trigram indexes, not word indexes (a tsvector finds words and stems, never parts of words):
-# FTS5's trigram tokenizer on SQLite (3.34+), pg_trgm's GIN operator class on PostgreSQL.
-# SQLite's index reads FileText as its external content, kept in step by triggers.
-_TEXT_INDEX = {
-    "sqlite": (
-        "CREATE VIRTUAL TABLE IF NOT EXISTS file_text_index USING fts5(name, about, content='file_text', "
-        "content_rowid='rank_key', tokenize='trigram case_sensitive 1')",
-        # Its trigrams, for the words of two letters (``_fts_words``).
-        "CREATE VIRTUAL TABLE IF NOT EXISTS file_text_terms USING fts5vocab(file_text_index, row)",
-        "CREATE TRIGGER IF NOT EXISTS file_text_added AFTER INSERT ON file_text BEGIN "
-        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.rank_key, new.name, new.about); END",
-        "CREATE TRIGGER IF NOT EXISTS file_text_removed AFTER DELETE ON file_text BEGIN "
-        "INSERT INTO file_text_index(file_text_index, rowid, name, about) "
-        "VALUES ('delete', old.rank_key, old.name, old.about); END",
-        "CREATE TRIGGER IF NOT EXISTS file_text_changed AFTER UPDATE ON file_text BEGIN "
-        "INSERT INTO file_text_index(file_text_index, rowid, name, about) "
-        "VALUES ('delete', old.rank_key, old.name, old.about); "
-        "INSERT INTO file_text_index(rowid, name, about) VALUES (new.rank_key, new.name, new.about); END",
-    ),
-    "postgresql": (
-        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-        "CREATE INDEX IF NOT EXISTS file_text_trigrams ON file_text USING gin (name gin_trgm_ops, about gin_trgm_ops)",
-        # The few texts beyond ASCII, for two letters (``_pair_tiers``): an index of the expression
-        # itself, whose statistics tell the planner how few they are (it guesses that a regular
-        # expression keeps most rows, and read every text for a partial index's few).
-        f"CREATE INDEX IF NOT EXISTS file_text_beyond_ascii ON file_text (({_BEYOND_ASCII}))",
-    ),
-}
-_TEXT_INDEX_DROP = {
-    "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
-               "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_terms",
-               "DROP TABLE IF EXISTS file_text_index"),
-    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii"),
-}
-
-
-class KeywordIndexUnavailable(RuntimeError):
-    """The database cannot make the keyword index (PostgreSQL without the pg_trgm extension)."""
-
-
-def _create_text_index(connection) -> None:
-    try:
-        for statement in _TEXT_INDEX.get(connection.dialect.name, ()):
-            connection.exec_driver_sql(statement)
-    except DBAPIError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
-        raise KeywordIndexUnavailable(
-            f"the catalog's database cannot make the keyword index ({reason}); on PostgreSQL, have the "
-            "database's owner run CREATE EXTENSION pg_trgm in it") from None
-
-
-def _text_kept(connection) -> bool:
-    """Every file has its text, as this version makes it (``connection``: or a session)."""
-    return connection.scalar(select(Meta.value).where(Meta.key == _TEXT_KEY)) == _text_version(connection)
-
-
-def _has_rank_key(connection) -> bool:
-    return any(column["name"] == "rank_key" for column in inspect(connection).get_columns(FileText.__tablename__))
-
-
-def _text_version(connection) -> str:
-    return _TEXT_VERSIONS[_dialect(connection)]
-
-
-def _dialect(connection) -> str:
-    """The name of the database of ``connection`` (or of a session)."""
-    return (connection.get_bind() if isinstance(connection, Session) else connection).dialect.name
-
-
-def _lock_text(connection) -> None:
-    # Two processes opening an old catalog at once build its text once: the second waits here
-    # for the first to commit, then finds it built.
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("LOCK TABLE file_text IN EXCLUSIVE MODE")
-    else:  # a write as a transaction's first statement takes SQLite's write lock before anything is read
-        connection.execute(update(Meta).where(Meta.key == _TEXT_KEY).values(value=Meta.value))
-
-
-def _file_text(file_id: int, fields, tags: Iterable[str], rank_key: int | None) -> dict:
-    """FileText's row for a file whose columns ``fields`` (a mapping) holds, with its ``tags``
-    and, on SQLite, its ``rank_key``."""
-    # The folder below the root: every file shares the root's own path, so it says nothing.
-    about = [value.lower() for value in (fields["folder"][len(fields["root"]):], *(fields[name] for name in _ABOUT),
-                                         *tags) if value]
-    # Each ends with the separator, so that a word of two letters ending a field is still the
-    # beginning of one of its trigrams (``_fts_words``).
-    row = {"file_id": file_id, "name": fields["name"].lower() + _SEPARATOR,
-           "about": _SEPARATOR.join(about) + _SEPARATOR if about else ""}
-    return row if rank_key is None else {**row, "rank_key": rank_key}
-
-
-def _texts(connection, which: ColumnElement[bool], keys: np.ndarray | None = None) -> list[tuple[str, dict]]:
-    """FileText's rows for the files ``which`` selects, as they are now, each with its file's
-    name (``keys``: on SQLite, each file's rank key, by id, when every file's text is made at once)."""
-    tags: dict[int, list[str]] = {}
-    for file_id, tag in connection.execute(select(FileTag.file_id, FileTag.tag).join(File).where(which)):
-        tags.setdefault(file_id, []).append(tag)
-    columns = [File.id, *(getattr(File, name) for name in _TEXT_FIELDS)]
-    rows = connection.execute(select(*columns).where(which)).all()
-    return [(row.name, _file_text(row.id, row._mapping, tags.get(row.id, ()),
-                                  None if keys is None else int(keys[row.id]))) for row in rows]
-
-
-# --- SQLite: the keyword index read in name order
-#
-# A search lists the files of a tier of relevance by name (``File.name``, then ``File.id``).
-# FTS5 gives the files it finds in the order of their row ids, and stops at a LIMIT: so the
-# row id of a file in the index, its ``rank_key``, is its place in name order, exactly: the
-# keys of all files, taken in name order, only ever grow. Keys are small and close (built
-# _SPACING apart), because FTS5 stores each row id as a varint of its distance from the one
-# before in a word's list: keys holding the file id in their low bits made the index twice
-# as large, and every whole list read twice as slow. A file written later takes a key between
-# its neighbours' by name (``_add_texts``); where they have no key free between them, the keys
-# of the files around are spaced out again (``_spaced_out``), as few as leave room.
-_SPACING = 64
-_FIRST_KEY = 1 << 40  # the first key of a built index: room before it for files added first by name
-
-
-def _name_keys(connection, last: int) -> np.ndarray | None:
-    """On SQLite, every file's rank key when the index is built, by id (up to ``last``)."""
-    if connection.dialect.name != "sqlite":
-        return None
-    ordered = np.array(connection.execute(select(File.id).order_by(File.name, File.id)).scalars().all(), dtype=np.int64)
-    keys = np.zeros(last + 1, dtype=np.int64)
-    keys[ordered] = _FIRST_KEY + np.arange(len(ordered), dtype=np.int64) * _SPACING
-    return keys
-
-
-# The key of the file before (name, id) by name that has its text already.
-_BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
-               "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
-               "ORDER BY f.name DESC, f.id DESC LIMIT 1")
-_KEY_AFTER = text("SELECT min(rank_key) FROM file_text WHERE rank_key > :key")
-_KEYS_BELOW = text("SELECT rank_key FROM file_text WHERE rank_key < :key ORDER BY rank_key DESC LIMIT :count")
-_KEYS_ABOVE = text("SELECT rank_key FROM file_text WHERE rank_key > :key ORDER BY rank_key LIMIT :count")
-_MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
-
-
-def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
-    """Write FileText's rows ``texts`` (each with its file's name, as ``_texts`` gives them); on
-    SQLite, those without a rank key get one between the keys of their neighbours by name."""
-    if not texts:
-        return
-    if _dialect(connection) == "sqlite":
-        _note_characters(connection, [row for _, row in texts])
-    if _dialect(connection) != "sqlite" or all("rank_key" in row for _, row in texts):
-        connection.execute(insert(FileText), [row for _, row in texts])
-        return
-    # In name order, the files between the same two neighbours (which have their texts) are
-    # given their keys together, spread over the keys free between them; written in one
-    # statement at the end, or before keys move (``_place``).
-    group: list[dict] = []
-    written: list[dict] = []
-    before = None
-    for name, row in sorted(texts, key=lambda named: (named[0], named[1]["file_id"])):
-        found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
-        if group and found != before:
-            if _place(connection, before, group, written):  # keys moved: this file's neighbour's too, maybe
-                found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
-            group = []
-        if not group:
-            before = found
-        group.append(row)
-    _place(connection, before, group, written)
-    if written:
-        connection.execute(insert(FileText), written)
-
-
-# meta's key for every character the texts written since the index was built hold (those of
-# texts since removed too): a word of two letters is found as the trigrams it begins, the
-# word followed by each of them (``_fts_words``), without reading FTS5's vocabulary, which
-# counts every file of each trigram it lists (at 10^6 files, most of a two-letter search).
-_CHARACTERS_KEY = "keyword_characters"
-_CHARACTERS_MOST = 256  # more (a library named in many scripts): the vocabulary is read instead
-
-
-def _note_characters(connection, rows: Sequence[dict]) -> None:
-    """Add the characters of the texts ``rows`` to those meta keeps (_CHARACTERS_KEY)."""
-    seen: set[str] = set()
-    for row in rows:
-        seen.update(row["name"])
-        seen.update(row["about"])
-    known = connection.scalar(select(Meta.value).where(Meta.key == _CHARACTERS_KEY))
-    if known is not None and seen <= set(known):
-        return
-    connection.execute(delete(Meta).where(Meta.key == _CHARACTERS_KEY))
-    connection.execute(insert(Meta).values(key=_CHARACTERS_KEY, value="".join(sorted(seen | set(known or "")))))
-
-
-def _place(connection, before: int | None, rows: list[dict], written: list[dict]) -> bool:
-    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before the next
-    key, adding them to ``written`` (rows with keys, to be written); True if the keys of other
-    files had to move to make room (``written`` is written first, then emptied: they may move too)."""
-    after = connection.scalar(_KEY_AFTER, {"key": -1 if before is None else before})
-    count = len(rows)
-    if after is None:  # the last by name: room without end
-        low = _FIRST_KEY - _SPACING if before is None else before
-        high = low + (count + 1) * _SPACING
-    else:
-        low = max(0, after - (count + 1) * _SPACING) if before is None else before
-        high = after
-    moved = high - low - 1 < count
-    if moved:
-        if written:
-            connection.execute(insert(FileText), written)
-            written.clear()
-        keys = _spaced_out(connection, before, after, count)
-    else:
-        keys = [low + (place + 1) * (high - low) // (count + 1) for place in range(count)]
-    written += [{**row, "rank_key": key} for row, key in zip(rows, keys)]
-    return moved
-
-
-def _spaced_out(connection, before: int | None, after: int, count: int) -> list[int]:
-    """Room for ``count`` keys between ``before`` (None: the first) and ``after``, which have
-    none between them: the keys of the files around them (more and more of them, until their
-    span leaves at least _SPACING / 4 between keys, or they reach the last file) spread evenly
-    over that span. Returns the keys for the new files."""
-    width = max(16, count)
-    while True:
-        below = [] if before is None else connection.execute(
-            _KEYS_BELOW, {"key": before, "count": width + 1}).scalars().all()
-        above = connection.execute(_KEYS_ABOVE, {"key": after, "count": width + 1}).scalars().all()
-        lowest = below[width] if len(below) > width else 0  # kept where they are: the window's bounds
-        highest = above[width] if len(above) > width else None
-        left = [*reversed(below[:width]), *([] if before is None else [before])]
-        right = [after, *above[:width]]
-        total = len(left) + count + len(right)
-        spacing = _SPACING if highest is None else (highest - lowest) // (total + 1)
-        if spacing >= _SPACING // 4 or highest is None:
-            break
-        width *= 4
-    new = [lowest + (place + 1) * spacing for place in range(total)]
-    old = left + right
-    kept = new[:len(left)] + new[len(left) + count:]
-    moves = [(was, now) for was, now in zip(old, kept) if was != now]
-    if moves:  # through negative keys first: no two files ever share a key in the index, even for a moment
-        connection.execute(_MOVE_KEY, [{"old": was, "new": -was} for was, _ in moves])
-        connection.execute(_MOVE_KEY, [{"old": -was, "new": now} for was, now in moves])
-    return new[len(left):len(left) + count]
-
-
-def _keep_text(session: Session, _flush_context) -> None:
-    """After every flush, the text of the files whose name, place, description or tags it
-    changed made again, in the same transaction. Bulk statements beside the ORM keep it
-    themselves (``add_files``)."""
-    changed, gone = set(), set()
-    for record in session.new:
-        if isinstance(record, (File, FileTag)):
-            changed.add(record.id if isinstance(record, File) else record.file_id)
-    for record in session.dirty:
-        state = inspect(record)
-        if isinstance(record, File) and any(state.attrs[name].history.has_changes() for name in _TEXT_FIELDS):
-            changed.add(record.id)
-    for record in session.deleted:
-        if isinstance(record, File):
-            gone.add(record.id)
-        elif isinstance(record, FileTag):
-            changed.add(record.file_id)
-    if not (changed or gone):
-        return
-    connection = session.connection()
-    if not _text_kept(connection):  # a catalog made before the index: building it later makes every text
-        return
-    # Every old text gone before any new one is placed: a renamed file's old key, left where
-    # its old name was, would stand among its new neighbours.
-    for chunk in _chunks(sorted(changed | gone)):
-        connection.execute(delete(FileText).where(FileText.file_id.in_(chunk)))
-    _add_texts(connection, [row for chunk in _chunks(sorted(changed - gone))
-                            for row in _texts(connection, File.id.in_(chunk))])
-
-
 def _session(engine) -> Session:
     session = Session(engine, expire_on_commit=False)
-    event.listen(session, "after_flush", _keep_text)
+    event.listen(session, "after_flush", keyword_index.keep_text)
     return session
-
-
-def _holds(column, word: str) -> ColumnElement[bool]:
-    """``word`` (lower case) is in ``column`` of FileText (lower case too): LIKE, which
-    pg_trgm's index serves; on SQLite, ``_narrowing`` does what an index can first."""
-    if _SEPARATOR in word:  # could only be found across two fields
-        return false()
-    return column.contains(word, autoescape=True)
-
-
-def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
-    """On SQLite, a condition keeping the files its trigram index finds for ``query``: each
-    alternative's words of three characters or more (what trigrams find), none when an
-    alternative has no such word (only reading every file's text finds those). The words are
-    then tested exactly (``_holds``), so this only needs to keep every file that matches."""
-    if dialect != "sqlite" or not query:
-        return []
-    alternatives = []
-    for group in query.alternatives:
-        words = [keyword.word for keyword in group if not keyword.negated and len(keyword.word) >= 3]
-        if not words:
-            return []
-        alternatives.append("(" + " AND ".join(_fts_phrase(word) for word in words) + ")")
-    matching = text(_MATCHING).bindparams(match=" OR ".join(alternatives)).columns(column("rowid", BigInteger))
-    return [FileText.rank_key.in_(matching)]
-
-
-# A search ranks its files in tiers of relevance (a word in the name counts 2, elsewhere 1),
-# each by name. Ranking every match costs a read of each (a common word matches 4% of 10^6
-# files: 150-300 ms); instead the tiers are found first, then each is taken in name order,
-# the best first, until the limit.
-# On SQLite, FTS5 says which files hold a word in their name and which elsewhere, exactly (the
-# trigrams of a phrase, in a row, are the word itself; a word of two letters is the trigrams
-# that begin with it; the text and the word are both lower-cased by Python), and gives them
-# in name order (their row ids are rank keys): the tiers of one word are asked of FTS5, which
-# stops at the limit (``_first_by_name``); for more words, each file's relevance, and whether
-# the query matches it, are worked out from what FTS5 finds of each word (numpy, by key).
-# On PostgreSQL, a statement gives a tier's files (pg_trgm's index finds them, LIKE tests
-# them exactly); a tier with many files is found faster by walking the files in name order
-# (ix_files_name_id_status), keeping the tier's and stopping at the limit, when it holds at
-# least sqrt(limit * files) / 4 files (``_in_name_order``).
-_WALK_FACTOR = 4
-
-_MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
-_TEXTS_AMONG = "SELECT rank_key, name, about FROM file_text WHERE rank_key IN (SELECT value FROM json_each(?))"
-_IN_ORDER = ("SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match AND rowid > :after "
-             "ORDER BY rowid LIMIT :count")
-# A phrase no text holds (every text is lower-cased): a word of two letters that begins no trigram.
-_NOWHERE = '"AAA"'
-_BEFORE_EVERY_KEY = -(1 << 63)  # keys are 64-bit: moved keys are negative for a moment
-# A tier walked under a filter: the files wanted and a quarter more are first taken by name
-# alone, then, if too few of those pass, this many times the files wanted; kept if enough of
-# them pass (the engine's BROAD, for the same reason). Most filters pass nearly every file
-# (longer than 1 s: 97% at 10^6): walking twice the files wanted doubled the walk for them.
-_BROAD = 2
-_BROAD_KEPT = 256  # filters remembered as broad by a session (``_walk_tiers``)
-
-
-def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending: bool, exclude_id: int | None,
-                limit: int) -> tuple[list[int] | None, list[ColumnElement[bool]]]:
-    """``keyword_ranked``'s ids, tier by tier. Otherwise None, and for a query few files match
-    on SQLite, or a filter few files pass, a condition keeping them (the filter's exactly; the
-    query's, with some others that ``keyword_ranked`` tests out; found once here, not again):
-    ranking every match is then the way, as on SQLite for a query with a word FTS5 cannot find
-    (under three characters) or an alternative with no word wanted."""
-    if not query:
-        return None, []
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    files = session.scalar(select(func.max(File.id))) or 0
-    enough = max(1, math.isqrt(limit * files) // _WALK_FACTOR)
-    # Filters seen to pass at least so many files, by this session: a page's filter stays while
-    # words are typed, and reading which files pass it cost 10-30 ms at 10^6. Only how the
-    # files are found depends on it, never which: if fewer pass since, the walk finds them all.
-    broad = session.info.setdefault("broad_filters", {})
-    if file_conditions(filters) and broad.get((filters, pending), 0) < enough:
-        # A filter few files pass: their texts are fewer than a tier's files (DOOR and FLAC,
-        # 0.2% of the files: 2,000 against tens of thousands), so only theirs are read.
-        passing = session.scalars(select(File.id).where(_passing(filters, pending)).limit(enough)).all()
-        if len(passing) < enough:
-            return None, [_among(FileText.file_id, passing, sqlite)]
-        if len(broad) >= _BROAD_KEPT:
-            broad.clear()
-        broad[(filters, pending)] = enough
-    if not sqlite:
-        return _in_name_order(session, _postgresql_tiers(session, query, files), filters, pending, exclude_id, limit,
-                              files), []
-    # An excluded word holding the separator is in no file: excluding it excludes nothing.
-    groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
-              for group in query.alternatives]
-    if not all(any(not keyword.negated for keyword in group) for group in groups):
-        return None, []
-    words = _fts_words(session, {keyword.word for group in groups for keyword in group})
-    if words is None:
-        return None, []
-    every = _fts_query(groups, words, words)
-    # Straight from the driver's cursor: tens of thousands of keys cost a third less without rows
-    # made of each. FTS5 gives each file once.
-    with contextlib.closing(session.connection().connection.cursor()) as cursor:
-        passing = _passing_ids(cursor, _passing_statement(session.get_bind().dialect, filters, pending, exclude_id))
-        # Whether few files match needs only the files holding each word's sparse part (each then
-        # tested exactly, by keyword_ranked's statement); FTS5 stops at the limit: for a query
-        # many files match, only their first keys are read.
-        sparse = {word: _fts_phrase(_sparse_part(cursor, word)) if len(word) >= 3 else words[word]
-                  for word in query.wanted}
-        head = cursor.execute(f"{_MATCHING} LIMIT :enough",
-                              {"match": _fts_query(groups, sparse, words), "enough": enough}).fetchall()
-        if len(head) < enough:  # every file that may match, read by id
-            return None, [_among(FileText.rank_key, [key for key, in head], sqlite)]
-        if len(query.wanted) == 1:
-            return _by_tiers(_one_word_tiers(words[query.wanted[0]], every, cursor), passing, limit), []
-        return _by_tiers(_tiers(query, groups, words, every, cursor), passing, limit), []
-
-
-def _fts_query(groups: Iterable[Iterable[Keyword]], wanted: dict[str, str], excluded: dict[str, str]) -> str:
-    """FTS5's query of the alternatives ``groups``, each word wanted found by ``wanted[word]``,
-    each excluded by ``excluded[word]``."""
-    return " OR ".join(
-        "(" + _fts_excluding(" AND ".join(wanted[k.word] for k in group if not k.negated),
-                             [excluded[k.word] for k in group if k.negated]) + ")"
-        for group in groups)
-
-
-# A word's phrase costs what its densest trigrams' lists cost: FTS5 reads nearly all of a list
-# that holds most files to find the few it shares with the others ("take1005" at 10^6 files:
-# 848 files, 70 ms, its "tak" and "ake" in the tags of most files; "e1005", the same files, 2 ms).
-# How dense a trigram is shows in how far apart its first matches' keys are.
-_PROBED = 256  # a trigram's first matches read to tell how dense it is
-_DENSER = 16  # a trigram this many times denser than a word's sparsest is left out of its sparse part
-
-
-def _sparse_part(cursor, word: str) -> str:
-    """The part of ``word`` (of three characters or more) around its sparsest trigram made of
-    trigrams not much denser: every file holding the word holds it, and FTS5 finds them without
-    reading the dense lists (``cursor``: the driver's)."""
-    trigrams = [word[start:start + 3] for start in range(len(word) - 2)]
-    if len(trigrams) < 2:
-        return word
-    spread = {}
-    for trigram in set(trigrams):
-        keys = _fts_keys(cursor, _fts_phrase(trigram), _BEFORE_EVERY_KEY, _PROBED)
-        spread[trigram] = math.inf if len(keys) < _PROBED else int(keys[-1] - keys[0])
-    sparsest = max(range(len(trigrams)), key=lambda at: spread[trigrams[at]])
-    kept = [spread[trigram] * _DENSER >= spread[trigrams[sparsest]] for trigram in trigrams]
-    first = last = sparsest
-    while first > 0 and kept[first - 1]:
-        first -= 1
-    while last < len(trigrams) - 1 and kept[last + 1]:
-        last += 1
-    return word[first:last + 3]
-
-
-def _fts_words(session: Session, words: Iterable[str]) -> dict[str, str] | None:
-    """What FTS5 finds each of ``words`` by: the word as a phrase, or a word of two letters as
-    the trigrams that begin with it (every text ends with the separator: such a word ending a
-    field begins one too). None if one cannot be found so (one letter, or the separator)."""
-    found, characters = {}, None
-    for word in words:
-        if _SEPARATOR in word or len(word) < 2:
-            return None
-        if len(word) >= 3:
-            found[word] = _fts_phrase(word)
-            continue
-        if characters is None:
-            characters = session.scalar(select(Meta.value).where(Meta.key == _CHARACTERS_KEY)) or ""
-        if 0 < len(characters) <= _CHARACTERS_MOST:  # every trigram beginning with the word, and some in no text
-            terms = [word + character for character in characters]
-        else:
-            # Raw bytes order the terms, and UTF-8 keeps the characters' order: those after the word
-            # and up to it followed by the last character are the trigrams beginning with it.
-            terms = session.scalars(text("SELECT term FROM file_text_terms WHERE term >= :word AND term <= :last"),
-                                    {"word": word, "last": word + "\U0010ffff"}).all()
-        found[word] = "(" + " OR ".join(map(_fts_phrase, terms)) + ")" if terms else _NOWHERE
-    return found
-
-
-def _holding(cursor, match: str) -> np.ndarray:
-    """The keys of the files FTS5 finds for ``match``, in order (``cursor``: the driver's)."""
-    return np.array(cursor.execute(_MATCHING, {"match": match}).fetchall(), dtype=np.int64).reshape(-1)
-
-
-def _one_word_tiers(word: str, every: str, cursor) -> Iterator[Callable]:
-    """The tiers of a query of one word wanted (``word``: what FTS5 finds it by; ``every``: its
-    query of every file matched), which FTS5 tells apart itself, each read as needed."""
-    # The word alone needs no more: AND the word again would read its trigrams' lists twice.
-    matched = "" if every == f"({word})" else f" AND ({every})"
-    for tier in _ONE_WORD_TIERS:
-        yield functools.partial(_fts_keys, cursor, f"({tier.format(word=word)}){matched}")
-
-
-def _fts_keys(cursor, match: str, after: int, count: int | None) -> np.ndarray:
-    """Up to ``count`` (None: all) keys of the files FTS5 finds for ``match``, in order, from after ``after``."""
-    found = cursor.execute(_IN_ORDER, {"match": match, "after": after, "count": -1 if count is None else count}).fetchall()
-    return np.array(found, dtype=np.int64).reshape(-1)
-
-
-def _sorted_keys(keys: np.ndarray) -> Callable:
-    """``_fts_keys`` for a tier found already (``keys``, in order)."""
-
-    def between(after: int, count: int | None) -> np.ndarray:
-        start = np.searchsorted(keys, after, side="right")
-        return keys[start:] if count is None else keys[start:start + count]
-
-    return between
-
-
-def _by_tiers(tiers: Iterable[Callable], passing: Callable, limit: int) -> list[int]:
-    """The first ``limit`` files of ``tiers`` (the best first, each one's keys given in order by
-    a function like ``_fts_keys``) that pass (``passing``: see ``_passing_ids``), each tier by name."""
-    found_ids: list[int] = []
-    for keys in tiers:
-        if len(found_ids) >= limit:
-            break
-        found_ids += _first_by_name(keys, passing, limit - len(found_ids))
-    return found_ids
-
-
-def _first_by_name(keys: Callable, passing: Callable, count: int) -> list[int]:
-    """The first ``count`` files by name of a tier (its ``keys``, in order, which is name order)
-    that pass: its keys read in order until ``count`` pass."""
-    found: list[int] = []
-    after, batch = -1, count + count // 4 + 16
-    while len(found) < count:
-        read = keys(after, batch)
-        found += passing(read)
-        if len(read) < batch:
-            break
-        after, batch = int(read[-1]), 2 * batch
-    return found[:count]
-
-
-@functools.lru_cache(maxsize=64)
-def _passing_statement(dialect, filters: Filters, pending: bool, exclude_id: int | None) -> tuple[str, dict, list]:
-    """The SQL, constant parameters and their order of ``_passing_ids``'s statement, compiled
-    once per filters (compiled for each tier, it was a quarter of an AND/OR/NOT search's CPU)."""
-    conditions = [_passing(filters, pending), *([File.id != exclude_id] if exclude_id is not None else [])]
-    # NOT INDEXED: the files are read by id (their rowid), whatever indexes the conditions could use.
-    statement = (select(FileText.rank_key, File.id).join(File, File.id == FileText.file_id)
-                 .where(_among(FileText.rank_key, (), True), *conditions).with_hint(File, "NOT INDEXED", "sqlite"))
-    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    return str(compiled), compiled.params, compiled.positiontup
-
-
-def _passing_ids(cursor, compiled: tuple[str, dict, list]) -> Callable[[np.ndarray], list[int]]:
-    """A function giving the ids of the files whose keys it is given that pass the conditions of
-    ``compiled`` (``_passing_statement``), in the keys' order, run on the driver's ``cursor``."""
-    sql, constants, order = compiled
-
-    def passing(keys: np.ndarray) -> list[int]:
-        if not len(keys):
-            return []
-        listed = keys.tolist()
-        values = tuple(_among_value(listed, True) if name.startswith(_AMONG) else constants[name] for name in order)
-        ids = dict(cursor.execute(sql, values).fetchall())
-        return [ids[key] for key in listed if key in ids]
-
-    return passing
-
-
-def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, pending: bool, others: list,
-                   within: Filters, count: int) -> list[int]:
-    """The first ``count`` files by name of a tier (``members``) that pass ``within``, walked or sorted."""
-    statement = (select(File.id).where(members, _passing(within, pending), *others)
-                 .order_by(File.name, File.id).limit(count))
-    return list(session.scalars(statement))
 
 
 def _among(column, ids: Sequence[int], sqlite: bool) -> ColumnElement[bool]:
@@ -1963,244 +1309,6 @@ def _suggestions_among(among) -> Select:
 
 
 _COMPILED: dict[tuple[str, str, str], tuple] = {}  # (dialect, driver, statement) -> its SQL and parameters
-
-
-def _postgresql_tiers(session: Session, query: KeywordQuery, files: int) -> Iterator[list[int] | Callable]:
-    """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
-    tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
-    only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
-    beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
-    ranks the files holding two or more, and each word's tiers of the files holding it alone
-    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array; a word of
-    two letters has tiers of its own (``_pair_tiers``)."""
-    matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
-    wanted = query.wanted
-    alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
-    if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
-        yield from _pair_tiers(session, query, alone, files)
-        return
-    if len(wanted) == 1:
-        for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
-            yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
-        return
-    relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
-    if not alone:  # files matched by exclusions alone hold no word wanted: every file ranked at once
-        matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
-        yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
-                                   .order_by(matched.c.relevance.desc()))
-        return
-    holds = {word: or_(_holds(FileText.name, word), _holds(FileText.about, word)) for word in wanted}
-    several = or_(*(and_(holds[first], holds[second]) for first, second in itertools.combinations(wanted, 2)))
-    matched = select(FileText.file_id, relevance.label("relevance")).where(matching, several).subquery()
-    ranked = dict(session.execute(select(matched.c.relevance, func.array_agg(matched.c.file_id))
-                                  .group_by(matched.c.relevance)).all())
-    for tier in range(3 * len(wanted), 0, -1):
-        ids = list(ranked.get(tier, ()))
-        if tier <= 3:  # the files holding one word wanted, each tier of each word
-            for word in _alone(query.alternatives):
-                in_name, elsewhere = _holds(FileText.name, word), _holds(FileText.about, word)
-                alone_in = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
-                others = [not_(holds[other]) for other in wanted if other != word]
-                ids += session.scalar(select(func.array_agg(FileText.file_id))
-                                      .where(alone_in[3 - tier], *others, matching)) or []
-        yield ids
-
-
-def _one_word_conditions(query: KeywordQuery, alone: bool, name, about) -> list[ColumnElement[bool]]:
-    """The conditions on a file's text (its ``name`` and ``about`` columns, of FileText or of
-    a sample of it) of each tier of a query of one word wanted, the best first."""
-    matching = _keywords_match(query, lambda word: or_(_holds(name, word), _holds(about, word)))
-    in_name, elsewhere = _holds(name, query.wanted[0]), _holds(about, query.wanted[0])
-    tiers = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
-    if not alone:
-        tiers.append(and_(not_(in_name), not_(elsewhere)))  # matched by exclusions alone
-    return [and_(tier, matching) for tier in tiers]
-
-
-# Two letters on PostgreSQL: pg_trgm finds no trigram in a pattern under three characters, so
-# LIKE alone reads every file's text (150-250 ms at 10^6 files). Every text ends with the
-# separator, so two letters (or digits) in it are followed by a character: by an ASCII one,
-# the text holds a trigram pg_trgm keeps that begins with them (a letter or digit follows, or
-# a word ends), which it finds for the regular expression ``_followed``; by another, the text
-# is one of the few beyond ASCII (``_BEYOND_ASCII``, an index of its own). That finds a tier of
-# few files. A tier of many (two letters are in up to every file) is walked in name order
-# instead, each file's text looked up, the name first tested on the index's own copy of it:
-# which of the two is cheaper is told by a sample of the texts (``_PAIR_SAMPLE`` rows).
-_PAIR = re.compile("[a-z0-9]{2}")
-_PAIR_SAMPLE = 4_000
-# Relative costs, measured at 10^6 files under a load of 11 on 2 cores: a file walked in name
-# order whose name is tested on the index (1.6 us), a file whose text is looked up (15-20 us),
-# a file of a tier found by index (18 us: its text read, the expressions and LIKE tested again).
-_STEP_COST, _LOOKUP_COST, _FOUND_COST = 1, 10, 12
-
-
-class _Walked(NamedTuple):
-    """A tier found by walking the files in name order, ``members`` telling its files."""
-    members: ColumnElement[bool]
-
-
-def _followed(column, word: str) -> ColumnElement[bool]:
-    """``word`` (two letters or digits) followed in ``column`` by an ASCII character."""
-    return column.op("~", is_comparison=True)(word + "[\\x01-\\x7f]")
-
-
-def _pair_tiers(session: Session, query: KeywordQuery, alone: bool, files: int) -> Iterator[Callable]:
-    """``_postgresql_tiers`` for one word wanted of two letters or digits: each tier a function
-    of how many files are still wanted, giving its files or a ``_Walked`` (``files``: about how
-    many the catalog holds)."""
-    word = query.wanted[0]
-    sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * _PAIR_SAMPLE / max(files, 1))),
-                          name="sampled", seed=literal(0))
-    holds = select(_holds(sampled.c.name, word).label("named"), _holds(sampled.c.about, word).label("about")) \
-        .select_from(sampled).subquery()
-    # How many hold the word in the name, elsewhere, in both: each tier's part of the files,
-    # exclusions aside (an estimate: it only chooses how to find the tier).
-    counted, named, about, both = session.execute(select(
-        func.count(), *(func.count().filter(condition) for condition in
-                        (holds.c.named, holds.c.about, and_(holds.c.named, holds.c.about))))).one()
-    counted = max(counted, 1)
-    shares = [both / counted, (named - both) / counted, (about - both) / counted, 1 - (named + about - both) / counted]
-    tiers = _one_word_conditions(query, alone, FileText.name, FileText.about)
-    # Which of the name and the rest each tier needs the word in, for the indexes' conditions.
-    needs = [(True, True), (True, False), (False, True), (False, False)]
-    for tier, share, (in_name, elsewhere) in zip(tiers, shares, needs):
-        yield functools.partial(_pair_tier, session, word, tier, share, named / counted, in_name, elsewhere, files)
-
-
-def _pair_tier(session: Session, word: str, tier: ColumnElement[bool], share: float, named: float, in_name: bool,
-               elsewhere: bool, files: int, remaining: int) -> list[int] | _Walked:
-    """A tier of ``_pair_tiers`` (``tier``: its condition on FileText; ``share``: the part of
-    the sample in it; ``named``: the part with the word in its name), when ``remaining`` files
-    are wanted: walked if that is estimated cheaper than finding it through the indexes."""
-    if share:
-        walked = remaining / share  # files walked in name order to find those wanted
-        cost = walked * (_STEP_COST + (named if in_name else 1) * _LOOKUP_COST)
-        if cost < share * files * _FOUND_COST:
-            log.debug("%r: a tier of about %d files walked for %d", word, share * files, remaining)
-            text_of = select(tier).where(FileText.file_id == File.id).scalar_subquery()
-            if not in_name:
-                return _Walked(text_of)
-            # The name as Python's lower() makes it holds the word only if the name holds it in
-            # some case, or goes beyond ASCII (whose characters Python may lower into ASCII).
-            cased = "".join(f"[{letter}{letter.upper()}]" if letter.isalpha() else letter for letter in word)
-            return _Walked(and_(File.name.op("~", is_comparison=True)(f"{cased}|[^\\x01-\\x7f]"), text_of))
-    log.debug("%r: a tier of about %d files found by index", word, share * files)
-    if not (in_name or elsewhere):  # matched by exclusions alone: no index finds what a file lacks
-        return session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
-    near = and_(*([_followed(FileText.name, word)] if in_name else []),
-                *([_followed(FileText.about, word)] if elsewhere else []))
-    found = union_all(select(FileText.file_id).where(tier, near),
-                      select(FileText.file_id).where(text(_BEYOND_ASCII), tier, not_(near))).subquery()
-    return session.scalar(select(func.array_agg(found.c.file_id))) or []
-
-
-def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray | Callable], filters: Filters,
-                   pending: bool, exclude_id: int | None, limit: int, files: int) -> list[int]:
-    """On PostgreSQL, the first ``limit`` files of ``tiers`` (the best first: each its files, or
-    a function of how many are still wanted giving them or a ``_Walked``) that pass ``filters``,
-    each tier by name; ``files``: how many the catalog holds (whether to walk a tier)."""
-    others = [File.id != exclude_id] if exclude_id is not None else []
-    filtered = bool(file_conditions(filters))
-    found_ids: list[int] = []
-    for tier in tiers:  # found as needed, the best first
-        remaining = limit - len(found_ids)
-        if remaining <= 0:
-            break
-        if callable(tier):
-            tier = tier(remaining)
-        if isinstance(tier, _Walked):
-            walk, members = True, tier.members
-        elif not len(tier):
-            continue
-        else:
-            tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
-            walk = len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-            # Walked: the files in name order, each looked up in the tier (PostgreSQL hashes the
-            # array). Sorted: the tier's files read by id, then sorted. PostgreSQL's planner
-            # underestimates how many files a trigram search finds (a thousand for tens of
-            # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
-            members = _among(File.id + 0 if walk else File.id, tier, False)
-        in_order = functools.partial(_tier_in_order, session, members, walk, pending, others)
-        ranked = _broadly_filtered(session, in_order, filters, pending, remaining) if walk and filtered else None
-        found_ids += in_order(filters, remaining) if ranked is None else ranked
-        if len(found_ids) >= limit:
-            break
-    return found_ids
-
-
-def _broadly_filtered(session: Session, in_order: Callable, filters: Filters, pending: bool,
-                      remaining: int) -> list[int] | None:
-    """The first ``remaining`` files by name of a walked tier (``in_order``: ``_tier_in_order``
-    for it) that pass a filter most files pass: taken from its first files by name alone, since
-    a walk of the name order alone reads no file's row, a filtered one reads each's. None if too
-    few of those pass: the filter is not broad."""
-    for count in (remaining + remaining // 4 + 16, _BROAD * remaining):
-        first = in_order(Filters(), count)
-        kept = set(session.scalars(select(File.id).where(_among(File.id, first, False), _passing(filters, pending))))
-        ranked = [file_id for file_id in first if file_id in kept]
-        if len(ranked) >= remaining or len(first) < count:  # enough, or the whole tier
-            return ranked[:remaining]
-    return None
-
-
-# A word in the name and elsewhere (relevance 3), in the name only (2), elsewhere only (1).
-_ONE_WORD_TIERS = ("name : {word} AND about : {word}", "name : {word} NOT about : {word}",
-                   "about : {word} NOT name : {word}")
-
-
-def _tiers(query: KeywordQuery, groups: list[list[Keyword]], words: dict[str, str], every: str,
-           cursor) -> Iterator[Callable]:
-    """The tiers of a query of several words wanted (its alternatives ``groups``; ``words``: what
-    FTS5 finds each by; ``every``: its query of every file matched), the best first, each as a
-    function like ``_fts_keys``. A file holding one word wanted is in one of that word's tiers
-    (``_ONE_WORD_TIERS``), asked of FTS5 as needed; the files holding two or more are fewer
-    (a word in a few percent of the files, two in a few in ten thousand): FTS5 finds them all,
-    and their texts say how relevant each is and whether the query matches it."""
-    wanted = query.wanted
-    several = functools.reduce(np.union1d, (_holding(cursor, f"{words[first]} AND {words[second]}")
-                                            for first, second in itertools.combinations(wanted, 2)))
-    relevance_of: dict[int, int] = {}
-    for chunk in _chunks(several.tolist()):
-        for key, name, about in cursor.execute(_TEXTS_AMONG, (_among_value(chunk, True),)).fetchall():
-            # As FTS5 finds them: no word here holds the separator (``_fts_words``).
-            if any(all((keyword.word in name or keyword.word in about) != keyword.negated for keyword in group)
-                   for group in groups):
-                relevance_of[key] = sum(2 * (word in name) + (word in about) for word in wanted)
-    for relevance in range(3 * len(wanted), 0, -1):
-        parts = [_sorted_keys(np.array(sorted(key for key, found in relevance_of.items() if found == relevance),
-                                       dtype=np.int64))]
-        if relevance <= 3:  # the files holding one word wanted, each tier of each word
-            tier = _ONE_WORD_TIERS[3 - relevance]
-            for word in _alone(groups):
-                others = " OR ".join(words[other] for other in wanted if other != word)
-                match = f"(({tier.format(word=words[word])}) NOT ({others})) AND ({every})"
-                parts.append(functools.partial(_fts_keys, cursor, match))
-        yield functools.partial(_merged_keys, parts)
-
-
-def _alone(groups: Iterable[Iterable[Keyword]]) -> list[str]:
-    """The words wanted that a file holding no other word wanted can be matched by: those an
-    alternative wants alone ("door rain" matches no file holding only one of them)."""
-    wanted = ({keyword.word for keyword in group if not keyword.negated} for group in groups)
-    return list(dict.fromkeys(word for words in wanted if len(words) == 1 for word in words))
-
-
-def _merged_keys(parts: Sequence[Callable], after: int, count: int | None) -> np.ndarray:
-    """``_fts_keys`` for a tier made of ``parts`` (no file in two), each like ``_fts_keys``."""
-    keys = np.sort(np.concatenate([part(after, count) for part in parts]))
-    return keys if count is None else keys[:count]
-
-
-def _fts_excluding(match: str, excluded: Iterable[str]) -> str:
-    """FTS5's ``match`` without the files holding any of ``excluded`` (FTS5's queries of words, in any column)."""
-    for word in excluded:
-        match = f"({match}) NOT {word}"
-    return match
-
-
-def _fts_phrase(word: str) -> str:
-    # An FTS5 string, its quotes doubled: the word is never read as FTS5 syntax.
-    return '"' + word.replace('"', '""') + '"'
 
 
 def _watch_changes(session: Session) -> None:
@@ -2256,3 +1364,7 @@ def _tune_sqlite(connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+
+
+# Last: the keyword index reads this module's tables (and its import of them finds them made).
+from search import keyword_index  # noqa: E402

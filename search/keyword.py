@@ -5,7 +5,7 @@
 "(door and not metal) or gate". A keyword matches, ignoring case (as Python's ``str.lower``
 folds it, beyond ASCII too), anywhere in a file's name, its folder below the library root,
 its title, description, tags and UCS category, even inside a word. This module reads the
-syntax; the catalog turns a ``KeywordQuery`` into SQL over its trigram index
+syntax; ``search.keyword_index`` turns a ``KeywordQuery`` into SQL over the catalog's trigram index
 (``Catalog.keyword_ranked``), with bound parameters, alike on SQLite and PostgreSQL.
 """
 

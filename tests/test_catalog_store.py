@@ -157,6 +157,25 @@ def test_exact_duplicates_are_grouped_by_content_hash(catalog):
     assert [[f.path for f in group] for group in catalog.exact_duplicates()] == [["/lib/a.wav", "/lib/b/a-copy.wav"]]
 
 
+def test_the_files_passing_a_filter_are_the_indexed_ones_among_those_asked_however_many(catalog):
+    # More than one statement's worth of ids (the catalog asks 500 at a time), some asked twice,
+    # one unknown; pending and failed files never pass.
+    new = [NewFile(f"/lib/f{number:04d}.wav", "/lib", 1, 0.0, None, Metadata(duration=number % 7))
+           for number in range(1200)]
+    ids = catalog.add_files(new)
+    embedded = [Embedded(catalog.file_by_id(file_id), [(0.0, 1.0)], number % 7, 44100, 1, "x")
+                for number, file_id in enumerate(ids) if number % 5]
+    catalog.replace_windows_of(embedded)
+    catalog.mark_error(catalog.file_by_id(ids[1]), "unreadable")
+    catalog.commit()
+    indexed = {file_id for number, file_id in enumerate(ids) if number % 5 and number != 1}
+    long_enough = {file_id for number, file_id in enumerate(ids) if number % 7 >= 3} & indexed
+    asked = ids[::-1] + ids[:40] + [max(ids) + 10]
+    assert catalog.passing(asked, Filters()) == indexed
+    assert catalog.passing(asked, Filters(min_duration=3.0)) == long_enough
+    assert catalog.passing([], Filters(min_duration=3.0)) == set()
+
+
 def test_many_files_added_and_given_windows_at_once(catalog):
     """The index run's batched writes: what one file at a time would have written, in a few statements."""
     described = Metadata(duration=3.0, sample_rate=48000, channels=2, codec="wav/pcm_24", title="Creak",

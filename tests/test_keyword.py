@@ -11,9 +11,9 @@ import pytest
 from postgres import fresh_database
 from sqlalchemy import func, select, text, update
 
-from search.catalog import _SEPARATOR as SEPARATOR
 from search.catalog import ERROR, INDEXED, PENDING, Catalog, File, FileText, Meta, Metadata, NewFile, _passing
 from search.filters import Filters
+from search.keyword_index import _SEPARATOR as SEPARATOR
 from search.keyword import Keyword, parse_keywords
 
 ROOT = "/library"
@@ -244,10 +244,27 @@ def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(em
     # a character beyond ASCII sort before "ka"); then elsewhere.
     assert found(empty, "ka")[:3] == ["kafka/kaka.wav", "mix/a\u212aa.wav", "mix/ka.wav"]
     assert found(empty, "ka")[-2:] == ["ka/plain.wav", "mix/tagged.wav"] and len(found(empty, "ka")) == 28
-    caplog.set_level(logging.DEBUG, logger="search.catalog")
+    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
     for text_ in ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"):
         expected = reference(empty, text_, Filters(), False, None)
         for limit in (1, 2, 3, 5, 100):  # a few files wanted are walked for; many, found by index
+            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
+    if empty.engine.dialect.name == "postgresql":
+        assert "files walked for" in caplog.text and "files found by index" in caplog.text
+
+
+def test_a_longer_word_is_found_wherever_it_stands_and_however_a_tier_is_read(empty, caplog):
+    # As two letters are (above), a word of more, characters of regular expressions in it: many
+    # files hold it in the name, so that a tier is walked for few files wanted, found by index for many.
+    for relative, tags in [("mix/a(B].wav", ()), ("mix/X.a(b]Y.wav", ("a(b]",)), ("a(b]/plain.wav", ()),
+                           ("mix/tagged.wav", ("za(b]z",)), ("mix/none.wav", ("a(b ]",)), ("mix/Kelvin_a\u212aa.wav", ()),
+                           ("mix/a\\b.wav", ()), *((f"mix/a(b]_{number}.wav", ()) for number in range(20))]:
+        add(empty, relative, tags=tags)
+    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
+    for text_ in ("a(b]", "a(b] -plain", "kelvin_aka", "a\\b", "(b]_1"):
+        expected = reference(empty, text_, Filters(), False, None)
+        assert expected, text_
+        for limit in (1, 2, 3, 5, 100):
             assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
     if empty.engine.dialect.name == "postgresql":
         assert "files walked for" in caplog.text and "files found by index" in caplog.text
@@ -517,7 +534,7 @@ def test_words_of_two_letters_are_found_by_the_trigrams_they_begin_however_many_
     # SQLite finds a word of two letters as the trigrams it begins: the word followed by each
     # character the texts hold, kept in meta; past _CHARACTERS_MOST characters (names in many
     # scripts), by reading FTS5's vocabulary. Either way, the ranking promised.
-    from search.catalog import _CHARACTERS_KEY, _CHARACTERS_MOST
+    from search.keyword_index import _CHARACTERS_KEY, _CHARACTERS_MOST
 
     rng = random.Random(3)
     extra = [chr(0x4E00 + number) for number in range(_CHARACTERS_MOST + 50)] if scripts == "many" else ["é", "ü"]
@@ -552,7 +569,7 @@ def test_a_word_whose_trigrams_are_mostly_common_is_found_by_its_rare_part_and_t
     empty.session.execute(update(File).values(status=INDEXED))
     empty.commit()
     if empty.engine.dialect.name == "sqlite":
-        from search.catalog import _sparse_part
+        from search.keyword_index import _sparse_part
 
         cursor = empty.session.connection().connection.cursor()
         assert _sparse_part(cursor, "take1005") == "e1005" and _sparse_part(cursor, "fade") == "fade"
