@@ -58,6 +58,10 @@ CHECKPOINT_FILES = 500
 # more often: files are findable by name soon after they are found.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
+# The scan's new files' keyword texts are written together at its end, and at the first
+# checkpoint after this long since they were last written (``Catalog.owe_texts``): keyword
+# search finds a new file that much later than filters do.
+SCAN_TEXT_SECONDS = 30.0
 # Files the scan looks up, reads and writes together: one query and one flush for all. They are
 # read by the worker processes ``start_index_workers`` starts; without them, the first batch's
 # worth of files to read is read in this process, the rest by workers started then.
@@ -160,6 +164,8 @@ class _IndexRun:
             self.store: VectorStore = library.store
             findings = examine(self.catalog, self.store)
             repair(self.catalog, self.store, findings)
+            self.catalog.pay_texts()  # those a killed run owed
+            self.texts_paid = time.monotonic()
             # What the repair did is saved before anything else; an empty store, to make its file.
             self.vectors_changed = not findings.healthy or len(self.store) == 0
             self.embedded_since_checkpoint = self.scanned_since_checkpoint = 0
@@ -184,11 +190,19 @@ class _IndexRun:
         if self.vectors_changed:
             self.store.save()
             self.vectors_changed = False
+        if self.catalog.owes_texts and time.monotonic() - self.texts_paid >= SCAN_TEXT_SECONDS:
+            self.pay_texts()
         self.catalog.commit()
         self.embedded_since_checkpoint = self.scanned_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         log.debug("checkpoint: %d vectors and the catalog committed in %.2f s", len(self.store),
                   time.perf_counter() - started)
+
+    def pay_texts(self) -> None:
+        started = time.perf_counter()
+        paid = self.catalog.pay_texts()
+        self.texts_paid = time.monotonic()
+        log.debug("keyword texts of %d files written in %.2f s", paid, time.perf_counter() - started)
 
     def counted(self, scanned: int = 0, embedded: int = 0) -> None:
         """Files done by the scan or by embedding: a checkpoint when it is time. Once vectors have
@@ -230,6 +244,7 @@ class _IndexRun:
         to_embed: set[int] = set()
         held: list[tuple[int, str]] = []
         self.tracker.start("scanning", None)
+        self.catalog.owe_texts()
         to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read])
                    for batch in self.look_up(found))
         with tqdm(desc="scanning", unit=" files", position=0,
@@ -254,6 +269,8 @@ class _IndexRun:
                 continue
             for file_id in gone:
                 self.remove(self.catalog.file_by_id(file_id))
+        self.catalog.owe_texts(False)
+        self.pay_texts()
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)

@@ -542,6 +542,7 @@ class Catalog:
     def rollback(self) -> None:
         """Drop uncommitted changes; also ends a read, so the next one sees newer commits."""
         self.session.rollback()
+        self._owed_from = None  # its note in meta may have been one of them
 
     # --- which model the vectors belong to
 
@@ -657,10 +658,56 @@ class Catalog:
         tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
-        if _text_kept(self.session):
+        if self._owing:
+            self._owe(min(ids.values()))
+        elif _text_kept(self.session):
             _add_texts(self.session, [(row["name"], _file_text(ids[file.path], row, file_tags, None))
                                       for file, row, file_tags in zip(files, rows, tags)])
         return [ids[file.path] for file in files]
+
+    # Keyword texts owed. Placing a few new files' texts at a time in name order moves the keys of
+    # the files around them again and again (``_spaced_out``); that was half of an index run's
+    # main thread. So an index run's scan owes the texts of the files it adds and writes them
+    # together now and then (``pay_texts``): a new library's files then take their keys in one
+    # pass, nothing moved. Meta notes the first file owed, committed with the files, so the texts
+    # of a run killed before paying are written by the next (``pay_texts`` at its start).
+    _owing = False
+    _owed_from: int | None = None
+
+    @property
+    def owes_texts(self) -> bool:
+        """Some new files' keyword texts wait for ``pay_texts``."""
+        return self._owed_from is not None
+
+    def owe_texts(self, owing: bool = True) -> None:
+        """While ``owing``, ``add_files`` leaves the new files' keyword texts to ``pay_texts``:
+        until then keyword search does not find them (filters and listings do)."""
+        self._owing = owing
+
+    def _owe(self, first_id: int) -> None:
+        if self._owed_from is None:
+            self._owed_from = self.session.scalar(select(Meta.value).where(Meta.key == _OWED_KEY))
+            if self._owed_from is None:
+                self.session.execute(insert(Meta).values(key=_OWED_KEY, value=str(first_id)))
+                self._owed_from = str(first_id)
+
+    def pay_texts(self) -> int:
+        """Write the keyword texts owed (by ``add_files`` while owing, or by a run killed before it
+        paid them), all at once; returns how many."""
+        owed_from = self.session.scalar(select(Meta.value).where(Meta.key == _OWED_KEY))
+        self._owed_from = None
+        if owed_from is None:
+            return 0
+        connection = self.session.connection()
+        texts = []
+        if _text_kept(connection):  # else building the index, when this version first opens it, writes them all
+            textless = (select(File.id).where(File.id >= int(owed_from),
+                                              ~exists().where(FileText.file_id == File.id)).order_by(File.id))
+            for chunk in _chunks(connection.execute(textless).scalars()):
+                texts += _texts(connection, File.id.in_(chunk))
+            _add_texts(connection, texts)
+        connection.execute(delete(Meta).where(Meta.key == _OWED_KEY))
+        return len(texts)
 
     def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
         """content hash -> (id, path, status) of the files with that content, in id order, for those
@@ -1369,6 +1416,7 @@ _TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
 # meta's key and value once every file has its text as _file_text makes it: a new version (a
 # change to what the text holds) builds it again on the next open for writing.
 _TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "3", "postgresql": "1"}
+_OWED_KEY = "keyword_text_owed_from"  # the first file id whose text may be owed (``Catalog.pay_texts``)
 _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
 
 # A text holding a character beyond ASCII (PostgreSQL's regular expression; a constant of the
@@ -1508,7 +1556,9 @@ def _name_keys(connection, last: int) -> np.ndarray | None:
 _BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
                "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
                "ORDER BY f.name DESC, f.id DESC LIMIT 1")
-_KEY_AFTER = text("SELECT min(rank_key) FROM file_text WHERE rank_key > :key")
+# The file with the first key after :key: its key, name and id.
+_NEXT = text("SELECT t.rank_key, f.name, f.id FROM file_text AS t JOIN files AS f ON f.id = t.file_id "
+             "WHERE t.rank_key > :key ORDER BY t.rank_key LIMIT 1")
 _KEYS_BELOW = text("SELECT rank_key FROM file_text WHERE rank_key < :key ORDER BY rank_key DESC LIMIT :count")
 _KEYS_ABOVE = text("SELECT rank_key FROM file_text WHERE rank_key > :key ORDER BY rank_key LIMIT :count")
 _MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
@@ -1526,20 +1576,26 @@ def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
         return
     # In name order, the files between the same two neighbours (which have their texts) are
     # given their keys together, spread over the keys free between them; written in one
-    # statement at the end, or before keys move (``_place``).
-    group: list[dict] = []
+    # statement at the end, or before keys move (``_place``). Two statements a group, not a
+    # file: looked up file by file, each file's neighbour before would be found by walking back
+    # over the files before it that have no text yet, all of them when a whole library's texts
+    # are written at once (``pay_texts``).
+    ordered = sorted(texts, key=lambda named: (named[0], named[1]["file_id"]))
     written: list[dict] = []
-    before = None
-    for name, row in sorted(texts, key=lambda named: (named[0], named[1]["file_id"])):
-        found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
-        if group and found != before:
-            if _place(connection, before, group, written):  # keys moved: this file's neighbour's too, maybe
-                found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
-            group = []
-        if not group:
-            before = found
-        group.append(row)
-    _place(connection, before, group, written)
+    start = 0
+    while start < len(ordered):
+        name, row = ordered[start]
+        before = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+        after = connection.execute(_NEXT, {"key": -1 if before is None else before}).first()
+        end = start + 1
+        if after is None:
+            end = len(ordered)
+        else:
+            while end < len(ordered) and (ordered[end][0], ordered[end][1]["file_id"]) < (after.name, after.id):
+                end += 1
+        _place(connection, before, None if after is None else after.rank_key,
+               [row for _, row in ordered[start:end]], written)
+        start = end
     if written:
         connection.execute(insert(FileText), written)
 
@@ -1565,11 +1621,11 @@ def _note_characters(connection, rows: Sequence[dict]) -> None:
     connection.execute(insert(Meta).values(key=_CHARACTERS_KEY, value="".join(sorted(seen | set(known or "")))))
 
 
-def _place(connection, before: int | None, rows: list[dict], written: list[dict]) -> bool:
-    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before the next
-    key, adding them to ``written`` (rows with keys, to be written); True if the keys of other
-    files had to move to make room (``written`` is written first, then emptied: they may move too)."""
-    after = connection.scalar(_KEY_AFTER, {"key": -1 if before is None else before})
+def _place(connection, before: int | None, after: int | None, rows: list[dict], written: list[dict]) -> None:
+    """Give ``rows`` (in name order) keys after ``before`` and before ``after``, the next key
+    (None: the first, the last), adding them to ``written`` (rows with keys, to be written);
+    where the keys of other files have to move to make room, ``written`` is written first, then
+    emptied: they may move too."""
     count = len(rows)
     if after is None:  # the last by name: room without end
         low = _FIRST_KEY - _SPACING if before is None else before
@@ -1586,7 +1642,6 @@ def _place(connection, before: int | None, rows: list[dict], written: list[dict]
     else:
         keys = [low + (place + 1) * (high - low) // (count + 1) for place in range(count)]
     written += [{**row, "rank_key": key} for row, key in zip(rows, keys)]
-    return moved
 
 
 def _spaced_out(connection, before: int | None, after: int, count: int) -> list[int]:
