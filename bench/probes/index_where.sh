@@ -61,16 +61,18 @@ W="$PYTHON $TOOLS/index_where.py --root $CODE --interval 0.5"
 if [ "${PLAN:-where}" = idx3 ]; then
   # Branch idx3 (the scan's keyword texts written together at its end) against main: the branch's
   # bench with the official wrapper in the same run (the ratio), then main and the branch
-  # alternating, each in a process of its own, then the branch's recordings.
+  # alternating, each in a process of its own; the branch without checkpoints and under py-spy
+  # (what bounds it now); its recordings, eager and compiled, with what time is left.
   WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"
   CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
   step 100 A_bench $WB --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
   step 60 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base --variant base2
   step 60 T_branch1 $WB $CLIPS --out "$WORK/T_branch1.json" --variant base --variant base2
-  step 60 L_branch $WB --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/L_branch.json" \
-    --variant base
   step 45 T_main2 $W $CLIPS --out "$WORK/T_main2.json" --variant base
-  step 45 T_branch2 $WB $CLIPS --out "$WORK/T_branch2.json" --variant base --variant spy:spy
+  step 60 T_branch2 $WB $CLIPS --out "$WORK/T_branch2.json" --variant ckpt:indexer.pipeline.CHECKPOINT_FILES=1000000 \
+    --variant spy:spy
+  step 150 L_branch $WB --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/L_branch.json" \
+    ${LONG_VARIANTS:---variant base --variant compiled:compile}
   "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
   cat "$OUT/summary.txt"
   say "done"
