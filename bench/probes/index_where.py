@@ -399,7 +399,8 @@ def report(work: Path) -> None:
                 rows.append(runs[0] | first | {"files": data["files"]})
                 names.append("A first run")
     parts = ["B_variants", "C_long", "T_main1", "T_branch1", "L_compile"]
-    parts += sorted({path.stem for path in work.glob("[TL]_*.json")} - set(parts), key=lambda name: (work / f"{name}.json").stat().st_mtime)
+    steps = {path.stem for path in work.glob("[TL]_*.json") if "." not in path.stem}  # not their .samples
+    parts += sorted(steps - set(parts), key=lambda name: (work / f"{name}.json").stat().st_mtime)
     for part in parts:
         path = work / f"{part}.json"
         if not path.exists():
