@@ -58,10 +58,14 @@ CHECKPOINT_FILES = 500
 # more often: files are findable by name soon after they are found.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
-# The scan's new files' keyword texts are written together at its end, and at the first
+# The scan's new files' keyword texts are written together after its end, and at the first
 # checkpoint after this long since they were last written (``Catalog.owe_texts``): keyword
 # search finds a new file that much later than filters do.
 SCAN_TEXT_SECONDS = 30.0
+# After the scan, the texts are written this many at a time whenever the decoders' pieces leave
+# this thread nothing else to do (about 6 ms of work, less than a decoder takes for a clip): written
+# all at once, they held up the hand-out of files, and the decoders, for half a second.
+TEXTS_AT_ONCE = 128
 # Files the scan looks up, reads and writes together: one query and one flush for all. They are
 # read by the worker processes ``start_index_workers`` starts; without them, the first batch's
 # worth of files to read is read in this process, the rest by workers started then.
@@ -227,6 +231,8 @@ class _IndexRun:
             self.vectors_changed = True
 
     def finish(self) -> IndexReport:
+        if self.catalog.owes_texts:
+            self.pay_texts()
         self.checkpoint()
         self.tracker.finish(self.report.summary())
         return self.report
@@ -269,8 +275,7 @@ class _IndexRun:
                 continue
             for file_id in gone:
                 self.remove(self.catalog.file_by_id(file_id))
-        self.catalog.owe_texts(False)
-        self.pay_texts()
+        self.catalog.owe_texts(False)  # the texts owed are written while embedding (``embed``) or by ``finish``
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
@@ -423,6 +428,9 @@ class _IndexRun:
                 ahead.append(found)
             return found is not None
 
+        def idle() -> bool:  # the scan first, then its texts
+            return scan_ahead() or (self.catalog.owes_texts and self.catalog.pay_texts(TEXTS_AT_ONCE) > 0)
+
         def paths() -> Iterator[str]:
             number = 0
             while ahead or scan_ahead():
@@ -437,7 +445,7 @@ class _IndexRun:
             self.bar = bar
             # Worker processes decode the files, interleaved; a file's windows come in order.
             for piece in decode_windows(paths(), self.encoder.sample_rate, self.encoder.window_seconds, self.hop,
-                                        idle=scan_ahead):
+                                        idle=idle):
                 job = started[piece.number]
                 if piece.samples:
                     # A copy (the samples are the decoder's memory), of the piece's audio once.

@@ -542,7 +542,7 @@ class Catalog:
     def rollback(self) -> None:
         """Drop uncommitted changes; also ends a read, so the next one sees newer commits."""
         self.session.rollback()
-        self._owed_from = None  # its note in meta may have been one of them
+        self._owed_from = self._paying = None  # its note in meta may have been one of them
 
     # --- which model the vectors belong to
 
@@ -672,7 +672,8 @@ class Catalog:
     # pass, nothing moved. Meta notes the first file owed, committed with the files, so the texts
     # of a run killed before paying are written by the next (``pay_texts`` at its start).
     _owing = False
-    _owed_from: int | None = None
+    _owed_from: str | None = None  # as meta notes it
+    _paying: list[int] | None = None  # the files still owed, last by name first, while paid in steps
 
     @property
     def owes_texts(self) -> bool:
@@ -691,23 +692,32 @@ class Catalog:
                 self.session.execute(insert(Meta).values(key=_OWED_KEY, value=str(first_id)))
                 self._owed_from = str(first_id)
 
-    def pay_texts(self) -> int:
+    def pay_texts(self, at_most: int | None = None) -> int:
         """Write the keyword texts owed (by ``add_files`` while owing, or by a run killed before it
-        paid them), all at once; returns how many."""
-        owed_from = self.session.scalar(select(Meta.value).where(Meta.key == _OWED_KEY))
-        self._owed_from = None
-        if owed_from is None:
-            return 0
+        paid them); returns how many. ``at_most``: only that many, the first by name (the rest
+        stay owed, for the next call), so a caller can pay in steps between other work."""
+        if at_most is None or self._paying is None:
+            owed_from = self.session.scalar(select(Meta.value).where(Meta.key == _OWED_KEY))
+            if owed_from is None:
+                self._owed_from, self._paying = None, None
+                return 0
+            textless = select(File.id, File.name).where(File.id >= int(owed_from),
+                                                        ~exists().where(FileText.file_id == File.id))
+            # In name order: each step's files then lie after the step before's, which moves no key.
+            self._paying = [file_id for file_id, _ in sorted(self.session.execute(textless),
+                                                             key=lambda row: (row.name, row.id))]
+            self._paying.reverse()  # taken from the end
+        step = [self._paying.pop() for _ in range(min(len(self._paying), at_most or len(self._paying)))]
         connection = self.session.connection()
         texts = []
         if _text_kept(connection):  # else building the index, when this version first opens it, writes them all
-            textless = (select(File.id).where(File.id >= int(owed_from),
-                                              ~exists().where(FileText.file_id == File.id)).order_by(File.id))
-            for chunk in _chunks(connection.execute(textless).scalars()):
-                texts += _texts(connection, File.id.in_(chunk))
+            for chunk in _chunks(step):  # those given a text since (a file the run changed) are not written again
+                texts += _texts(connection, File.id.in_(chunk) & ~exists().where(FileText.file_id == File.id))
             _add_texts(connection, texts)
-        connection.execute(delete(Meta).where(Meta.key == _OWED_KEY))
-        return len(texts)
+        if not self._paying:
+            connection.execute(delete(Meta).where(Meta.key == _OWED_KEY))
+            self._owed_from, self._paying = None, None
+        return len(step)
 
     def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
         """content hash -> (id, path, status) of the files with that content, in id order, for those

@@ -530,9 +530,17 @@ def test_texts_owed_by_a_scan_are_found_once_paid_and_those_of_a_run_killed_befo
     empty.close()  # as if killed: the files and the note are committed, the texts not written
 
     with Catalog(url) as reopened:
-        assert reopened.pay_texts() == len(owed) - 1
+        # Paid in steps (as an index run does between decoders' pieces), the first by name first; a
+        # file given its text between two steps (changed by the run) is not written again.
+        assert reopened.pay_texts(at_most=10) == 10
+        renamed = reopened.file_by_id(ids[owed.index("g")])
+        reopened.move_file(renamed, f"{ROOT}/new/gg.wav", root=ROOT, mtime=1.0)
+        paid = 10
+        while step := reopened.pay_texts(at_most=10):
+            paid += step
+        assert paid == len(owed) - 1
         reopened.commit()
-        assert not reopened.owes_texts and reopened.pay_texts() == 0
+        assert reopened.pay_texts() == 0
         assert reopened.session.scalar(select(func.count()).select_from(FileText)) == 3 + len(owed)
         assert sorted(reopened.keyword_ranked(parse_keywords("owed"), pending=True, limit=1000)) == sorted(ids)
         assert reopened.keyword_ranked(parse_keywords("owed"), pending=True, limit=1000) == \
