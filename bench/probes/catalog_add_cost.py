@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8000)
     parser.add_argument("--names", choices=("same", "distinct"), default="same")
     parser.add_argument("--owe", action="store_true",
-                        help="the texts owed while adding (Catalog.owe_texts), then written at once (pay_texts), timed apart")
+                        help="the texts owed while adding (Catalog.owe_texts), then written (pay_texts), timed apart")
+    parser.add_argument("--step", type=int, help="with --owe: written this many at a time (pay_texts(at_most=...))")
     args = parser.parse_args()
     spent = dict.fromkeys(TIMED, 0.0)
 
@@ -65,7 +66,7 @@ def main() -> None:
         Catalog(url).close()
         paid = None
         if args.owe:
-            seconds, paid = owed_writes(url, files)
+            seconds, paid = owed_writes(url, files, args.step)
         else:
             seconds = timed_writes(url, files, kept=True)
     print(json.dumps({"files": args.files, "names": args.names, "code": os.environ.get("PYTHONPATH", ""),
@@ -75,8 +76,9 @@ def main() -> None:
                       "load": open("/proc/loadavg").read().split()[:3]}))
 
 
-def owed_writes(url: str, files: list[NewFile]) -> tuple[float, float]:
-    """Seconds of add_files (64 at a time, texts owed) and of pay_texts after, as a scan pays them."""
+def owed_writes(url: str, files: list[NewFile], step: int | None) -> tuple[float, float]:
+    """Seconds of add_files (64 at a time, texts owed) and of pay_texts after (``step`` at a time),
+    as an index run pays them."""
     with Catalog(url, create=False) as catalog:
         catalog.owe_texts()
         clock = time.perf_counter()
@@ -85,7 +87,8 @@ def owed_writes(url: str, files: list[NewFile]) -> tuple[float, float]:
         catalog.flush()
         added = time.perf_counter()
         catalog.owe_texts(False)
-        catalog.pay_texts()
+        while catalog.pay_texts(step) and step:
+            pass
         catalog.flush()
         paid = time.perf_counter() - added
         catalog.rollback()
