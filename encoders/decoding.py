@@ -54,9 +54,11 @@ SLOTS = 4
 # A slot's room: a piece of 7-s windows (MS-CLAP's, our longest) at up to 48 kHz, so that
 # workers started before the model is known serve any of our models.
 SLOT_SAMPLES = WINDOWS_PER_PIECE * 7 * 48000
-# Files a worker holds: the one it reads and the next, so it never waits for the caller to
-# hand it work.
-FILES_AHEAD = 2
+# Files a worker holds: the one it reads and the next ones, so it never waits for the caller to
+# hand it work. Two were not enough once the main thread had time to spare (an index run on an
+# H200, 16 cores: decoders waited for a file 44% of their time; 4 ran 1,239 and 1,159 files/s
+# against 1,190 and 1,132, docs/benchmarks.md section 1).
+FILES_AHEAD = 4
 
 
 class Piece(NamedTuple):
