@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--wrapper", action="store_true", help="also time the official wrapper on the --audio files")
     parser.add_argument("--command", action="store_true", help="also time the whole `clapdex index` command")
     parser.add_argument("--profile", type=Path, help="cProfile the first run's main thread into this text file")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tests' tiny random model, not the real sizes: what the run costs besides the model (a CPU)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     for setting in args.set:
@@ -110,7 +112,7 @@ def main() -> None:
         workers_started = time.perf_counter()
         start_index_workers()  # as the index verb does: before the model is on the GPU
         workers_s = time.perf_counter() - workers_started
-        checkpoint = write_tiny_msclap_checkpoint(folder / "weights", full=True)
+        checkpoint = write_tiny_msclap_checkpoint(folder / "weights", full=not args.tiny)
         encoder = load_msclap_2023(checkpoint, device=args.device,
                                    compiled=args.compile)
         warm_up_started = time.perf_counter()  # kernels, the CUDA graph and any compiling: once per process

@@ -33,9 +33,10 @@ import logging
 import mmap
 import multiprocessing
 import os
+import selectors
 import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import NamedTuple
 
 import numpy as np
@@ -53,9 +54,11 @@ SLOTS = 4
 # A slot's room: a piece of 7-s windows (MS-CLAP's, our longest) at up to 48 kHz, so that
 # workers started before the model is known serve any of our models.
 SLOT_SAMPLES = WINDOWS_PER_PIECE * 7 * 48000
-# Files a worker holds: the one it reads and the next, so it never waits for the caller to
-# hand it work.
-FILES_AHEAD = 2
+# Files a worker holds: the one it reads and the next ones, so it never waits for the caller to
+# hand it work. Two were not enough once the main thread had time to spare (an index run on an
+# H200, 16 cores: decoders waited for a file 44% of their time; 4 ran 1,239 and 1,159 files/s
+# against 1,190 and 1,132, docs/benchmarks.md section 1).
+FILES_AHEAD = 4
 
 
 class Piece(NamedTuple):
@@ -229,25 +232,31 @@ class _WorkerPool:
                idle: Callable[[], bool] | None = None) -> Iterator[Piece]:
         self.busy, self.source, self.paths, self.job = True, paths, [], job
         finished = False
+        selector = None
         try:
             for _ in range(FILES_AHEAD):  # round robin, so few files still spread over every worker
                 for worker in self.workers:
                     self._hand_out(worker)
-            live = {worker.connection: worker for worker in self.workers}
+            # One selector for the call: multiprocessing's wait() builds one and registers every
+            # worker's pipe each time it is asked (80 us against 4 on the development machine), and
+            # it is asked at least once a file, more while the scan runs in ``idle``.
+            selector = selectors.DefaultSelector()
+            for worker in self.workers:
+                selector.register(worker.connection, selectors.EVENT_READ, worker)
             while any(worker.held for worker in self.workers):  # files whose last piece has not come
-                ready = wait(list(live), timeout=0)
+                ready = selector.select(timeout=0)
                 if not ready and idle is not None:
                     if not idle():
                         idle = None
                     continue
-                for connection in ready or wait(list(live)):
-                    worker = live[connection]
+                for key, _ in ready or selector.select():
+                    worker, connection = key.data, key.fileobj
                     try:
                         slot, number, starts, ends, offsets, lengths, span_length, done, info, error = connection.recv()
                     except EOFError:  # died
-                        del live[connection]
+                        selector.unregister(connection)
                         yield from self._replace(worker)
-                        live[worker.connection] = worker
+                        selector.register(worker.connection, selectors.EVENT_READ, worker)
                         continue
                     if done:
                         worker.held.popleft()
@@ -260,6 +269,8 @@ class _WorkerPool:
             finished = True
         finally:
             self.busy = False
+            if selector is not None:
+                selector.close()
             if not finished:  # left midway: workers still hold files and pieces of this call
                 self.close()
 

@@ -58,6 +58,14 @@ CHECKPOINT_FILES = 500
 # more often: files are findable by name soon after they are found.
 SCAN_CHECKPOINT_SECONDS = 5.0
 SCAN_CHECKPOINT_FILES = 1000
+# The scan's new files' keyword texts are written together after its end, and at the first
+# checkpoint after this long since they were last written (``Catalog.owe_texts``): keyword
+# search finds a new file that much later than filters do.
+SCAN_TEXT_SECONDS = 30.0
+# After the scan, the texts are written this many at a time whenever the decoders' pieces leave
+# this thread nothing else to do (about 6 ms of work, less than a decoder takes for a clip): written
+# all at once, they held up the hand-out of files, and the decoders, for half a second.
+TEXTS_AT_ONCE = 128
 # Files the scan looks up, reads and writes together: one query and one flush for all. They are
 # read by the worker processes ``start_index_workers`` starts; without them, the first batch's
 # worth of files to read is read in this process, the rest by workers started then.
@@ -160,6 +168,8 @@ class _IndexRun:
             self.store: VectorStore = library.store
             findings = examine(self.catalog, self.store)
             repair(self.catalog, self.store, findings)
+            self.catalog.pay_texts()  # those a killed run owed
+            self.texts_paid = time.monotonic()
             # What the repair did is saved before anything else; an empty store, to make its file.
             self.vectors_changed = not findings.healthy or len(self.store) == 0
             self.embedded_since_checkpoint = self.scanned_since_checkpoint = 0
@@ -184,11 +194,19 @@ class _IndexRun:
         if self.vectors_changed:
             self.store.save()
             self.vectors_changed = False
+        if self.catalog.owes_texts and time.monotonic() - self.texts_paid >= SCAN_TEXT_SECONDS:
+            self.pay_texts()
         self.catalog.commit()
         self.embedded_since_checkpoint = self.scanned_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         log.debug("checkpoint: %d vectors and the catalog committed in %.2f s", len(self.store),
                   time.perf_counter() - started)
+
+    def pay_texts(self) -> None:
+        started = time.perf_counter()
+        paid = self.catalog.pay_texts()
+        self.texts_paid = time.monotonic()
+        log.debug("keyword texts of %d files written in %.2f s", paid, time.perf_counter() - started)
 
     def counted(self, scanned: int = 0, embedded: int = 0) -> None:
         """Files done by the scan or by embedding: a checkpoint when it is time. Once vectors have
@@ -213,6 +231,8 @@ class _IndexRun:
             self.vectors_changed = True
 
     def finish(self) -> IndexReport:
+        if self.catalog.owes_texts:
+            self.pay_texts()
         self.checkpoint()
         self.tracker.finish(self.report.summary())
         return self.report
@@ -230,6 +250,7 @@ class _IndexRun:
         to_embed: set[int] = set()
         held: list[tuple[int, str]] = []
         self.tracker.start("scanning", None)
+        self.catalog.owe_texts()
         to_read = ((batch, [(item.path, item.known_digest) for item in batch if item.to_read])
                    for batch in self.look_up(found))
         with tqdm(desc="scanning", unit=" files", position=0,
@@ -254,6 +275,7 @@ class _IndexRun:
                 continue
             for file_id in gone:
                 self.remove(self.catalog.file_by_id(file_id))
+        self.catalog.owe_texts(False)  # the texts owed are written while embedding (``embed``) or by ``finish``
         self.checkpoint()
         rest = self.pending_besides(to_embed)
         self.tracker.start("embedding", len(to_embed) + len(rest), done=self.done)
@@ -406,6 +428,9 @@ class _IndexRun:
                 ahead.append(found)
             return found is not None
 
+        def idle() -> bool:  # the scan first, then its texts
+            return scan_ahead() or (self.catalog.owes_texts and self.catalog.pay_texts(TEXTS_AT_ONCE) > 0)
+
         def paths() -> Iterator[str]:
             number = 0
             while ahead or scan_ahead():
@@ -420,7 +445,7 @@ class _IndexRun:
             self.bar = bar
             # Worker processes decode the files, interleaved; a file's windows come in order.
             for piece in decode_windows(paths(), self.encoder.sample_rate, self.encoder.window_seconds, self.hop,
-                                        idle=scan_ahead):
+                                        idle=idle):
                 job = started[piece.number]
                 if piece.samples:
                     # A copy (the samples are the decoder's memory), of the piece's audio once.

@@ -506,6 +506,7 @@ class Catalog:
     def rollback(self) -> None:
         """Drop uncommitted changes; also ends a read, so the next one sees newer commits."""
         self.session.rollback()
+        self._owed_from = self._paying = None  # its note in meta may have been one of them
 
     # --- which model the vectors belong to
 
@@ -621,9 +622,51 @@ class Catalog:
         tag_rows = [{"file_id": ids[file.path], "tag": tag} for file, file_tags in zip(files, tags) for tag in file_tags]
         if tag_rows:
             self.session.execute(insert(FileTag.__table__), tag_rows)
-        keyword_index.add_new_files(self.session, [(ids[file.path], row, file_tags)
-                                                   for file, row, file_tags in zip(files, rows, tags)])
+        if self._owing:
+            if self._owed_from is None:
+                self._owed_from = keyword_index.owe(self.session, min(ids.values()))
+        else:
+            keyword_index.add_new_files(self.session, [(ids[file.path], row, file_tags)
+                                                       for file, row, file_tags in zip(files, rows, tags)])
         return [ids[file.path] for file in files]
+
+    # Keyword texts owed. Placing a few new files' texts at a time in name order moves the keys of
+    # the files around them again and again (``keyword_index._spaced_out``); that was half of an
+    # index run's main thread. So an index run's scan owes the texts of the files it adds and
+    # writes them together now and then (``pay_texts``): a new library's files then take their
+    # keys in one pass, nothing moved. Meta notes the first file owed, committed with the files,
+    # so the texts of a run killed before paying are written by the next (``pay_texts`` at its start).
+    _owing = False
+    _owed_from: str | None = None  # as meta notes it
+    _paying: list[int] | None = None  # the files still owed, last by name first, while paid in steps
+
+    @property
+    def owes_texts(self) -> bool:
+        """Some new files' keyword texts wait for ``pay_texts``."""
+        return self._owed_from is not None
+
+    def owe_texts(self, owing: bool = True) -> None:
+        """While ``owing``, ``add_files`` leaves the new files' keyword texts to ``pay_texts``:
+        until then keyword search does not find them (filters and listings do)."""
+        self._owing = owing
+
+    def pay_texts(self, at_most: int | None = None) -> int:
+        """Write the keyword texts owed (by ``add_files`` while owing, or by a run killed before it
+        paid them); returns how many. ``at_most``: only that many, the first by name (the rest
+        stay owed, for the next call), so a caller can pay in steps between other work."""
+        if at_most is None or self._paying is None:
+            owed_from = keyword_index.owed_from(self.session)
+            if owed_from is None:
+                self._owed_from, self._paying = None, None
+                return 0
+            # In name order: each step's files then lie after the step before's, which moves no key.
+            self._paying = keyword_index.owed_by_name(self.session, owed_from)
+            self._paying.reverse()  # taken from the end
+        step = [self._paying.pop() for _ in range(min(len(self._paying), at_most or len(self._paying)))]
+        keyword_index.pay(self.session.connection(), step, last=not self._paying)
+        if not self._paying:
+            self._owed_from, self._paying = None, None
+        return len(step)
 
     def files_with_hashes(self, content_hashes: Iterable[str]) -> dict[str, list[tuple[int, str, str]]]:
         """content hash -> (id, path, status) of the files with that content, in id order, for those

@@ -117,6 +117,38 @@ def add_new_files(session: Session, files: Sequence[tuple[int, dict, Sequence[st
         _add_texts(session, [(row["name"], _file_text(file_id, row, tags, None)) for file_id, row, tags in files])
 
 
+def owed_from(session: Session) -> str | None:
+    """The first file id whose text may be owed, as meta notes it (None: nothing owed)."""
+    return session.scalar(select(Meta.value).where(Meta.key == _OWED_KEY))
+
+
+def owe(session: Session, first_id: int) -> str:
+    """Note, with the files about to be committed, that texts from ``first_id`` on may be owed."""
+    noted = owed_from(session)
+    if noted is None:
+        session.execute(insert(Meta).values(key=_OWED_KEY, value=str(first_id)))
+        noted = str(first_id)
+    return noted
+
+
+def owed_by_name(session: Session, first_id: str) -> list[int]:
+    """The files from ``first_id`` on without a text, in name order."""
+    textless = select(File.id, File.name).where(File.id >= int(first_id), ~exists().where(FileText.file_id == File.id))
+    return [file_id for file_id, _ in sorted(session.execute(textless), key=lambda row: (row.name, row.id))]
+
+
+def pay(connection, file_ids: Sequence[int], last: bool) -> None:
+    """Write the texts of ``file_ids`` that still have none (a file the run changed since may
+    have one); the note goes with the ``last`` of them. Nothing while the index waits to be
+    built: building it, when this version first opens it, writes them all."""
+    if text_kept(connection):
+        _add_texts(connection, [text for chunk in _chunks(file_ids)
+                                for text in _texts(connection, File.id.in_(chunk)
+                                                   & ~exists().where(FileText.file_id == File.id))])
+    if last:
+        connection.execute(delete(Meta).where(Meta.key == _OWED_KEY))
+
+
 def _relevance(query: KeywordQuery, in_name: Callable[[str], ColumnElement[bool]],
                elsewhere: Callable[[str], ColumnElement[bool]]) -> ColumnElement[int]:
     """A file's relevance to ``query``: 2 for each word wanted in its name, 1 for each elsewhere."""
@@ -172,6 +204,7 @@ _TEXT_FIELDS = ("name", "folder", "root", *_ABOUT)
 # meta's key and value once every file has its text as _file_text makes it: a new version (a
 # change to what the text holds) builds it again on the next open for writing.
 _TEXT_KEY, _TEXT_VERSIONS = "keyword_text", {"sqlite": "3", "postgresql": "1"}
+_OWED_KEY = "keyword_text_owed_from"  # the first file id whose text may be owed (``Catalog.pay_texts``)
 _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole catalog
 
 # A text holding a character beyond ASCII (PostgreSQL's regular expression; a constant of the
@@ -309,7 +342,9 @@ def _name_keys(connection, last: int) -> np.ndarray | None:
 _BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
                "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
                "ORDER BY f.name DESC, f.id DESC LIMIT 1")
-_KEY_AFTER = text("SELECT min(rank_key) FROM file_text WHERE rank_key > :key")
+# The file with the first key after :key: its key, name and id.
+_NEXT = text("SELECT t.rank_key, f.name, f.id FROM file_text AS t JOIN files AS f ON f.id = t.file_id "
+             "WHERE t.rank_key > :key ORDER BY t.rank_key LIMIT 1")
 _KEYS_BELOW = text("SELECT rank_key FROM file_text WHERE rank_key < :key ORDER BY rank_key DESC LIMIT :count")
 _KEYS_ABOVE = text("SELECT rank_key FROM file_text WHERE rank_key > :key ORDER BY rank_key LIMIT :count")
 _MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
@@ -327,20 +362,26 @@ def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
         return
     # In name order, the files between the same two neighbours (which have their texts) are
     # given their keys together, spread over the keys free between them; written in one
-    # statement at the end, or before keys move (``_place``).
-    group: list[dict] = []
+    # statement at the end, or before keys move (``_place``). Two statements a group, not a
+    # file: looked up file by file, each file's neighbour before would be found by walking back
+    # over the files before it that have no text yet, all of them when a whole library's texts
+    # are written at once (``pay``).
+    ordered = sorted(texts, key=lambda named: (named[0], named[1]["file_id"]))
     written: list[dict] = []
-    before = None
-    for name, row in sorted(texts, key=lambda named: (named[0], named[1]["file_id"])):
-        found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
-        if group and found != before:
-            if _place(connection, before, group, written):  # keys moved: this file's neighbour's too, maybe
-                found = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
-            group = []
-        if not group:
-            before = found
-        group.append(row)
-    _place(connection, before, group, written)
+    start = 0
+    while start < len(ordered):
+        name, row = ordered[start]
+        before = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+        after = connection.execute(_NEXT, {"key": -1 if before is None else before}).first()
+        end = start + 1
+        if after is None:
+            end = len(ordered)
+        else:
+            while end < len(ordered) and (ordered[end][0], ordered[end][1]["file_id"]) < (after.name, after.id):
+                end += 1
+        _place(connection, before, None if after is None else after.rank_key,
+               [row for _, row in ordered[start:end]], written)
+        start = end
     if written:
         connection.execute(insert(FileText), written)
 
@@ -366,11 +407,11 @@ def _note_characters(connection, rows: Sequence[dict]) -> None:
     connection.execute(insert(Meta).values(key=_CHARACTERS_KEY, value="".join(sorted(seen | set(known or "")))))
 
 
-def _place(connection, before: int | None, rows: list[dict], written: list[dict]) -> bool:
-    """Give ``rows`` (in name order) keys after ``before`` (None: the first) and before the next
-    key, adding them to ``written`` (rows with keys, to be written); True if the keys of other
-    files had to move to make room (``written`` is written first, then emptied: they may move too)."""
-    after = connection.scalar(_KEY_AFTER, {"key": -1 if before is None else before})
+def _place(connection, before: int | None, after: int | None, rows: list[dict], written: list[dict]) -> None:
+    """Give ``rows`` (in name order) keys after ``before`` and before ``after``, the next key
+    (None: the first, the last), adding them to ``written`` (rows with keys, to be written);
+    where the keys of other files have to move to make room, ``written`` is written first, then
+    emptied: they may move too."""
     count = len(rows)
     if after is None:  # the last by name: room without end
         low = _FIRST_KEY - _SPACING if before is None else before
@@ -387,7 +428,6 @@ def _place(connection, before: int | None, rows: list[dict], written: list[dict]
     else:
         keys = [low + (place + 1) * (high - low) // (count + 1) for place in range(count)]
     written += [{**row, "rank_key": key} for row, key in zip(rows, keys)]
-    return moved
 
 
 def _spaced_out(connection, before: int | None, after: int, count: int) -> list[int]:

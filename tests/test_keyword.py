@@ -529,6 +529,47 @@ def test_sqlite_places_a_batch_whose_first_files_move_others_before_its_last_one
             reference(catalog, "take", Filters(), True, None)
 
 
+def test_texts_owed_by_a_scan_are_found_once_paid_and_those_of_a_run_killed_before_paying_by_the_next(empty):
+    # An index run's scan owes its new files' texts (Catalog.owe_texts) and writes them at once
+    # (pay_texts); a run killed after committing files whose texts it owed leaves a note in meta
+    # that the next run's pay_texts finds. Placed among files that have their texts, in name order.
+    url = empty.engine.url.render_as_string(hide_password=False)
+    empty.add_files([NewFile(f"{ROOT}/kept/{name}.wav", ROOT, 1, 0.0, None, Metadata(tags=("kept",))) for name in "bdf"])
+    empty.commit()
+    empty.owe_texts()
+    owed = ["a", "c_1", "c_2", "e", "g", *(f"d_{number:03d}" for number in range(100))]
+    ids = empty.add_files([NewFile(f"{ROOT}/new/{name}.wav", ROOT, 1, 0.0, None, Metadata(tags=("owed",))) for name in owed])
+    moved = empty.file_by_id(ids[0])  # a file changed before the texts are paid has its text already
+    empty.move_file(moved, f"{ROOT}/new/h.wav", root=ROOT, mtime=1.0)
+    empty.commit()
+    assert empty.owes_texts
+    assert empty.keyword_ranked(parse_keywords("owed"), pending=True) == [ids[0]]
+    empty.close()  # as if killed: the files and the note are committed, the texts not written
+
+    with Catalog(url) as reopened:
+        # Paid in steps (as an index run does between decoders' pieces), the first by name first; a
+        # file given its text between two steps (changed by the run) is not written again.
+        assert reopened.pay_texts(at_most=10) == 10
+        renamed = reopened.file_by_id(ids[owed.index("g")])
+        reopened.move_file(renamed, f"{ROOT}/new/gg.wav", root=ROOT, mtime=1.0)
+        paid = 10
+        while step := reopened.pay_texts(at_most=10):
+            paid += step
+        assert paid == len(owed) - 1
+        reopened.commit()
+        assert reopened.pay_texts() == 0
+        assert reopened.session.scalar(select(func.count()).select_from(FileText)) == 3 + len(owed)
+        assert sorted(reopened.keyword_ranked(parse_keywords("owed"), pending=True, limit=1000)) == sorted(ids)
+        assert reopened.keyword_ranked(parse_keywords("owed"), pending=True, limit=1000) == \
+            reference(reopened, "owed", Filters(), True, None)
+        if reopened.engine.dialect.name == "sqlite":
+            keys = reopened.session.scalars(select(FileText.rank_key).join(File, File.id == FileText.file_id)
+                                            .order_by(File.name, File.id)).all()
+            assert keys == sorted(set(keys))
+            assert reopened.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all() == keys
+            reopened.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+
+
 @pytest.mark.parametrize("scripts", ["latin", "many"])
 def test_words_of_two_letters_are_found_by_the_trigrams_they_begin_however_many_characters_names_hold(tmp_path, scripts):
     # SQLite finds a word of two letters as the trigrams it begins: the word followed by each

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import exists, func, select
 from sounds import ffmpeg_tone, sox_tone
 from libraries import index_into
 
 from search.library import describe_run, read_progress
-from search.catalog import Catalog
+from search.catalog import Catalog, File, FileText, Meta
+from search.keyword_index import _OWED_KEY
 from search.config import load_settings
 from search.store import open_store
 
@@ -48,6 +50,10 @@ def outcome(home: Path, dim: int) -> dict:
         store = open_store(settings, dim)
         ids = catalog.window_ids()
         assert len(ids) == len(set(ids)) and sorted(store.ids()) == sorted(ids), "catalog and vectors disagree"
+        # Every file has its keyword text, those the killed run's scan owed too.
+        assert catalog.session.scalar(select(func.count()).select_from(File).where(
+            ~exists().where(FileText.file_id == File.id))) == 0
+        assert catalog.session.scalar(select(Meta.value).where(Meta.key == _OWED_KEY)) is None
         return {
             record.path: (record.status, [(w.start, w.end, store.reconstruct(np.array([w.id]))[0]) for w in record.windows])
             for record in catalog.files()

@@ -27,7 +27,7 @@ from search.catalog import Catalog, NewFile
 
 # bench/keyword_write_cost.py of the same checkout as the catalog measured (PYTHONPATH's).
 sys.path.insert(0, str(Path(catalog_module.__file__).resolve().parents[1] / "bench"))
-from keyword_write_cost import timed as timed_writes  # noqa: E402
+from keyword_write_cost import SCAN_BATCH, timed as timed_writes  # noqa: E402
 
 TIMED = ("_add_texts", "_place", "_spaced_out")
 
@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--files", type=int, default=8000)
     parser.add_argument("--names", choices=("same", "distinct"), default="same")
+    parser.add_argument("--owe", action="store_true",
+                        help="the texts owed while adding (Catalog.owe_texts), then written (pay_texts), timed apart")
+    parser.add_argument("--step", type=int, help="with --owe: written this many at a time (pay_texts(at_most=...))")
     args = parser.parse_args()
     spent = dict.fromkeys(TIMED, 0.0)
 
@@ -61,11 +64,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/catalog.sqlite"
         Catalog(url).close()
-        seconds = timed_writes(url, files, kept=True)
+        paid = None
+        if args.owe:
+            seconds, paid = owed_writes(url, files, args.step)
+        else:
+            seconds = timed_writes(url, files, kept=True)
     print(json.dumps({"files": args.files, "names": args.names, "code": os.environ.get("PYTHONPATH", ""),
                       "add_files_ms_a_file": round(1000 * seconds / args.files, 3),
+                      **({} if paid is None else {"pay_texts_ms_a_file": round(1000 * paid / args.files, 3)}),
                       **{f"{name}_ms_a_file": round(1000 * value / args.files, 3) for name, value in spent.items()},
                       "load": open("/proc/loadavg").read().split()[:3]}))
+
+
+def owed_writes(url: str, files: list[NewFile], step: int | None) -> tuple[float, float]:
+    """Seconds of add_files (64 at a time, texts owed) and of pay_texts after (``step`` at a time),
+    as an index run pays them."""
+    with Catalog(url, create=False) as catalog:
+        catalog.owe_texts()
+        clock = time.perf_counter()
+        for first in range(0, len(files), SCAN_BATCH):
+            catalog.add_files(files[first:first + SCAN_BATCH])
+        catalog.flush()
+        added = time.perf_counter()
+        catalog.owe_texts(False)
+        while catalog.pay_texts(step) and step:
+            pass
+        catalog.flush()
+        paid = time.perf_counter() - added
+        catalog.rollback()
+    return added - clock, paid
 
 
 if __name__ == "__main__":

@@ -398,7 +398,10 @@ def report(work: Path) -> None:
             if runs:
                 rows.append(runs[0] | first | {"files": data["files"]})
                 names.append("A first run")
-    for part in ("B_variants", "C_long", "T_main1", "T_branch1", "L_compile"):
+    parts = ["B_variants", "C_long", "T_main1", "T_branch1", "L_compile"]
+    steps = {path.stem for path in work.glob("[TL]_*.json") if "." not in path.stem}  # not their .samples
+    parts += sorted(steps - set(parts), key=lambda name: (work / f"{name}.json").stat().st_mtime)
+    for part in parts:
         path = work / f"{part}.json"
         if not path.exists():
             continue

@@ -3,7 +3,9 @@
 # Bundle (git-ignored, carried as one path): .carry/idx2/{run.sh (this script), steps.sh, main
 # (the code measured), br (a branch), tools (cpu_sampler.py, index_where.py, spy_summary.py),
 # wheels, esc10 (200 clips)}.
-#   bash .carry/idx2/run.sh OUT            (PLAN=texts: what keyword texts cost, main beside BRANCH)
+#   bash .carry/idx2/run.sh OUT            (PLAN=texts: what keyword texts cost, main beside BRANCH;
+#                                          PLAN=idx3: branch idx3 against main, .carry/idx3;
+#                                          PLAN=idx3b: its second call, br against br0 and main)
 # A: bench/index_library.py as it is (8,000 distinct clips, the official wrapper in the same
 #    run), with cpu_sampler.py watching the main process, its threads, the decoders and readers.
 # B: the same library indexed in one process under each variant in turn (worker counts, GPU
@@ -57,6 +59,47 @@ for name in ("numba", "scipy", "librosa", "msclap", "faiss", "sqlalchemy", "mini
 
 
 W="$PYTHON $TOOLS/index_where.py --root $CODE --interval 0.5"
+if [ "${PLAN:-where}" = idx3b ]; then
+  # Branch idx3's second call: its texts written in steps between the decoders' pieces (br)
+  # against the branch of the first call (br0: all at the scan's end) and main, alternating, each
+  # in a process of its own; FILES_AHEAD=4 beside 2 (decoders waited for a file 44% of their time).
+  WB="$PYTHON $TOOLS/index_where.py --root $B/br --interval 0.5"
+  WO="$PYTHON $TOOLS/index_where.py --root $B/br0 --interval 0.5"
+  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
+  AHEAD4="ahead4:encoders.decoding.FILES_AHEAD=4"
+  step 100 A_bench $WB --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
+  step 50 T_new1 $WB $CLIPS --out "$WORK/T_new1.json" --variant base --variant $AHEAD4
+  step 40 T_old1 $WO $CLIPS --out "$WORK/T_old1.json" --variant base
+  step 50 T_new2 $WB $CLIPS --out "$WORK/T_new2.json" --variant $AHEAD4 --variant base
+  step 40 T_old2 $WO $CLIPS --out "$WORK/T_old2.json" --variant base
+  step 40 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base
+  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+  cat "$OUT/summary.txt"
+  say "done"
+  pack
+  exit 0
+fi
+if [ "${PLAN:-where}" = idx3 ]; then
+  # Branch idx3 (the scan's keyword texts written together at its end) against main: the branch's
+  # bench with the official wrapper in the same run (the ratio), then main and the branch
+  # alternating, each in a process of its own; the branch without checkpoints and under py-spy
+  # (what bounds it now); its recordings, eager and compiled, with what time is left.
+  WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"
+  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
+  step 100 A_bench $WB --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
+  step 60 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base --variant base2
+  step 60 T_branch1 $WB $CLIPS --out "$WORK/T_branch1.json" --variant base --variant base2
+  step 45 T_main2 $W $CLIPS --out "$WORK/T_main2.json" --variant base
+  step 60 T_branch2 $WB $CLIPS --out "$WORK/T_branch2.json" --variant ckpt:indexer.pipeline.CHECKPOINT_FILES=1000000 \
+    --variant spy:spy
+  step 150 L_branch $WB --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/L_branch.json" \
+    ${LONG_VARIANTS:---variant base --variant compiled:compile}
+  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+  cat "$OUT/summary.txt"
+  say "done"
+  pack
+  exit 0
+fi
 if [ "${PLAN:-where}" = texts ]; then
   # What keyword texts cost the run: main (CODE) beside a branch (BRANCH, a snapshot like main/),
   # each in a process of its own, twice; the official wrapper with main's bench, for the ratio.
