@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
             else:
                 state["search"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
                 state["search"].calibration()  # the first query should wait for neither it nor the model
+                state["search"].encoder.prepare_for_queries()
             yield
         finally:
             if searching is not None:

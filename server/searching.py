@@ -126,6 +126,7 @@ def _open(environment: dict[str, str], max_clip_seconds: float | None) -> None:
     library = Library(load_settings())
     _searcher = Searcher(library, library_only=True, max_clip_seconds=max_clip_seconds)
     _searcher.calibration()  # loads the model, learns the windows' files
+    _searcher.encoder.prepare_for_queries()  # a worker embeds many queries' words
     _threads = ThreadPoolExecutor(BATCH, thread_name_prefix="search")
 
 
