@@ -269,8 +269,8 @@ class MiniLMSentenceEncoder:
         a small call being Python around the 37 matrix products. Tracing takes about 0.3 s, so
         it is for a process that embeds many queries (the server's), not for one command's one
         query. The trace records one path through the model's Python: the example is padded,
-        so the attention mask is applied (an unpadded one lets transformers drop it), and the
-        branches it records depend on nothing else that varies (BERT is not causal, and its
+        so the path traced is one that applies the attention mask, and the branches the tracer
+        warns of depend on nothing that varies between queries (BERT is not causal, and its
         keys are never longer than its queries); tests check it against the model at many
         shapes."""
         if isinstance(self._pooled, torch.jit.ScriptModule):
