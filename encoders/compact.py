@@ -264,11 +264,11 @@ class MiniLMSentenceEncoder:
 
     def freeze_graph(self) -> None:
         """Run MiniLM as a traced and frozen TorchScript graph from now on: on one CPU thread in
-        bfloat16 a call took 20-33% less (6.2 against 9.1 ms for one short text, 13.5-15.0
-        against 16.3-20.9 for five, 18.0-20.5 against 23.5-25.3 for eight; 2026-12-04), most of
-        a small call being Python around the 37 matrix products. Tracing takes about 0.3 s, so
-        it is for a process that embeds many queries (the server's), not for one command's one
-        query. The trace records one path through the model's Python: the example is padded,
+        bfloat16 a call took 13-32% less (one short text 5.6-7.6 against 8.0-10.5 ms, five
+        13.3-15.0 against 15.6-20.9, eight 17.2-20.5 against 19.1-25.3; 2026-12-04,
+        docs/benchmarks.md 3c): the Python between the 37 matrix products goes, they stay.
+        Tracing takes about 0.3 s, so it is for a process that embeds many queries (the
+        server's), not for one command's one query. The trace records one path through the model's Python: the example is padded,
         so the path traced is one that applies the attention mask, and the branches the tracer
         warns of depend on nothing that varies between queries (BERT is not causal, and its
         keys are never longer than its queries); tests check it against the model at many
