@@ -35,6 +35,10 @@ class Encoder(Protocol):
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised."""
 
+    def prepare_for_queries(self) -> None:
+        """Ready the text side for a process that embeds many queries (a server), where that
+        costs a moment once and saves time on each; any model may do nothing."""
+
     def embed_audio(self, waveforms: list[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """Mono float32 clips at ``sample_rate``, each at most one window -> (n, dim) float32, unit rows."""
 

@@ -544,6 +544,9 @@ class MSClap2023Encoder:
         """(input_ids, attention_mask), each (batch, longest <= 77), right-padded."""
         return tokenize_captions(self.tokenizer, self.config, texts)
 
+    def prepare_for_queries(self) -> None:
+        """Nothing: its text tower runs as loaded (no frozen graph was measured for it)."""
+
     @torch.inference_mode()
     def embed_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         texts = list(texts)

@@ -520,7 +520,11 @@ class Catalog:
     def generation(self) -> str | None:
         """A token that changes whenever a commit changes files, windows or tags (None until the
         first such commit of a catalog made before tokens were kept)."""
-        return self.session.scalar(select(Meta.value).where(Meta.key == GENERATION))
+        # Every search asks (its kept rankings are of one generation): a fixed statement on the
+        # driver's cursor, as the hits' rows, not the ORM's (5% of a search worker's samples).
+        rows = self._compiled_rows("generation", lambda: select(Meta.value).where(Meta.key == bindparam("key")),
+                                   {"key": GENERATION})
+        return rows[0][0] if rows else None
 
     def check_model(self, requested: ModelIdentity) -> None:
         """Raise ModelMismatchError unless the index is empty or was built by ``requested``."""

@@ -31,12 +31,12 @@ from encoders.audio import AudioDecodeError
 from encoders.processes import end_with_parent
 from search.config import Settings
 from search.duplicates import KEPT_FROM, NOT_KEPT, STALE
-from search.engine import SORTS, Results, Searcher
+from search.engine import SORTS, Searcher
 from search.filters import Filters
 from search.library import Library, read_progress
 from search.query import Query, QueryError, parse_query
 from server import keys, media
-from server.searching import SearchProcesses, SearchUnavailable
+from server.searching import Page, SearchProcesses, SearchUnavailable, page_of
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
             else:
                 state["search"] = Searcher(library, library_only=True, max_clip_seconds=limits.clip_seconds)
                 state["search"].calibration()  # the first query should wait for neither it nor the model
+                state["search"].encoder.prepare_for_queries()
             yield
         finally:
             if searching is not None:
@@ -178,7 +179,7 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
         searcher = state["search"]
         if isinstance(searcher, SearchProcesses):  # awaited in this loop, no thread waiting for it
             return _hits(await searcher.search(query, **arguments))
-        return _hits(await run_in_threadpool(lambda: searcher.search(query, **arguments)))
+        return _hits(await run_in_threadpool(lambda: page_of(searcher.search(query, **arguments))))
 
     @app.get("/v1/search", **hits, summary="Files matching a description, keywords and filters")
     async def search_get(options: Annotated[SearchOptions, Param()]) -> Response:
@@ -279,10 +280,10 @@ def _search_arguments(query: Query | None, options: SearchOptions) -> dict:
                 page=options.page, page_size=options.top, sort=options.sort)
 
 
-def _hits(found: Results) -> Response:
-    # Made here, not by FastAPI from a return value: the hits are plain JSON already, and its
-    # check and conversion of every field against the response model only cost time.
-    return JSONResponse([hit.to_dict() for hit in found.hits], headers={"X-Total-Count": str(found.total)})
+def _hits(page: Page) -> Response:
+    # Sent as made (``page_of``), not by FastAPI from a return value: its check and conversion
+    # of every field against the response model only cost time.
+    return Response(page.body, media_type="application/json", headers={"X-Total-Count": str(page.total)})
 
 
 async def _posted_query(request: Request, limits: Limits) -> tuple[SearchOptions, Query | None]:

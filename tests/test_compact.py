@@ -117,6 +117,35 @@ def test_query_words_in_bfloat16_stay_where_float32_puts_them():
     assert query_text_dtype(torch.device("cuda")) == torch.float32  # GPUs: as before
 
 
+def test_frozen_minilm_graph_embeds_as_the_model_does():
+    """The server runs MiniLM as a traced graph (``freeze_graph``): a trace records one path
+    through the model's Python at one example's shape, so it must give the model's rows at
+    every shape a query brings: one text, unpadded batches, padded ones, a caption cut at
+    the token limit. In float32 the rows are the model's to rounding; in bfloat16 (how a CPU
+    that computes it runs queries) the graph's fused steps round otherwise, so its
+    vectors must stay within cosine 0.999 of float32's, as the model's own do."""
+    texts = ["kick", "glass shatter 318270415", "rain", "heavy rain on a tin roof with distant thunder rolling",
+             "door creak", "wind " * 300]
+    batches = [texts[:1], texts[2:3], texts[:2], texts[1:4], texts, texts[4:5] * 7]
+    exact = MiniLMSentenceEncoder(torch.device("cpu"))
+    frozen = MiniLMSentenceEncoder(torch.device("cpu"))
+    frozen.freeze_graph()
+    assert isinstance(frozen._pooled, torch.jit.ScriptModule)
+    for batch in batches:
+        torch.testing.assert_close(frozen(batch), exact(batch), atol=1e-5, rtol=1e-4)
+    if query_text_dtype(torch.device("cpu")) == torch.bfloat16:
+        fast = MiniLMSentenceEncoder(torch.device("cpu"), dtype=torch.bfloat16)
+        fast.freeze_graph()
+        for batch in batches:
+            cosines = (fast(batch) * exact(batch)).sum(-1)
+            assert cosines.min() > 0.999, f"{batch}: cosine {cosines.min():.5f}"
+    shipped = load_encoder("clapdex-compact")
+    before = shipped.embed_text(texts)
+    shipped.prepare_for_queries()
+    assert isinstance(shipped.text_encoder._pooled, torch.jit.ScriptModule)
+    assert (shipped.embed_text(texts) * before).sum(axis=1).min() > 0.999
+
+
 def test_shipped_model_is_the_default_and_small():
     from encoders.compact import PACKAGED_WEIGHTS
 

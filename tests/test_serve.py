@@ -327,3 +327,23 @@ def test_a_key_revoked_while_the_server_runs_is_refused_within_seconds(api):
     assert clapdex("keys", "revoke", name, home=api.home, catalog=api.catalog).returncode == 0
     time.sleep(RECHECK_SECONDS + 0.5)
     assert api.get("/v1/status", key=key)[0] == 401
+
+
+def test_a_page_of_hits_is_sent_as_starlette_writes_json():
+    """Search workers write the hits' JSON themselves (``page_of``): byte for byte what
+    Starlette's JSONResponse wrote when the server did it (UTF-8 left as it is, compact), and
+    a score that is not a number is still refused, never sent as NaN."""
+    from starlette.responses import JSONResponse
+
+    from search.engine import Hit, Results
+    from server.searching import page_of
+
+    hit = Hit(path="/sons/pluie/pluie_été.wav", score=0.42, start=0.0, end=5.0, duration=7.5, file_id=3, window_id=9,
+              name="pluie_été.wav", folder="/sons/pluie", root="/sons", size=1200, mtime=1.7e9, sample_rate=48000,
+              channels=2, codec="pcm_s24le", format="wav", bit_depth=24, tags=("pluie", "toit"),
+              suggested=(("RAINGen", 0.8),), suggested_tags=(("source", "rain", 0.7),), relevance=0.6, match="fair")
+    page = page_of(Results([hit, hit], total=37, page=0, page_size=2))
+    assert page.body == JSONResponse([hit.to_dict(), hit.to_dict()]).body and page.total == 37
+    assert "été".encode() in page.body
+    with pytest.raises(ValueError):
+        page_of(Results([Hit(**{**hit.__dict__, "score": float("nan")})], total=1, page=0, page_size=1))
