@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from encoders import Encoder, MissingWeightsError, list_models, load_encoder
-from encoders.compact import (CONFIGS, CompactClap, CompactEncoder, MiniLMSentenceEncoder, query_text_dtype,
-                              read_compact, save_compact)
+from encoders.compact import (CONFIGS, TEXT_TEMPLATES, CompactClap, CompactEncoder, MiniLMSentenceEncoder,
+                              query_text_dtype, read_compact, save_compact)
 from training.evaluate import WORDINGS
 
 TINY = CONFIGS["tiny"]
@@ -50,6 +50,21 @@ def test_embeddings_are_unit_vectors(tiny_compact):
         np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(text[0], text[1])
     assert tiny_compact.embed_audio([]).shape == tiny_compact.embed_text([]).shape == (0, 32)
+
+
+def test_a_text_is_the_mean_of_its_framings(tiny_compact):
+    """Each text is embedded under every template, and the unit vectors' mean normalised: the
+    same as embedding the framed texts bare and averaging, whatever else is in the batch."""
+    bare = CompactEncoder(tiny_compact.model, tiny_compact.weights_id, [torch.device("cpu")],
+                          text_encoder=tiny_compact.text_encoder, text_templates=("{}",))
+    assert len(TEXT_TEMPLATES) > 1 and tiny_compact.text_templates == TEXT_TEMPLATES
+    for text in ("a dog barking", "glass {shatter}"):  # braces in the words are words
+        framed = bare.embed_text([template.format(text) for template in TEXT_TEMPLATES])
+        assert framed[1:].tolist() != framed[:1].tolist() * (len(framed) - 1)
+        mean = framed.mean(axis=0)
+        np.testing.assert_allclose(tiny_compact.embed_text(["rain on a tin roof", text])[1],
+                                   mean / np.linalg.norm(mean), atol=2e-3)
+    assert not np.allclose(tiny_compact.embed_text(["a dog barking"]), bare.embed_text(["a dog barking"]), atol=1e-3)
 
 
 def test_short_clip_does_not_depend_on_its_batch(tiny_compact):
