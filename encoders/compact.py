@@ -53,13 +53,13 @@ from .weights import MissingWeightsError, tensors_fingerprint
 
 NAME = "clapdex-compact"
 CHECKPOINT_FORMAT = "clapdex-compact/1"
-# Every text is embedded as the normalised mean of its embeddings under these framings (one
-# batched MiniLM call of four times the texts): the bare words, "the sound of", and two framings
-# the training captions use (training/captions.py). One phrasing lands where MiniLM puts that
-# phrasing; the mean leans towards what the phrasings share, the sound. Chosen before it was
-# measured; on ESC-10's held-out wordings it raised the mean precision@10 of compact 2 `base`
-# from 0.538 to 0.550 and of the shipped weights from 0.525 to 0.578 (docs/training.md,
-# "Without training: weight averages and query templates").
+# A text's framings: the bare words, "the sound of", and two framings the training captions use
+# (training/captions.py). One phrasing lands where MiniLM puts that phrasing; the mean of a
+# text's unit vectors under all four leans towards what they share, the sound. Embedding four
+# texts for every query costs a search 1.6-3.4 times the text tower's time, so the shipped model
+# carries a map fitted to give that mean from the bare words' vector (``text_framing``, made by
+# ``training.frame_text``): ESC-10 held-out mean precision@10 0.525 bare, 0.578 framed, 0.56
+# mapped (docs/training.md, "Without training").
 TEXT_TEMPLATES = ("{}", "the sound of {}", "a recording of {}", "{} sound effect")
 # Where a released checkpoint ships inside the package.
 PACKAGED_WEIGHTS = Path(__file__).parent / "models" / f"{NAME}.safetensors"
@@ -81,6 +81,9 @@ class CompactConfig:
     projection_dim: int = 512
     projection_dropout: float = 0.1
     initial_temperature: float = 0.07
+    # A square map of the shared space after the text projection, fitted after training
+    # (``training.frame_text``), never trained: see TEXT_TEMPLATES.
+    text_framing: bool = False
 
     @property
     def window_samples(self) -> int:
@@ -217,6 +220,11 @@ class CompactClap(nn.Module):
         self.audio_projection = Projection(config.channels[-1], config.projection_dim, config.projection_dropout)
         self.text_projection = Projection(config.text_features, config.projection_dim, config.projection_dropout)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.initial_temperature)))
+        self.text_framing = None
+        if config.text_framing:
+            self.text_framing = nn.Linear(config.projection_dim, config.projection_dim, bias=False)
+            nn.init.eye_(self.text_framing.weight)
+            self.text_framing.requires_grad_(False)
 
     def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.audio_projection(self.audio_tower(waveforms, lengths))
@@ -320,14 +328,16 @@ class CompactEncoder:
 
     Audio goes through ``runtime`` (``encoders.runtime.AudioRuntime``), shared among
     ``devices`` when there are several, each with a copy of the model; text runs on the first,
-    each text under ``text_templates`` (``("{}",)``: the words alone).
+    each text as the mean of its framings under ``text_templates`` (the words alone by default;
+    ``training.frame_text`` asks for all of TEXT_TEMPLATES), then through the model's
+    ``text_framing`` map where it has one.
     """
 
     name = NAME
     weights_path = ""  # set by the loader: the file the weights came from
 
     def __init__(self, model: CompactClap, weights_id: str, devices: list[torch.device], batch_size: int = 32,
-                 text_encoder: MiniLMSentenceEncoder | None = None, text_templates: tuple[str, ...] = TEXT_TEMPLATES):
+                 text_encoder: MiniLMSentenceEncoder | None = None, text_templates: tuple[str, ...] = ("{}",)):
         # The copies for further devices are made before the first is moved.
         models = [model, *(copy.deepcopy(model) for _ in devices[1:])]
         models = [copied.to(device).eval() for copied, device in zip(models, devices)]
@@ -363,7 +373,10 @@ class CompactEncoder:
         features = self.text_encoder([template.format(text) for text in texts for template in templates],
                                      batch_size or 256)
         framed = F.normalize(self.model.encode_text(features).float(), dim=-1)
-        return F.normalize(framed.view(len(texts), len(templates), -1).mean(dim=1), dim=-1).cpu().numpy()
+        rows = F.normalize(framed.view(len(texts), len(templates), -1).mean(dim=1), dim=-1)
+        if self.model.text_framing is not None:
+            rows = F.normalize(self.model.text_framing(rows), dim=-1)
+        return rows.cpu().numpy()
 
     def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
         return self.runtime.embed_audio(waveforms, batch_size)
