@@ -54,6 +54,14 @@ from .weights import MissingWeightsError, tensors_fingerprint
 
 NAME = "clapdex-compact"
 CHECKPOINT_FORMAT = "clapdex-compact/1"
+# A text's framings: the bare words, "the sound of", and two framings the training captions use
+# (training/captions.py). One phrasing lands where MiniLM puts that phrasing; the mean of a
+# text's unit vectors under all four leans towards what they share, the sound. Embedding four
+# texts for every query costs a search 1.6-3.4 times the text tower's time, so the shipped model
+# carries a map fitted to give that mean from the bare words' vector (``text_framing``, made by
+# ``training.frame_text``): ESC-10 held-out mean precision@10 0.525 bare, 0.578 framed, 0.56
+# mapped (docs/training.md, "Without training").
+TEXT_TEMPLATES = ("{}", "the sound of {}", "a recording of {}", "{} sound effect")
 # Where a released checkpoint ships inside the package.
 PACKAGED_WEIGHTS = Path(__file__).parent / "models" / f"{NAME}.safetensors"
 
@@ -74,6 +82,9 @@ class CompactConfig:
     projection_dim: int = 512
     projection_dropout: float = 0.1
     initial_temperature: float = 0.07
+    # A square map of the shared space after the text projection, fitted after training
+    # (``training.frame_text``), never trained: see TEXT_TEMPLATES.
+    text_framing: bool = False
 
     @property
     def window_samples(self) -> int:
@@ -210,6 +221,11 @@ class CompactClap(nn.Module):
         self.audio_projection = Projection(config.channels[-1], config.projection_dim, config.projection_dropout)
         self.text_projection = Projection(config.text_features, config.projection_dim, config.projection_dropout)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.initial_temperature)))
+        self.text_framing = None
+        if config.text_framing:
+            self.text_framing = nn.Linear(config.projection_dim, config.projection_dim, bias=False)
+            nn.init.eye_(self.text_framing.weight)
+            self.text_framing.requires_grad_(False)
 
     def encode_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.audio_projection(self.audio_tower(waveforms, lengths))
@@ -349,14 +365,17 @@ class CompactEncoder:
     """The ``encoders.Encoder`` interface over ``CompactClap``: numpy in, unit-norm float32 numpy out.
 
     Audio goes through ``runtime`` (``encoders.runtime.AudioRuntime``), shared among
-    ``devices`` when there are several, each with a copy of the model; text runs on the first.
+    ``devices`` when there are several, each with a copy of the model; text runs on the first,
+    each text as the mean of its framings under ``text_templates`` (the words alone by default;
+    ``training.frame_text`` asks for all of TEXT_TEMPLATES), then through the model's
+    ``text_framing`` map where it has one.
     """
 
     name = NAME
     weights_path = ""  # set by the loader: the file the weights came from
 
     def __init__(self, model: CompactClap, weights_id: str, devices: list[torch.device], batch_size: int = 32,
-                 text_encoder: MiniLMSentenceEncoder | None = None):
+                 text_encoder: MiniLMSentenceEncoder | None = None, text_templates: tuple[str, ...] = ("{}",)):
         # The copies for further devices are made before the first is moved.
         models = [model, *(copy.deepcopy(model) for _ in devices[1:])]
         models = [copied.to(device).eval() for copied, device in zip(models, devices)]
@@ -370,6 +389,7 @@ class CompactEncoder:
         self.dim = self.config.projection_dim
         self.logit_scale = model.logit_scale.detach().exp().item()
         self._text_encoder = text_encoder
+        self.text_templates = tuple(text_templates)
         self.runtime = AudioRuntime.on_devices(
             [(device, functools.partial(_audio_rows, copied)) for copied, device in zip(models, devices)],
             self.sample_rate, self.window_seconds, self.dim, batch_size, "silence")
@@ -394,8 +414,14 @@ class CompactEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        features = self.text_encoder(texts, batch_size or 256)
-        return F.normalize(self.model.encode_text(features).float(), dim=-1).cpu().numpy()
+        templates = self.text_templates
+        features = self.text_encoder([template.format(text) for text in texts for template in templates],
+                                     batch_size or 256)
+        framed = F.normalize(self.model.encode_text(features).float(), dim=-1)
+        rows = F.normalize(framed.view(len(texts), len(templates), -1).mean(dim=1), dim=-1)
+        if self.model.text_framing is not None:
+            rows = F.normalize(self.model.text_framing(rows), dim=-1)
+        return rows.cpu().numpy()
 
     def embed_audio(self, waveforms: list, batch_size: int | None = None) -> np.ndarray:
         return self.runtime.embed_audio(waveforms, batch_size)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from encoders import Encoder, MissingWeightsError, list_models, load_encoder
-from encoders.compact import (CONFIGS, CompactClap, CompactEncoder, MiniLMSentenceEncoder, query_text_dtype,
-                              read_compact, save_compact)
+from encoders.compact import (CONFIGS, TEXT_TEMPLATES, CompactClap, CompactEncoder, MiniLMSentenceEncoder,
+                              query_text_dtype, read_compact, save_compact)
+from training import frame_text
 from training.evaluate import WORDINGS
 
 TINY = CONFIGS["tiny"]
@@ -50,6 +51,42 @@ def test_embeddings_are_unit_vectors(tiny_compact):
         np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(text[0], text[1])
     assert tiny_compact.embed_audio([]).shape == tiny_compact.embed_text([]).shape == (0, 32)
+
+
+def test_a_text_is_the_mean_of_its_framings(tiny_compact):
+    """Under several templates a text is the normalised mean of its framings' unit vectors,
+    whatever else is in the batch; by default, its words alone."""
+    framing = CompactEncoder(tiny_compact.model, tiny_compact.weights_id, [torch.device("cpu")],
+                             text_encoder=tiny_compact.text_encoder, text_templates=TEXT_TEMPLATES)
+    assert tiny_compact.text_templates == ("{}",) and tiny_compact.model.text_framing is None
+    for text in ("a dog barking", "glass {shatter}"):  # braces in the words are words
+        framed = tiny_compact.embed_text([template.format(text) for template in TEXT_TEMPLATES])
+        assert framed[1:].tolist() != framed[:1].tolist() * (len(framed) - 1)
+        mean = framed.mean(axis=0)
+        np.testing.assert_allclose(framing.embed_text(["rain on a tin roof", text])[1],
+                                   mean / np.linalg.norm(mean), atol=2e-3)
+
+
+def test_a_fitted_framing_map_brings_the_words_towards_their_framings(tiny_compact, tmp_path):
+    """training.frame_text: the checkpoint it writes embeds a text's words, through its map, nearer
+    to the mean of the text's framings than the words alone are, and keeps everything else."""
+    words = ["dog", "rain", "door slam", "thunder", "glass", "engine", "bird song", "footsteps",
+             "wind", "bell", "crowd", "water drip", "siren", "keyboard", "applause", "fire"] * 3
+    framed_model, fit = frame_text.frame(tiny_compact.model, words, ridge=0.1)
+    assert fit["cosine_mapped_to_framed"] > fit["cosine_bare_to_framed"]
+    save_compact(framed_model, tmp_path / "framed.safetensors")
+    framed = load_encoder("clapdex-compact", weights=tmp_path / "framed.safetensors")
+    assert framed.weights_id != tiny_compact.weights_id and framed.model.text_framing is not None
+
+    framings = CompactEncoder(tiny_compact.model, tiny_compact.weights_id, [torch.device("cpu")],
+                              text_encoder=tiny_compact.text_encoder, text_templates=TEXT_TEMPLATES)
+    target, bare, mapped = (encoder.embed_text(words[:16]) for encoder in (framings, tiny_compact, framed))
+    assert np.allclose(np.linalg.norm(mapped, axis=1), 1, atol=1e-5)
+    assert (mapped * target).sum(1).mean() > (bare * target).sum(1).mean()
+    noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
+    np.testing.assert_allclose(framed.embed_audio([noise]), tiny_compact.embed_audio([noise]), atol=2e-3)
+    with pytest.raises(ValueError, match="already carry"):
+        frame_text.frame(framed.model, words, ridge=0.1)
 
 
 def test_short_clip_does_not_depend_on_its_batch(tiny_compact):

@@ -14,6 +14,9 @@ Held-out wordings (``WORDINGS``, issue 17: written before compact-2's training d
 tuned on) are further text queries, one set of one wording per class: each set's text-to-audio
 precision@10 is reported, and their mean. audio_to_audio_precision@10: each clip as a query
 against the other 399 (leave one out), the share of its 10 nearest of its class, averaged.
+clapdex-compact embeds each query as search does: its words, through the model's text framing
+map where it has one; ``--all-framings`` embeds it under every framing of
+``encoders.compact.TEXT_TEMPLATES`` and averages, which the map approximates (``training.frame_text``).
 Clips longer than the encoder's window (a few ESC-10 files run to 7 s) are embedded window by
 window and averaged; shorter ones are padded with silence, as the encoder does.
 """
@@ -230,8 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--esc10", default=str(ESC10), help="ESC-10 folder (class folders of .ogg)")
     parser.add_argument("--wordings", default=str(WORDINGS),
                         help="held-out wording sets (JSON); 'none' to skip them")
+    parser.add_argument("--all-framings", action="store_true",
+                        help="clapdex-compact: embed each query under every text template and average them")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.all_framings and args.model != "clapdex-compact":
+        parser.error("--all-framings: only clapdex-compact frames its texts")
     if args.untrained:
         from encoders.compact import CONFIGS, CompactClap, CompactEncoder
         from encoders.runtime import resolve_devices
@@ -243,8 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         from encoders import load_encoder
 
         encoder = load_encoder(args.model, weights=args.weights, device=args.device)
+    if args.all_framings:
+        from encoders.compact import TEXT_TEMPLATES
+
+        if encoder.model.text_framing is not None:
+            parser.error("--all-framings: these weights carry a text framing map; give the checkpoint "
+                         "training.frame_text read")
+        encoder.text_templates = TEXT_TEMPLATES
     scores = evaluate_encoder(encoder, args.esc10, None if args.wordings == "none" else args.wordings)
-    print(json.dumps({"model": encoder.name, "weights_id": encoder.weights_id, **scores}))
+    print(json.dumps({"model": encoder.name, "weights_id": encoder.weights_id,
+                      "text_templates": list(getattr(encoder, "text_templates", ())), **scores}))
     return 0
 
 
