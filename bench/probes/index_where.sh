@@ -59,13 +59,21 @@ for name in ("numba", "scipy", "librosa", "msclap", "faiss", "sqlalchemy", "mini
 
 
 W="$PYTHON $TOOLS/index_where.py --root $CODE --interval 0.5"
+WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"  # a branch's snapshot, like main/
+CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
+# The report of every step so far, then the last pack.
+finish() {
+  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+  cat "$OUT/summary.txt"
+  say "done"
+  pack
+  exit 0
+}
 if [ "${PLAN:-where}" = idx3b ]; then
   # Branch idx3's second call: its texts written in steps between the decoders' pieces (br)
   # against the branch of the first call (br0: all at the scan's end) and main, alternating, each
   # in a process of its own; FILES_AHEAD=4 beside 2 (decoders waited for a file 44% of their time).
-  WB="$PYTHON $TOOLS/index_where.py --root $B/br --interval 0.5"
   WO="$PYTHON $TOOLS/index_where.py --root $B/br0 --interval 0.5"
-  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
   AHEAD4="ahead4:encoders.decoding.FILES_AHEAD=4"
   step 100 A_bench $WB --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
   step 50 T_new1 $WB $CLIPS --out "$WORK/T_new1.json" --variant base --variant $AHEAD4
@@ -73,19 +81,13 @@ if [ "${PLAN:-where}" = idx3b ]; then
   step 50 T_new2 $WB $CLIPS --out "$WORK/T_new2.json" --variant $AHEAD4 --variant base
   step 40 T_old2 $WO $CLIPS --out "$WORK/T_old2.json" --variant base
   step 40 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base
-  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
-  cat "$OUT/summary.txt"
-  say "done"
-  pack
-  exit 0
+  finish
 fi
 if [ "${PLAN:-where}" = idx3 ]; then
   # Branch idx3 (the scan's keyword texts written together at its end) against main: the branch's
   # bench with the official wrapper in the same run (the ratio), then main and the branch
   # alternating, each in a process of its own; the branch without checkpoints and under py-spy
   # (what bounds it now); its recordings, eager and compiled, with what time is left.
-  WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"
-  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
   step 100 A_bench $WB --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
   step 60 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base --variant base2
   step 60 T_branch1 $WB $CLIPS --out "$WORK/T_branch1.json" --variant base --variant base2
@@ -94,17 +96,11 @@ if [ "${PLAN:-where}" = idx3 ]; then
     --variant spy:spy
   step 150 L_branch $WB --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/L_branch.json" \
     ${LONG_VARIANTS:---variant base --variant compiled:compile}
-  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
-  cat "$OUT/summary.txt"
-  say "done"
-  pack
-  exit 0
+  finish
 fi
 if [ "${PLAN:-where}" = texts ]; then
   # What keyword texts cost the run: main (CODE) beside a branch (BRANCH, a snapshot like main/),
   # each in a process of its own, twice; the official wrapper with main's bench, for the ratio.
-  WB="$PYTHON $TOOLS/index_where.py --root ${BRANCH:-$B/br} --interval 0.5"
-  CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
   step 100 A_bench $W --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
   step 65 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base --variant notext:notext \
     --variant textsatend:textsatend --variant base2
@@ -113,11 +109,7 @@ if [ "${PLAN:-where}" = texts ]; then
   # Recordings: the main thread was a third of a core busy in the first call; is the eager model the limit?
   step 100 L_compile $W --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/L_compile.json" \
     ${LONG_VARIANTS:---variant base --variant compiled:compile}
-  "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
-  cat "$OUT/summary.txt"
-  say "done"
-  pack
-  exit 0
+  finish
 fi
 step 140 A_bench $W --bench --where "$WORK/A_where.json" -- --audio "$AUDIO" --copies $COPIES --distinct --wrapper \
   $DEVICE --out "$WORK/A_bench.json"
@@ -129,7 +121,4 @@ step 210 B_variants $W --audio "$AUDIO" --copies $COPIES --distinct $DEVICE --ou
 step 90 C_long $W --audio "$AUDIO" --long-files $LONG_FILES --long-seconds 60 $DEVICE --out "$WORK/C_long.json" \
   --variant base --variant spy:spy --variant dec20:decoders=20
 
-"$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
-cat "$OUT/summary.txt"
-say "done"
-pack
+finish
