@@ -21,7 +21,8 @@ import random
 import numpy as np
 import torch
 
-from encoders.compact import TEXT_TEMPLATES, CompactClap, CompactEncoder, read_compact, save_compact
+from encoders.compact import (TEXT_TEMPLATES, CompactClap, CompactEncoder, MiniLMSentenceEncoder, query_text_dtype,
+                              read_compact, save_compact)
 from encoders.runtime import resolve_devices
 from training.wordnet import WORDNET
 
@@ -55,8 +56,12 @@ def frame(model: CompactClap, words: list[str], ridge: float, batch_size: int = 
     if model.text_framing is not None:
         raise ValueError("these weights already carry a text framing map")
 
+    devices = resolve_devices("cpu")
+    # One load for both ways, in the precision search embeds queries in.
+    text_encoder = MiniLMSentenceEncoder(devices[0], model.config.text_max_tokens, query_text_dtype(devices[0]))
+
     def embed(templates):
-        encoder = CompactEncoder(model, "", resolve_devices("cpu"), text_templates=templates)
+        encoder = CompactEncoder(model, "", devices, text_encoder=text_encoder, text_templates=templates)
         return np.concatenate([encoder.embed_text(words[at:at + batch_size]) for at in range(0, len(words), batch_size)])
 
     bare, framed = embed(("{}",)), embed(TEXT_TEMPLATES)
