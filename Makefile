@@ -27,7 +27,8 @@ $(DEMO_LIBRARY)/.fetched:
 	touch $@
 
 demo: setup $(DEMO_LIBRARY)/.fetched
-	$(CLAPDEX) --home $(DEMO_HOME) index $(DEMO_LIBRARY)
+	@# --reembed: a home an older clapdex indexed with other shipped weights is embedded again with these.
+	$(CLAPDEX) --home $(DEMO_HOME) index --reembed $(DEMO_LIBRARY)
 	@# A home reused from an earlier clone: doctor names the folders gone with it, to `clapdex forget`.
 	-$(CLAPDEX) --home $(DEMO_HOME) doctor
 	$(CLAPDEX) --home $(DEMO_HOME) ui

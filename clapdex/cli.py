@@ -48,14 +48,21 @@ USER_ERRORS = (
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
     from indexer import index_paths  # torch and the model: only for the verbs that embed
-    from indexer.pipeline import start_index_workers
+    from indexer.pipeline import embed_pending, start_index_workers
     from indexer.watch import check_watchable, watch
 
+    if not args.paths and not args.reembed:
+        raise ConfigError("index needs a PATH: the folders or files to index (or --reembed alone, to embed "
+                          "the files indexed already with the model chosen now)")
     if args.watch:  # refused before anything is loaded or made
+        if not args.paths:
+            raise ConfigError("--watch needs the folders to watch")
         check_watchable(args.paths, args.force_network)
     start_index_workers()  # before the model: forked from a process holding a GPU, each costs ~47 ms
-    with Library(settings, create=True) as library:
-        if library.indexed is None:  # a new library: say at once which model it gets
+    with Library(settings, create=True, reembed=args.reembed) as library:
+        if not args.paths and library.indexed is None:
+            raise NoIndexError(library.where)
+        if library.indexed is None or args.reembed:  # say at once which model it gets
             _ = library.encoder
             if library.notice:
                 print(f"clapdex: {library.notice}", file=sys.stderr, flush=True)
@@ -63,14 +70,17 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
             watch(library, args.paths, interval=args.interval, force_network=args.force_network,
                   after_run=print_index_report, show_progress=True)
             return 0
-        report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True)
+        if args.paths:
+            report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True)
+        else:
+            report = embed_pending(library, checkpoint_files=args.commit_every, show_progress=True)
         print_index_report(report)
         if library.kept_near_duplicates().pairs is not None:
             # Kept near duplicates stay current: the changed files are compared with the library.
             started = time.perf_counter()
             if library.update_near_duplicates(_progress_line) != "current":
                 print(f"near duplicates brought up to date in {time.perf_counter() - started:.1f} s", flush=True)
-    if not any(report.summary().values()):
+    if args.paths and not any(report.summary().values()):
         print(f"clapdex: no audio files under {', '.join(args.paths)} (looked for "
               f"{', '.join(sorted(AUDIO_EXTENSIONS))})", file=sys.stderr)
     return 0
@@ -520,7 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
         return added
 
     index_verb = verb("index", index, "index the audio files under folders or files")
-    index_verb.add_argument("paths", nargs="+", type=EXISTING, metavar="PATH")
+    index_verb.add_argument("paths", nargs="*", type=EXISTING, metavar="PATH")
+    index_verb.add_argument("--reembed", action="store_true",
+                            help="a library indexed with another model or other weights (an older clapdex's): "
+                                 "embed all its files again with the model chosen now (--model, --weights, or "
+                                 "its model's own weights), then index the PATHs if any")
     index_verb.add_argument("--watch", action="store_true",
                             help="keep indexing as files change (polls; refused on network mounts)")
     index_verb.add_argument("--interval", type=POSITIVE_SECONDS, default=10.0, metavar="SECONDS",

@@ -113,10 +113,11 @@ def index_paths(
         return run.finish()
 
 
-def embed_pending(library: Library, progress: Progress | None = None, show_progress: bool = False) -> IndexReport:
-    """Embed the files the catalog holds as 'pending' (after ``clapdex doctor --fix``)."""
+def embed_pending(library: Library, progress: Progress | None = None, checkpoint_files: int = CHECKPOINT_FILES,
+                  show_progress: bool = False) -> IndexReport:
+    """Embed the files the catalog holds as 'pending' (after ``clapdex doctor --fix``, or a change of model)."""
     start_index_workers()
-    with _IndexRun(library, progress, CHECKPOINT_FILES, show_progress) as run:
+    with _IndexRun(library, progress, checkpoint_files, show_progress) as run:
         pending = run.pending_besides(set())
         run.tracker.start("embedding", len(pending))
         run.embed(pending, total=len(pending))

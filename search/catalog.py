@@ -390,10 +390,10 @@ class ModelMismatchError(Exception):
         self.indexed, self.requested = indexed, requested
         built = f"{indexed}" + (f" from {indexed.weights_path}" if indexed.weights_path else "")
         if indexed.name == requested.name and indexed.weights_path and indexed.weights_path == requested.weights_path:
-            advice = ("the file has changed since; put back the one it was built with, or index into a new "
-                      "--home with these weights")
+            advice = "the file has changed since; put back the one it was built with"
         else:
-            advice = "use the same model and weights, or a new --home to index again"
+            advice = "use the same model and weights"
+        advice += ", or embed the library again with these: `clapdex index --reembed`"
         super().__init__(f"this index was built with {built} but the current model is {requested}; {advice}")
 
 
@@ -542,6 +542,22 @@ class Catalog:
             ).items():
                 self.session.add(Meta(key=key, value=value))
         self.remember_weights(requested)
+
+    def change_model(self, requested: ModelIdentity) -> int:
+        """Make ``requested`` the index's model (the caller has discarded the vectors, and commits):
+        every window goes, and every indexed file waits to be embedded again; returns how many.
+        What a person gave a file (tags, accepted categories) stays; so do the suggestions, until
+        ``clapdex tag`` makes them again from the new embeddings."""
+        self.session.flush()
+        self.session.execute(delete(Window))
+        waiting = self.session.execute(
+            update(File).where(File.status == INDEXED).values(status=PENDING, error=None, indexed_at=None)).rowcount
+        self.session.expire_all()  # loaded files and their windows are as they were no longer
+        for key, value in dict(model=requested.name, weights_id=requested.weights_id, dim=str(requested.dim),
+                               weights_path=requested.weights_path,
+                               weights_named="1" if requested.weights_named else "0").items():
+            self.set_meta(key, value)
+        return waiting
 
     def remember_weights(self, requested: ModelIdentity) -> None:
         """Record where ``requested``'s weights are, the index's own weights found in a new place

@@ -215,6 +215,16 @@ def update(catalog: Catalog, store: VectorStore, home: Path, progress: Progress 
     return how
 
 
+def start_again(catalog: Catalog, home: Path) -> None:
+    """Drop the kept pairs, scored in another model's space, and what an update starts from; the
+    library still keeps near duplicates, so its next ``update`` makes a whole pass (the caller commits)."""
+    if _state(catalog) is None:
+        return
+    catalog.keep_near_pairs([], json.dumps({"generation": None, "token": None, "from": KEPT_FROM}))
+    for kept_file in [home / GRAPH_FILE, *home.glob(MEANS_FILE.format(token="*"))]:
+        kept_file.unlink(missing_ok=True)
+
+
 def _sorted(pairs: Iterable[NearPair]) -> list[NearPair]:
     return sorted(pairs, key=lambda pair: (-pair.score, pair.first, pair.second))
 
@@ -242,7 +252,7 @@ class _Graph:
 
 
 def _read_graph(path: Path, state: dict | None) -> _Graph | None:
-    if state is None or state.get("from") != KEPT_FROM:
+    if state is None or state.get("from") != KEPT_FROM or state["token"] is None:  # None: ``start_again``
         return None
     try:
         with np.load(path) as saved:

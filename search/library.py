@@ -30,7 +30,7 @@ from encoders import Encoder, MissingWeightsError, list_models, load_encoder
 from search import duplicates
 from search.catalog import INDEXED, PENDING, Catalog, CatalogMissing, Facets, ModelIdentity
 from search.config import ConfigError, Settings
-from search.store import VectorStore, faiss_file, open_store
+from search.store import VectorStore, discard_vectors, faiss_file, open_store
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,14 @@ class Library:
     ``create=False`` (every reading verb) raises NoIndexError, creating nothing, unless an
     index exists. ``create=True`` (the indexer) creates a new home's catalog only once its
     model has loaded, so a first run that cannot load one leaves nothing behind. ``encoder``
-    hands over one already loaded (tests, benchmarks).
+    hands over one already loaded (tests, benchmarks). ``reembed`` (with ``create``): an index
+    built by another model, or other weights, takes the one chosen now (``adopt_model``).
     """
 
-    def __init__(self, settings: Settings, *, create: bool = False, encoder: Encoder | None = None):
+    def __init__(self, settings: Settings, *, create: bool = False, encoder: Encoder | None = None,
+                 reembed: bool = False):
         self.settings = settings
+        self._reembed = reembed
         self._catalog: Catalog | None = None
         try:
             self._catalog = Catalog(settings.catalog_url, create=False)
@@ -252,18 +255,45 @@ class Library:
 
     def _load_encoder(self) -> Encoder:
         started = time.perf_counter()
-        encoder, self.notice = (self._given, None) if self._given else choose_encoder(self.settings, self.indexed)
+        # Re-embedding: the index's model, unless another is named, with the weights found for it
+        # now (shipped with this clapdex, in the Hugging Face cache), or in the file the user named.
+        indexed = self.indexed
+        if self._reembed and indexed is not None and not indexed.weights_named:
+            indexed = dataclasses.replace(indexed, weights_path="")
+        encoder, self.notice = (self._given, None) if self._given else choose_encoder(self.settings, indexed)
         log.debug("model %s (weights %s from %s) on %s, ready in %.1f s", encoder.name, encoder.weights_id,
                   encoder.weights_path or "clapdex", encoder.device, time.perf_counter() - started)
-        named = bool(self.settings.weights) or bool(self.indexed and self.indexed.weights_named)
+        named = bool(self.settings.weights) or bool(indexed and indexed.weights_named)
         self.identity = ModelIdentity.of(encoder, named=named)
         catalog = self.thread_catalog
+        if self._reembed and self.indexed is not None and self.indexed != self.identity:
+            self.adopt_model(self.identity)
         catalog.check_model(self.identity)
         if self.indexed is not None:
             catalog.remember_weights(self.identity)
             catalog.commit()
         self._encoder = encoder
         return encoder
+
+    def adopt_model(self, identity: ModelIdentity) -> None:
+        """Make ``identity`` the library's model: its vectors are discarded and every indexed file
+        waits to be embedded again (the next index run embeds them, whatever folders it is given).
+        The vectors go first: a run killed in between leaves the catalog naming the old model, with
+        files whose vectors are missing, which every index run repairs, and a new --reembed finishes."""
+        replaced = self.indexed
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            discard_vectors(self.settings)
+        catalog = self.thread_catalog
+        waiting = catalog.change_model(identity)
+        duplicates.start_again(catalog, self.settings.home)
+        catalog.commit()
+        self.indexed = identity
+        self.notice = "; ".join(filter(None, [self.notice, (
+            f"embedding all {waiting} files again, with {identity} in place of {replaced}; then `clapdex tag` "
+            f"suggests categories again from the new embeddings")]))
 
     @property
     def dim(self) -> int:

@@ -44,6 +44,19 @@ def parse_qdrant_url(url: str) -> tuple[dict, str]:
     raise ConfigError(f"not a Qdrant store URL: {url!r}")
 
 
+def drop_collection(url: str) -> None:
+    """Delete the collection a ``--store`` URL names, with every vector in it."""
+    from qdrant_client import QdrantClient
+
+    arguments, collection = parse_qdrant_url(url)
+    client = QdrantClient(**arguments)
+    try:
+        if client.collection_exists(collection):
+            client.delete_collection(collection)
+    finally:
+        client.close()
+
+
 class QdrantStore(VectorStore):
     """Cosine search over unit vectors keyed by window id; payload: the window's file's metadata."""
 

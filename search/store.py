@@ -92,6 +92,20 @@ def open_store(settings: Settings, dim: int) -> VectorStore:
     )
 
 
+def discard_vectors(settings: Settings) -> None:
+    """Delete every vector of the library, whatever their dimension (its model is changing): the
+    next ``open_store`` starts empty."""
+    if settings.store == "faiss":
+        index = faiss_file(settings)
+        # The index first: without it no vector is held, whatever rows are left behind by a kill.
+        for path in (index, _ExactRows.ids_file(index), _ExactRows.rows_file(index)):
+            path.unlink(missing_ok=True)
+        return
+    from search.qdrant_store import drop_collection
+
+    drop_collection(settings.store)
+
+
 def faiss_file(settings: Settings) -> Path:
     """Where a home's FAISS index is saved; a save replaces the file (``write_atomically``)."""
     return settings.vectors_dir / "windows.faiss"
@@ -631,13 +645,21 @@ class _ExactRows:
     """
 
     def __init__(self, index_path: Path, dim: int):
-        self.rows_path = index_path.with_name(index_path.name + ".f32")
-        self.ids_path = index_path.with_name(index_path.name + ".ids.npy")
+        self.rows_path = self.rows_file(index_path)
+        self.ids_path = self.ids_file(index_path)
         self.dim = dim
         self.row_ids = np.load(self.ids_path) if self.ids_path.exists() else np.empty(0, np.int64)
         if self.rows_path.exists():
             os.truncate(self.rows_path, len(self.row_ids) * dim * 4)
         self._lookup: tuple[np.ndarray, np.ndarray | None] | None = None  # sorted ids, their rows (None: in order)
+
+    @staticmethod
+    def rows_file(index_path: Path) -> Path:
+        return index_path.with_name(index_path.name + ".f32")
+
+    @staticmethod
+    def ids_file(index_path: Path) -> Path:
+        return index_path.with_name(index_path.name + ".ids.npy")
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.rows_path.parent.mkdir(parents=True, exist_ok=True)

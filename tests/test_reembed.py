@@ -1,0 +1,140 @@
+"""`clapdex index --reembed`: a library indexed with other weights, or another model (an older
+clapdex's shipped model), is embedded again in place, keeping its catalog: the result is the
+index a new home would get from the same files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from checkpoints import write_tiny_msclap_checkpoint
+from sounds import build_library
+
+from encoders import load_encoder
+from search import duplicates
+from search.catalog import INDEXED, Catalog
+from search.config import load_settings
+from search.library import SHIPPED_MODEL, Library
+from search.store import open_store
+
+CLAPDEX = Path(sys.executable).with_name("clapdex")
+
+
+def clapdex(home: Path, *args: str, store: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("CLAPDEX_WEIGHTS", None)
+    options = ["--home", str(home), "--device", "cpu"] + (["--store", store] if store else [])
+    return subprocess.run([str(CLAPDEX), *options, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def vectors_by_window(home: Path, store: str | None = None) -> dict[tuple[str, float], np.ndarray]:
+    """(path, start) -> the window's vector, and the catalog's model, as a fresh reader sees them."""
+    settings = load_settings(home, **({"store": store} if store else {}))
+    with Catalog(settings.catalog_url) as catalog:
+        dim = catalog.model().dim
+        windows = {(record.path, window.start): window.id
+                   for record in catalog.files(INDEXED) for window in record.windows}
+    opened = open_store(settings, dim)
+    try:
+        ids = np.array(list(windows.values()), np.int64)
+        return dict(zip(windows, opened.reconstruct(ids))) if len(ids) else {}
+    finally:
+        opened.close()
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    return build_library(tmp_path_factory.mktemp("library") / "sounds")["tone"].parent
+
+
+@pytest.fixture(scope="module")
+def new_weights(tmp_path_factory):
+    return write_tiny_msclap_checkpoint(tmp_path_factory.mktemp("new-weights"), seed=1)
+
+
+def test_other_weights_are_refused_then_reembedded_in_place(tmp_path, sounds, tiny_weights, new_weights):
+    home, fresh = tmp_path / "home", tmp_path / "fresh"
+    assert clapdex(home, "--weights", str(tiny_weights), "index", str(sounds)).returncode == 0
+    assert clapdex(fresh, "--weights", str(new_weights), "index", str(sounds)).returncode == 0
+
+    refused = clapdex(home, "--weights", str(new_weights), "search", "rain")
+    assert refused.returncode == 3
+    assert "clapdex index --reembed" in refused.stderr and "Traceback" not in refused.stderr
+
+    again = clapdex(home, "--weights", str(new_weights), "index", "--reembed")
+
+    assert again.returncode == 0, again.stderr
+    assert "embedding all 7 files again, with msclap-2023" in again.stderr
+    assert "7 indexed, 0 skipped unchanged" in again.stdout
+    reembedded, expected = vectors_by_window(home), vectors_by_window(fresh)
+    assert reembedded.keys() == expected.keys()
+    for window, vector in expected.items():
+        np.testing.assert_allclose(reembedded[window], vector, atol=1e-5)
+    doctor = clapdex(home, "--weights", str(new_weights), "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert clapdex(home, "--weights", str(new_weights), "search", "rain").returncode == 0
+    assert clapdex(home, "--weights", str(tiny_weights), "search", "rain").returncode == 3
+    # The same weights again: nothing to do.
+    same = clapdex(home, "--weights", str(new_weights), "index", "--reembed")
+    assert same.returncode == 0 and "0 indexed, 0 skipped unchanged" in same.stdout, same.stderr
+
+
+@pytest.mark.parametrize("store", ["faiss", "qdrant"])
+def test_another_model_with_another_dimension_and_kept_near_duplicates(tmp_path, sounds, tiny_weights, store):
+    home = tmp_path / "home"
+    url = f"qdrant+local://{tmp_path / 'qdrant'}" if store == "qdrant" else None
+    assert clapdex(home, "--weights", str(tiny_weights), "index", str(sounds), store=url).returncode == 0
+    kept = clapdex(home, "duplicates", store=url)
+    assert kept.returncode == 0, kept.stderr
+
+    again = clapdex(home, "--model", SHIPPED_MODEL, "index", "--reembed", store=url)
+
+    assert again.returncode == 0, again.stderr
+    assert "7 indexed" in again.stdout and "near duplicates brought up to date in" in again.stdout
+    settings = load_settings(home, **({"store": url} if url else {}))
+    with Catalog(settings.catalog_url) as catalog:
+        model = catalog.model()
+        assert model.name == SHIPPED_MODEL
+        now = duplicates.kept(catalog)
+        opened = open_store(settings, model.dim)
+        try:
+            assert len(opened) == catalog.counts()["windows"]
+            assert now.current and now.pairs == duplicates.near_duplicates(catalog, opened)
+        finally:
+            opened.close()
+    hits = clapdex(home, "search", "rain", "--json", store=url)
+    assert hits.returncode == 0, hits.stderr
+
+
+def test_a_run_killed_after_the_change_is_finished_by_any_index_run(tmp_path, sounds, tiny_weights, new_weights):
+    home = tmp_path / "home"
+    assert clapdex(home, "--weights", str(tiny_weights), "index", str(sounds)).returncode == 0
+    settings = load_settings(home)
+    # What a kill right after the change leaves: the new model named, no vector, every file waiting.
+    with Library(settings, create=True, reembed=True,
+                 encoder=load_encoder("msclap-2023", weights=new_weights, device="cpu")):
+        pass
+    with Catalog(settings.catalog_url) as catalog:
+        assert catalog.counts()["pending"] == 7 and catalog.counts()["windows"] == 0
+
+    # Any folder, even one with none of the files: the waiting files are embedded too.
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    finished = clapdex(home, "--weights", str(new_weights), "index", str(elsewhere))
+
+    assert finished.returncode == 0, finished.stderr
+    assert "7 indexed" in finished.stdout
+    assert len(vectors_by_window(home)) == 11
+
+
+def test_reembed_mistakes_are_one_line(tmp_path):
+    no_path = clapdex(tmp_path / "home", "index")
+    assert no_path.returncode == 2 and "index needs a PATH" in no_path.stderr
+    assert len(no_path.stderr.strip().splitlines()) == 1
+    nothing = clapdex(tmp_path / "home", "index", "--reembed")
+    assert nothing.returncode == 3 and "no index in" in nothing.stderr
+    assert not (tmp_path / "home" / "catalog.sqlite").exists()
