@@ -69,8 +69,8 @@ def build(engine) -> None:
         connection.execute(delete(Meta).where(Meta.key == _CHARACTERS_KEY))
         last = connection.scalar(select(func.max(File.id))) or 0
         keys = _name_keys(connection, last)
-        for first in range(0, last + 1, _BUILD_STEP):
-            _add_texts(connection, _texts(connection, File.id.between(first, first + _BUILD_STEP - 1), keys))
+        for which in _build_steps(connection, keys):
+            _add_texts(connection, sorted(_texts(connection, which, keys), key=lambda named: named[1]["rank_key"]))
         _create_text_index(connection)
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('rebuild')")
@@ -352,6 +352,20 @@ def _texts(connection, which: ColumnElement[bool], keys: np.ndarray | None = Non
 # of the files around are spaced out again (``_spaced_out``), as few as leave room.
 _SPACING = 64
 _FIRST_KEY = 1 << 40  # the first key of a built index: room before it for files added first by name
+
+
+def _build_steps(connection, keys: np.ndarray) -> Iterator[ColumnElement[bool]]:
+    """The files whose texts a build writes together, step after step (``keys``: ``_name_keys``):
+    on SQLite by id; on PostgreSQL in name order, so that its table holds the texts in key
+    order, and a tier walked along the keys reads them a page after another (``_key_step``)."""
+    if connection.dialect.name == "sqlite":
+        for first in range(0, len(keys), _BUILD_STEP):
+            yield File.id.between(first, first + _BUILD_STEP - 1)
+        return
+    ordered = np.argsort(keys, kind="stable")
+    ordered = ordered[keys[ordered] > 0]  # ids of no file have no key
+    for first in range(0, len(ordered), _BUILD_STEP):
+        yield _among(File.id, ordered[first:first + _BUILD_STEP].tolist(), False)
 
 
 def _name_keys(connection, last: int) -> np.ndarray:
@@ -641,7 +655,7 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
             broad.clear()
         broad[(filters, pending)] = enough
     if not sqlite:
-        tiers = _postgresql_tiers(session, query, files, keys_kept(session))
+        tiers = _postgresql_tiers(session, query, files, _key_step(session))
         return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
@@ -824,7 +838,7 @@ def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, p
 
 
 def _postgresql_tiers(session: Session, query: KeywordQuery, files: int,
-                      keyed: bool) -> Iterator[list[int] | Callable]:
+                      key_step: float | None) -> Iterator[list[int] | Callable]:
     """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
     tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
@@ -832,17 +846,18 @@ def _postgresql_tiers(session: Session, query: KeywordQuery, files: int,
     ranks the files holding two or more, and each word's tiers of the files holding it alone
     are asked when needed. Each tier's ids are gathered by PostgreSQL into one array, or, for one
     word wanted, walked in name order where a sample says that is cheaper (``_sampled_tiers``),
-    else read by rank key where the texts have them (``keyed``)."""
+    along the names or, where the texts have rank keys (``key_step``: ``_key_step``), the keys,
+    else found and read by key."""
     matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
     wanted = query.wanted
     alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
     if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
         yield from _sampled_tiers(session, query, alone, files, _PAIR_SAMPLE, _pair_arms,
-                                  _KEYED_FOUND_COST if keyed else _FOUND_COST, False, keyed)
+                                  _FOUND_COST if key_step is None else _KEYED_FOUND_COST, False, key_step)
         return
     if len(wanted) == 1 and len(wanted[0]) >= 3:
         yield from _sampled_tiers(session, query, alone, files, _WORD_SAMPLE, _trigram_arms, _TRIGRAM_FOUND_COST,
-                                  True, keyed)
+                                  True, key_step)
         return
     if len(wanted) == 1:
         for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
@@ -907,6 +922,22 @@ _STEP_COST, _LOOKUP_COST, _FOUND_COST = 1, 10, 12
 # 10^6 files, load 7: "kn", "sq", "za" and "fl", tiers of 8,000-13,000 files, found in 77-118 ms
 # where the walk took 102-213; those of 15,000 or more still walked, 80-120 ms against 108-245).
 _KEYED_FOUND_COST = 6
+# A text walked in rank-key order (``_first_by_key``), tested as it is read: 0.2 us at 10^6
+# files where the table holds the texts in key order (load 4: "bo", 36,900 texts in 7 ms, where
+# the walk by name took 28), 3-4.7 us where it holds them in no order of keys (load 7: each text
+# from another page). Between the two as PostgreSQL's statistics say the table's order follows
+# the keys', as its planner weighs an index's reads (the square of their correlation).
+_KEY_STEP_IN_ORDER, _KEY_STEP_SCATTERED = 0.33, 3
+
+
+def _key_step(session: Session) -> float | None:
+    """The cost of a text walked in rank-key order, or None where the texts lack keys."""
+    if not keys_kept(session):
+        return None
+    correlation = session.scalar(text(
+        "SELECT correlation FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'file_text' "
+        "AND attname = 'rank_key'")) or 0.0  # never analysed: no order known
+    return _KEY_STEP_IN_ORDER + (1 - correlation ** 2) * (_KEY_STEP_SCATTERED - _KEY_STEP_IN_ORDER)
 # A file pg_trgm's index finds for a tier of a word of three characters or more (``_trigram_arms``),
 # each file holding the word where the tier needs it (a tier with the word in the name only is
 # found among all those with it in the name): 2-3 us at 10^6 files.
@@ -919,9 +950,11 @@ class _Walked(NamedTuple):
 
 
 class _Keyed(NamedTuple):
-    """A tier found through the indexes and read in rank-key order (PostgreSQL, every text
-    keyed: ``_first_by_key``), its files those of any of ``arms`` (conditions on FileText)."""
+    """A tier read in rank-key order (PostgreSQL, every text keyed: ``_first_by_key``), its
+    files those of any of ``arms`` (conditions on FileText): walked along the index of keys
+    (``walk``), or found through the arms' own indexes and sorted by key."""
     arms: list[ColumnElement[bool]]
+    walk: bool
 
 
 def _followed(column, word: str) -> ColumnElement[bool]:
@@ -930,13 +963,14 @@ def _followed(column, word: str) -> ColumnElement[bool]:
 
 
 def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: int, sample: int, find: Callable,
-                   found_cost: float, by_candidates: bool, keyed: bool) -> Iterator[Callable]:
+                   found_cost: float, by_candidates: bool, key_step: float | None) -> Iterator[Callable]:
     """``_postgresql_tiers`` for one word wanted: each tier a function of how many files are
-    still wanted, giving its files, a ``_Walked`` or (``keyed``) a ``_Keyed`` (``files``: about
-    how many the catalog holds; ``sample``: about how many texts tell the tiers' shares). A tier
-    is found through the indexes by the conditions ``find`` gives (``_trigram_arms``, or
-    ``_pair_arms`` for two letters), at ``found_cost`` for each of its files, or, with
-    ``by_candidates``, for each file holding the word where the tier needs it."""
+    still wanted, giving its files, a ``_Walked`` or (``key_step``: the texts have rank keys,
+    and this is the cost of one walked in key order) a ``_Keyed`` (``files``: about how many
+    the catalog holds; ``sample``: about how many texts tell the tiers' shares). A tier is found
+    through the indexes by the conditions ``find`` gives (``_trigram_arms``, or ``_pair_arms``
+    for two letters), at ``found_cost`` for each of its files, or, with ``by_candidates``, for
+    each file holding the word where the tier needs it."""
     word = query.wanted[0]
     sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * sample / max(files, 1))),
                           name="sampled", seed=literal(0))
@@ -957,19 +991,22 @@ def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: in
     for tier, share, candidate, (in_name, elsewhere) in zip(tiers, shares, candidates, needs):
         found = candidate if by_candidates else share
         yield functools.partial(_sampled_tier, session, word, tier, share, named / counted, in_name, elsewhere,
-                                files, find, found * files * found_cost, keyed)
+                                files, find, found * files * found_cost, key_step)
 
 
 def _sampled_tier(session: Session, word: str, tier: ColumnElement[bool], share: float, named: float,
-                  in_name: bool, elsewhere: bool, files: int, find: Callable, found_cost: float, keyed: bool,
-                  remaining: int) -> list[int] | _Walked | _Keyed:
+                  in_name: bool, elsewhere: bool, files: int, find: Callable, found_cost: float,
+                  key_step: float | None, remaining: int) -> list[int] | _Walked | _Keyed:
     """A tier of ``_sampled_tiers`` (``tier``: its condition on FileText; ``share``: the part of
     the sample in it; ``named``: the part with the word in its name; ``found_cost``: finding it
-    through the indexes; ``keyed``: the texts have rank keys), when ``remaining`` files are
-    wanted: walked if that is estimated cheaper."""
+    through the indexes; ``key_step``: see there), when ``remaining`` files are wanted: walked,
+    along the names or the keys, if that is estimated cheaper."""
     if share:
         walked = remaining / share  # files walked in name order to find those wanted
         cost = walked * (_STEP_COST + (named if in_name else 1) * _LOOKUP_COST)
+        if key_step is not None and walked * key_step < min(cost, found_cost):
+            log.debug("%r: a tier of about %d files walked by key for %d", word, share * files, remaining)
+            return _Keyed([tier], walk=True)
         if cost < found_cost:
             log.debug("%r: a tier of about %d files walked for %d", word, share * files, remaining)
             text_of = select(tier).where(FileText.file_id == File.id).scalar_subquery()
@@ -982,8 +1019,8 @@ def _sampled_tier(session: Session, word: str, tier: ColumnElement[bool], share:
     log.debug("%r: a tier of about %d files found by index", word, share * files)
     # Matched by exclusions alone: no index finds what a file lacks.
     arms = find(word, tier, in_name, elsewhere) if in_name or elsewhere else [tier]
-    if keyed:
-        return _Keyed(arms)
+    if key_step is not None:
+        return _Keyed(arms, walk=False)
     found = union_all(*(select(FileText.file_id).where(arm) for arm in arms)).subquery() if len(arms) > 1 else \
         select(FileText.file_id).where(arms[0]).subquery()
     return session.scalar(select(func.array_agg(found.c.file_id))) or []
@@ -1017,15 +1054,17 @@ def _first_by_key(session: Session, tier: _Keyed, filters: Filters, pending: boo
     ``others``): its files read by rank key, a quarter more than wanted and then twice as many
     each time, until enough of them pass, each read's files then checked by id in the same
     statement (a filter seen to pass most files comes here: ``_walk_tiers``)."""
-    # Found by the arms' indexes, then sorted: ``+ 0`` leaves the planner no index of keys to
-    # walk instead, reading each text until enough match (4 us a text at 10^6 files, where the
-    # texts are in no order of names: a tier of 1% walked 70,000 of them for 641, 220-340 ms).
-    key = FileText.rank_key + 0
+    # Walked: along the index of keys, each text tested (coalesce: a condition PostgreSQL cannot
+    # hand to pg_trgm's index, which would find every file of the tier first). Found: by the
+    # arms' indexes, then sorted (``+ 0``: no index of keys to walk instead, whatever the
+    # planner guesses of how many files match).
+    key = FileText.rank_key if tier.walk else FileText.rank_key + 0
+    arms = [func.coalesce(arm, false()) for arm in tier.arms] if tier.walk else tier.arms
     found: list[int] = []
     after, batch = None, count + count // 4 + 16
     while len(found) < count:
         parts = [select(FileText.file_id, key.label("key")).where(arm, *([] if after is None else [key > after]))
-                 for arm in tier.arms]
+                 for arm in arms]
         rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         first = select(rows.c.file_id, rows.c.key).order_by(rows.c.key).limit(batch).subquery()
         read = session.execute(select(first.c.file_id, first.c.key, and_(_passing(filters, pending), *others))

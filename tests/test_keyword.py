@@ -245,7 +245,26 @@ def test_files_added_in_bulk_are_found_and_status_changes_keep_their_text(empty)
     assert record.status == PENDING and ERROR != PENDING
 
 
-def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(empty, caplog):
+def every_way_of_reading_a_tier(catalog: Catalog, caplog, monkeypatch, queries) -> None:
+    """``queries`` ranked as ``reference`` ranks them for few files wanted (walked for) and many
+    (found by index); on PostgreSQL, walked along the rank keys, then (the keys' walk made too
+    costly to be chosen) along the names, each way seen taken."""
+    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
+    ways = ("files walked by key for", "files walked for") if catalog.engine.dialect.name == "postgresql" else (None,)
+    for way in ways:
+        caplog.clear()
+        for text_ in queries:
+            expected = reference(catalog, text_, Filters(), False, None)
+            assert expected or text_ in ("9k", "éé"), text_
+            for limit in (1, 2, 3, 5, 100):
+                assert catalog.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit, way)
+        if way:
+            assert way in caplog.text and "files found by index" in caplog.text, way
+        monkeypatch.setattr(keyword_index, "_KEY_STEP_IN_ORDER", 1e9)
+        monkeypatch.setattr(keyword_index, "_KEY_STEP_SCATTERED", 1e9)
+
+
+def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(empty, caplog, monkeypatch):
     # Followed by a letter, a digit, a character beyond ASCII, punctuation, the end of a field;
     # in a name whose capital Python lowers into ASCII (the Kelvin sign), upper case, a folder,
     # a tag; many files hold them in the name, so that a tier is walked for few files wanted.
@@ -258,30 +277,17 @@ def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(em
     # a character beyond ASCII sort before "ka"); then elsewhere.
     assert found(empty, "ka")[:3] == ["kafka/kaka.wav", "mix/a\u212aa.wav", "mix/ka.wav"]
     assert found(empty, "ka")[-2:] == ["ka/plain.wav", "mix/tagged.wav"] and len(found(empty, "ka")) == 28
-    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
-    for text_ in ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"):
-        expected = reference(empty, text_, Filters(), False, None)
-        for limit in (1, 2, 3, 5, 100):  # a few files wanted are walked for; many, found by index
-            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
-    if empty.engine.dialect.name == "postgresql":
-        assert "files walked for" in caplog.text and "files found by index" in caplog.text
+    every_way_of_reading_a_tier(empty, caplog, monkeypatch, ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"))
 
 
-def test_a_longer_word_is_found_wherever_it_stands_and_however_a_tier_is_read(empty, caplog):
+def test_a_longer_word_is_found_wherever_it_stands_and_however_a_tier_is_read(empty, caplog, monkeypatch):
     # As two letters are (above), a word of more, characters of regular expressions in it: many
     # files hold it in the name, so that a tier is walked for few files wanted, found by index for many.
     for relative, tags in [("mix/a(B].wav", ()), ("mix/X.a(b]Y.wav", ("a(b]",)), ("a(b]/plain.wav", ()),
                            ("mix/tagged.wav", ("za(b]z",)), ("mix/none.wav", ("a(b ]",)), ("mix/Kelvin_a\u212aa.wav", ()),
                            ("mix/a\\b.wav", ()), *((f"mix/a(b]_{number}.wav", ()) for number in range(20))]:
         add(empty, relative, tags=tags)
-    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
-    for text_ in ("a(b]", "a(b] -plain", "kelvin_aka", "a\\b", "(b]_1"):
-        expected = reference(empty, text_, Filters(), False, None)
-        assert expected, text_
-        for limit in (1, 2, 3, 5, 100):
-            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
-    if empty.engine.dialect.name == "postgresql":
-        assert "files walked for" in caplog.text and "files found by index" in caplog.text
+    every_way_of_reading_a_tier(empty, caplog, monkeypatch, ("a(b]", "a(b] -plain", "kelvin_aka", "a\\b", "(b]_1"))
 
 
 def test_a_filter_once_broad_then_passed_by_few_files_finds_exactly_those(empty):
@@ -387,6 +393,9 @@ def test_a_postgresql_catalog_whose_texts_lack_rank_keys_is_read_as_before_and_k
         with Catalog(url) as writer:
             assert keyword_index.keys_kept(writer.session)
             assert len(keys_in_name_order(writer)) == len(ids)
+            # Written in key order: the table holds them so, for a walk along the keys.
+            stored = writer.session.scalars(text("SELECT rank_key FROM file_text ORDER BY ctid")).all()
+            assert stored == sorted(stored)
             for query, rankings in expected.items():
                 for filters, ranking in zip((Filters(), Filters(formats=("wav",))), rankings):
                     for limit in (1, 4, 100):
