@@ -257,7 +257,8 @@ def every_way_of_reading_a_tier(catalog: Catalog, caplog, monkeypatch, queries) 
             expected = reference(catalog, text_, Filters(), False, None)
             assert expected or text_ in ("9k", "éé"), text_
             for limit in (1, 2, 3, 5, 100):
-                assert catalog.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit, way)
+                ranked = catalog.keyword_ranked(parse_keywords(text_), limit=limit)
+                assert ranked == expected[:limit], (text_, limit, way)
         if way:
             assert way in caplog.text and "files found by index" in caplog.text, way
         monkeypatch.setattr(keyword_index, "_KEY_STEP_IN_ORDER", 1e9)
@@ -365,6 +366,9 @@ def test_a_catalog_made_before_rank_keys_is_read_as_before_and_built_again_when_
         keys_in_name_order(writer)
 
 
+BOTH_FILTERS = (Filters(), Filters(formats=("wav",)))  # none, and one most files pass
+
+
 def test_a_postgresql_catalog_whose_texts_lack_rank_keys_is_read_as_before_and_keyed_when_opened_for_writing():
     # As main left PostgreSQL's catalogs (texts without keys), or as an older version leaves one
     # it wrote a text in: read through the texts' indexes and the names' order, as before; opened
@@ -376,7 +380,7 @@ def test_a_postgresql_catalog_whose_texts_lack_rank_keys_is_read_as_before_and_k
                                for number in range(30)])
         made.session.execute(update(File).values(status=INDEXED))
         made.commit()
-        expected = {query: [reference(made, query, filters, False, None) for filters in (Filters(), Filters(formats=("wav",)))]
+        expected = {query: [reference(made, query, filters, False, None) for filters in BOTH_FILTERS]
                     for query in ("door", "do", "kept", "door -bulk", "oor, mix")}
         assert len(keys_in_name_order(made)) == len(ids)
     for lacking in ("every text", "one text"):
@@ -387,7 +391,7 @@ def test_a_postgresql_catalog_whose_texts_lack_rank_keys_is_read_as_before_and_k
         with Catalog(url, create=False) as reader:
             assert not keyword_index.keys_kept(reader.session)
             for query, rankings in expected.items():
-                for filters, ranking in zip((Filters(), Filters(formats=("wav",))), rankings):
+                for filters, ranking in zip(BOTH_FILTERS, rankings):
                     for limit in (1, 4, 100):
                         assert reader.keyword_ranked(parse_keywords(query), filters, limit=limit) == ranking[:limit]
         with Catalog(url) as writer:
@@ -397,7 +401,7 @@ def test_a_postgresql_catalog_whose_texts_lack_rank_keys_is_read_as_before_and_k
             stored = writer.session.scalars(text("SELECT rank_key FROM file_text ORDER BY ctid")).all()
             assert stored == sorted(stored)
             for query, rankings in expected.items():
-                for filters, ranking in zip((Filters(), Filters(formats=("wav",))), rankings):
+                for filters, ranking in zip(BOTH_FILTERS, rankings):
                     for limit in (1, 4, 100):
                         assert writer.keyword_ranked(parse_keywords(query), filters, limit=limit) == ranking[:limit]
 
