@@ -139,8 +139,9 @@ class FileText(Base):
     file_id: Mapped[int] = mapped_column(_ID, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     about: Mapped[str] = mapped_column(Text)  # its fields joined by _SEPARATOR
-    # SQLite: the file's row id in the FTS5 index, its place in name order (``_add_texts``);
-    # NULL on PostgreSQL, whose trigram index cannot be read in an order.
+    # The file's place in name order (``keyword_index._add_texts``): on SQLite, its row id in the
+    # FTS5 index; on PostgreSQL, what a tier's files are ordered by (an index of its own there).
+    # NULL in a PostgreSQL catalog made before there were keys, until it is opened for writing.
     rank_key: Mapped[int | None] = mapped_column(BigInteger)
 
 

@@ -23,10 +23,10 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy import (
     BigInteger, ColumnElement, and_, case, column, delete, exists, false, func, insert, inspect,
-    literal, not_, or_, select, tablesample, text, true, union_all, update,
+    literal, not_, or_, select, tablesample, text, true, tuple_, union_all, update,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from search import ucs
 from search.catalog import (
@@ -47,11 +47,13 @@ def build(engine) -> None:
         if connection.dialect.name == "postgresql" and not _has_rank_key(connection):
             connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN IF NOT EXISTS rank_key BIGINT")
         _create_text_index(connection)
-        if text_kept(connection):
+        # On PostgreSQL, a catalog whose texts were written before they had rank keys (or by
+        # a version that wrote none) has every text written again, with its key.
+        if text_kept(connection) and keys_kept(connection):
             return
     with engine.begin() as connection:
         _lock_text(connection)
-        if text_kept(connection):  # another process built it while this one waited
+        if text_kept(connection) and keys_kept(connection):  # another process built it while this one waited
             return
         files = connection.scalar(select(func.count()).select_from(File))
         if files:  # a new catalog has nothing to say
@@ -67,8 +69,8 @@ def build(engine) -> None:
         connection.execute(delete(Meta).where(Meta.key == _CHARACTERS_KEY))
         last = connection.scalar(select(func.max(File.id))) or 0
         keys = _name_keys(connection, last)
-        for first in range(0, last + 1, _BUILD_STEP):
-            _add_texts(connection, _texts(connection, File.id.between(first, first + _BUILD_STEP - 1), keys))
+        for which in _build_steps(connection, keys):
+            _add_texts(connection, sorted(_texts(connection, which, keys), key=lambda named: named[1]["rank_key"]))
         _create_text_index(connection)
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("INSERT INTO file_text_index(file_text_index) VALUES ('rebuild')")
@@ -236,17 +238,20 @@ _TEXT_INDEX = {
     "postgresql": (
         "CREATE EXTENSION IF NOT EXISTS pg_trgm",
         "CREATE INDEX IF NOT EXISTS file_text_trigrams ON file_text USING gin (name gin_trgm_ops, about gin_trgm_ops)",
-        # The few texts beyond ASCII, for two letters (``_find_by_pairs``): an index of the expression
+        # The few texts beyond ASCII, for two letters (``_pair_arms``): an index of the expression
         # itself, whose statistics tell the planner how few they are (it guesses that a regular
         # expression keeps most rows, and read every text for a partial index's few).
         f"CREATE INDEX IF NOT EXISTS file_text_beyond_ascii ON file_text (({_BEYOND_ASCII}))",
+        # A tier's files in name order: read along it, or sorted by it (``_first_by_key``).
+        "CREATE INDEX IF NOT EXISTS ix_file_text_rank_key ON file_text (rank_key)",
     ),
 }
 _TEXT_INDEX_DROP = {
     "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
                "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_terms",
                "DROP TABLE IF EXISTS file_text_index"),
-    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii"),
+    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii",
+                   "DROP INDEX IF EXISTS ix_file_text_rank_key"),
 }
 
 
@@ -264,6 +269,25 @@ def _create_text_index(connection) -> None:
 def text_kept(connection) -> bool:
     """Every file has its text, as this version makes it (``connection``: or a session)."""
     return connection.scalar(select(Meta.value).where(Meta.key == _TEXT_KEY)) == _text_version(connection)
+
+
+def keys_kept(connection) -> bool:
+    """Every text has its rank key (``connection``: or a session): on SQLite, always (they are
+    a part of its texts' version); on PostgreSQL, whose catalogs had none before, when no text
+    lacks one (an index lookup: an older version writing texts after this one leaves some)."""
+    if _dialect(connection) == "sqlite":
+        return True
+    # A read-only catalog may be older than the column; a session, once it has seen it, sees it.
+    info = connection.info
+    if not info.get(_RANK_KEY_SEEN):
+        bound = connection.connection() if isinstance(connection, Session) else connection
+        if not _has_rank_key(bound):
+            return False
+        info[_RANK_KEY_SEEN] = True
+    return not connection.scalar(select(exists().where(FileText.rank_key.is_(None))))
+
+
+_RANK_KEY_SEEN = "keyword_rank_key_seen"  # in a session's or connection's info: file_text has the column
 
 
 def _has_rank_key(connection) -> bool:
@@ -290,7 +314,7 @@ def _lock_text(connection) -> None:
 
 def _file_text(file_id: int, fields, tags: Iterable[str], rank_key: int | None) -> dict:
     """FileText's row for a file whose columns ``fields`` (a mapping) holds, with its ``tags``
-    and, on SQLite, its ``rank_key``."""
+    and, if known, its ``rank_key``."""
     # The folder below the root: every file shares the root's own path, so it says nothing.
     about = [value.lower() for value in (fields["folder"][len(fields["root"]):], *(fields[name] for name in _ABOUT),
                                          *tags) if value]
@@ -303,7 +327,7 @@ def _file_text(file_id: int, fields, tags: Iterable[str], rank_key: int | None) 
 
 def _texts(connection, which: ColumnElement[bool], keys: np.ndarray | None = None) -> list[tuple[str, dict]]:
     """FileText's rows for the files ``which`` selects, as they are now, each with its file's
-    name (``keys``: on SQLite, each file's rank key, by id, when every file's text is made at once)."""
+    name (``keys``: each file's rank key, by id, when every file's text is made at once)."""
     tags: dict[int, list[str]] = {}
     for file_id, tag in connection.execute(select(FileTag.file_id, FileTag.tag).join(File).where(which)):
         tags.setdefault(file_id, []).append(tag)
@@ -313,12 +337,14 @@ def _texts(connection, which: ColumnElement[bool], keys: np.ndarray | None = Non
                                   None if keys is None else int(keys[row.id]))) for row in rows]
 
 
-# --- SQLite: the keyword index read in name order
+# --- Rank keys: the keyword index read in name order
 #
 # A search lists the files of a tier of relevance by name (``File.name``, then ``File.id``).
 # FTS5 gives the files it finds in the order of their row ids, and stops at a LIMIT: so the
 # row id of a file in the index, its ``rank_key``, is its place in name order, exactly: the
-# keys of all files, taken in name order, only ever grow. Keys are small and close (built
+# keys of all files, taken in name order, only ever grow. PostgreSQL keeps the same keys in
+# file_text (an index of them: ``_first_by_key``), so that a tier's first files by name come
+# from its own rows, without each file's name read and sorted. Keys are small and close (built
 # _SPACING apart), because FTS5 stores each row id as a varint of its distance from the one
 # before in a word's list: keys holding the file id in their low bits made the index twice
 # as large, and every whole list read twice as slow. A file written later takes a key between
@@ -328,20 +354,35 @@ _SPACING = 64
 _FIRST_KEY = 1 << 40  # the first key of a built index: room before it for files added first by name
 
 
-def _name_keys(connection, last: int) -> np.ndarray | None:
-    """On SQLite, every file's rank key when the index is built, by id (up to ``last``)."""
-    if connection.dialect.name != "sqlite":
-        return None
+def _build_steps(connection, keys: np.ndarray) -> Iterator[ColumnElement[bool]]:
+    """The files whose texts a build writes together, step after step (``keys``: ``_name_keys``):
+    on SQLite by id; on PostgreSQL in name order, so that its table holds the texts in key
+    order, and a tier walked along the keys reads them a page after another (``_key_step``)."""
+    if connection.dialect.name == "sqlite":
+        for first in range(0, len(keys), _BUILD_STEP):
+            yield File.id.between(first, first + _BUILD_STEP - 1)
+        return
+    ordered = np.argsort(keys, kind="stable")
+    ordered = ordered[keys[ordered] > 0]  # ids of no file have no key
+    for first in range(0, len(ordered), _BUILD_STEP):
+        yield _among(File.id, ordered[first:first + _BUILD_STEP].tolist(), False)
+
+
+def _name_keys(connection, last: int) -> np.ndarray:
+    """Every file's rank key when the index is built, by id (up to ``last``): in the database's
+    name order, its collation's."""
     ordered = np.array(connection.execute(select(File.id).order_by(File.name, File.id)).scalars().all(), dtype=np.int64)
     keys = np.zeros(last + 1, dtype=np.int64)
     keys[ordered] = _FIRST_KEY + np.arange(len(ordered), dtype=np.int64) * _SPACING
     return keys
 
 
-# The key of the file before (name, id) by name that has its text already.
-_BEFORE = text("SELECT t.rank_key FROM files AS f INDEXED BY ix_files_name_id_status "
-               "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
-               "ORDER BY f.name DESC, f.id DESC LIMIT 1")
+# The key of the file before (name, id) by name that has its text already (PostgreSQL walks the
+# same index of names unasked).
+_BEFORE = {dialect: text(f"SELECT t.rank_key FROM files AS f {hint}"
+                         "JOIN file_text AS t ON t.file_id = f.id WHERE (f.name, f.id) < (:name, :id) "
+                         "ORDER BY f.name DESC, f.id DESC LIMIT 1")
+           for dialect, hint in (("sqlite", "INDEXED BY ix_files_name_id_status "), ("postgresql", ""))}
 # The file with the first key after :key: its key, name and id.
 _NEXT = text("SELECT t.rank_key, f.name, f.id FROM file_text AS t JOIN files AS f ON f.id = t.file_id "
              "WHERE t.rank_key > :key ORDER BY t.rank_key LIMIT 1")
@@ -351,39 +392,79 @@ _MOVE_KEY = text("UPDATE file_text SET rank_key = :new WHERE rank_key = :old")
 
 
 def _add_texts(connection, texts: Sequence[tuple[str, dict]]) -> None:
-    """Write FileText's rows ``texts`` (each with its file's name, as ``_texts`` gives them); on
-    SQLite, those without a rank key get one between the keys of their neighbours by name."""
+    """Write FileText's rows ``texts`` (each with its file's name, as ``_texts`` gives them);
+    those without a rank key get one between the keys of their neighbours by name."""
     if not texts:
         return
-    if _dialect(connection) == "sqlite":
+    dialect = _dialect(connection)
+    if dialect == "sqlite":
         _note_characters(connection, [row for _, row in texts])
-    if _dialect(connection) != "sqlite" or all("rank_key" in row for _, row in texts):
+    if all("rank_key" in row for _, row in texts):
         connection.execute(insert(FileText), [row for _, row in texts])
         return
+    if dialect == "postgresql":
+        # Two writers placing keys between the same neighbours at once would give two files one
+        # key (SQLite has one writer): one places at a time, until its transaction ends.
+        connection.execute(select(func.pg_advisory_xact_lock(_PLACING_LOCK)))
     # In name order, the files between the same two neighbours (which have their texts) are
     # given their keys together, spread over the keys free between them; written in one
     # statement at the end, or before keys move (``_place``). Two statements a group, not a
     # file: looked up file by file, each file's neighbour before would be found by walking back
     # over the files before it that have no text yet, all of them when a whole library's texts
     # are written at once (``pay``).
-    ordered = sorted(texts, key=lambda named: (named[0], named[1]["file_id"]))
+    ordered = _by_name(connection, texts)
     written: list[dict] = []
     start = 0
     while start < len(ordered):
         name, row = ordered[start]
-        before = connection.scalar(_BEFORE, {"name": name, "id": row["file_id"]})
+        before = connection.scalar(_BEFORE[dialect], {"name": name, "id": row["file_id"]})
         after = connection.execute(_NEXT, {"key": -1 if before is None else before}).first()
-        end = start + 1
-        if after is None:
-            end = len(ordered)
-        else:
-            while end < len(ordered) and (ordered[end][0], ordered[end][1]["file_id"]) < (after.name, after.id):
-                end += 1
+        end = len(ordered) if after is None else start + 1 + _preceding(connection, ordered[start + 1:], after)
         _place(connection, before, None if after is None else after.rank_key,
                [row for _, row in ordered[start:end]], written)
         start = end
     if written:
         connection.execute(insert(FileText), written)
+
+
+_PLACING_LOCK = 0x636C6170_6B657973  # PostgreSQL's advisory lock of ``_add_texts`` ("clapkeys")
+
+
+def _by_name(connection, texts: Sequence[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """``texts`` in name order, as the database orders names: Python's order of code points is
+    SQLite's; PostgreSQL's collation may be another, so it is asked."""
+    if _dialect(connection) == "sqlite":
+        return sorted(texts, key=lambda named: (named[0], named[1]["file_id"]))
+    by_id = {row["file_id"]: (name, row) for name, row in texts}
+    ordered = connection.execute(select(File.id).where(_among(File.id, list(by_id), False))
+                                 .order_by(File.name, File.id)).scalars()
+    return [by_id[file_id] for file_id in ordered]
+
+
+def _preceding(connection, ordered: Sequence[tuple[str, dict]], after) -> int:
+    """How many of the first of ``ordered`` (texts in name order) come before the file ``after``
+    (its name and id) by name. On PostgreSQL compared by the database, in windows each twice
+    as long as the last: a batch's run of files between two neighbours is read about twice."""
+    if _dialect(connection) == "sqlite":
+        count = 0
+        while count < len(ordered) and (ordered[count][0], ordered[count][1]["file_id"]) < (after.name, after.id):
+            count += 1
+        return count
+    neighbour = aliased(File)
+    count, window = 0, _FIRST_WINDOW
+    while count < len(ordered):
+        ids = [row["file_id"] for _, row in ordered[count:count + window]]
+        before = connection.scalar(
+            select(func.count()).select_from(File).join(neighbour, neighbour.id == after.id)
+            .where(_among(File.id, ids, False), tuple_(File.name, File.id) < tuple_(neighbour.name, neighbour.id)))
+        count += before
+        if before < len(ids):
+            break
+        window *= 2
+    return count
+
+
+_FIRST_WINDOW = 16
 
 
 # meta's key for every character the texts written since the index was built hold (those of
@@ -525,9 +606,12 @@ def _narrowing(query: KeywordQuery, dialect: str) -> list[ColumnElement[bool]]:
 # stops at the limit (``_first_by_name``); for more words, each file's relevance, and whether
 # the query matches it, are worked out from what FTS5 finds of each word (numpy, by key).
 # On PostgreSQL, a statement gives a tier's files (pg_trgm's index finds them, LIKE tests
-# them exactly); a tier with many files is found faster by walking the files in name order
-# (ix_files_name_id_status), keeping the tier's and stopping at the limit, when it holds at
-# least sqrt(limit * files) / 4 files (``_in_name_order``).
+# them exactly), its first by rank key, sorted as they are found (``_first_by_key``); a tier
+# with many files is found faster by walking the files in name order (ix_files_name_id_status),
+# keeping the tier's and stopping at the limit (``_sampled_tier`` tells which). In a catalog
+# whose texts have no keys yet (opened only to read since it was made), a tier's files found are
+# put in name order through the files' names: walked, for a tier of at least
+# sqrt(limit * files) / 4 files, or sorted (``_in_name_order``).
 _WALK_FACTOR = 4
 
 _MATCHING = "SELECT rowid FROM file_text_index WHERE file_text_index MATCH :match"
@@ -571,8 +655,8 @@ def _walk_tiers(session: Session, query: KeywordQuery, filters: Filters, pending
             broad.clear()
         broad[(filters, pending)] = enough
     if not sqlite:
-        return _in_name_order(session, _postgresql_tiers(session, query, files), filters, pending, exclude_id, limit,
-                              files), []
+        tiers = _postgresql_tiers(session, query, files, _key_step(session))
+        return _in_name_order(session, tiers, filters, pending, exclude_id, limit, files), []
     # An excluded word holding the separator is in no file: excluding it excludes nothing.
     groups = [[keyword for keyword in group if not (keyword.negated and _SEPARATOR in keyword.word)]
               for group in query.alternatives]
@@ -753,23 +837,27 @@ def _tier_in_order(session: Session, members: ColumnElement[bool], walk: bool, p
     return list(session.scalars(statement))
 
 
-def _postgresql_tiers(session: Session, query: KeywordQuery, files: int) -> Iterator[list[int] | Callable]:
+def _postgresql_tiers(session: Session, query: KeywordQuery, files: int,
+                      key_step: float | None) -> Iterator[list[int] | Callable]:
     """The files ``query`` matches, tier by tier, the best first. For one word wanted, each
     tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
     beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
     ranks the files holding two or more, and each word's tiers of the files holding it alone
     are asked when needed. Each tier's ids are gathered by PostgreSQL into one array, or, for one
-    word wanted, walked in name order where a sample says that is cheaper (``_sampled_tiers``)."""
+    word wanted, walked in name order where a sample says that is cheaper (``_sampled_tiers``),
+    along the names or, where the texts have rank keys (``key_step``: ``_key_step``), the keys,
+    else found and read by key."""
     matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
     wanted = query.wanted
     alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
     if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
-        yield from _sampled_tiers(session, query, alone, files, _PAIR_SAMPLE, _find_by_pairs, _FOUND_COST, False)
+        yield from _sampled_tiers(session, query, alone, files, _PAIR_SAMPLE, _pair_arms,
+                                  _FOUND_COST if key_step is None else _KEYED_FOUND_COST, False, key_step)
         return
     if len(wanted) == 1 and len(wanted[0]) >= 3:
-        yield from _sampled_tiers(session, query, alone, files, _WORD_SAMPLE, _find_by_trigrams, _TRIGRAM_FOUND_COST,
-                                  True)
+        yield from _sampled_tiers(session, query, alone, files, _WORD_SAMPLE, _trigram_arms, _TRIGRAM_FOUND_COST,
+                                  True, key_step)
         return
     if len(wanted) == 1:
         for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
@@ -828,7 +916,29 @@ _PAIR_SAMPLE, _WORD_SAMPLE = 4_000, 1_000
 # order whose name is tested on the index (1.6 us), a file whose text is looked up (15-20 us),
 # a file of a tier found by index (18 us: its text read, the expressions and LIKE tested again).
 _STEP_COST, _LOOKUP_COST, _FOUND_COST = 1, 10, 12
-# A file pg_trgm's index finds for a tier of a word of three characters or more (``_find_by_trigrams``),
+# A file of a tier of two letters found by index where the texts have rank keys: read in key
+# order as found (``_first_by_key``), not then put in name order through the files' names. Half
+# the cost above: set where it reads each tier of the bench's two letters the faster way (at
+# 10^6 files, load 7: "kn", "sq", "za" and "fl", tiers of 8,000-13,000 files, found in 77-118 ms
+# where the walk took 102-213; those of 15,000 or more still walked, 80-120 ms against 108-245).
+_KEYED_FOUND_COST = 6
+# A text walked in rank-key order (``_first_by_key``), tested as it is read: 0.2 us at 10^6
+# files where the table holds the texts in key order (load 4: "bo", 36,900 texts in 7 ms, where
+# the walk by name took 28), 3-4.7 us where it holds them in no order of keys (load 7: each text
+# from another page). Between the two as PostgreSQL's statistics say the table's order follows
+# the keys', as its planner weighs an index's reads (the square of their correlation).
+_KEY_STEP_IN_ORDER, _KEY_STEP_SCATTERED = 0.33, 3
+
+
+def _key_step(session: Session) -> float | None:
+    """The cost of a text walked in rank-key order, or None where the texts lack keys."""
+    if not keys_kept(session):
+        return None
+    correlation = session.scalar(text(
+        "SELECT correlation FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'file_text' "
+        "AND attname = 'rank_key'")) or 0.0  # never analysed: no order known
+    return _KEY_STEP_IN_ORDER + (1 - correlation ** 2) * (_KEY_STEP_SCATTERED - _KEY_STEP_IN_ORDER)
+# A file pg_trgm's index finds for a tier of a word of three characters or more (``_trigram_arms``),
 # each file holding the word where the tier needs it (a tier with the word in the name only is
 # found among all those with it in the name): 2-3 us at 10^6 files.
 _TRIGRAM_FOUND_COST = 1.5
@@ -839,19 +949,28 @@ class _Walked(NamedTuple):
     members: ColumnElement[bool]
 
 
+class _Keyed(NamedTuple):
+    """A tier read in rank-key order (PostgreSQL, every text keyed: ``_first_by_key``), its
+    files those of any of ``arms`` (conditions on FileText): walked along the index of keys
+    (``walk``), or found through the arms' own indexes and sorted by key."""
+    arms: list[ColumnElement[bool]]
+    walk: bool
+
+
 def _followed(column, word: str) -> ColumnElement[bool]:
     """``word`` (two letters or digits) followed in ``column`` by an ASCII character."""
     return column.op("~", is_comparison=True)(word + "[\\x01-\\x7f]")
 
 
 def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: int, sample: int, find: Callable,
-                   found_cost: float, by_candidates: bool) -> Iterator[Callable]:
+                   found_cost: float, by_candidates: bool, key_step: float | None) -> Iterator[Callable]:
     """``_postgresql_tiers`` for one word wanted: each tier a function of how many files are
-    still wanted, giving its files or a ``_Walked`` (``files``: about how many the catalog
-    holds; ``sample``: about how many texts tell the tiers' shares). A tier is found through
-    the indexes by ``find`` (``_find_by_trigrams``, or ``_find_by_pairs`` for two letters), at
-    ``found_cost`` for each of its files, or, with ``by_candidates``, for each file holding the
-    word where the tier needs it."""
+    still wanted, giving its files, a ``_Walked`` or (``key_step``: the texts have rank keys,
+    and this is the cost of one walked in key order) a ``_Keyed`` (``files``: about how many
+    the catalog holds; ``sample``: about how many texts tell the tiers' shares). A tier is found
+    through the indexes by the conditions ``find`` gives (``_trigram_arms``, or ``_pair_arms``
+    for two letters), at ``found_cost`` for each of its files, or, with ``by_candidates``, for
+    each file holding the word where the tier needs it."""
     word = query.wanted[0]
     sampled = tablesample(FileText.__table__, func.system(min(100.0, 100.0 * sample / max(files, 1))),
                           name="sampled", seed=literal(0))
@@ -872,18 +991,22 @@ def _sampled_tiers(session: Session, query: KeywordQuery, alone: bool, files: in
     for tier, share, candidate, (in_name, elsewhere) in zip(tiers, shares, candidates, needs):
         found = candidate if by_candidates else share
         yield functools.partial(_sampled_tier, session, word, tier, share, named / counted, in_name, elsewhere,
-                                files, find, found * files * found_cost)
+                                files, find, found * files * found_cost, key_step)
 
 
 def _sampled_tier(session: Session, word: str, tier: ColumnElement[bool], share: float, named: float,
                   in_name: bool, elsewhere: bool, files: int, find: Callable, found_cost: float,
-                  remaining: int) -> list[int] | _Walked:
+                  key_step: float | None, remaining: int) -> list[int] | _Walked | _Keyed:
     """A tier of ``_sampled_tiers`` (``tier``: its condition on FileText; ``share``: the part of
     the sample in it; ``named``: the part with the word in its name; ``found_cost``: finding it
-    through the indexes), when ``remaining`` files are wanted: walked if that is estimated cheaper."""
+    through the indexes; ``key_step``: see there), when ``remaining`` files are wanted: walked,
+    along the names or the keys, if that is estimated cheaper."""
     if share:
         walked = remaining / share  # files walked in name order to find those wanted
         cost = walked * (_STEP_COST + (named if in_name else 1) * _LOOKUP_COST)
+        if key_step is not None and walked * key_step < min(cost, found_cost):
+            log.debug("%r: a tier of about %d files walked by key for %d", word, share * files, remaining)
+            return _Keyed([tier], walk=True)
         if cost < found_cost:
             log.debug("%r: a tier of about %d files walked for %d", word, share * files, remaining)
             text_of = select(tier).where(FileText.file_id == File.id).scalar_subquery()
@@ -894,9 +1017,13 @@ def _sampled_tier(session: Session, word: str, tier: ColumnElement[bool], share:
             cased = "".join(_any_case(character) for character in word)
             return _Walked(and_(File.name.op("~", is_comparison=True)(f"{cased}|[^\\x01-\\x7f]"), text_of))
     log.debug("%r: a tier of about %d files found by index", word, share * files)
-    if not (in_name or elsewhere):  # matched by exclusions alone: no index finds what a file lacks
-        return session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
-    return find(session, word, tier, in_name, elsewhere)
+    # Matched by exclusions alone: no index finds what a file lacks.
+    arms = find(word, tier, in_name, elsewhere) if in_name or elsewhere else [tier]
+    if key_step is not None:
+        return _Keyed(arms, walk=False)
+    found = union_all(*(select(FileText.file_id).where(arm) for arm in arms)).subquery() if len(arms) > 1 else \
+        select(FileText.file_id).where(arms[0]).subquery()
+    return session.scalar(select(func.array_agg(found.c.file_id))) or []
 
 
 def _any_case(character: str) -> str:
@@ -908,28 +1035,52 @@ def _any_case(character: str) -> str:
     return character if character.isdigit() else "\\" + character
 
 
-def _find_by_pairs(session: Session, word: str, tier: ColumnElement[bool], in_name: bool,
-                   elsewhere: bool) -> list[int]:
-    """The files of ``tier`` of a word of two letters or digits, found through pg_trgm's index
-    (the trigrams the word begins) and that of the texts beyond ASCII."""
+def _pair_arms(word: str, tier: ColumnElement[bool], in_name: bool, elsewhere: bool) -> list[ColumnElement[bool]]:
+    """Conditions whose files together are those of ``tier`` of a word of two letters or digits,
+    each served by an index: pg_trgm's (the trigrams the word begins), that of the texts beyond ASCII."""
     near = and_(*([_followed(FileText.name, word)] if in_name else []),
                 *([_followed(FileText.about, word)] if elsewhere else []))
-    found = union_all(select(FileText.file_id).where(tier, near),
-                      select(FileText.file_id).where(text(_BEYOND_ASCII), tier, not_(near))).subquery()
-    return session.scalar(select(func.array_agg(found.c.file_id))) or []
+    return [and_(tier, near), and_(text(_BEYOND_ASCII), tier, not_(near))]
 
 
-def _find_by_trigrams(session: Session, word: str, tier: ColumnElement[bool], in_name: bool,
-                      elsewhere: bool) -> list[int]:
-    """The files of ``tier`` of a word of three characters or more: pg_trgm's index finds them (``_holds``)."""
-    return session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
+def _trigram_arms(word: str, tier: ColumnElement[bool], in_name: bool, elsewhere: bool) -> list[ColumnElement[bool]]:
+    """``_pair_arms`` for a word of three characters or more: pg_trgm's index finds them (``_holds``)."""
+    return [tier]
+
+
+def _first_by_key(session: Session, tier: _Keyed, filters: Filters, pending: bool, others: list,
+                  count: int) -> list[int]:
+    """The first ``count`` files by name of a ``_Keyed`` tier that pass ``filters`` (and
+    ``others``): its files read by rank key, a quarter more than wanted and then twice as many
+    each time, until enough of them pass, each read's files then checked by id in the same
+    statement (a filter seen to pass most files comes here: ``_walk_tiers``)."""
+    # Walked: along the index of keys, each text tested (coalesce: a condition PostgreSQL cannot
+    # hand to pg_trgm's index, which would find every file of the tier first). Found: by the
+    # arms' indexes, then sorted (``+ 0``: no index of keys to walk instead, whatever the
+    # planner guesses of how many files match).
+    key = FileText.rank_key if tier.walk else FileText.rank_key + 0
+    arms = [func.coalesce(arm, false()) for arm in tier.arms] if tier.walk else tier.arms
+    found: list[int] = []
+    after, batch = None, count + count // 4 + 16
+    while len(found) < count:
+        parts = [select(FileText.file_id, key.label("key")).where(arm, *([] if after is None else [key > after]))
+                 for arm in arms]
+        rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        first = select(rows.c.file_id, rows.c.key).order_by(rows.c.key).limit(batch).subquery()
+        read = session.execute(select(first.c.file_id, first.c.key, and_(_passing(filters, pending), *others))
+                               .join(File, File.id == first.c.file_id).order_by(first.c.key)).all()
+        found += [file_id for file_id, _, passes in read if passes]
+        if len(read) < batch:  # the whole tier
+            break
+        after, batch = read[-1].key, 2 * batch
+    return found[:count]
 
 
 def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray | Callable], filters: Filters,
                    pending: bool, exclude_id: int | None, limit: int, files: int) -> list[int]:
     """On PostgreSQL, the first ``limit`` files of ``tiers`` (the best first: each its files, or
-    a function of how many are still wanted giving them or a ``_Walked``) that pass ``filters``,
-    each tier by name; ``files``: how many the catalog holds (whether to walk a tier)."""
+    a function of how many are still wanted giving them, a ``_Walked`` or a ``_Keyed``) that
+    pass ``filters``, each tier by name; ``files``: how many the catalog holds (whether to walk a tier)."""
     others = [File.id != exclude_id] if exclude_id is not None else []
     filtered = bool(file_conditions(filters))
     found_ids: list[int] = []
@@ -939,6 +1090,9 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray 
             break
         if callable(tier):
             tier = tier(remaining)
+        if isinstance(tier, _Keyed):
+            found_ids += _first_by_key(session, tier, filters, pending, others, remaining)
+            continue
         if isinstance(tier, _Walked):
             walk, members = True, tier.members
         elif not len(tier):

@@ -34,8 +34,9 @@ def server_url() -> str:
     return _server
 
 
-def fresh_database() -> str:
-    """A new, empty database on the server, as a SQLAlchemy URL."""
+def fresh_database(options: str = "") -> str:
+    """A new, empty database on the server, as a SQLAlchemy URL (``options``: CREATE DATABASE's,
+    written by the test itself, such as another collation)."""
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -47,7 +48,7 @@ def fresh_database() -> str:
         pytest.skip(f"no PostgreSQL server: {exc}")
     name = f"clapdex_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')  # a generated name: identifiers cannot be bound
+        connection.execute(f'CREATE DATABASE "{name}" {options}')  # a generated name: identifiers cannot be bound
     _made.append(name)
     return url.set(database=name).render_as_string(hide_password=False)
 

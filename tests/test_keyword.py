@@ -11,6 +11,7 @@ import pytest
 from postgres import fresh_database
 from sqlalchemy import func, select, text, update
 
+from search import keyword_index
 from search.catalog import ERROR, INDEXED, PENDING, Catalog, File, FileText, Meta, Metadata, NewFile, _passing
 from search.filters import Filters
 from search.keyword_index import _SEPARATOR as SEPARATOR
@@ -178,6 +179,19 @@ def test_the_first_files_of_a_ranking_are_its_beginning_whatever_the_limit(catal
             [file_id for file_id in everything if file_id != excluded][:2]
 
 
+def keys_in_name_order(catalog: Catalog) -> list[int]:
+    """The rank keys of the catalog's texts, their files taken in the database's name order:
+    what ranking relies on is that they only ever grow, on SQLite (FTS5's row ids) and on
+    PostgreSQL alike; on SQLite, FTS5's index is checked to hold them and be whole."""
+    keys = catalog.session.scalars(select(FileText.rank_key).join(File, File.id == FileText.file_id)
+                                   .order_by(File.name, File.id)).all()
+    assert None not in keys and keys == sorted(set(keys))
+    if catalog.engine.dialect.name == "sqlite":
+        assert catalog.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all() == keys
+        catalog.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+    return keys
+
+
 def add(catalog: Catalog, relative: str, **described) -> int:
     record = catalog.set_file(None, f"{ROOT}/{relative}", root=ROOT, size=1, mtime=0.0)
     if described:
@@ -231,7 +245,27 @@ def test_files_added_in_bulk_are_found_and_status_changes_keep_their_text(empty)
     assert record.status == PENDING and ERROR != PENDING
 
 
-def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(empty, caplog):
+def every_way_of_reading_a_tier(catalog: Catalog, caplog, monkeypatch, queries) -> None:
+    """``queries`` ranked as ``reference`` ranks them for few files wanted (walked for) and many
+    (found by index); on PostgreSQL, walked along the rank keys, then (the keys' walk made too
+    costly to be chosen) along the names, each way seen taken."""
+    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
+    ways = ("files walked by key for", "files walked for") if catalog.engine.dialect.name == "postgresql" else (None,)
+    for way in ways:
+        caplog.clear()
+        for text_ in queries:
+            expected = reference(catalog, text_, Filters(), False, None)
+            assert expected or text_ in ("9k", "éé"), text_
+            for limit in (1, 2, 3, 5, 100):
+                ranked = catalog.keyword_ranked(parse_keywords(text_), limit=limit)
+                assert ranked == expected[:limit], (text_, limit, way)
+        if way:
+            assert way in caplog.text and "files found by index" in caplog.text, way
+        monkeypatch.setattr(keyword_index, "_KEY_STEP_IN_ORDER", 1e9)
+        monkeypatch.setattr(keyword_index, "_KEY_STEP_SCATTERED", 1e9)
+
+
+def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(empty, caplog, monkeypatch):
     # Followed by a letter, a digit, a character beyond ASCII, punctuation, the end of a field;
     # in a name whose capital Python lowers into ASCII (the Kelvin sign), upper case, a folder,
     # a tag; many files hold them in the name, so that a tier is walked for few files wanted.
@@ -244,30 +278,17 @@ def test_two_letters_are_found_wherever_they_stand_and_however_a_tier_is_read(em
     # a character beyond ASCII sort before "ka"); then elsewhere.
     assert found(empty, "ka")[:3] == ["kafka/kaka.wav", "mix/a\u212aa.wav", "mix/ka.wav"]
     assert found(empty, "ka")[-2:] == ["ka/plain.wav", "mix/tagged.wav"] and len(found(empty, "ka")) == 28
-    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
-    for text_ in ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"):
-        expected = reference(empty, text_, Filters(), False, None)
-        for limit in (1, 2, 3, 5, 100):  # a few files wanted are walked for; many, found by index
-            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
-    if empty.engine.dialect.name == "postgresql":
-        assert "files walked for" in caplog.text and "files found by index" in caplog.text
+    every_way_of_reading_a_tier(empty, caplog, monkeypatch, ("ka", "ka -kafka", "a9", "ka, zz", "9k", "éé"))
 
 
-def test_a_longer_word_is_found_wherever_it_stands_and_however_a_tier_is_read(empty, caplog):
+def test_a_longer_word_is_found_wherever_it_stands_and_however_a_tier_is_read(empty, caplog, monkeypatch):
     # As two letters are (above), a word of more, characters of regular expressions in it: many
     # files hold it in the name, so that a tier is walked for few files wanted, found by index for many.
     for relative, tags in [("mix/a(B].wav", ()), ("mix/X.a(b]Y.wav", ("a(b]",)), ("a(b]/plain.wav", ()),
                            ("mix/tagged.wav", ("za(b]z",)), ("mix/none.wav", ("a(b ]",)), ("mix/Kelvin_a\u212aa.wav", ()),
                            ("mix/a\\b.wav", ()), *((f"mix/a(b]_{number}.wav", ()) for number in range(20))]:
         add(empty, relative, tags=tags)
-    caplog.set_level(logging.DEBUG, logger="search.keyword_index")
-    for text_ in ("a(b]", "a(b] -plain", "kelvin_aka", "a\\b", "(b]_1"):
-        expected = reference(empty, text_, Filters(), False, None)
-        assert expected, text_
-        for limit in (1, 2, 3, 5, 100):
-            assert empty.keyword_ranked(parse_keywords(text_), limit=limit) == expected[:limit], (text_, limit)
-    if empty.engine.dialect.name == "postgresql":
-        assert "files walked for" in caplog.text and "files found by index" in caplog.text
+    every_way_of_reading_a_tier(empty, caplog, monkeypatch, ("a(b]", "a(b] -plain", "kelvin_aka", "a\\b", "(b]_1"))
 
 
 def test_a_filter_once_broad_then_passed_by_few_files_finds_exactly_those(empty):
@@ -339,10 +360,79 @@ def test_a_catalog_made_before_rank_keys_is_read_as_before_and_built_again_when_
         assert {query: found(reader, query) for query in QUERIES} == built
     with Catalog(url) as writer:
         assert {query: found(writer, query) for query in QUERIES} == built
-        if "sqlite" in url:
-            assert None not in writer.session.scalars(select(FileText.rank_key)).all()
+        assert len(keys_in_name_order(writer)) == len(NAMES)
         add(writer, "late/door_bell.wav")
         assert found(writer, "bell") == ["late/door_bell.wav"]
+        keys_in_name_order(writer)
+
+
+BOTH_FILTERS = (Filters(), Filters(formats=("wav",)))  # none, and one most files pass
+
+
+def test_a_postgresql_catalog_whose_texts_lack_rank_keys_is_read_as_before_and_keyed_when_opened_for_writing():
+    # As main left PostgreSQL's catalogs (texts without keys), or as an older version leaves one
+    # it wrote a text in: read through the texts' indexes and the names' order, as before; opened
+    # for writing, every text written again with its key.
+    url = fresh_database()
+    with Catalog(url) as made:
+        ids = [add(made, f"mix/{name}_door.wav", tags=("kept",)) for name in ("b", "a", "c", "ab", "A")]
+        ids += made.add_files([NewFile(f"{ROOT}/bulk/door_{number:02d}.wav", ROOT, 1, 0.0, None, Metadata())
+                               for number in range(30)])
+        made.session.execute(update(File).values(status=INDEXED))
+        made.commit()
+        expected = {query: [reference(made, query, filters, False, None) for filters in BOTH_FILTERS]
+                    for query in ("door", "do", "kept", "door -bulk", "oor, mix")}
+        assert len(keys_in_name_order(made)) == len(ids)
+    for lacking in ("every text", "one text"):
+        with Catalog(url) as opened:
+            keyless = update(FileText).values(rank_key=None)
+            opened.session.execute(keyless if lacking == "every text" else keyless.where(FileText.file_id == ids[2]))
+            opened.commit()
+        with Catalog(url, create=False) as reader:
+            assert not keyword_index.keys_kept(reader.session)
+            for query, rankings in expected.items():
+                for filters, ranking in zip(BOTH_FILTERS, rankings):
+                    for limit in (1, 4, 100):
+                        assert reader.keyword_ranked(parse_keywords(query), filters, limit=limit) == ranking[:limit]
+        with Catalog(url) as writer:
+            assert keyword_index.keys_kept(writer.session)
+            assert len(keys_in_name_order(writer)) == len(ids)
+            # Written in key order: the table holds them so, for a walk along the keys.
+            stored = writer.session.scalars(text("SELECT rank_key FROM file_text ORDER BY ctid")).all()
+            assert stored == sorted(stored)
+            for query, rankings in expected.items():
+                for filters, ranking in zip(BOTH_FILTERS, rankings):
+                    for limit in (1, 4, 100):
+                        assert writer.keyword_ranked(parse_keywords(query), filters, limit=limit) == ranking[:limit]
+
+
+def test_postgresql_places_rank_keys_in_its_own_collation_not_pythons():
+    # Under ICU's English order, "_x" < "a" < "B" < "z" < "Z" by name; Python (and C) put
+    # capitals, then "_", first. Files added one at a time, in batches and renamed find their
+    # places among the others as the database orders them, and rankings follow it.
+    url = fresh_database("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+    rng = random.Random(3)
+    stems = ["_x", "a", "B", "b", "z", "Z", "Ab", "aB", "é", "e", "E", "10", "9"]
+    with Catalog(url) as catalog:
+        for stem in stems[:5]:
+            add(catalog, f"one/{stem}_tone.wav")
+        names = [f"{rng.choice(stems)}{rng.choice(stems)}_tone {number}" for number in range(60)]
+        catalog.add_files([NewFile(f"{ROOT}/batch/{name}.wav", ROOT, 1, 0.0, None, Metadata(tags=("take",)))
+                           for name in names])
+        catalog.session.execute(update(File).values(status=INDEXED))
+        catalog.commit()
+        for file_id in rng.sample(catalog.session.scalars(select(File.id)).all(), 10):
+            record = catalog.file_by_id(file_id)
+            catalog.move_file(record, f"{ROOT}/moved/{rng.choice(stems)}_{record.name}", root=ROOT, mtime=1.0)
+        catalog.commit()
+        ordered = catalog.session.scalars(select(File.name).order_by(File.name, File.id)).all()
+        assert ordered != sorted(ordered)  # the database's order is not Python's
+        assert len(keys_in_name_order(catalog)) == 65
+        for query in ("tone", "to", "take", "tone -moved", "_t"):
+            expected = reference(catalog, query, Filters(), False, None)
+            assert len(expected) > 3
+            for limit in (1, 3, 17, 100):
+                assert catalog.keyword_ranked(parse_keywords(query), limit=limit) == expected[:limit], (query, limit)
 
 
 def test_a_postgresql_database_that_cannot_make_pg_trgm_is_refused_in_one_line():
@@ -450,18 +540,10 @@ def reference(catalog: Catalog, text_: str, filters: Filters, pending: bool, exc
     return [file_id for *_, file_id in sorted(ranked)]
 
 
-# SQLite only: PostgreSQL's trigram index has no order, and its files no rank keys.
-@pytest.mark.parametrize("varied", ["sqlite"], indirect=True)
-def test_sqlite_keeps_its_index_in_name_order_as_files_come_and_go(varied):
-    # FTS5's row ids (rank keys) follow name order exactly: what ranking relies on. Files added
-    # in later commits, and renamed ones, took keys between their neighbours'.
-    assert varied.engine.dialect.name == "sqlite"
-    keys = varied.session.scalars(select(FileText.rank_key).join(File, File.id == FileText.file_id)
-                                  .order_by(File.name, File.id)).all()
-    assert keys == sorted(set(keys)) and len(keys) == 400
-    indexed = varied.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all()
-    assert indexed == keys
-    varied.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+def test_rank_keys_follow_name_order_as_files_come_and_go(varied):
+    # Rank keys (FTS5's row ids on SQLite) follow name order exactly: what ranking relies on.
+    # Files added in later commits, and renamed ones, took keys between their neighbours'.
+    assert len(keys_in_name_order(varied)) == 400
 
 
 @pytest.mark.parametrize("filters", VARIED_FILTERS, ids=range(len(VARIED_FILTERS)))
@@ -476,12 +558,13 @@ def test_every_ranking_is_the_one_promised_whatever_the_query_filters_and_limit(
                                                  limit=limit) == expected[:limit], (text_, pending, exclude_id, limit)
 
 
-def test_sqlite_makes_room_in_name_order_for_files_added_between_two_others(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_room_is_made_in_name_order_for_files_added_between_two_others(tmp_path, backend):
     # Two files whose keys were given when the index was built have _SPACING - 1 keys free
     # between them; hundreds of files named between them, added one at a time, in batches and
-    # by renaming, in any order, make the files around them move apart, the index kept exact.
+    # by renaming, in any order, make the files around them move apart, the keys kept exact.
     rng = random.Random(7)
-    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+    with new_catalog(backend, tmp_path) as catalog:
         for relative in ("edge/a.wav", "edge/b.wav", "edge/c.wav"):
             add(catalog, relative, tags=("edge",))
         numbers = list(range(400))
@@ -496,11 +579,7 @@ def test_sqlite_makes_room_in_name_order_for_files_added_between_two_others(tmp_
             catalog.move_file(record, f"{ROOT}/moved/{rng.choice('abc')}_{record.name}", root=ROOT, mtime=1.0)
         catalog.commit()
 
-        keys = catalog.session.scalars(select(FileText.rank_key).join(File, File.id == FileText.file_id)
-                                       .order_by(File.name, File.id)).all()
-        assert keys == sorted(set(keys)) and len(keys) == 403
-        assert catalog.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all() == keys
-        catalog.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+        assert len(keys_in_name_order(catalog)) == 403
         for text_ in ("a_", "take3", "take3 -moved, edge", "wav", "a_1"):
             expected = reference(catalog, text_, Filters(), True, None)
             assert len(expected) > 1
@@ -508,23 +587,21 @@ def test_sqlite_makes_room_in_name_order_for_files_added_between_two_others(tmp_
                 assert catalog.keyword_ranked(parse_keywords(text_), pending=True, limit=limit) == expected[:limit]
 
 
-def test_sqlite_places_a_batch_whose_first_files_move_others_before_its_last_ones_find_their_neighbours(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_batch_whose_first_files_move_others_is_placed_before_its_last_ones_find_their_neighbours(tmp_path, backend):
     # When the first run of a batch's files (between b and d) has no room and moves keys, the
     # files after it (between d and f, and after f) are placed by their neighbours' moved keys.
-    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+    with new_catalog(backend, tmp_path) as catalog:
         catalog.add_files([NewFile(f"{ROOT}/first/{name}.wav", ROOT, 1, 0.0, None, Metadata()) for name in "bdf"])
         catalog.commit()
         batch = [f"c_{number:03d}" for number in range(150)] + ["e", "g"]
         catalog.add_files([NewFile(f"{ROOT}/batch/{name}.wav", ROOT, 1, 0.0, None, Metadata(tags=("take",)))
                            for name in batch])
         catalog.commit()
-        named = catalog.session.execute(select(File.name, FileText.rank_key).join(FileText, FileText.file_id == File.id)
+        named = catalog.session.scalars(select(File.name).join(FileText, FileText.file_id == File.id)
                                         .order_by(File.name, File.id)).all()
-        assert [name for name, _ in named] == sorted(f"{name}.wav" for name in [*"bdf", *batch])
-        keys = [key for _, key in named]
-        assert keys == sorted(set(keys))
-        assert catalog.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all() == keys
-        catalog.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+        assert named == sorted(f"{name}.wav" for name in [*"bdf", *batch])
+        assert len(keys_in_name_order(catalog)) == len(named)
         assert catalog.keyword_ranked(parse_keywords("take"), pending=True, limit=1000) == \
             reference(catalog, "take", Filters(), True, None)
 
@@ -562,12 +639,7 @@ def test_texts_owed_by_a_scan_are_found_once_paid_and_those_of_a_run_killed_befo
         assert sorted(reopened.keyword_ranked(parse_keywords("owed"), pending=True, limit=1000)) == sorted(ids)
         assert reopened.keyword_ranked(parse_keywords("owed"), pending=True, limit=1000) == \
             reference(reopened, "owed", Filters(), True, None)
-        if reopened.engine.dialect.name == "sqlite":
-            keys = reopened.session.scalars(select(FileText.rank_key).join(File, File.id == FileText.file_id)
-                                            .order_by(File.name, File.id)).all()
-            assert keys == sorted(set(keys))
-            assert reopened.session.scalars(text("SELECT rowid FROM file_text_index ORDER BY rowid")).all() == keys
-            reopened.session.execute(text("INSERT INTO file_text_index(file_text_index) VALUES ('integrity-check')"))
+        keys_in_name_order(reopened)
 
 
 @pytest.mark.parametrize("scripts", ["latin", "many"])
