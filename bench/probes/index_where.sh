@@ -86,11 +86,11 @@ import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
 print("\ndecoder pools (decode_cost.py --pools-only): ms of CPU a clip")
-print(f"{'run':<10}{'files':>7}{'decoders':>10}{'kernel':>8}{'caller':>8}{'readers':>9}  load")
+print(f"{'run':<10}{'files':>7}{'files/s':>9}{'decoders':>10}{'kernel':>8}{'caller':>8}{'readers':>9}  load")
 for path in sorted(work.glob("P_*.json"), key=lambda path: path.stat().st_mtime):
     d = json.loads(path.read_text())
     pool = d["decoders_cpu_ms_a_file"]
-    print(f"{path.stem:<10}{d['files']:>7}{pool['workers']:>10.2f}{pool.get('workers_kernel', 0):>8.2f}{pool['caller']:>8.2f}"
+    print(f"{path.stem:<10}{d['files']:>7}{pool.get('files_per_second', 0):>9.0f}{pool['workers']:>10.2f}{pool.get('workers_kernel', 0):>8.2f}{pool['caller']:>8.2f}"
           f"{d['readers_workers_cpu_ms_a_file']:>9.2f}  {' '.join(d['load'])}")
 compare = work / "D_compare.json"
 if compare.exists():
