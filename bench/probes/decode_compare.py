@@ -6,6 +6,9 @@ vectors follow from the samples, so equal samples mean equal vectors for the sam
 
     python bench/probes/decode_compare.py --root /tmp/main /work/shared/data/esc10 /tmp/more [--out cmp.json]
 
+With --rounds N, it also times each checkout's decoding of all the files (AudioStream's blocks,
+as the decoders read a file), in this process, the two alternating N times: ms of CPU a file.
+
 Exit status 1 when any file differs (or fails in one checkout only).
 """
 
@@ -15,7 +18,9 @@ import argparse
 import dataclasses
 import importlib
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +50,25 @@ def read(module, path: Path, rate: int) -> tuple[np.ndarray | None, tuple | None
         return None, None, f"error: {exc.reason}"
 
 
+def cpu_a_file(module, paths: list[Path], rate: int) -> float:
+    """ms of this process's CPU a file, decoding every file as the indexer's decoders do."""
+    started = time.process_time()
+    for path in paths:
+        try:
+            with module.AudioStream(path, rate) as stream:
+                for _ in stream.blocks():
+                    pass
+        except module.AudioDecodeError:
+            pass
+    return (time.process_time() - started) * 1000 / len(paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--root", type=Path, required=True, help="the other checkout (this one is the second)")
     parser.add_argument("--rate", type=int, default=44100, help="the model's rate (MS-CLAP 2023's by default)")
+    parser.add_argument("--rounds", type=int, default=0, help="time the two checkouts' decoding, alternating, this many times")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     extensions = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".m4a"}
@@ -69,6 +88,17 @@ def main() -> None:
     differ = [result for result in results if not (result["equal"] and result["same_info"])]
     summary = {"files": len(results), "differ": len(differ), "roots": [str(args.root.resolve()), str(HERE)],
                "decoders": sorted({tuple(result["decoders"]) for result in results}), "differing": differ}
+    if args.rounds:
+        for path in paths:  # from the page cache from now on
+            path.read_bytes()
+        times: list[list[float]] = [[], []]
+        for _ in range(args.rounds):
+            for side, module in enumerate(modules):
+                times[side].append(cpu_a_file(module, paths, args.rate))
+        summary["cpu_ms_a_file"] = {
+            "load": Path("/proc/loadavg").read_text().split()[:3],
+            **{name: {"median": statistics.median(series), "min": min(series), "rounds": series}
+               for name, series in zip(("root", "this"), times)}}
     text = json.dumps(summary, indent=1)
     if args.out:
         args.out.write_text(json.dumps(summary | {"files_compared": results}, indent=1))
