@@ -114,7 +114,7 @@ class AudioStream:
                 self._sound = None
                 self._use(decoder, self.codec, self.bit_depth, declared)
 
-    def _use(self, decoder: _MiniaudioDecoder, codec: str, bit_depth: int | None, declared_frames: int = 0) -> None:
+    def _use(self, decoder: _MiniaudioDecoder | _VorbisDecoder, codec: str, bit_depth: int | None, declared_frames: int = 0) -> None:
         # dr_flac skips a frame that fails its checksum, and stops where a file is cut short,
         # without a word; libsndfile called such files unreadable, and so do we, by their length.
         self._decoder, self._declared_frames = decoder, declared_frames
@@ -178,8 +178,12 @@ class AudioStream:
             raise AudioDecodeError(self.source, f"not readable as audio: {exc}") from None
 
     def _native_blocks_miniaudio(self) -> Iterator[np.ndarray]:
+        # These decoders fill a block unless the stream ends in it, so a short block is the last:
+        # a clip is one read, not a second that finds nothing.
         while len(block := self._decoder.read(BLOCK_FRAMES)):
             yield self._counted(block)
+            if len(block) < BLOCK_FRAMES:
+                break
         if self.frames < self._declared_frames:
             raise AudioDecodeError(self.source, f"not readable as audio: damaged or cut short ({self.frames} of the "
                                                 f"{self._declared_frames} frames it declares decode)")
@@ -223,7 +227,7 @@ class _MiniaudioDecoder:
         self._read = miniaudio.ffi.new("ma_uint64 *")
 
     @classmethod
-    def open(cls, path: str | os.PathLike, vorbis_only: bool) -> _MiniaudioDecoder | None:
+    def open(cls, path: str | os.PathLike, vorbis_only: bool) -> _MiniaudioDecoder | _VorbisDecoder | None:
         """A decoder when ``path`` holds what miniaudio decodes here (with ``vorbis_only``,
         Ogg Vorbis alone); else None, and libsndfile or FFmpeg says what the file is."""
         try:
@@ -239,6 +243,14 @@ class _MiniaudioDecoder:
         if encoding == "vorbis" and not _ogg_pages_intact(mapped):
             mapped.close()
             return None
+        if encoding == "vorbis":
+            vorbis = _VorbisDecoder(os.fspath(path), mapped)
+            if vorbis.channels in (1, 2) and vorbis.sample_rate:
+                return vorbis
+            # More channels: miniaudio's decoder moves them into its own layout, mixing some, and
+            # the mono mix of those is what such files have always been indexed as. (Or stb_vorbis
+            # could not open it: miniaudio's decoder says so the same way.)
+            vorbis.close_stream()
         decoder = cls(os.fspath(path), mapped, encoding)
         if decoder._opened and decoder.channels and decoder.sample_rate:
             return decoder
@@ -259,6 +271,45 @@ class _MiniaudioDecoder:
             miniaudio.lib.ma_decoder_uninit(self._decoder)
             self._opened = False
         self._data = None
+        self._mapped.close()
+
+
+class _VorbisDecoder:
+    """An Ogg Vorbis file of one or two channels decoded by stb_vorbis (miniaudio's copy) from a
+    memory map of it, called directly rather than through miniaudio's decoder: that asks for the
+    channels interleaved, and stb_vorbis's sample by sample interleaving loop was 5% of a clip's
+    decoding, where one channel at a time is a copy. The samples are the same, bit for bit
+    (``bench/probes/decode_compare.py``, docs/benchmarks.md)."""
+
+    name = "stb_vorbis"
+
+    def __init__(self, path: str, mapped: mmap.mmap):
+        self.path, self._mapped = path, mapped
+        self._data = miniaudio.ffi.from_buffer(mapped)  # keeps the map alive while decoding
+        error = miniaudio.ffi.new("int *")
+        self._vorbis = miniaudio.lib.stb_vorbis_open_memory(self._data, len(mapped), error, miniaudio.ffi.NULL)
+        self.channels = self.sample_rate = 0
+        if self._vorbis != miniaudio.ffi.NULL:
+            info = miniaudio.lib.stb_vorbis_get_info(self._vorbis)
+            self.channels, self.sample_rate = info.channels, info.sample_rate
+
+    def read(self, frames: int) -> np.ndarray:
+        """Up to ``frames`` (frames, channels) float32, a view of the channels laid one after the
+        other; empty at the end. Like miniaudio's decoder, it ends where stb_vorbis stops decoding."""
+        planes = np.empty((self.channels, frames), np.float32)
+        pointers = miniaudio.ffi.new("float *[]", [miniaudio.ffi.cast("float *", miniaudio.ffi.from_buffer(plane))
+                                                   for plane in planes])
+        read = miniaudio.lib.stb_vorbis_get_samples_float(self._vorbis, self.channels, pointers, frames)
+        return planes[:, :read].T
+
+    def close_stream(self) -> None:
+        """End the decoding, keeping the memory map."""
+        if self._vorbis is not None and self._vorbis != miniaudio.ffi.NULL:
+            miniaudio.lib.stb_vorbis_close(self._vorbis)
+        self._vorbis = self._data = None
+
+    def close(self) -> None:
+        self.close_stream()
         self._mapped.close()
 
 

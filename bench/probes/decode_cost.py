@@ -45,12 +45,13 @@ from indexer.scan import content_hash, read_batches  # noqa: E402
 RATE, WINDOW, HOP = 44100, 7.0, 3.5  # MS-CLAP 2023's
 
 
-def children_cpu() -> float:
+def children_cpu(kernel_only: bool = False) -> float:
+    """CPU seconds of this process's children so far (user and kernel, or kernel alone)."""
     ticks, total = os.sysconf("SC_CLK_TCK"), 0
     for child in multiprocessing.active_children():
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
+            total += (0 if kernel_only else int(fields[11])) + int(fields[12])
     return total / ticks
 
 
@@ -123,9 +124,12 @@ def alternatives(paths: list[str]) -> dict[str, float]:
 
 def decoders_cpu(paths: list[str], workers: int) -> dict[str, float]:
     """CPU ms a file of the indexer's decoder pool (workers and caller) over all the files."""
-    main, before = time.process_time(), children_cpu()
+    main, before, kernel = time.process_time(), children_cpu(), children_cpu(kernel_only=True)
+    started = time.perf_counter()
     windows = sum(len(piece.samples) for piece in decode_windows(paths, RATE, WINDOW, HOP, workers=workers))
-    return {"workers": (children_cpu() - before) * 1000 / len(paths),
+    seconds = time.perf_counter() - started  # the workers' start included, as an index run's first call pays it
+    return {"files_per_second": len(paths) / seconds, "workers": (children_cpu() - before) * 1000 / len(paths),
+            "workers_kernel": (children_cpu(kernel_only=True) - kernel) * 1000 / len(paths),
             "caller": (time.process_time() - main) * 1000 / len(paths), "windows": windows}
 
 

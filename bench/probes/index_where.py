@@ -221,7 +221,7 @@ def applied(settings: dict[str, str], encoders_by_batch: dict, load_encoder):
             count_r = int(settings["readers"])
             scan.default_workers = lambda: count_r
             undo.append(lambda: setattr(scan, "default_workers", ORIGINAL_DEFAULT_WORKERS))
-        catalog_module = importlib.import_module("search.catalog")
+        catalog_module = texts_module()
         if "notext" in settings:  # what the run costs without keyword texts (search then lacks them)
             kept = catalog_module._text_kept
             catalog_module._text_kept = lambda connection: False
@@ -251,6 +251,14 @@ def applied(settings: dict[str, str], encoders_by_batch: dict, load_encoder):
 
 ORIGINAL_DEFAULT_WORKERS = None
 ORIGINAL_ADD_TEXTS = None
+
+
+def texts_module():
+    """Where the code measured writes keyword texts: search.keyword_index since pgkw, search.catalog before."""
+    try:
+        return importlib.import_module("search.keyword_index")
+    except ModuleNotFoundError:
+        return importlib.import_module("search.catalog")
 TEXTS_LEFT: list = []  # the texts the variant textsatend holds back
 
 
@@ -265,7 +273,7 @@ def variants(args) -> None:
     from search.library import Library
 
     ORIGINAL_DEFAULT_WORKERS = decoding.default_workers
-    ORIGINAL_ADD_TEXTS = importlib.import_module("search.catalog")._add_texts
+    ORIGINAL_ADD_TEXTS = texts_module()._add_texts
     out = args.out
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
                "root": str(args.root), "cores": len(os.sched_getaffinity(0)),

@@ -5,7 +5,8 @@
 # wheels, esc10 (200 clips)}.
 #   bash .carry/idx2/run.sh OUT            (PLAN=texts: what keyword texts cost, main beside BRANCH;
 #                                          PLAN=idx3: branch idx3 against main, .carry/idx3;
-#                                          PLAN=idx3b: its second call, br against br0 and main)
+#                                          PLAN=idx3b: its second call, br against br0 and main;
+#                                          PLAN=dec: branch dec's decoding against main, .carry/dec)
 # A: bench/index_library.py as it is (8,000 distinct clips, the official wrapper in the same
 #    run), with cpu_sampler.py watching the main process, its threads, the decoders and readers.
 # B: the same library indexed in one process under each variant in turn (worker counts, GPU
@@ -64,11 +65,51 @@ CLIPS="--audio $AUDIO --copies $COPIES --distinct $DEVICE"
 # The report of every step so far, then the last pack.
 finish() {
   "$PYTHON" "$TOOLS/index_where.py" --report "$WORK" > "$OUT/summary.txt" 2>> "$LOG"
+  if declare -F extra_summary > /dev/null; then extra_summary >> "$OUT/summary.txt" 2>> "$LOG"; fi
   cat "$OUT/summary.txt"
   say "done"
   pack
   exit 0
 }
+if [ "${PLAN:-where}" = dec ]; then
+  # Branch dec (mono and stereo Ogg Vorbis decoded by stb_vorbis directly, channel by channel)
+  # against main: do both decode every clip to the same samples here; the decoders' CPU a clip on
+  # this machine's cores (decode_cost.py's pools, 16 workers, 2,000 clips, main then the branch);
+  # the branch's bench with the official wrapper in the same run (the ratio); then index runs of
+  # main and the branch alternating, each in a process of its own, the branch also with 8 files
+  # ahead a decoder (decoders slept 39-54% of idx3's runs: waiting for files?).
+  DC="$PYTHON $B/br/bench/probes/decode_cost.py --audio $AUDIO --copies ${DC_COPIES:-10} --pools-only"
+  AHEAD8="ahead8:encoders.decoding.FILES_AHEAD=8"
+  extra_summary() {
+    "$PYTHON" - "$WORK" <<'PY'
+import json, sys
+from pathlib import Path
+work = Path(sys.argv[1])
+print("\ndecoder pools (decode_cost.py --pools-only): ms of CPU a clip")
+print(f"{'run':<10}{'files':>7}{'files/s':>9}{'decoders':>10}{'kernel':>8}{'caller':>8}{'readers':>9}  load")
+for path in sorted(work.glob("P_*.json"), key=lambda path: path.stat().st_mtime):
+    d = json.loads(path.read_text())
+    pool = d["decoders_cpu_ms_a_file"]
+    print(f"{path.stem:<10}{d['files']:>7}{pool.get('files_per_second', 0):>9.0f}{pool['workers']:>10.2f}{pool.get('workers_kernel', 0):>8.2f}{pool['caller']:>8.2f}"
+          f"{d['readers_workers_cpu_ms_a_file']:>9.2f}  {' '.join(d['load'])}")
+compare = work / "D_compare.json"
+if compare.exists():
+    d = json.loads(compare.read_text())
+    print(f"\nsamples, main against the branch: {d['files']} files, {d['differ']} differ; decoders {d['decoders']}")
+PY
+  }
+  step 30 D_compare $PYTHON $B/br/bench/probes/decode_compare.py --root $B/main $AUDIO --out "$WORK/D_compare.json"
+  step 40 P_main1 $DC --root $B/main --out "$WORK/P_main1.json"
+  step 40 P_br1 $DC --root $B/br --out "$WORK/P_br1.json"
+  step 100 A_bench $WB --bench --where "$WORK/A_where.json" -- $CLIPS --wrapper --out "$WORK/A_bench.json"
+  step 45 T_main1 $W $CLIPS --out "$WORK/T_main1.json" --variant base
+  step 50 T_br1 $WB $CLIPS --out "$WORK/T_br1.json" --variant base --variant $AHEAD8
+  step 45 T_main2 $W $CLIPS --out "$WORK/T_main2.json" --variant base
+  step 50 T_br2 $WB $CLIPS --out "$WORK/T_br2.json" --variant $AHEAD8 --variant base
+  step 40 P_main2 $DC --root $B/main --out "$WORK/P_main2.json"
+  step 40 P_br2 $DC --root $B/br --out "$WORK/P_br2.json"
+  finish
+fi
 if [ "${PLAN:-where}" = idx3b ]; then
   # Branch idx3's second call: its texts written in steps between the decoders' pieces (br)
   # against the branch of the first call (br0: all at the scan's end) and main, alternating, each
