@@ -1,5 +1,6 @@
 """The corpus builder's caption rules and clip writer, on small files made with sox (no network)."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,3 +92,59 @@ def test_clip_writer_crops_skips_silence_and_deduplicates(tmp_path):
     assert corpus.make_clip(other, clips, max_seconds=10).fingerprint != tone.fingerprint
     with pytest.raises(corpus.SkipClip):
         corpus.make_clip(silent, clips, max_seconds=10)
+
+
+def test_everyday_sources_caption_and_licence_their_files():
+    flightgear = SOURCES["flightgear-data-base"]
+    assert corpus.caption_from_path("usr/share/games/flightgear/Aircraft/c172p/Sounds/engine-crank.wav",
+                                    flightgear) == "engine crank (aircraft)"
+    assert corpus.caption_from_path("usr/share/games/flightgear/Sounds/engstart.wav", flightgear) == "engine start"
+    assert re.search(flightgear.skip, "usr/share/games/flightgear/Sounds/tcas/female/climb.wav")
+    crossfire = SOURCES["crossfire-client"]
+    stanzas = [(["cmake/*Vala.cmake"], "BSD-2-clause")]  # the one stanza its copyright file has
+    assert corpus.source_licence(crossfire, "usr/share/games/crossfire/sounds/painb.wav", stanzas) == "CC-BY-3.0"
+    assert corpus.source_licence(crossfire, "usr/share/games/crossfire/sounds/step_lth2.ogg", stanzas) == "public-domain"
+    assert corpus.source_licence(crossfire, "usr/share/games/crossfire/sounds/bell.wav", stanzas) == "GPL-2+"
+    xemacs = SOURCES["xemacs21-basesupport"]
+    assert corpus.source_licence(xemacs, "usr/share/xemacs21/xemacs-packages/etc/sounds/cry.wav", stanzas) == "GPL"
+    assert not re.search(xemacs.skip, "usr/share/xemacs21/xemacs-packages/etc/sounds/snore.au")
+    assert re.search(xemacs.skip, "usr/share/xemacs21/xemacs-packages/etc/sounds/README.au")
+    scratch = SOURCES["scratch"]
+    assert corpus.caption_from_path("usr/share/scratch/Media/Sounds/Human/Sneeze-female.wav",
+                                    scratch) == "sneeze female (human)"
+    assert corpus.kind_of("usr/share/scratch/Media/Sounds/Animal/Rooster.wav", "rooster (animal)", 1.0,
+                          scratch) == "animal"
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None or shutil.which("sox") is None,
+                    reason="dpkg-deb builds the package, sox its sound")
+def test_members_unpack_only_the_named_files_and_the_docs(tmp_path):
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: big-data\nVersion: 1.0\nArchitecture: all\n"
+                                             "Maintainer: Nobody <nobody@example.org>\nDescription: test\n")
+    sounds, doc = root / "usr/share/big/Aircraft/Sounds", root / "usr/share/doc/big-data"
+    sounds.mkdir(parents=True)
+    doc.mkdir(parents=True)
+    subprocess.run(["sox", "-n", "-r", "22050", str(sounds / "rotor.wav"), "synth", "1", "brownnoise"], check=True)
+    (sounds / "rotor.xml").write_text("<sound/>")
+    (root / "usr/share/big/scenery.bin").write_bytes(b"\0" * 1000)
+    (doc / "copyright").write_text("Files: *\nCopyright: nobody\nLicense: GPL-2+\n")
+    package = tmp_path / "big-data_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(package)], check=True, capture_output=True)
+
+    corpus._extract_deb(package, tmp_path / "tree", ("*.wav",))
+    unpacked = {p.relative_to(tmp_path / "tree").as_posix() for p in (tmp_path / "tree").rglob("*") if p.is_file()}
+    assert unpacked == {"usr/share/big/Aircraft/Sounds/rotor.wav", "usr/share/doc/big-data/copyright"}
+    assert corpus.licence_rules(tmp_path / "tree", "big-data") == [(["*"], "GPL-2+")]
+    corpus._extract_deb(package, tmp_path / "whole", ())
+    assert (tmp_path / "whole/usr/share/big/scenery.bin").exists()
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox makes the test file")
+def test_sun_au_files_are_found_and_decoded(tmp_path):
+    subprocess.run(["sox", "-n", "-r", "8000", "-e", "mu-law", str(tmp_path / "snore.au"), "synth", "1.5", "pinknoise"],
+                   check=True)
+    assert corpus._audio_files(tmp_path) == [tmp_path / "snore.au"]
+    clip = corpus.make_clip(tmp_path / "snore.au", tmp_path / "clips", max_seconds=10)
+    assert clip.duration == pytest.approx(1.5, abs=0.01)

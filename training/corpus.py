@@ -48,8 +48,8 @@ from training.sources import Source
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32_000
-# What clapdex reads, and WavPack, which some game packages ship (decoded through FFmpeg).
-AUDIO_SUFFIXES = frozenset(AUDIO_EXTENSIONS) | {".wv"}
+# What clapdex reads, and WavPack and Sun/NeXT .au, which some packages ship (decoded through FFmpeg).
+AUDIO_SUFFIXES = frozenset(AUDIO_EXTENSIONS) | {".wv", ".au"}
 SILENCE_DB = -50.0  # below the clip's peak: trimmed at both ends
 MIN_PEAK = 10 ** (-50 / 20)  # a clip quieter than -50 dBFS throughout is near-empty
 MIN_SECONDS = 0.05
@@ -63,7 +63,7 @@ def fetch(source: Source, cache: Path) -> tuple[Path, str]:
     if source.registry == "deb":
         package = _download_deb(source.name, cache / "deb")
         version = unquote(package.name.split("_")[1])
-        _unpack(tree, lambda into: subprocess.run(["dpkg-deb", "-x", str(package), str(into)], check=True))
+        _unpack(tree, lambda into: _extract_deb(package, into, source.members))
     elif source.registry == "npm":
         version = source.version
         packed = cache / "npm"
@@ -99,6 +99,21 @@ def _download_deb(package: str, into: Path) -> Path:
         subprocess.run(["apt-get", "download", "-q", package], cwd=into, check=True, capture_output=True)
         found = sorted(into.glob(f"{package}_*.deb"))
     return found[-1]
+
+
+def _extract_deb(package: Path, into: Path, members: tuple[str, ...]) -> None:
+    """The whole package, or with ``members`` only the files those globs name and the package's
+    documentation (its copyright file names the licences): for packages of gigabytes that
+    keep their few sounds in one folder."""
+    if not members:
+        subprocess.run(["dpkg-deb", "-x", str(package), str(into)], check=True)
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE) as dpkg:
+        subprocess.run(["tar", "-x", "-C", str(into), "--wildcards", "--no-anchored", *members, "usr/share/doc/*"],
+                       stdin=dpkg.stdout, check=True)
+    if dpkg.returncode:
+        raise subprocess.CalledProcessError(dpkg.returncode, dpkg.args)
 
 
 def _unpack(tree: Path, unpack) -> None:
