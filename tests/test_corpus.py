@@ -148,3 +148,6 @@ def test_sun_au_files_are_found_and_decoded(tmp_path):
     assert corpus._audio_files(tmp_path) == [tmp_path / "snore.au"]
     clip = corpus.make_clip(tmp_path / "snore.au", tmp_path / "clips", max_seconds=10)
     assert clip.duration == pytest.approx(1.5, abs=0.01)
+    assert not corpus._wav_beside(tmp_path / "snore.au")
+    subprocess.run(["sox", str(tmp_path / "snore.au"), "-b", "16", str(tmp_path / "snore.wav")], check=True)
+    assert corpus._wav_beside(tmp_path / "snore.au") and not corpus._wav_beside(tmp_path / "snore.wav")

@@ -566,6 +566,8 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
     for path, origin in files:
         if source.skip and re.search(source.skip, origin, re.I):
             continue
+        if _wav_beside(path):
+            continue
         if origin in special:
             caption = special[origin]
         elif source.name == "hydrogen-drumkits-effects":
@@ -577,6 +579,12 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
         if caption:
             found.append(Candidate(path, origin, caption, source, version, source_licence(source, origin, stanzas)))
     return found
+
+
+def _wav_beside(path: Path) -> bool:
+    """An .au beside a .wav of the same name: the same sound, 8-bit, so its fingerprint differs
+    and the deduplication would keep both."""
+    return path.suffix.lower() == ".au" and path.with_suffix(".wav").exists()
 
 
 def build(out: Path, selected: list[Source], max_seconds: float, workers: int) -> dict:
