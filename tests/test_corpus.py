@@ -100,6 +100,9 @@ def test_everyday_sources_caption_and_licence_their_files():
                                     flightgear) == "engine crank (aircraft)"
     assert corpus.caption_from_path("usr/share/games/flightgear/Sounds/engstart.wav", flightgear) == "engine start"
     assert re.search(flightgear.skip, "usr/share/games/flightgear/Sounds/tcas/female/climb.wav")
+    rescue = SOURCES["searchandrescue-data"]
+    assert corpus.caption_from_path("usr/share/games/searchandrescue/sounds/hh60/engine_inside.wav",
+                                    rescue) == "helicopter engine inside"
     crossfire = SOURCES["crossfire-client"]
     stanzas = [(["cmake/*Vala.cmake"], "BSD-2-clause")]  # the one stanza its copyright file has
     assert corpus.source_licence(crossfire, "usr/share/games/crossfire/sounds/painb.wav", stanzas) == "CC-BY-3.0"

@@ -326,8 +326,9 @@ SOURCES = (
     Source("scratch", context=1, skip=r"/Vocals/|/Music Loops/",
            kinds=((r"/Animal/", "animal"), (r"/Instruments/", "instrument"), (r"/Percussion/", "drum"),
                   (r"/Electronic/", "effect"))),
-    Source("searchandrescue-data", context=1, skip=r"/music/", filler=frozenset({"hh", "searchandrescue"}),
-           words=(("heli", "helicopter"),)),
+    # hh60, hh65: the Coast Guard's HH-60 and HH-65 helicopters.
+    Source("searchandrescue-data", context=1, skip=r"/music/", filler=frozenset({"searchandrescue"}),
+           captions=((r"/hh6[05]/([a-z_]+)\.\w+$", r"helicopter \1"),)),
     # Its copyright file: "All under the GPL", no version named.
     Source("xemacs21-basesupport", context=0, skip=r"^(?!.*/etc/sounds/)|/README\.(wav|au)$|Tuxedomoon",
            licences=((r".", "GPL"),)),
