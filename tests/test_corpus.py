@@ -154,3 +154,32 @@ def test_sun_au_files_are_found_and_decoded(tmp_path):
     assert not corpus._wav_beside(tmp_path / "snore.au")
     subprocess.run(["sox", str(tmp_path / "snore.au"), "-b", "16", str(tmp_path / "snore.wav")], check=True)
     assert corpus._wav_beside(tmp_path / "snore.au") and not corpus._wav_beside(tmp_path / "snore.wav")
+
+
+def test_coverage_counts_clips_per_group_by_caption_words(tmp_path, capsys):
+    import json
+
+    from training import coverage
+
+    def row(audio, caption, seconds=6.0, licence="GPL-2+", source="scratch@1.4"):
+        return {"audio": audio, "caption": caption, "duration": seconds, "licence": licence, "source": source}
+
+    before = [row("a", "dog barking (animal)"), row("b", "door close")]
+    after = before + [row("c", "sneeze female (human)", 3.0, "CC-BY-SA-3.0"), row("d", "helicopter engine inside"),
+                      row("e", "rooster (animal)", 1.5), row("f", "laser shot")]
+    assert coverage.groups_of("Helicopter rotor with rain in the background") == ["aircraft", "weather and nature"]
+    assert coverage.groups_of("laser shot") == []
+    counts = coverage.coverage(after)
+    assert counts["animals"]["clips"] == 2 and counts["animals"]["seconds"] == 7.5
+    assert counts["human vocal non-speech"]["licences"] == {"CC-BY-SA-3.0": 1}
+
+    (tmp_path / "before.jsonl").write_text("".join(json.dumps(r) + "\n" for r in before))
+    (tmp_path / "after.jsonl").write_text("".join(json.dumps(r) + "\n" for r in after))
+    assert coverage.main([str(tmp_path / "after.jsonl"), "--before", str(tmp_path / "before.jsonl")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| animals | 1 | 1 | 0.0 | GPL-2+ 1 | scratch 1 |" in lines  # only the rooster is new
+    assert "| household | 1 | 0 | 0.0 |  |  |" in lines
+    (tmp_path / "bad.jsonl").write_text('{"audio": "x"}\n')
+    with pytest.raises(SystemExit) as stopped:
+        coverage.main([str(tmp_path / "bad.jsonl")])
+    assert stopped.value.code == 2 and "no 'caption' field" in capsys.readouterr().err
