@@ -183,3 +183,15 @@ def test_coverage_counts_clips_per_group_by_caption_words(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         coverage.main([str(tmp_path / "bad.jsonl")])
     assert stopped.value.code == 2 and "no 'caption' field" in capsys.readouterr().err
+
+
+def test_drum_names_are_spelled_out_only_among_drums():
+    game = Source("x")
+    assert corpus.caption_from_path("usr/share/games/x/sounds/crash.wav", game) == "crash"
+    assert corpus.caption_from_path("usr/share/games/x/sounds/liquids/splash1.ogg", game) == "splash (liquids)"
+    assert corpus.caption_from_path("usr/share/games/x/sounds/road-ride.wav", game) == "road ride"
+    assert corpus.caption_from_path("usr/share/games/x/sounds/drums/crash.wav", game) == "crash cymbal (drums)"
+    assert corpus.caption_from_path("usr/share/games/x/sounds/perc_kick_hard.wav", game) == "percussion kick drum hard"
+    assert corpus.phrase(["crash"], game) == "crash"
+    assert corpus.phrase(["crash"], Source("kit", kind="drum")) == "crash cymbal"
+    assert corpus.caption_from_path("usr/share/lmms/samples/drums/kick01.ogg", SOURCES["lmms-common"]) == "kick drum (drums)"

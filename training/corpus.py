@@ -248,9 +248,13 @@ def words_of(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-zA-Z]+", name.lower()) if w]
 
 
-def phrase(words: list[str], source: Source, filler: frozenset[str] = frozenset()) -> str:
-    """Words with filler, package names and one-letter leftovers dropped and abbreviations spelled out."""
-    own_words = dict(rules.ABBREVIATIONS, **dict(source.words))
+def phrase(words: list[str], source: Source, filler: frozenset[str] = frozenset(), drums: bool | None = None) -> str:
+    """Words with filler, package names and one-letter leftovers dropped and abbreviations spelled
+    out; drum names too (``rules.DRUM_ABBREVIATIONS``) with ``drums``, by default for drum and
+    instrument sources."""
+    if drums is None:
+        drums = source.kind in ("drum", "instrument")
+    own_words = dict(rules.ABBREVIATIONS, **(rules.DRUM_ABBREVIATIONS if drums else {}), **dict(source.words))
     package_words = set(words_of(source.name))
     kept: list[str] = []
     for word in words:
@@ -273,12 +277,14 @@ def caption_from_path(origin: str, source: Source) -> str:
         if found:
             # Groups are names from paths ("EvilConfirm", "war_elephant"): spelled out as words first.
             return re.sub(r"\\(\d)", lambda g: phrase(words_of(found.group(int(g.group(1))) or ""), source), template)
-    name = phrase(words_of(stem), source)
+    # A drum word in the path (a folder, or the file name beside the word itself) makes "crash" a cymbal.
+    drums = source.kind in ("drum", "instrument") or any(set(words_of(part)) & rules.DRUM_CONTEXT for part in parts)
+    name = phrase(words_of(stem), source, drums=drums)
     context: list[str] = []
     for folder in reversed(parts[:-1]):
         if len(context) >= source.context:
             break
-        folder_phrase = phrase(words_of(folder), source)
+        folder_phrase = phrase(words_of(folder), source, drums=drums)
         if folder_phrase and folder_phrase not in name and all(folder_phrase not in c for c in context):
             context.append(folder_phrase)
     if not name:
@@ -326,7 +332,7 @@ def hydrogen_captions(tree: Path) -> dict[str, str]:
             for layer in instrument.iter(f"{namespace}filename"):
                 sample = kit.parent / (layer.text or "")
                 words = [w for w in words_of(name) if w not in kit_words] or words_of(sample.stem)
-                caption = phrase(words, drum_source)
+                caption = phrase(words, drum_source, drums=True)
                 if not caption:
                     continue
                 if not set(caption.split()) & rules.DRUM_WORDS:
@@ -572,7 +578,8 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
             caption = special[origin]
         elif source.name == "hydrogen-drumkits-effects":
             caption = guitar_strum_caption(path.stem)
-        elif path.with_suffix(".txt").exists():
+        elif source.name == "tuxpaint-stamps-default" and path.with_suffix(".txt").exists():
+            # Its stamps' descriptions; elsewhere a .txt beside a sound is a licence note (redeclipse-data).
             caption = described_caption(path.with_suffix(".txt"), origin, source)
         else:
             caption = caption_from_path(origin, source)

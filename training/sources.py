@@ -53,9 +53,6 @@ ABBREVIATIONS = {
     "bd": "bass drum",
     "hh": "hi-hat",
     "hihat": "hi-hat",
-    "hat": "hi-hat",
-    "oh": "open hi-hat",
-    "ch": "closed hi-hat",
     "ack": "acknowledge",
     "amb": "ambience",
     "atmo": "atmosphere",
@@ -103,18 +100,28 @@ ABBREVIATIONS = {
     "tele": "teleport",
     "telein": "teleport in",
     "teleout": "teleport out",
+    "bassdrum": "bass drum",
+    "clap": "hand clap",
+    "handclap": "hand clap",
+}
+
+# Words that name a drum only among drums: elsewhere a crash, a splash, a kick or a hat is what
+# it says ("plane crash", "water splash"). Spelled out only for drum and instrument sources and
+# for paths with a drum word in their folders or elsewhere in the name (``DRUM_CONTEXT``).
+DRUM_ABBREVIATIONS = {
+    "hat": "hi-hat",
+    "oh": "open hi-hat",
+    "ch": "closed hi-hat",
     "tom": "tom drum",
     "toms": "tom drums",
     "kick": "kick drum",
-    "bassdrum": "bass drum",
     "snare": "snare drum",
     "crash": "crash cymbal",
     "ride": "ride cymbal",
     "splash": "splash cymbal",
     "china": "china cymbal",
-    "clap": "hand clap",
-    "handclap": "hand clap",
 }
+DRUM_CONTEXT = frozenset("drum drums drumkit drumkits kit kits percussion perc cymbal cymbals".split())
 
 # Drum words that make "drum kit" context superfluous; instrument brands that drown the sound.
 DRUM_WORDS = frozenset(
