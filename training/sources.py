@@ -403,6 +403,5 @@ SOURCES = (
     Source("davegnukem-data", context=0, skip=r"/music/"),
     Source("pinball-table-gnu-data", context=0, skip=r"/music|music\.ogg$"),
     Source("tecnoballz-data", context=0, skip=r"/music/"),
-    Source("atanks-data", context=0, skip=r"/music/"),
     Source("jag", context=0, skip=r"/music/"),
 )
