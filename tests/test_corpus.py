@@ -195,3 +195,55 @@ def test_drum_names_are_spelled_out_only_among_drums():
     assert corpus.phrase(["crash"], game) == "crash"
     assert corpus.phrase(["crash"], Source("kit", kind="drum")) == "crash cymbal"
     assert corpus.caption_from_path("usr/share/lmms/samples/drums/kick01.ogg", SOURCES["lmms-common"]) == "kick drum (drums)"
+
+
+def qt_resource_file(files: dict[str, bytes], compressed: frozenset[str] = frozenset()) -> bytes:
+    """A Qt binary resource file (format 3) with ``files`` in one folder, "sounds", laid out as
+    Qt's rcc writes it; the names in ``compressed`` stored zlib-compressed, as rcc does."""
+    import struct
+    import zlib
+
+    names, data, nodes = b"", b"", []
+
+    def name(text):
+        nonlocal names
+        offset = len(names)
+        names += struct.pack(">HI", len(text), 0) + text.encode("utf-16-be")
+        return offset
+
+    nodes.append(struct.pack(">IHII", name(""), 2, 1, 1) + bytes(8))
+    nodes.append(struct.pack(">IHII", name("sounds"), 2, len(files), 2) + bytes(8))
+    for file_name, payload in files.items():
+        flags = 1 if file_name in compressed else 0
+        stored = struct.pack(">I", len(payload)) + zlib.compress(payload) if flags else payload
+        nodes.append(struct.pack(">IHHHI", name(file_name), flags, 0, 0, len(data)) + bytes(8))
+        data += struct.pack(">I", len(stored)) + stored
+    tree = b"".join(nodes)
+    header = 24
+    return (b"qres" + struct.pack(">IIIII", 3, header, header + len(tree), header + len(tree) + len(data), 0)
+            + tree + data + names)
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox makes the sounds")
+def test_qt_resource_files_give_their_sounds(tmp_path):
+    subprocess.run(["sox", "-n", "-r", "22050", str(tmp_path / "a.wav"), "synth", "1", "sine", "300"], check=True)
+    subprocess.run(["sox", "-n", "-r", "22050", str(tmp_path / "b.wav"), "synth", "1", "pinknoise"], check=True)
+    sounds = {"dog.wav": (tmp_path / "a.wav").read_bytes(), "rain_garden.wav": (tmp_path / "b.wav").read_bytes(),
+              "icon.svg": b"<svg/>"}
+    resource = qt_resource_file(sounds, compressed=frozenset({"rain_garden.wav"}))
+    assert dict(corpus.qt_resources(resource)) == {f"/sounds/{n}": payload for n, payload in sounds.items()}
+    archive = tmp_path / "tree/usr/share/gcompris-qt/rcc/farm.rcc"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(resource)
+    found = corpus.open_archives(SOURCES["gcompris-qt-data"], tmp_path / "tree", tmp_path / "cache")
+    assert sorted(origin for _, origin in found) == ["usr/share/gcompris-qt/rcc/farm.rcc/sounds/dog.wav",
+                                                      "usr/share/gcompris-qt/rcc/farm.rcc/sounds/rain_garden.wav"]
+    assert all(path.read_bytes() == sounds[path.name] for path, _ in found)
+    with pytest.raises(ValueError, match="not a Qt resource"):
+        list(corpus.qt_resources(b"PK\x03\x04"))
+
+
+def test_sampling_and_noncommercial_licences_are_refused():
+    assert corpus.refused("CC-sampling-plus-1.0") and corpus.refused("CC-BY-NC-SA-3.0")
+    assert corpus.refused("Creative Commons NonCommercial")
+    assert not any(corpus.refused(licence) for licence in ("CC-BY-SA-3.0", "GPL-2+", "free-art", "CC0-1.0", "unknown"))

@@ -33,6 +33,7 @@ import tarfile
 import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -141,7 +142,7 @@ def open_archives(source: Source, tree: Path, cache: Path) -> list[tuple[Path, s
             if not (into / ".unpacked").exists():
                 try:
                     _open_archive(archive, into, cache)
-                except (zipfile.BadZipFile, subprocess.CalledProcessError) as error:
+                except (zipfile.BadZipFile, subprocess.CalledProcessError, ValueError, struct.error) as error:
                     log.warning("%s: %s", archive, error)
                     continue
                 (into / ".unpacked").touch()
@@ -160,10 +161,55 @@ def _open_archive(archive: Path, into: Path, cache: Path) -> None:
         subprocess.run([str(c4group), str(into), "-x"], check=True, capture_output=True)
         return
     into.mkdir(parents=True, exist_ok=True)
+    if archive.suffix == ".rcc":
+        for name, payload in qt_resources(archive.read_bytes()):
+            if Path(name).suffix.lower() in AUDIO_SUFFIXES and ".." not in name.split("/"):
+                target = into / name.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(payload)
+        return
     with zipfile.ZipFile(archive) as bundle:
         for member in bundle.namelist():
             if Path(member).suffix.lower() in AUDIO_SUFFIXES and ".." not in member:
                 bundle.extract(member, into)
+
+
+def qt_resources(data: bytes):
+    """(path, bytes) of each file in a Qt binary resource file (``rcc``, formats 1-3: GCompris
+    keeps its sounds in them). Layout, all big-endian: "qres", the format, then the offsets of the
+    node tree, the file data and the names. A node is a name offset and flags, then for a folder
+    its child count and first child, for a file its locale and data offset (and from format 2 a
+    modification time). Data is a length and the bytes, zlib after a 4-byte size when the
+    node's flag 1 is set; zstd (flag 4) is refused, as no library here reads it."""
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource file")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    if not 1 <= version <= 3:
+        raise ValueError(f"Qt resource format {version} is not known")
+    node_size = 22 if version >= 2 else 14
+
+    def name(offset: int) -> str:
+        length, = struct.unpack(">H", data[names + offset:names + offset + 2])
+        return data[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    folders = [(0, "")]  # the root folder is node 0, its name empty
+    while folders:
+        index, path = folders.pop()
+        at = tree + index * node_size
+        count, first = struct.unpack(">II", data[at + 6:at + 14])
+        for child in range(first, first + count):
+            at = tree + child * node_size
+            name_offset, flags = struct.unpack(">IH", data[at:at + 6])
+            child_path = f"{path}/{name(name_offset)}"
+            if flags & 2:
+                folders.append((child, child_path))
+                continue
+            offset, = struct.unpack(">I", data[at + 10:at + 14])
+            length, = struct.unpack(">I", data[payload + offset:payload + offset + 4])
+            blob = data[payload + offset + 4:payload + offset + 4 + length]
+            if flags & 4:
+                raise ValueError(f"{child_path} is zstd-compressed")
+            yield child_path, zlib.decompress(blob[4:]) if flags & 1 else blob
 
 
 def _audio_files(root: Path) -> list[Path]:
@@ -210,6 +256,15 @@ def _licence_from_metadata(text: str) -> str:
     if found:
         return (found.group(1) or found.group(2)).strip()
     return next((spdx for pattern, spdx in LICENCE_PROSE if re.search(pattern, text, re.I)), "unknown")
+
+
+# Licences that forbid commercial use or allow only sampling (Creative Commons Sampling Plus,
+# NonCommercial): not open enough for a model anyone may use, so such files are left out.
+REFUSED_LICENCE = re.compile(r"sampling|\bNC\b|-NC-|non-?commercial", re.I)
+
+
+def refused(licence: str) -> bool:
+    return bool(REFUSED_LICENCE.search(licence))
 
 
 def source_licence(source: Source, origin: str, stanzas: list[tuple[list[str], str]]) -> str:
@@ -583,8 +638,12 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
             caption = described_caption(path.with_suffix(".txt"), origin, source)
         else:
             caption = caption_from_path(origin, source)
+        licence = source_licence(source, origin, stanzas)
+        if refused(licence):
+            log.info("%s: left out, licence %s", origin, licence)
+            continue
         if caption:
-            found.append(Candidate(path, origin, caption, source, version, source_licence(source, origin, stanzas)))
+            found.append(Candidate(path, origin, caption, source, version, licence))
     return found
 
 

@@ -404,4 +404,11 @@ SOURCES = (
     Source("pinball-table-gnu-data", context=0, skip=r"/music|music\.ogg$"),
     Source("tecnoballz-data", context=0, skip=r"/music/"),
     Source("jag", context=0, skip=r"/music/"),
+    # GCompris keeps its sounds in Qt resource files, one per activity; its world music and the
+    # intro tune are music, the morse code tones carry nothing to learn.
+    Source("gcompris-qt-data", context=0, archives=("usr/share/gcompris-qt/rcc/*.rcc",),
+           skip=r"/explore_world_music/|/intro\.ogg$|/morse_code/|/chronos/|/reversecount/|/ballcatch/",
+           kinds=((r"/instruments/resource/", "instrument"), (r"/explore_farm_animals/", "animal")),
+           filler=frozenset({"lr", "la", "cut", "son", "resource", "activities", "src", "rcc"}),
+           words=(("traversiere", ""), ("applauses", "applause"), ("xylofon", "xylophone"), ("apert", ""))),
 )
