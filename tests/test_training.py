@@ -409,3 +409,44 @@ def test_geometry_loss_is_zero_for_a_rotation_of_minilm_and_positive_otherwise()
     assert geometry_loss(features @ rotation, features) == pytest.approx(0.0, abs=1e-5)
     shuffled = torch.nn.functional.normalize(torch.randn(16, 8, generator=generator), dim=-1)
     assert geometry_loss(shuffled, features) > 0.5
+
+
+def test_a_later_corpus_adds_only_its_new_clips_to_the_parts_and_the_index_covers_all(tmp_path):
+    import tarfile
+
+    from training.pack import main as pack_main, pack_index, unpack
+
+    (tmp_path / "first").mkdir()
+    first, rows = corpus_manifest(tmp_path / "first")
+    pack_index(first, tmp_path / "bundle1", part_mib=0.05)
+    # A later corpus: one clip the first one has too (same audio name: the same fingerprint), two new.
+    later = tmp_path / "later"
+    (later / "clips").mkdir(parents=True)
+    shared = dict(rows[0])
+    sox_tone(later / shared["audio"], shared["duration"], rate=32000, tone="sine 440")
+    new = [{**shared, "audio": f"clips/new-{n}.wav", "caption": f"new sound {n}", "origin": f"new-{n}.wav"}
+           for n in range(2)]
+    for n, row in enumerate(new):
+        sox_tone(later / row["audio"], 1.0, rate=32000, tone=f"sine {300 + 200 * n}")
+    (later / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in [shared, *new]))
+
+    summary = pack_index([first, later / "manifest.jsonl"], tmp_path / "bundle2", part_mib=0.05,
+                         packed=tmp_path / "bundle1" / "index.npz")
+    assert summary["clips"] == len(rows) + 2 and summary["clips_in_parts"] == 2
+    in_parts = set()
+    for part in (tmp_path / "bundle2").glob("part-*.tar"):
+        with tarfile.open(part) as tar:
+            in_parts |= set(tar.getnames())
+    assert in_parts == {row["audio"] for row in new}
+    with np.load(tmp_path / "bundle2" / "index.npz") as index:
+        assert list(index["audio"]) == [row["audio"] for row in rows] + [row["audio"] for row in new]
+    # The new bundle's index with both bundles' parts gives every clip.
+    counts = unpack([tmp_path / "bundle2", tmp_path / "bundle1"], tmp_path / "unpacked", workers=2)
+    assert counts["train"] + counts["validation"] == len(rows) + 2
+
+    with pytest.raises(SystemExit) as stopped:
+        pack_main(["index", "--manifest", str(first), "--out", str(tmp_path / "x"), "--packed", str(first)])
+    assert stopped.value.code == 2
+    with pytest.raises(SystemExit) as stopped:
+        pack_main(["index", "--manifest", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")])
+    assert stopped.value.code == 2

@@ -33,6 +33,7 @@ import tarfile
 import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -48,8 +49,8 @@ from training.sources import Source
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32_000
-# What clapdex reads, and WavPack, which some game packages ship (decoded through FFmpeg).
-AUDIO_SUFFIXES = frozenset(AUDIO_EXTENSIONS) | {".wv"}
+# What clapdex reads, and WavPack and Sun/NeXT .au, which some packages ship (decoded through FFmpeg).
+AUDIO_SUFFIXES = frozenset(AUDIO_EXTENSIONS) | {".wv", ".au"}
 SILENCE_DB = -50.0  # below the clip's peak: trimmed at both ends
 MIN_PEAK = 10 ** (-50 / 20)  # a clip quieter than -50 dBFS throughout is near-empty
 MIN_SECONDS = 0.05
@@ -63,7 +64,7 @@ def fetch(source: Source, cache: Path) -> tuple[Path, str]:
     if source.registry == "deb":
         package = _download_deb(source.name, cache / "deb")
         version = unquote(package.name.split("_")[1])
-        _unpack(tree, lambda into: subprocess.run(["dpkg-deb", "-x", str(package), str(into)], check=True))
+        _unpack(tree, lambda into: _extract_deb(package, into, source.members))
     elif source.registry == "npm":
         version = source.version
         packed = cache / "npm"
@@ -101,6 +102,21 @@ def _download_deb(package: str, into: Path) -> Path:
     return found[-1]
 
 
+def _extract_deb(package: Path, into: Path, members: tuple[str, ...]) -> None:
+    """The whole package, or with ``members`` only the files those globs name and the package's
+    documentation (its copyright file names the licences): for packages of gigabytes that
+    keep their few sounds in one folder."""
+    if not members:
+        subprocess.run(["dpkg-deb", "-x", str(package), str(into)], check=True)
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE) as dpkg:
+        subprocess.run(["tar", "-x", "-C", str(into), "--wildcards", "--no-anchored", *members, "usr/share/doc/*"],
+                       stdin=dpkg.stdout, check=True)
+    if dpkg.returncode:
+        raise subprocess.CalledProcessError(dpkg.returncode, dpkg.args)
+
+
 def _unpack(tree: Path, unpack) -> None:
     """Unpack into ``tree`` once: a marker written last tells a finished tree from an interrupted one."""
     marker = tree / ".unpacked"
@@ -126,7 +142,7 @@ def open_archives(source: Source, tree: Path, cache: Path) -> list[tuple[Path, s
             if not (into / ".unpacked").exists():
                 try:
                     _open_archive(archive, into, cache)
-                except (zipfile.BadZipFile, subprocess.CalledProcessError) as error:
+                except (zipfile.BadZipFile, subprocess.CalledProcessError, ValueError, struct.error) as error:
                     log.warning("%s: %s", archive, error)
                     continue
                 (into / ".unpacked").touch()
@@ -145,10 +161,55 @@ def _open_archive(archive: Path, into: Path, cache: Path) -> None:
         subprocess.run([str(c4group), str(into), "-x"], check=True, capture_output=True)
         return
     into.mkdir(parents=True, exist_ok=True)
+    if archive.suffix == ".rcc":
+        for name, payload in qt_resources(archive.read_bytes()):
+            if Path(name).suffix.lower() in AUDIO_SUFFIXES and ".." not in name.split("/"):
+                target = into / name.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(payload)
+        return
     with zipfile.ZipFile(archive) as bundle:
         for member in bundle.namelist():
             if Path(member).suffix.lower() in AUDIO_SUFFIXES and ".." not in member:
                 bundle.extract(member, into)
+
+
+def qt_resources(data: bytes):
+    """(path, bytes) of each file in a Qt binary resource file (``rcc``, formats 1-3: GCompris
+    keeps its sounds in them). Layout, all big-endian: "qres", the format, then the offsets of the
+    node tree, the file data and the names. A node is a name offset and flags, then for a folder
+    its child count and first child, for a file its locale and data offset (and from format 2 a
+    modification time). Data is a length and the bytes, zlib after a 4-byte size when the
+    node's flag 1 is set; zstd (flag 4) is refused, as no library here reads it."""
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource file")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    if not 1 <= version <= 3:
+        raise ValueError(f"Qt resource format {version} is not known")
+    node_size = 22 if version >= 2 else 14
+
+    def name(offset: int) -> str:
+        length, = struct.unpack(">H", data[names + offset:names + offset + 2])
+        return data[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    folders = [(0, "")]  # the root folder is node 0, its name empty
+    while folders:
+        index, path = folders.pop()
+        at = tree + index * node_size
+        count, first = struct.unpack(">II", data[at + 6:at + 14])
+        for child in range(first, first + count):
+            at = tree + child * node_size
+            name_offset, flags = struct.unpack(">IH", data[at:at + 6])
+            child_path = f"{path}/{name(name_offset)}"
+            if flags & 2:
+                folders.append((child, child_path))
+                continue
+            offset, = struct.unpack(">I", data[at + 10:at + 14])
+            length, = struct.unpack(">I", data[payload + offset:payload + offset + 4])
+            blob = data[payload + offset + 4:payload + offset + 4 + length]
+            if flags & 4:
+                raise ValueError(f"{child_path} is zstd-compressed")
+            yield child_path, zlib.decompress(blob[4:]) if flags & 1 else blob
 
 
 def _audio_files(root: Path) -> list[Path]:
@@ -197,6 +258,15 @@ def _licence_from_metadata(text: str) -> str:
     return next((spdx for pattern, spdx in LICENCE_PROSE if re.search(pattern, text, re.I)), "unknown")
 
 
+# Licences that forbid commercial use or allow only sampling (Creative Commons Sampling Plus,
+# NonCommercial): not open enough for a model anyone may use, so such files are left out.
+REFUSED_LICENCE = re.compile(r"sampling|\bNC\b|-NC-|non-?commercial", re.I)
+
+
+def refused(licence: str) -> bool:
+    return bool(REFUSED_LICENCE.search(licence))
+
+
 def source_licence(source: Source, origin: str, stanzas: list[tuple[list[str], str]]) -> str:
     """The licence of ``origin``: the source's own rule for it where it has one, else the copyright file's."""
     for pattern, licence in source.licences:
@@ -233,9 +303,13 @@ def words_of(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-zA-Z]+", name.lower()) if w]
 
 
-def phrase(words: list[str], source: Source, filler: frozenset[str] = frozenset()) -> str:
-    """Words with filler, package names and one-letter leftovers dropped and abbreviations spelled out."""
-    own_words = dict(rules.ABBREVIATIONS, **dict(source.words))
+def phrase(words: list[str], source: Source, filler: frozenset[str] = frozenset(), drums: bool | None = None) -> str:
+    """Words with filler, package names and one-letter leftovers dropped and abbreviations spelled
+    out; drum names too (``rules.DRUM_ABBREVIATIONS``) with ``drums``, by default for drum and
+    instrument sources."""
+    if drums is None:
+        drums = source.kind in ("drum", "instrument")
+    own_words = dict(rules.ABBREVIATIONS, **(rules.DRUM_ABBREVIATIONS if drums else {}), **dict(source.words))
     package_words = set(words_of(source.name))
     kept: list[str] = []
     for word in words:
@@ -258,12 +332,14 @@ def caption_from_path(origin: str, source: Source) -> str:
         if found:
             # Groups are names from paths ("EvilConfirm", "war_elephant"): spelled out as words first.
             return re.sub(r"\\(\d)", lambda g: phrase(words_of(found.group(int(g.group(1))) or ""), source), template)
-    name = phrase(words_of(stem), source)
+    # A drum word in the path (a folder, or the file name beside the word itself) makes "crash" a cymbal.
+    drums = source.kind in ("drum", "instrument") or any(set(words_of(part)) & rules.DRUM_CONTEXT for part in parts)
+    name = phrase(words_of(stem), source, drums=drums)
     context: list[str] = []
     for folder in reversed(parts[:-1]):
         if len(context) >= source.context:
             break
-        folder_phrase = phrase(words_of(folder), source)
+        folder_phrase = phrase(words_of(folder), source, drums=drums)
         if folder_phrase and folder_phrase not in name and all(folder_phrase not in c for c in context):
             context.append(folder_phrase)
     if not name:
@@ -311,7 +387,7 @@ def hydrogen_captions(tree: Path) -> dict[str, str]:
             for layer in instrument.iter(f"{namespace}filename"):
                 sample = kit.parent / (layer.text or "")
                 words = [w for w in words_of(name) if w not in kit_words] or words_of(sample.stem)
-                caption = phrase(words, drum_source)
+                caption = phrase(words, drum_source, drums=True)
                 if not caption:
                     continue
                 if not set(caption.split()) & rules.DRUM_WORDS:
@@ -551,17 +627,30 @@ def candidates(source: Source, cache: Path) -> list[Candidate]:
     for path, origin in files:
         if source.skip and re.search(source.skip, origin, re.I):
             continue
+        if _wav_beside(path):
+            continue
         if origin in special:
             caption = special[origin]
         elif source.name == "hydrogen-drumkits-effects":
             caption = guitar_strum_caption(path.stem)
-        elif path.with_suffix(".txt").exists():
+        elif source.name == "tuxpaint-stamps-default" and path.with_suffix(".txt").exists():
+            # Its stamps' descriptions; elsewhere a .txt beside a sound is a licence note (redeclipse-data).
             caption = described_caption(path.with_suffix(".txt"), origin, source)
         else:
             caption = caption_from_path(origin, source)
+        licence = source_licence(source, origin, stanzas)
+        if refused(licence):
+            log.info("%s: left out, licence %s", origin, licence)
+            continue
         if caption:
-            found.append(Candidate(path, origin, caption, source, version, source_licence(source, origin, stanzas)))
+            found.append(Candidate(path, origin, caption, source, version, licence))
     return found
+
+
+def _wav_beside(path: Path) -> bool:
+    """An .au beside a .wav of the same name: the same sound, 8-bit, so its fingerprint differs
+    and the deduplication would keep both."""
+    return path.suffix.lower() == ".au" and path.with_suffix(".wav").exists()
 
 
 def build(out: Path, selected: list[Source], max_seconds: float, workers: int) -> dict:

@@ -262,25 +262,48 @@ def caption_table(rows: list[dict], captions: int, backgrounds: bool, seed: int 
             "background_ids": np.array([row_of[text] if text else -1 for text in mixtures], dtype=np.int64)}
 
 
-def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0, captions: int = 1,
-               backgrounds: bool = False) -> dict:
+def pack_index(manifests: str | Path | list[str | Path], out: str | Path, part_mib: float = 46.0, captions: int = 1,
+               backgrounds: bool = False, packed: str | Path | None = None) -> dict:
     """``out/index.npz`` (clip paths, kinds, loss weights, the validation flag, and the captions:
     ``caption_table`` with its MiniLM features, each clip's ``caption_choices`` in it, the first
     being the refined path caption, and background partners, as ``caption_table`` makes them)
-    and ``out/part-N.tar`` (the Vorbis clips, uncompressed tar)."""
-    manifest, out = Path(manifest), Path(out)
+    and ``out/part-N.tar`` (the Vorbis clips, uncompressed tar).
+
+    ``manifests``: one corpus or several (a corpus and one built later from more sources), their
+    rows in order; a clip two of them hold (the same ``audio``, a fingerprint) is kept once, as
+    the first has it. ``packed``: the index of a bundle already laid out; the clips it lists
+    travel in that bundle's parts, so only the others go into this one's (the index still
+    covers all)."""
+    manifests = [Path(manifests)] if isinstance(manifests, (str, Path)) else [Path(m) for m in manifests]
+    out = Path(out)
+    carried: set[str] = set()
+    if packed is not None:
+        with np.load(packed) as earlier:
+            if "audio" not in earlier.files:
+                raise ValueError(f"{packed} is not an index made by 'pack index' (it has no audio list)")
+            carried = set(earlier["audio"].tolist())
+    rows, folders, seen = [], [], set()
+    for manifest in manifests:
+        for line in manifest.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row["audio"] not in seen:
+                    seen.add(row["audio"])
+                    rows.append(row)
+                    folders.append(manifest.parent)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("part-*.tar"), out / INDEX_FILE]:
         stale.unlink(missing_ok=True)
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     table = caption_table(rows, captions, backgrounds)
     np.savez_compressed(
         out / INDEX_FILE, audio=np.array([row["audio"] for row in rows]), kinds=np.array([row["kind"] for row in rows]),
         weights=np.array([KIND_WEIGHTS.get(row["kind"], 1.0) for row in rows], dtype=np.float32),
         validation=np.array([is_validation(row) for row in rows]), **table)
-    parts, size, tar = 0, 0.0, None
-    for row in rows:
-        path = manifest.parent / row["audio"]
+    parts, size, tar, in_parts = 0, 0.0, None, 0
+    for row, folder in zip(rows, folders):
+        if row["audio"] in carried:
+            continue
+        path = folder / row["audio"]
         if tar is None or size + path.stat().st_size > part_mib * MIB:
             if tar is not None:
                 tar.close()
@@ -288,10 +311,11 @@ def pack_index(manifest: str | Path, out: str | Path, part_mib: float = 46.0, ca
             parts += 1
         tar.add(path, arcname=row["audio"])
         size += path.stat().st_size + 1024
+        in_parts += 1
     if tar is not None:
         tar.close()
     validation = sum(is_validation(row) for row in rows)
-    return {"clips": len(rows), "validation": validation, "parts": parts,
+    return {"clips": len(rows), "validation": validation, "parts": parts, "clips_in_parts": in_parts,
             "distinct_captions": len(set(table["caption_table"][table["caption_choices"][:, 0]])),
             "caption_table": len(table["caption_table"]),
             "captions_per_clip": float((table["caption_choices"] >= 0).sum(axis=1).mean()),
@@ -353,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     esc10 = verbs.add_parser("esc10", help="ESC-10 validation: class folders of recordings")
     esc10.add_argument("--folder", required=True)
     index = verbs.add_parser("index", help="Vorbis clips in tar parts plus an index, for the GPU machine")
-    index.add_argument("--manifest", required=True)
+    index.add_argument("--manifest", required=True, action="append",
+                       help="a corpus manifest; again for each further corpus (a clip in two is kept once)")
+    index.add_argument("--packed", help="index.npz of a bundle already laid out: its clips are left out of the parts")
     index.add_argument("--out", required=True)
     index.add_argument("--part-mib", type=float, default=46.0)
     index.add_argument("--captions", type=int, default=1,
@@ -373,7 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "index":
         if args.captions < 1:
             parser.error(f"--captions must be at least 1, not {args.captions}")
-        print(json.dumps(pack_index(args.manifest, args.out, args.part_mib, args.captions, args.backgrounds)))
+        for path in [*args.manifest, *([args.packed] if args.packed else [])]:
+            if not Path(path).is_file():
+                parser.error(f"no such file: {path}")
+        try:
+            print(json.dumps(pack_index(args.manifest, args.out, args.part_mib, args.captions, args.backgrounds,
+                                        args.packed)))
+        except (ValueError, KeyError, OSError) as error:
+            parser.error(f"cannot pack the index: {error}")
         return 0
     if args.verb == "unpack":
         print(json.dumps(unpack(args.folders, args.out, args.workers)))

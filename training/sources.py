@@ -25,6 +25,7 @@ class Source:
     version: str = ""  # pinned for npm and PyPI; Debian gives what apt offers
     kind: str = "effect"  # when no rule below and no word of the caption says otherwise
     context: int = 1  # how many of the nearest folder names become the caption's context
+    members: tuple[str, ...] = ()  # Debian only: globs of the package's files to unpack (and its docs); empty: all
     archives: tuple[str, ...] = ()  # globs of archives inside the package holding sounds: zip (pk3, wz) or C4Group (ocg)
     skip: str = ""  # regex on the origin: files left out (speech in other languages, junk, duplicates)
     kinds: tuple[tuple[str, str], ...] = ()  # (regex on the origin, kind), first match wins
@@ -52,9 +53,6 @@ ABBREVIATIONS = {
     "bd": "bass drum",
     "hh": "hi-hat",
     "hihat": "hi-hat",
-    "hat": "hi-hat",
-    "oh": "open hi-hat",
-    "ch": "closed hi-hat",
     "ack": "acknowledge",
     "amb": "ambience",
     "atmo": "atmosphere",
@@ -102,18 +100,28 @@ ABBREVIATIONS = {
     "tele": "teleport",
     "telein": "teleport in",
     "teleout": "teleport out",
+    "bassdrum": "bass drum",
+    "clap": "hand clap",
+    "handclap": "hand clap",
+}
+
+# Words that name a drum only among drums: elsewhere a crash, a splash, a kick or a hat is what
+# it says ("plane crash", "water splash"). Spelled out only for drum and instrument sources and
+# for paths with a drum word in their folders or elsewhere in the name (``DRUM_CONTEXT``).
+DRUM_ABBREVIATIONS = {
+    "hat": "hi-hat",
+    "oh": "open hi-hat",
+    "ch": "closed hi-hat",
     "tom": "tom drum",
     "toms": "tom drums",
     "kick": "kick drum",
-    "bassdrum": "bass drum",
     "snare": "snare drum",
     "crash": "crash cymbal",
     "ride": "ride cymbal",
     "splash": "splash cymbal",
     "china": "china cymbal",
-    "clap": "hand clap",
-    "handclap": "hand clap",
 }
+DRUM_CONTEXT = frozenset("drum drums drumkit drumkits kit kits percussion perc cymbal cymbals".split())
 
 # Drum words that make "drum kit" context superfluous; instrument brands that drown the sound.
 DRUM_WORDS = frozenset(
@@ -320,4 +328,87 @@ SOURCES = (
            filler=frozenset("default xpanes carts doors fire tnt player env mtg".split())),
     Source("extremetuxracer-data", context=0, kinds=((r"/music/", "music"),)),
     Source("pingus-data", context=0),
+    # zs4: everyday sounds the corpus lacked (human non-speech, animals, aircraft, vehicles, tools,
+    # clocks, household), found by file names in Debian's Contents index; music left out.
+    Source("scratch", context=1, skip=r"/Vocals/|/Music Loops/",
+           kinds=((r"/Animal/", "animal"), (r"/Instruments/", "instrument"), (r"/Percussion/", "drum"),
+                  (r"/Electronic/", "effect"))),
+    # hh60, hh65: the Coast Guard's HH-60 and HH-65 helicopters.
+    Source("searchandrescue-data", context=1, skip=r"/music/", filler=frozenset({"searchandrescue"}),
+           captions=((r"/hh6[05]/([a-z_]+)\.\w+$", r"helicopter \1"),)),
+    # Its copyright file: "All under the GPL", no version named.
+    Source("xemacs21-basesupport", context=0, skip=r"^(?!.*/etc/sounds/)|/README\.(wav|au)$|Tuxedomoon",
+           licences=((r".", "GPL"),)),
+    # 1.3 GB of scenery and aircraft: only its sound files are unpacked; spoken cockpit callouts left out.
+    Source("flightgear-data-base", context=1, members=("*.wav", "*.mp3"), skip=r"/mk-viii/|/tcas/|/intro\.mp3$",
+           words=(("engstart", "engine start"), ("hrn", "horn"), ("lck", "lock"), ("rpm", "engine revving"),
+                  ("khz", ""))),
+    Source("libreoffice-common", context=0, words=(("strom", "storm"), ("explos", "explosion"))),
+    Source("btanks-data", context=1, skip=r"/music/"),
+    Source("triplea", context=1, skip=r"/music/|game_start|required_your_turn"),
+    Source("pekka-kana-2-data", context=1, skip=r"/music/"),
+    Source("mazeofgalious-data", context=1, skip=r"/music/"),
+    Source("netpanzer-data", context=1, skip=r"/music/"),
+    Source("wordwarvi-sound", context=0, skip=r"/music/"),
+    Source("simutrans-pak64", context=0, skip=r"/music/"),
+    Source("7kaa-data", context=0, skip=r"/music/"),
+    Source("ardentryst", context=1, skip=r"/music/"),
+    Source("overgod-data", context=0, skip=r"/music/"),
+    Source("micropolis-data", context=0, skip=r"/music/"),
+    # Its copyright file names the licences of the borrowed sounds in prose, the client's GPL-2+ for the rest.
+    Source("crossfire-client", context=0, skip=r"/music/",
+           licences=((r"/fire-spell\.wav$", "GPL-2+ or CC-BY-SA-3.0"), (r"/painb\.wav$", "CC-BY-3.0"),
+                     (r"/(claws|fist|knife|sword-1)\.ogg$", "GPL-2"), (r"/step_lth[^/]*\.ogg$", "public-domain"),
+                     (r".", "GPL-2+"))),
+    Source("excellent-bifurcation", context=0, skip=r"/music/"),
+    Source("tworld-data", context=0, skip=r"/music/"),
+    Source("freedink-data", context=0, skip=r"/music/"),
+    Source("trophy-data", context=0, skip=r"/music/"),
+    Source("tuxfootball", context=0, skip=r"/music/"),
+    Source("minetest-mod-homedecor", context=0, filler=frozenset({"homedecor"})),
+    Source("acm", context=0),
+    Source("gl-117-data", context=0, skip=r"/music/"),
+    Source("etw-data", context=0, skip=r"/music/"),
+    Source("garden-of-coloured-lights-data", context=0, skip=r"/music/|/beat/"),
+    Source("ukui-media", kind="ui", context=0),
+    Source("trackballs-data", context=0, skip=r"/music/"),
+    Source("starfighter-data", context=0, skip=r"/music/"),
+    Source("brainparty-data", context=0, skip=r"/music/"),
+    Source("pushover", context=0, skip=r"/music/"),
+    Source("gemdropx", context=0, skip=r"/music/"),
+    Source("dopewars-data", context=0),
+    Source("monsterz-data", context=0, skip=r"/music/"),
+    Source("minetest-mod-unified-inventory", context=0),
+    Source("dustracing2d-data", context=0, skip=r"/music/"),
+    Source("circuslinux-data", context=0, skip=r"/music/"),
+    Source("orage-data", kind="ui", context=0),
+    Source("moon-lander-data", context=0, skip=r"/music/"),
+    Source("gnome-shell-pomodoro-data", kind="ui", context=0),
+    Source("aclock.app", kind="ui", context=0),
+    Source("dclock", kind="ui", context=0),
+    Source("mirrormagic-data", context=0, skip=r"/music/"),
+    Source("bambam", context=0),
+    Source("krank", context=0, skip=r"/music/"),
+    Source("sdl-ball-data", context=0, skip=r"/music/"),
+    Source("marsshooter-data", context=1, skip=r"/music/"),
+    Source("amphetamine-data", context=0, skip=r"/music/"),
+    Source("enigma-data", context=0, skip=r"/music/"),
+    Source("lbreakout2-data", context=0, skip=r"/music/"),
+    Source("freetennis-common", context=0, skip=r"/music/"),
+    Source("crrcsim-data", context=0, skip=r"/music/"),
+    Source("freedroid-data", context=0, skip=r"/music/"),
+    Source("powermanga-data", context=0, skip=r"/music/|music_"),
+    Source("workrave-data", kind="ui", context=1, skip=r"/music/"),
+    Source("csmash-data", context=0, skip=r"/music/"),
+    Source("davegnukem-data", context=0, skip=r"/music/"),
+    Source("pinball-table-gnu-data", context=0, skip=r"/music|music\.ogg$"),
+    Source("tecnoballz-data", context=0, skip=r"/music/"),
+    Source("jag", context=0, skip=r"/music/"),
+    # GCompris keeps its sounds in Qt resource files, one per activity; its world music and the
+    # intro tune are music, the morse code tones carry nothing to learn.
+    Source("gcompris-qt-data", context=0, archives=("usr/share/gcompris-qt/rcc/*.rcc",),
+           skip=r"/explore_world_music/|/intro\.ogg$|/morse_code/|/chronos/|/reversecount/|/ballcatch/",
+           kinds=((r"/instruments/resource/", "instrument"), (r"/explore_farm_animals/", "animal")),
+           filler=frozenset({"lr", "la", "cut", "son", "resource", "activities", "src", "rcc"}),
+           words=(("traversiere", ""), ("applauses", "applause"), ("xylofon", "xylophone"), ("apert", ""))),
 )

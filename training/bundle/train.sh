@@ -11,7 +11,8 @@
 # INDEX_DIR (the folder holding index.npz; default this script's: a later bundle of code
 # alone reuses the index already carried), VARIANTS ("name:options|name:options": runs side
 # by side on the one GPU, each with TRAIN_ARGS and its own options; default one run, "run"),
-# RUNS (/tmp/c2runs: the run folders), BACK (the files of each run copied to $OUT/name; default
+# EXTRA_PARTS (folders of more tar parts, relative to the repository root, besides .carry/c2p0..:
+# a later bundle's new clips, e.g. ".carry/zs4p0"), RUNS (/tmp/c2runs: the run folders), BACK (the files of each run copied to $OUT/name; default
 # clapdex-compact.safetensors log.jsonl call.json: at most 8 files come back from a call).
 set -euo pipefail
 ROOT=$(pwd)
@@ -45,13 +46,16 @@ cd "$HERE/code"
 
 parts=()
 for part in "$ROOT"/.carry/c2p[0-9]*; do parts+=("$part"); done
+for extra in ${EXTRA_PARTS:-}; do parts+=("$(cd "$ROOT" && cd "$extra" && pwd)"); done
 echo "parts: ${parts[*]}"
-# A second run in a warm machine reuses the clips the first one unpacked.
-if [ ! -f "$DATA/.unpacked" ]; then
+# A second run in a warm machine reuses the clips the first one unpacked, if they came from the
+# same index and parts (a warm machine may still hold another bundle's).
+stamp="$(md5sum "$INDEX_DIR/index.npz" | cut -d' ' -f1) ${parts[*]}"
+if [ "$(cat "$DATA/.unpacked" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$DATA"
     "$PY" -m training.pack unpack "$INDEX_DIR" "${parts[@]}" --out "$DATA" --workers "$UNPACK_WORKERS" \
         | tee "$OUT/unpack.json"
-    touch "$DATA/.unpacked"
+    echo "$stamp" > "$DATA/.unpacked"
 fi
 unpacked=$(date +%s)
 
