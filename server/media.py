@@ -12,8 +12,6 @@ nothing but the search.
 from __future__ import annotations
 
 import functools
-import os
-import stat
 import threading
 from pathlib import Path
 
@@ -69,8 +67,7 @@ def audio_response(path: Path, record: ServedFile, start: float | None, end: flo
                    download: bool = False) -> Response:
     """The file as it is (Range requests answered), or ``start``-``end`` of it as WAV."""
     if start is None and end is None and record.format in PLAYABLE and not download:
-        return WholeFile(path, media_type=PLAYABLE[record.format], headers={"Cache-Control": CACHE},
-                         stat_result=file_status(path, record))
+        return FileResponse(path, media_type=PLAYABLE[record.format], headers={"Cache-Control": CACHE})
     start = start or 0.0
     end = end if end is not None else min(record.duration or CONVERTED_SECONDS, start + CONVERTED_SECONDS)
     if not end > start:
@@ -122,28 +119,10 @@ def _asked(request: Request) -> tuple[Path, ServedFile, float | None, float | No
         seconds(request.query_params.get("end"), "end")
 
 
-class WholeFile(FileResponse):
-    """A file as it is, read in chunks of 1 MB, not Starlette's 64 kB: each read is a hand-over
-    to a thread and back, so a sound effect (most are under 1 MB) is one read, not two or more."""
-
-    chunk_size = 1024 * 1024
-
-
 def on_disk(path: Path, record: ServedFile) -> Path:
-    file_status(path, record)
-    return path
-
-
-def file_status(path: Path, record: ServedFile) -> os.stat_result:
-    """``path``'s status (given to the response, which would otherwise stat it again on another
-    thread); Refused (404) if it is no longer a file."""
-    try:
-        status = path.stat()
-    except OSError:
-        status = None
-    if status is None or not stat.S_ISREG(status.st_mode):
+    if not path.is_file():
         raise Refused(404, f"{record.name} is no longer where it was indexed")
-    return status
+    return path
 
 
 def seconds(text: str | None, name: str) -> float | None:
