@@ -143,6 +143,17 @@ class NoIndexError(LookupError):
         super().__init__(f"no index in {where}; run `clapdex index FOLDER` to make one")
 
 
+class ModelReplaced(RuntimeError):
+    """The library was embedded again with another model (``clapdex index --reembed``) since this
+    process loaded its own: its queries would be compared with vectors of another space."""
+
+    @classmethod
+    def of(cls, loaded: ModelIdentity, indexed: ModelIdentity) -> ModelReplaced:
+        # The sentence alone as its argument: a search worker's exception crosses to the server pickled.
+        return cls(f"this library was embedded again with {indexed} since this process started with {loaded}; "
+                   f"restart it to search with the new model")
+
+
 class CatalogUnreachable(ConnectionError):
     """The catalog's database cannot be opened: a server down, a wrong password, a locked file."""
 
@@ -191,6 +202,7 @@ class Library:
         # save: it looks at the vector file at most every STORE_CHECK_SECONDS.
         self._follows_store = not create and settings.store == "faiss"
         self._store_seen: tuple[float, tuple | None] = (0.0, None)  # when looked, what was there
+        self._replaced_by: ModelIdentity | None = None  # the model another process embedded the library with since
         # What is computed from the whole catalog, by name: (the catalog's generation, the value).
         self._computed: dict[str, tuple[str | None, object]] = {}
         self._computing: dict[str, threading.Lock] = {}  # by name, while one is computed
@@ -301,6 +313,8 @@ class Library:
 
     @property
     def store(self) -> VectorStore:
+        if self._replaced_by is not None:
+            raise ModelReplaced.of(self.identity, self._replaced_by)
         if self._store is None:
             with self._lock:
                 if self._store is None:
@@ -318,6 +332,13 @@ class Library:
             was = self._store_seen[1]
             self._store_seen = (time.monotonic(), self._store_file())
             if self._store_seen[1] != was:
+                if self._encoder is not None:
+                    with self.reading() as catalog:
+                        indexed = catalog.model()
+                    if indexed is not None and indexed != self.identity:  # `index --reembed` in another process
+                        log.error("the library was embedded again with %s; this process has %s", indexed, self.identity)
+                        self._replaced_by = indexed
+                        raise ModelReplaced.of(self.identity, indexed)
                 log.info("the vector index was saved by another process; reading it again")
                 self._store = open_store(self.settings, self.dim)  # the old one is freed when unused
         finally:

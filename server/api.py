@@ -33,7 +33,7 @@ from search.config import Settings
 from search.duplicates import KEPT_FROM, NOT_KEPT, STALE
 from search.engine import SORTS, Searcher
 from search.filters import Filters
-from search.library import Library, read_progress
+from search.library import Library, ModelReplaced, read_progress
 from search.query import Query, QueryError, parse_query
 from server import keys, media
 from server.searching import Page, SearchProcesses, SearchUnavailable, page_of
@@ -167,6 +167,10 @@ def create_app(settings: Settings, *, limits: Limits = Limits(), cors_origins: t
     @app.exception_handler(SearchUnavailable)
     async def _unavailable(_request: Request, exc: SearchUnavailable):
         return JSONResponse({"detail": _sentence(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(ModelReplaced)
+    async def _replaced(_request: Request, exc: ModelReplaced):
+        return JSONResponse({"detail": _sentence(exc)}, status_code=503)
 
     @app.exception_handler(media.Refused)
     async def _refused(_request: Request, exc: media.Refused):

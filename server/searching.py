@@ -30,7 +30,7 @@ from encoders.audio import AudioDecodeError
 from encoders.processes import end_with_parent
 from search.config import Settings, load_settings
 from search.engine import Results, Searcher
-from search.library import Library
+from search.library import Library, ModelReplaced
 from search.query import Query, QueryError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # requests/s, search p95 147-178 ms; 16 gave 281 and 201 ms; 4 gave 221 (2026-12-04).
 BATCH = 8
 # What a search may rightly raise, handed to the caller as it is; anything else is a fault.
-EXPECTED = (QueryError, PermissionError, AudioDecodeError)
+EXPECTED = (QueryError, PermissionError, AudioDecodeError, ModelReplaced)
 
 _searcher: Searcher | None = None
 _threads: ThreadPoolExecutor | None = None

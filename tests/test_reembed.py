@@ -4,9 +4,11 @@ index a new home would get from the same files."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +140,33 @@ def test_reembed_mistakes_are_one_line(tmp_path):
     nothing = clapdex(tmp_path / "home", "index", "--reembed")
     assert nothing.returncode == 3 and "no index in" in nothing.stderr
     assert not (tmp_path / "home" / "catalog.sqlite").exists()
+
+
+def test_a_running_server_refuses_to_search_once_the_library_is_embedded_again(tmp_path, sounds, tiny_weights,
+                                                                                  new_weights):
+    from test_serve import Api, answers, started_server
+
+    home = tmp_path / "home"
+    assert clapdex(home, "--weights", str(tiny_weights), "index", str(sounds)).returncode == 0
+    key = clapdex(home, "keys", "add", "reader", "--role", "read").stdout.strip()
+    server, url = started_server(home, tiny_weights, "--workers", "2")
+    api = Api(url, {"reader": key}, {}, home)
+    try:
+        deadline = time.monotonic() + 120
+        while not answers(api):
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            time.sleep(0.5)
+        assert api.get("/v1/search?q=tone&top=3")[0] == 200
+
+        assert clapdex(home, "--weights", str(new_weights), "index", "--reembed").returncode == 0
+
+        deadline = time.monotonic() + 30
+        while (answer := api.get("/v1/search?q=tone&top=3"))[0] == 200:
+            assert time.monotonic() < deadline, "the server went on searching with the replaced model"
+            time.sleep(0.5)
+        status, body, _ = answer
+        assert status == 503, body
+        assert "restart it to search with the new model" in json.loads(body)["detail"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
