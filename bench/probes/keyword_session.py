@@ -40,6 +40,7 @@ for kind, queries in KINDS.items():
             catalog.keyword_ranked(parse_keywords(query), limit=500)
             times.append((time.perf_counter() - started) * 1000)
         times.sort()
-        results[kind] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * len(times))], 1),
-                         "calls": len(times), "generic_plans": int(catalog.session.scalar(GENERIC))}
+        results[kind] = {"p50_ms": round(statistics.median(times), 1),
+                         "p95_ms": round(times[int(0.95 * len(times))], 1), "calls": len(times),
+                         "generic_plans": int(catalog.session.scalar(GENERIC))}
 print(json.dumps(results))
