@@ -452,6 +452,8 @@ class Catalog:
         self._owns_engine = True
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _tune_sqlite)
+        elif self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "connect", _tune_postgresql)
         if create:
             try:
                 self.create_tables()
@@ -1428,6 +1430,18 @@ def _tune_sqlite(connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+
+
+def _tune_postgresql(connection, _record) -> None:
+    # Every statement planned for the values it is given. psycopg prepares a statement run five
+    # times, and PostgreSQL then plans it once for any values where that plan's estimate looks
+    # no dearer; but a keyword search's statement is the same text whatever its words, and
+    # ``_among``'s arrays are meant as constants of the plan. Planned for any words, a
+    # "door -metal, gate" search's statement no longer saw that its conditions repeat the same
+    # words, and had pg_trgm's index read each word twice (at 10^6 files, 29 ms where planned for
+    # its words 17; OR and NOT at p50 41 ms against 31: docs/benchmarks.md, section 6).
+    connection.execute("SET plan_cache_mode = force_custom_plan")
+    connection.commit()  # not undone by the rollback the pool gives a connection it takes back
 
 
 # Last: the keyword index reads this module's tables (and its import of them finds them made).

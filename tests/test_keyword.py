@@ -311,6 +311,22 @@ def test_a_postgresql_catalog_made_before_the_index_of_texts_beyond_ascii_gets_i
         assert "(name || about)" in opened.session.scalar(indexed)
 
 
+def test_every_postgresql_connection_plans_each_statement_for_its_own_words():
+    # A keyword search's statement is the same text whatever its words: planned once for any
+    # words (after psycopg prepares it), "a -b, c" had pg_trgm's index read each word twice.
+    with Catalog(fresh_database()) as opened:
+        for _ in range(7):  # past psycopg's threshold for preparing a statement
+            opened.keyword_ranked(parse_keywords("door -metal, gate"))
+        opened.session.rollback()
+        reader = opened.reader()
+        with opened.engine.connect() as third:
+            modes = [opened.session.scalar(text("SHOW plan_cache_mode")),
+                     reader.session.scalar(text("SHOW plan_cache_mode")),
+                     third.scalar(text("SHOW plan_cache_mode"))]
+        reader.close()
+    assert modes == ["force_custom_plan"] * 3
+
+
 QUERIES = ["door", "DOOR -metal, gate", "rain metal", "in", "_s", "04", "-wav", '"thunder clap"', "ath",
            "storm, latch -gate", "wood", "library", "100%", "x"]
 
