@@ -137,6 +137,8 @@ def test_reembed_mistakes_are_one_line(tmp_path):
     no_path = clapdex(tmp_path / "home", "index")
     assert no_path.returncode == 2 and "index needs a PATH" in no_path.stderr
     assert len(no_path.stderr.strip().splitlines()) == 1
+    no_folders = clapdex(tmp_path / "home", "index", "--reembed", "--watch")
+    assert no_folders.returncode == 2 and "--watch needs the folders to watch" in no_folders.stderr
     nothing = clapdex(tmp_path / "home", "index", "--reembed")
     assert nothing.returncode == 3 and "no index in" in nothing.stderr
     assert not (tmp_path / "home" / "catalog.sqlite").exists()
