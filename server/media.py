@@ -12,6 +12,7 @@ nothing but the search.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from pathlib import Path
 
@@ -31,6 +32,11 @@ PLAYABLE = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "opus"
 CONVERTED_SECONDS = 600.0
 THUMBNAIL = (200, 36)
 CACHE = "private, max-age=86400"  # the URL carries the file's version
+# A file up to this size asked for whole is read by the thread that looked it up and sent as one
+# body. Sent as a FileResponse, its stat, open, reads and close each went to an anyio thread and
+# back: under load those hand-overs were a large part of what an 88 kB download cost the
+# server (py-spy, 2026-12-04, docs/benchmarks.md 3c). Larger files, and every Range request, are streamed by FileResponse.
+READ_WHOLE_BYTES = 1 << 20
 
 _opened: Library | None = None
 _opening = threading.Lock()
@@ -64,10 +70,11 @@ def answering(handler):
 
 
 def audio_response(path: Path, record: ServedFile, start: float | None, end: float | None,
-                   download: bool = False) -> Response:
-    """The file as it is (Range requests answered), or ``start``-``end`` of it as WAV."""
+                   download: bool = False, ranged: bool = True) -> Response:
+    """The file as it is (Range requests answered), or ``start``-``end`` of it as WAV. ``ranged``:
+    the request has a Range header (False lets a small file be read here, see ``file_response``)."""
     if start is None and end is None and record.format in PLAYABLE and not download:
-        return FileResponse(path, media_type=PLAYABLE[record.format], headers={"Cache-Control": CACHE})
+        return file_response(path, PLAYABLE[record.format], {"Cache-Control": CACHE}, ranged)
     start = start or 0.0
     end = end if end is not None else min(record.duration or CONVERTED_SECONDS, start + CONVERTED_SECONDS)
     if not end > start:
@@ -81,11 +88,26 @@ def audio_response(path: Path, record: ServedFile, start: float | None, end: flo
     return Response(data, media_type="audio/wav", headers=headers)
 
 
+def file_response(path: Path, media_type: str, headers: dict[str, str], ranged: bool) -> Response:
+    """``path`` whole, or the part a Range header asks for, with FileResponse's headers (length,
+    last modified, ETag, Accept-Ranges). Called on a worker thread: a file of at most
+    READ_WHOLE_BYTES asked for whole is read here, so the event loop only writes it out."""
+    if not ranged:
+        with open(path, "rb") as file:
+            status = os.fstat(file.fileno())
+            data = file.read(READ_WHOLE_BYTES + 1) if status.st_size <= READ_WHOLE_BYTES else None
+        if data is not None and len(data) == status.st_size:  # else it changed while read: streamed
+            headers = FileResponse(path, media_type=media_type, headers=headers, stat_result=status).headers
+            return Response(data, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
 @answering
 def audio(request: Request) -> Response:
     """The page's player: the file, or ``?start=&end=`` seconds of it as WAV (``&download=1``)."""
     path, record, start, end = _asked(request)
-    return audio_response(path, record, start, end, request.query_params.get("download") == "1")
+    return audio_response(path, record, start, end, request.query_params.get("download") == "1",
+                          ranged="range" in request.headers)
 
 
 @answering

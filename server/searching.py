@@ -6,9 +6,9 @@ many threads it had. So the server hands searches to worker processes, each with
 Library and model, opened once. Concurrent requests are gathered into batches
 while every worker is busy. A worker embeds the batch's texts it has not
 kept in one model call (one model call per search cost most of a worker's time), then runs
-the searches on threads: while one waits for the catalog or the vector index another
-computes (one after another gave 191 requests/s against 248 on threads, 2026-12-04).
-Torch and FAISS run on one thread each in a worker: the workers are the parallelism.
+the searches: one after another where the workers have every core, on threads where cores
+are left over (``search_threads``). Torch and FAISS run on one thread each in a worker: the
+workers are the parallelism.
 The server keeps what must be one (keys, rate limits, index runs, files); workers end with it.
 """
 
@@ -84,7 +84,8 @@ class SearchProcesses:
     def _start(self) -> ProcessPoolExecutor:
         # Spawned, not forked: the server may hold threads and a loaded library already.
         return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_open, initargs=(self.settings.environment(), self.max_clip_seconds))
+                                   initializer=_open, initargs=(self.settings.environment(), self.max_clip_seconds,
+                                                                search_threads(self.processes)))
 
     def wait_ready(self) -> None:
         """Start every worker and wait until each has its model and calibration."""
@@ -132,7 +133,16 @@ class SearchProcesses:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _open(environment: dict[str, str], max_clip_seconds: float | None) -> None:
+def search_threads(processes: int) -> int:
+    """The threads a worker runs its batch's searches on. Where the workers have every core (2
+    workers on 2 cores, the default here), one: the threads of a worker on a busy core only take
+    turns for Python's lock, and handing it over costs CPU (the load test spent less a request
+    with one, 2026-12-04, docs/benchmarks.md 3c). Where cores are left over, BATCH: while one
+    search waits on SQLite or FAISS, which let go of the lock, another computes."""
+    return 1 if processes >= len(os.sched_getaffinity(0)) else BATCH
+
+
+def _open(environment: dict[str, str], max_clip_seconds: float | None, threads: int) -> None:
     end_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server ends us
     os.environ.update(environment)
@@ -147,7 +157,7 @@ def _open(environment: dict[str, str], max_clip_seconds: float | None) -> None:
     _searcher = Searcher(library, library_only=True, max_clip_seconds=max_clip_seconds)
     _searcher.calibration()  # loads the model, learns the windows' files
     _searcher.encoder.prepare_for_queries()  # a worker embeds many queries' words
-    _threads = ThreadPoolExecutor(BATCH, thread_name_prefix="search")
+    _threads = ThreadPoolExecutor(threads, thread_name_prefix="search") if threads > 1 else None
 
 
 def _ready() -> int:
@@ -159,7 +169,7 @@ def _search_batch(requests: list[tuple[Query | None, dict]]) -> list:
         _searcher.embed_texts_ahead(query for query, _ in requests)
     except Exception:  # each search embeds its own words again, and fails alone if they fail
         log.exception("embedding a batch's texts failed")
-    return list(_threads.map(_search_one, requests))
+    return list(_threads.map(_search_one, requests)) if _threads else [_search_one(request) for request in requests]
 
 
 def _search_one(request: tuple[Query | None, dict]):

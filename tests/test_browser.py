@@ -340,6 +340,9 @@ def test_media_routes_serve_library_files_only(served):
     url, _ = served
     status, body, headers = get(f"{url}/clapdex/audio/1", Range="bytes=0-99")
     assert status == 206 and len(body) == 100 and headers["Content-Type"].startswith("audio/")
+    status, whole, whole_headers = get(f"{url}/clapdex/audio/1")  # a small file: read by the route, one body
+    assert status == 200 and whole[:100] == body and int(whole_headers["Content-Length"]) == len(whole)
+    assert whole_headers["ETag"] == headers["ETag"] and whole_headers["Content-Type"] == headers["Content-Type"]
     status, body, headers = get(f"{url}/clapdex/audio/1?start=0&end=0.5&download=1")
     assert status == 200 and body[:4] == b"RIFF" and "attachment" in headers["Content-Disposition"]
     assert get(f"{url}/clapdex/audio/99999")[0] == 404

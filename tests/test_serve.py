@@ -3,6 +3,7 @@ catalogs, called as a team's tools would call it."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -122,6 +123,24 @@ def test_search_takes_the_command_lines_filters_and_keywords(api):
     assert (status, json.loads(body)["detail"]) == (422, "Top: input should be greater than or equal to 1")
 
 
+
+@pytest.mark.parametrize(("query", "status", "detail"), [
+    ("q=tone&colour=red", 422, "Colour: extra inputs are not permitted"),
+    ("q=tone&rate=fast", 422, "Rate.0: input should be a valid integer, unable to parse string as an integer"),
+    ("q=tone&max_duration=0", 422, "Max_duration: input should be greater than 0"),
+    ("q=tone&keyword_weight=2", 422, "Keyword_weight: input should be less than or equal to 1"),
+    ("q=tone&top=", 422, "Top: input should be a valid integer, unable to parse string as an integer"),
+    ("top=3", 400, "Give q (a description), keywords or a filter"),
+])
+def test_each_search_parameter_is_checked_with_a_sentence(api, query, status, detail):
+    answer, body, _ = api.get(f"/v1/search?{query}")
+    assert (answer, json.loads(body)["detail"]) == (status, detail)
+
+
+def test_a_repeated_search_parameter_takes_its_last_value(api):
+    hits, _ = api.json("/v1/search?q=tone&top=1&top=2")
+    assert len(hits) == 2
+
 def test_post_search_with_an_uploaded_clip_finds_its_window(api):
     boundary = uuid.uuid4().hex
     clip = api.library["tone"].read_bytes()
@@ -171,6 +190,19 @@ def test_audio_is_streamed_with_range_requests_and_regions_as_wav(api):
     status, region, headers = api.get(route + "&start=1&end=2")
     assert status == 200 and headers["Content-Type"] == "audio/wav" and region[:4] == b"RIFF"
 
+
+
+@pytest.mark.parametrize("name", ["tone", "long"])  # read whole by the route (670 kB), streamed (1.9 MB)
+def test_a_whole_file_is_sent_as_on_disk_with_the_headers_of_a_range_answer(api, name):
+    on_disk = api.library[name].read_bytes()
+    route = f"/v1/audio?path={quoted(api.library[name])}"
+    status, whole, headers = api.get(route)
+    assert status == 200 and whole == on_disk and int(headers["Content-Length"]) == len(on_disk)
+    assert headers["Content-Type"] == "audio/wav" and headers["Accept-Ranges"] == "bytes"
+    status, part, ranged = api.get(route, Range="bytes=0-9")
+    assert status == 206 and part == on_disk[:10]
+    for header in ("ETag", "Last-Modified", "Cache-Control"):
+        assert headers[header] and headers[header] == ranged[header], header
 
 @pytest.mark.parametrize("path", [
     "{root}/../{outside_name}", "{outside}", "/etc/passwd", "{root}/escape.wav", "{root}/%2e%2e/{outside_name}",
@@ -261,12 +293,24 @@ def test_servers_that_would_be_open_refuse_to_start_without_keys(tmp_path, tiny_
     assert done.returncode == 3 and "clapdex keys add" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
-def started_server(home, weights, *options: str) -> tuple[subprocess.Popen, str]:
+def started_server(home, weights, *options: str, cores: list[int] | None = None) -> tuple[subprocess.Popen, str]:
+    """``clapdex serve`` with ``options``, on ``cores`` only if given."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "clapdex", "--home", str(home), "--weights", str(weights),
                                "--device", "cpu", "serve", "--port", str(port), *options],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
     return server, f"http://127.0.0.1:{port}"
+
+
+def answering(api: Api, server: subprocess.Popen, url: str) -> Api:
+    """``api``'s keys and library on the ``server`` started at ``url``, once it answers."""
+    served = Api(url, api.keys, api.library, api.home)
+    deadline = time.monotonic() + 120
+    while not answers(served):
+        assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+        time.sleep(0.5)
+    return served
 
 
 def children_of(pid: int) -> set[int]:
@@ -288,12 +332,8 @@ def test_search_processes_answer_as_the_server_itself_and_end_with_it(api, tiny_
     answers_by = {}
     for workers in ("0", "2"):
         server, url = started_server(api.home, tiny_weights, "--workers", workers)
-        served = Api(url, api.keys, api.library, api.home)
         try:
-            deadline = time.monotonic() + 120
-            while not answers(served):
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
-                time.sleep(0.5)
+            served = answering(api, server, url)
             answers_by[workers] = [served.json(f"/v1/search?q={words}&top=5")[0] for words in ("tone", "noise")]
             answers_by[workers].append(served.json(f"/v1/similar?path={quoted(api.library['tone'])}&top=3")[0])
             workers_started = search_processes_of(server.pid)
@@ -318,6 +358,37 @@ def test_search_processes_answer_as_the_server_itself_and_end_with_it(api, tiny_
     for in_process, in_workers in zip(answers_by["0"], answers_by["2"]):
         assert [hit["path"] for hit in in_process] == [hit["path"] for hit in in_workers]
         assert [hit["score"] for hit in in_process] == pytest.approx([hit["score"] for hit in in_workers], abs=1e-5)
+
+
+def test_a_worker_runs_its_batch_one_by_one_only_where_the_workers_have_every_core(monkeypatch):
+    from server.searching import BATCH, search_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert (search_threads(2), search_threads(3), search_threads(1)) == (1, 1, BATCH)
+
+
+@pytest.mark.parametrize("api", ["sqlite"], indirect=True)
+def test_searches_sent_at_once_get_what_each_gets_alone(api, tiny_weights):
+    """Requests that arrive together are searched as a batch by a worker: one after another
+    (2 workers on 2 cores) or on threads (1 worker on 2 cores); each gets its own answer."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    if len(cores) < 2:
+        pytest.skip("needs 2 cores")
+    routes = [f"/v1/search?q={words}&top=3" for words in ("tone", "noise", "a+steady+tone", "beep", "chirp")] + \
+        [f"/v1/similar?path={quoted(api.library[name])}&top=3" for name in ("tone", "long", "stereo")]
+    for workers in ("2", "1"):
+        server, url = started_server(api.home, tiny_weights, "--workers", workers, cores=cores)
+        try:
+            served = answering(api, server, url)
+            alone = [served.json(route)[0] for route in routes]
+            with concurrent.futures.ThreadPoolExecutor(3 * len(routes)) as clients:
+                together = list(clients.map(lambda route: served.json(route)[0], routes * 3))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        for route, first, again in zip(routes * 3, alone * 3, together):
+            assert [hit["path"] for hit in again] == [hit["path"] for hit in first], (workers, route)
+            assert [hit["score"] for hit in again] == pytest.approx([hit["score"] for hit in first], abs=1e-3)
 
 
 def test_a_key_revoked_while_the_server_runs_is_refused_within_seconds(api):
