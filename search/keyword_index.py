@@ -4,7 +4,8 @@ it, and the rankings keyword search reads from them (``ranked``).
 What a file says is lower-cased by Python into FileText on every write (``keep_text``, after
 each flush; ``add_new_files`` for bulk inserts), so that both backends fold case alike. SQLite
 indexes it with FTS5 trigrams, its row ids (rank keys) kept in name order; PostgreSQL with
-pg_trgm and a tsvector of word ends. A search finds its files tier of relevance by tier, each
+pg_trgm (the name and the rest as two columns, and joined as one), rank keys in a column of
+their own. A search finds its files tier of relevance by tier, each
 in name order, the best first, until the limit (``ranked``). The catalog owns the tables and
 the connection; this module owns every statement of keyword search.
 """
@@ -22,9 +23,10 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger, ColumnElement, and_, case, column, delete, exists, false, func, insert, inspect,
-    literal, not_, or_, select, tablesample, text, true, tuple_, union_all, update,
+    BigInteger, ColumnElement, Text, and_, case, column, delete, exists, false, func, insert, inspect,
+    literal, literal_column, not_, or_, select, tablesample, text, true, tuple_, union_all, update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
@@ -46,7 +48,18 @@ def build(engine) -> None:
         # on SQLite, where they are kept, below, as the index is built again for them.
         if connection.dialect.name == "postgresql" and not _has_rank_key(connection):
             connection.exec_driver_sql("ALTER TABLE file_text ADD COLUMN IF NOT EXISTS rank_key BIGINT")
+        joining = connection.dialect.name == "postgresql" and not _joined_kept(connection) \
+            and connection.scalar(select(exists().select_from(FileText)))
+        if joining:
+            # A catalog made before the joined index gets it below, once (at 10^6 files:
+            # docs/benchmarks.md, section 6); searched as before until then.
+            log.info("adding the keyword index of names and texts joined (once)")
         _create_text_index(connection)
+        if joining:
+            # The planner's statistics of the index's expression (a sample: 0.3 s at 10^6). Without
+            # them it guesses how many texts hold a word, and autovacuum analyses only a table
+            # whose rows change, which a library's may not for long.
+            connection.exec_driver_sql("ANALYZE file_text")
         # On PostgreSQL, a catalog whose texts were written before they had rank keys (or by
         # a version that wrote none) has every text written again, with its key.
         if text_kept(connection) and keys_kept(connection):
@@ -213,6 +226,18 @@ _BUILD_STEP = 20_000  # file ids per statement when building the text of a whole
 # SQL, so that the planner matches it to the index of that name).
 _BEYOND_ASCII = "(name || about) ~ '[^\\x01-\\x7f]'"
 
+# "The word anywhere in the text" as one condition on PostgreSQL: pg_trgm's index of the two
+# columns makes it two scans and an OR a word, six scans for three words; an index of the two
+# joined makes it one condition a word, and PostgreSQL hands every word's condition on that index
+# to one scan, which intersects the words' trigram lists inside the index (at 10^6 files, 3 words
+# 22 -> 5.5 ms, docs/benchmarks.md, section 6). Joined by the separator, which no word searched
+# holds (``_holds``), so a word is in the joined text exactly when it is in the name or the rest.
+# Tiers of one word need the name and the rest apart (a word in the name: a fifth of the files
+# holding it anywhere), which the two columns' index gives them.
+_JOINED_INDEX = "file_text_joined"
+# The index's expression, as statements must write it for the planner to match it to the index.
+_JOINED_SQL = f"file_text.name || E'\\x{ord(_SEPARATOR):02x}' || file_text.about"
+
 # Substring matching is what keyword search promises ("door" finds "DOORWood", "oor" too), so
 # trigram indexes, not word indexes (a tsvector finds words and stems, never parts of words;
 # one of the ends of every word found a word's files at 10^6 files a third slower than
@@ -238,6 +263,8 @@ _TEXT_INDEX = {
     "postgresql": (
         "CREATE EXTENSION IF NOT EXISTS pg_trgm",
         "CREATE INDEX IF NOT EXISTS file_text_trigrams ON file_text USING gin (name gin_trgm_ops, about gin_trgm_ops)",
+        # The name and the rest as one text, for several words (``_anywhere``).
+        f"CREATE INDEX IF NOT EXISTS {_JOINED_INDEX} ON file_text USING gin (({_JOINED_SQL}) gin_trgm_ops)",
         # The few texts beyond ASCII, for two letters (``_pair_arms``): an index of the expression
         # itself, whose statistics tell the planner how few they are (it guesses that a regular
         # expression keeps most rows, and read every text for a partial index's few).
@@ -250,8 +277,8 @@ _TEXT_INDEX_DROP = {
     "sqlite": ("DROP TRIGGER IF EXISTS file_text_added", "DROP TRIGGER IF EXISTS file_text_removed",
                "DROP TRIGGER IF EXISTS file_text_changed", "DROP TABLE IF EXISTS file_text_terms",
                "DROP TABLE IF EXISTS file_text_index"),
-    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", "DROP INDEX IF EXISTS file_text_beyond_ascii",
-                   "DROP INDEX IF EXISTS ix_file_text_rank_key"),
+    "postgresql": ("DROP INDEX IF EXISTS file_text_trigrams", f"DROP INDEX IF EXISTS {_JOINED_INDEX}",
+                   "DROP INDEX IF EXISTS file_text_beyond_ascii", "DROP INDEX IF EXISTS ix_file_text_rank_key"),
 }
 
 
@@ -264,6 +291,22 @@ def _create_text_index(connection) -> None:
         raise KeywordIndexUnavailable(
             f"the catalog's database cannot make the keyword index ({reason}); on PostgreSQL, have the "
             "database's owner run CREATE EXTENSION pg_trgm in it") from None
+
+
+def _joined_kept(connection) -> bool:
+    """The texts have the index of the name and the rest joined (``connection``: or a session):
+    a catalog made before it, opened only to read, has not (its writers make it)."""
+    # Looked up once per database connection: the index, once made, is never dropped for long
+    # (only by a build, in the transaction that makes it again).
+    info = (connection.connection() if isinstance(connection, Session) else connection).info
+    if not info.get(_JOINED_SEEN):
+        if connection.scalar(text("SELECT to_regclass(:index)"), {"index": _JOINED_INDEX}) is None:
+            return False
+        info[_JOINED_SEEN] = True
+    return True
+
+
+_JOINED_SEEN = "keyword_joined_index_seen"  # in a database connection's info: the joined index is there
 
 
 def text_kept(connection) -> bool:
@@ -843,12 +886,13 @@ def _postgresql_tiers(session: Session, query: KeywordQuery, files: int,
     tier asked when needed: the word in the name and elsewhere, in the name only, elsewhere
     only (pg_trgm's index finds each; the first usually fills a page, and the files' texts
     beyond it are never read). For several words, as on SQLite (``_tiers``): one statement
-    ranks the files holding two or more, and each word's tiers of the files holding it alone
-    are asked when needed. Each tier's ids are gathered by PostgreSQL into one array, or, for one
-    word wanted, walked in name order where a sample says that is cheaper (``_sampled_tiers``),
-    along the names or, where the texts have rank keys (``key_step``: ``_key_step``), the keys,
-    else found and read by key."""
-    matching = _keywords_match(query, lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word)))
+    ranks the files holding two or more (found through the index of the joined text where the
+    catalog has it: ``_anywhere``), and each word's tiers of the files holding it alone are
+    asked when needed. Each tier's ids are gathered by PostgreSQL into one array (in rank-key
+    order, an ``_InOrder``, where the texts have keys and no tier of one word alone joins it),
+    or, for one word wanted, walked in name order where a sample says that is cheaper
+    (``_sampled_tiers``), along the names or, where the texts have rank keys (``key_step``:
+    ``_key_step``), the keys, else found and read by key."""
     wanted = query.wanted
     alone = all(any(not keyword.negated for keyword in group) for group in query.alternatives)
     if len(wanted) == 1 and _PAIR.fullmatch(wanted[0]):
@@ -863,27 +907,53 @@ def _postgresql_tiers(session: Session, query: KeywordQuery, files: int,
         for tier in _one_word_conditions(query, alone, FileText.name, FileText.about):
             yield session.scalar(select(func.array_agg(FileText.file_id)).where(tier)) or []
         return
+    anywhere = _anywhere(session)
+    matching = _keywords_match(query, anywhere)
     relevance = _relevance(query, functools.partial(_holds, FileText.name), functools.partial(_holds, FileText.about))
     if not alone:  # files matched by exclusions alone hold no word wanted: every file ranked at once
         matched = select(FileText.file_id, relevance.label("relevance")).where(matching).subquery()
         yield from session.scalars(select(func.array_agg(matched.c.file_id)).group_by(matched.c.relevance)
                                    .order_by(matched.c.relevance.desc()))
         return
-    holds = {word: or_(_holds(FileText.name, word), _holds(FileText.about, word)) for word in wanted}
+    holds = {word: anywhere(word) for word in wanted}
     several = or_(*(and_(holds[first], holds[second]) for first, second in itertools.combinations(wanted, 2)))
-    matched = select(FileText.file_id, relevance.label("relevance")).where(matching, several).subquery()
-    ranked = dict(session.execute(select(matched.c.relevance, func.array_agg(matched.c.file_id))
-                                  .group_by(matched.c.relevance)).all())
+    # Where the texts have rank keys, each tier's files come in name order from the statement
+    # that finds them (a sort of the few files holding several words), not through the names.
+    keyed = [] if key_step is None else [FileText.rank_key]  # an older catalog may lack the column
+    matched = select(FileText.file_id, *keyed, relevance.label("relevance")).where(matching, several).subquery()
+    gathered = func.array_agg(matched.c.file_id if key_step is None else
+                              aggregate_order_by(matched.c.file_id, matched.c.rank_key))
+    ranked = dict(session.execute(select(matched.c.relevance, gathered).group_by(matched.c.relevance)).all())
+    lone = _alone(query.alternatives)
+    in_order: list[int] = []  # the tiers ranked above, in name order, not yet given
     for tier in range(3 * len(wanted), 0, -1):
         ids = list(ranked.get(tier, ()))
-        if tier <= 3:  # the files holding one word wanted, each tier of each word
-            for word in _alone(query.alternatives):
+        if tier <= 3 and lone:  # the files holding one word wanted, each tier of each word
+            if in_order:
+                yield _InOrder(in_order)
+                in_order = []
+            for word in lone:
                 in_name, elsewhere = _holds(FileText.name, word), _holds(FileText.about, word)
                 alone_in = [and_(in_name, elsewhere), and_(in_name, not_(elsewhere)), and_(elsewhere, not_(in_name))]
                 others = [not_(holds[other]) for other in wanted if other != word]
                 ids += session.scalar(select(func.array_agg(FileText.file_id))
                                       .where(alone_in[3 - tier], *others, matching)) or []
-        yield ids
+            yield ids
+        elif key_step is None:
+            yield ids
+        else:
+            in_order += ids
+    if in_order:
+        yield _InOrder(in_order)
+
+
+def _anywhere(session: Session) -> Callable[[str], ColumnElement[bool]]:
+    """A condition on FileText true where a word is in the name or the rest: on the joined text,
+    which its own index serves (``_JOINED_INDEX``), where the catalog has that index."""
+    if _joined_kept(session):
+        joined = literal_column(f"({_JOINED_SQL})", Text)
+        return functools.partial(_holds, joined)
+    return lambda word: or_(_holds(FileText.name, word), _holds(FileText.about, word))
 
 
 def _one_word_conditions(query: KeywordQuery, alone: bool, name, about) -> list[ColumnElement[bool]]:
@@ -942,6 +1012,11 @@ def _key_step(session: Session) -> float | None:
 # each file holding the word where the tier needs it (a tier with the word in the name only is
 # found among all those with it in the name): 2-3 us at 10^6 files.
 _TRIGRAM_FOUND_COST = 1.5
+
+
+class _InOrder(NamedTuple):
+    """Tiers whose files are all known, the best first, each in name order (``_first_passing``)."""
+    ids: list[int]
 
 
 class _Walked(NamedTuple):
@@ -1092,25 +1167,50 @@ def _in_name_order(session: Session, tiers: Iterable[Sequence[int] | np.ndarray 
             tier = tier(remaining)
         if isinstance(tier, _Keyed):
             found_ids += _first_by_key(session, tier, filters, pending, others, remaining)
-            continue
-        if isinstance(tier, _Walked):
-            walk, members = True, tier.members
-        elif not len(tier):
-            continue
-        else:
-            tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
-            walk = len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
-            # Walked: the files in name order, each looked up in the tier (PostgreSQL hashes the
-            # array). Sorted: the tier's files read by id, then sorted. PostgreSQL's planner
-            # underestimates how many files a trigram search finds (a thousand for tens of
-            # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
-            members = _among(File.id + 0 if walk else File.id, tier, False)
-        in_order = functools.partial(_tier_in_order, session, members, walk, pending, others)
-        ranked = _broadly_filtered(session, in_order, filters, pending, remaining) if walk and filtered else None
-        found_ids += in_order(filters, remaining) if ranked is None else ranked
-        if len(found_ids) >= limit:
+        elif isinstance(tier, _InOrder):
+            found_ids += _first_passing(session, tier.ids, filters, pending, others, remaining)
+        elif isinstance(tier, _Walked) or len(tier):
+            found_ids += _walked_or_sorted(session, tier, filters, filtered, pending, others, remaining, files)
+        if len(found_ids) >= limit:  # the next tier is not even found
             break
     return found_ids
+
+
+def _walked_or_sorted(session: Session, tier: Sequence[int] | np.ndarray | _Walked, filters: Filters, filtered: bool,
+                      pending: bool, others: list, remaining: int, files: int) -> list[int]:
+    """``_in_name_order``'s first ``remaining`` files by name of a tier given as its files or a
+    ``_Walked``, put in name order through the files' names."""
+    if isinstance(tier, _Walked):
+        walk, members = True, tier.members
+    else:
+        tier = tier.tolist() if isinstance(tier, np.ndarray) else tier
+        walk = len(tier) >= max(1, math.isqrt(remaining * files) // _WALK_FACTOR)
+        # Walked: the files in name order, each looked up in the tier (PostgreSQL hashes the
+        # array). Sorted: the tier's files read by id, then sorted. PostgreSQL's planner
+        # underestimates how many files a trigram search finds (a thousand for tens of
+        # thousands) and would sort: ``id + 0`` leaves it no index to read by id.
+        members = _among(File.id + 0 if walk else File.id, tier, False)
+    in_order = functools.partial(_tier_in_order, session, members, walk, pending, others)
+    ranked = _broadly_filtered(session, in_order, filters, pending, remaining) if walk and filtered else None
+    return in_order(filters, remaining) if ranked is None else ranked
+
+
+def _first_passing(session: Session, ids: list[int], filters: Filters, pending: bool, others: list,
+                   count: int) -> list[int]:
+    """The first ``count`` of ``ids`` (in the order wanted) that pass ``filters`` (and ``others``),
+    read as ``_first_by_name`` reads a tier, their places in ``ids`` its keys."""
+    def places(after: int, batch: int) -> range:
+        return range(after + 1, min(after + 1 + batch, len(ids)))
+
+    def passing(read: range) -> list[int]:
+        chosen = [ids[place] for place in read]
+        if not chosen:
+            return []
+        kept = set(session.scalars(select(File.id).where(_among(File.id, chosen, False), _passing(filters, pending),
+                                                         *others)))
+        return [file_id for file_id in chosen if file_id in kept]
+
+    return _first_by_name(places, passing, count)
 
 
 def _broadly_filtered(session: Session, in_order: Callable, filters: Filters, pending: bool,

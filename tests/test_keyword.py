@@ -311,6 +311,39 @@ def test_a_postgresql_catalog_made_before_the_index_of_texts_beyond_ascii_gets_i
         assert "(name || about)" in opened.session.scalar(indexed)
 
 
+def test_a_postgresql_catalog_made_before_the_joined_index_is_read_as_before_and_gets_it_when_opened_for_writing():
+    url = fresh_database()
+    several = ["rain metal", "DOOR -metal, gate", "storm, latch -gate", "door rain", "or in", "door, rain -wood"]
+    with Catalog(url) as made:
+        for relative, status in NAMES.items():
+            add(made, relative)
+        built = {query: found(made, query) for query in QUERIES + several}
+        made.session.execute(text("DROP INDEX file_text_joined"))  # as a catalog made before it
+        made.commit()
+    with Catalog(url, create=False) as reader:
+        assert not keyword_index._joined_kept(reader.session)
+        assert {query: found(reader, query) for query in QUERIES + several} == built
+    with Catalog(url) as writer:
+        assert keyword_index._joined_kept(writer.session)
+        # Its expression analysed with it: the planner knows how many texts hold a word.
+        assert writer.session.scalar(text("SELECT count(*) FROM pg_stats WHERE tablename = 'file_text_joined'")) == 1
+        assert {query: found(writer, query) for query in QUERIES + several} == built
+
+
+def test_postgresql_finds_several_words_through_the_index_of_the_joined_text():
+    # The words' condition must be the index's own expression, or PostgreSQL reads every text.
+    with Catalog(fresh_database()) as opened:
+        ids = {relative: add(opened, relative) for relative in NAMES}
+        anywhere = keyword_index._anywhere(opened.session)
+        statement = select(FileText.file_id).where(anywhere("door"), anywhere("rain"))
+        compiled = statement.compile(opened.engine, compile_kwargs={"literal_binds": True})
+        opened.session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(opened.session.scalars(text(f"EXPLAIN {compiled}")))
+        assert "file_text_joined" in plan and "file_text_trigrams" not in plan, plan
+        assert sorted(opened.session.scalars(statement)) == sorted(
+            file_id for relative, file_id in ids.items() if "door" in relative.lower() and "rain" in relative.lower())
+
+
 def test_every_postgresql_connection_plans_each_statement_for_its_own_words():
     # A keyword search's statement is the same text whatever its words: planned once for any
     # words (after psycopg prepares it), "a -b, c" had pg_trgm's index read each word twice.
@@ -572,6 +605,27 @@ def test_every_ranking_is_the_one_promised_whatever_the_query_filters_and_limit(
                 for limit in (0, 1, 3, 17, 60, 1000):
                     assert varied.keyword_ranked(parse_keywords(text_), filters, pending=pending, exclude_id=exclude_id,
                                                  limit=limit) == expected[:limit], (text_, pending, exclude_id, limit)
+
+
+@pytest.mark.parametrize("varied", ["postgresql"], indirect=True)  # the joined index is PostgreSQL's
+def test_postgresql_ranks_several_words_alike_with_and_without_the_joined_index(varied):
+    assert varied.engine.dialect.name == "postgresql"
+    queries = [query for query in VARIED_QUERIES if len(parse_keywords(query).wanted) > 1 or "-" in query]
+    cases = [(query, filters, limit) for query in queries for filters in (Filters(), Filters(min_duration=2.0))
+             for limit in (1, 17, 1000)]
+    joined = [varied.keyword_ranked(parse_keywords(query), filters, limit=limit) for query, filters, limit in cases]
+    connection = varied.session.connection()
+    info = connection.info  # the database connection's: what it has seen of the index
+    connection.execute(text("DROP INDEX file_text_joined"))  # undone by the rollback below
+    info.pop(keyword_index._JOINED_SEEN, None)
+    try:
+        assert not keyword_index._joined_kept(varied.session)
+        assert [varied.keyword_ranked(parse_keywords(query), filters, limit=limit)
+                for query, filters, limit in cases] == joined
+    finally:
+        varied.rollback()
+        info.pop(keyword_index._JOINED_SEEN, None)
+    assert keyword_index._joined_kept(varied.session)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
