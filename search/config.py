@@ -40,7 +40,8 @@ class Settings:
     home: Path
     # SQLAlchemy URL of the catalog; empty means SQLite inside the home.
     catalog: str = ""
-    # Vector store: "faiss" (files inside the home) or a qdrant:// URL.
+    # Vector store: "faiss" (files inside the home) or a qdrant:// URL, which may give the layout
+    # of the collection it makes: qdrant://host:6333?shards=6&replicas=2&write_consistency=2.
     store: str = "faiss"
     # Empty: the model the index was built with; for a new index MS-CLAP 2023, or where its
     # weights cannot be had, the compact model that ships with clapdex.
@@ -155,9 +156,17 @@ def device_problem(value: str) -> str | None:
 
 
 def store_problem(value: str) -> str | None:
-    if value == "faiss" or value.startswith(("qdrant://", "qdrant+local://")):
+    if value == "faiss":
         return None
-    return "expected faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER"
+    if value.startswith(("qdrant://", "qdrant+local://")):
+        from search.qdrant_store import parse_qdrant_url  # the Qdrant store owns its URL's syntax
+
+        try:
+            parse_qdrant_url(value)
+        except ConfigError as problem:
+            return str(problem)
+        return None
+    return "expected faiss, qdrant://HOST:PORT[?shards=N&replicas=N&write_consistency=N] or qdrant+local:///FOLDER"
 
 
 def model_problem(value: str) -> str | None:

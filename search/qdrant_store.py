@@ -1,8 +1,10 @@
 """Window vectors in Qdrant, with each file's metadata as the points' payload.
 
-``qdrant://host:6333[/collection]`` talks to a server (docker-compose.yml runs one);
-``qdrant+local:///path[#collection]`` keeps the collection in a folder through
-qdrant-client's local mode (tests, single machines). Everything but the client's
+``qdrant://host:6333[/collection]`` talks to a server (docker-compose.yml runs one, or a
+cluster of three); ``qdrant+local:///path[#collection]`` keeps the collection in a folder
+through qdrant-client's local mode (tests, single machines). Either takes the layout of the
+collection it makes as query options, ``?shards=6&replicas=2&write_consistency=2``
+(``LAYOUT_OPTIONS``); local mode accepts and ignores them. Everything but the client's
 construction is the same for both.
 
 Keeping metadata beside the vectors lets a filtered query be answered by Qdrant alone: the
@@ -13,7 +15,9 @@ catalog and the points in agreement after a crash, as for FAISS.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -29,30 +33,90 @@ _UPSERT_BATCH = 256
 _SCROLL_PAGE = 10_000
 
 
-def parse_qdrant_url(url: str) -> tuple[dict, str]:
-    """QdrantClient keyword arguments and the collection name for a ``--store`` URL."""
+# The store URL's query options: how a new collection is laid out over a Qdrant cluster, as
+# create_collection's keyword arguments name them.
+LAYOUT_OPTIONS = {"shards": "shard_number", "replicas": "replication_factor",
+                  "write_consistency": "write_consistency_factor"}
+
+
+@dataclasses.dataclass(frozen=True)
+class QdrantURL:
+    """What a ``--store`` URL names: the QdrantClient's keyword arguments, the collection, and the
+    layout (create_collection's shard_number, replication_factor, write_consistency_factor: only
+    those the URL gives) of a collection made for it."""
+
+    client: dict
+    collection: str
+    layout: dict
+
+
+def parse_qdrant_url(url: str) -> QdrantURL:
+    """``url`` taken apart; a ConfigError says in one line what is wrong with it."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme == "qdrant":
         if not parsed.hostname:
-            raise ConfigError(f"store URL {url!r} names no host; e.g. qdrant://127.0.0.1:6333")
-        collection = parsed.path.strip("/") or DEFAULT_COLLECTION
-        return {"host": parsed.hostname, "port": parsed.port or 6333}, collection
-    if parsed.scheme == "qdrant+local":
+            raise ConfigError("a qdrant:// URL names its server; e.g. qdrant://127.0.0.1:6333")
+        try:
+            port = 6333 if parsed.port is None else parsed.port
+        except ValueError:
+            port = 0
+        if not 1 <= port <= 65535:
+            raise ConfigError("the port of a qdrant:// URL is a number from 1 to 65535")
+        client, collection = {"host": parsed.hostname, "port": port}, parsed.path.strip("/") or DEFAULT_COLLECTION
+    elif parsed.scheme == "qdrant+local":
         if not parsed.path:
-            raise ConfigError(f"store URL {url!r} names no folder; e.g. qdrant+local:///srv/clapdex/qdrant")
-        return {"path": parsed.path}, parsed.fragment or DEFAULT_COLLECTION
-    raise ConfigError(f"not a Qdrant store URL: {url!r}")
+            raise ConfigError("a qdrant+local:// URL names its folder; e.g. qdrant+local:///srv/clapdex/qdrant")
+        client, collection = {"path": parsed.path}, parsed.fragment or DEFAULT_COLLECTION
+    else:
+        raise ConfigError(f"not a Qdrant store URL: {url!r}")
+    return QdrantURL(client, collection, _layout(parsed.query))
+
+
+def _layout(query: str) -> dict:
+    layout: dict[str, int] = {}
+    try:
+        options = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ConfigError(f"store URL options {query!r} are not NAME=VALUE pairs joined by &") from None
+    known = ", ".join(LAYOUT_OPTIONS)
+    for name, value in options:
+        if name not in LAYOUT_OPTIONS:
+            raise ConfigError(f"store URL option {name!r} is unknown; known: {known}")
+        if LAYOUT_OPTIONS[name] in layout:
+            raise ConfigError(f"store URL option {name!r} is given twice")
+        if not re.fullmatch(r"-?[0-9]+", value):  # int() would also take "1_0", " 2" and other digits
+            raise ConfigError(f"store URL option {name}={value!r} is not a whole number")
+        number = int(value)
+        if number < 1:
+            raise ConfigError(f"store URL option {name}={value} is below 1")
+        layout[LAYOUT_OPTIONS[name]] = number
+    consistency, replicas = layout.get("write_consistency_factor"), layout.get("replication_factor")
+    if consistency is not None and consistency > (replicas or 1):
+        # More copies would have to confirm each write than the collection keeps.
+        raise ConfigError(f"store URL option write_consistency={consistency} is more than "
+                          + (f"replicas={replicas}" if replicas else "the one copy kept without a replicas option"))
+    return layout
+
+
+def layout_differences(params, layout: dict) -> list[str]:
+    """The URL's ``layout`` options that the collection's ``params`` (get_collection's
+    config.params) contradict, as "option=URL's value (the collection has N)". Local mode
+    reports no layout (None): nothing to contradict."""
+    names = {argument: option for option, argument in LAYOUT_OPTIONS.items()}
+    return [f"{names[argument]}={wanted} (the collection has {getattr(params, argument)})"
+            for argument, wanted in layout.items()
+            if getattr(params, argument) is not None and getattr(params, argument) != wanted]
 
 
 def drop_collection(url: str) -> None:
     """Delete the collection a ``--store`` URL names, with every vector in it."""
     from qdrant_client import QdrantClient
 
-    arguments, collection = parse_qdrant_url(url)
-    client = QdrantClient(**arguments)
+    target = parse_qdrant_url(url)
+    client = QdrantClient(**target.client)
     try:
-        if client.collection_exists(collection):
-            client.delete_collection(collection)
+        if client.collection_exists(target.collection):
+            client.delete_collection(target.collection)
     finally:
         client.close()
 
@@ -66,22 +130,52 @@ class QdrantStore(VectorStore):
         from qdrant_client import QdrantClient, models
 
         self.models = models
-        arguments, self.collection = parse_qdrant_url(url)
-        if "path" in arguments:
-            Path(arguments["path"]).mkdir(parents=True, exist_ok=True)
-        self.client = QdrantClient(**arguments)
+        # Every write waits (wait=True) until write_consistency_factor replicas of its shard hold
+        # it, so what the catalog records as stored is stored. MEDIUM sends each shard's writes
+        # through its elected leader, so all replicas apply them in one order: an index run and a
+        # rename writing the same points cannot leave replicas disagreeing. (STRONG would stop
+        # writes while the permanent leader is down; WEAK, Qdrant's default, may reorder them.)
+        self.ordering = models.WriteOrdering.MEDIUM
+        target = parse_qdrant_url(url)
+        self.collection, self.layout = target.collection, target.layout
+        if "path" in target.client:
+            Path(target.client["path"]).mkdir(parents=True, exist_ok=True)
+        self.client = QdrantClient(**target.client)
         self.dim = dim
+        try:
+            self._open_or_create(local="path" in target.client)
+        except BaseException:
+            self.client.close()  # local mode: the folder stays locked while a client holds it
+            raise
+
+    def _open_or_create(self, local: bool) -> None:
         if self.client.collection_exists(self.collection):
-            size = self.client.get_collection(self.collection).config.params.vectors.size
-            if size != dim:
-                raise ConfigError(f"Qdrant collection {self.collection!r} holds {size}-dim vectors, not {dim}")
+            params = self.client.get_collection(self.collection).config.params
+            if params.vectors.size != self.dim:
+                raise ConfigError(
+                    f"Qdrant collection {self.collection!r} holds {params.vectors.size}-dim vectors, not {self.dim}"
+                )
+            # The layout is the collection's from its making on; a URL asking for another one is
+            # refused rather than ignored, so no one believes in replicas that do not exist.
+            differences = layout_differences(params, self.layout)
+            if differences:
+                raise ConfigError(
+                    f"Qdrant collection {self.collection!r} was made with another layout than the store URL asks: "
+                    f"{', '.join(differences)}; leave those options out of the URL to use it as it is"
+                )
         else:
-            self.client.create_collection(
-                self.collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-            )
-            if "path" not in arguments:  # local mode scans everything anyway; a server indexes payload
+            self.client.create_collection(self.collection, **self.creation())
+            if not local:  # local mode scans everything anyway; a server indexes payload
                 for field, schema in _payload_indexes().items():
                     self.client.create_payload_index(self.collection, field, field_schema=schema)
+
+    def creation(self) -> dict:
+        """create_collection's keyword arguments for this store's collection: cosine over
+        ``dim`` floats, laid out as the URL asks (a server given no layout uses its own defaults)."""
+        return {
+            "vectors_config": self.models.VectorParams(size=self.dim, distance=self.models.Distance.COSINE),
+            **self.layout,
+        }
 
     def close(self) -> None:
         self.client.close()
@@ -97,13 +191,14 @@ class QdrantStore(VectorStore):
                 self.models.PointStruct(id=point_id, vector=vector.tolist(), payload={})
                 for point_id, vector in zip(ids[offset : offset + _UPSERT_BATCH], vectors[offset : offset + _UPSERT_BATCH])
             ]
-            self.client.upsert(self.collection, points=points, wait=True)
+            self.client.upsert(self.collection, points=points, wait=True, ordering=self.ordering)
 
     def set_payload(self, ids: np.ndarray, record: File) -> None:
         """Describe the windows ``ids`` by their file ``record`` (after it is stored or moved)."""
         if len(ids):
             self.client.overwrite_payload(
-                self.collection, payload=payload_of(record), points=[int(i) for i in ids], wait=True
+                self.collection, payload=payload_of(record), points=[int(i) for i in ids], wait=True,
+                ordering=self.ordering,
             )
 
     def remove(self, ids: np.ndarray) -> int:
@@ -111,7 +206,9 @@ class QdrantStore(VectorStore):
         if not ids:
             return 0
         present = len(self.client.retrieve(self.collection, ids=ids, with_payload=False, with_vectors=False))
-        self.client.delete(self.collection, points_selector=self.models.PointIdsList(points=ids), wait=True)
+        self.client.delete(
+            self.collection, points_selector=self.models.PointIdsList(points=ids), wait=True, ordering=self.ordering
+        )
         return present
 
     def search(

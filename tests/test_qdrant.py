@@ -13,7 +13,7 @@ from libraries import index_into
 from search.catalog import Catalog
 from search.config import ConfigError, load_settings
 from search.filters import Filters
-from search.qdrant_store import QdrantStore, parse_qdrant_url
+from search.qdrant_store import QdrantStore, QdrantURL, parse_qdrant_url
 from search.store import open_store
 
 
@@ -23,11 +23,14 @@ def unit_rows(count, dim=8, seed=0):
 
 
 def test_urls_name_a_server_or_a_local_folder():
-    assert parse_qdrant_url("qdrant://127.0.0.1:6333") == ({"host": "127.0.0.1", "port": 6333}, "clapdex")
-    assert parse_qdrant_url("qdrant://db.example/sfx") == ({"host": "db.example", "port": 6333}, "sfx")
-    assert parse_qdrant_url("qdrant+local:///srv/q#lib") == ({"path": "/srv/q"}, "lib")
-    with pytest.raises(ConfigError):
+    assert parse_qdrant_url("qdrant://127.0.0.1:6333") == QdrantURL({"host": "127.0.0.1", "port": 6333}, "clapdex", {})
+    assert parse_qdrant_url("qdrant://db.example/sfx") == QdrantURL({"host": "db.example", "port": 6333}, "sfx", {})
+    assert parse_qdrant_url("qdrant+local:///srv/q#lib") == QdrantURL({"path": "/srv/q"}, "lib", {})
+    with pytest.raises(ConfigError, match="names its server"):
         parse_qdrant_url("qdrant://")
+    for port in ("0", "65536", "http"):
+        with pytest.raises(ConfigError, match="port"):
+            parse_qdrant_url(f"qdrant://db.example:{port}")
 
 
 def test_store_calls_behave_like_faiss_and_persist(tmp_path):
