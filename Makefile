@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,qdrant,postgres]"
+	$(PY) -m pip install --quiet -e ".[test,qdrant,postgres,cluster]"
 	touch $@
 
 $(DEMO_LIBRARY)/.fetched:

@@ -15,6 +15,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import sys
 import time
 
@@ -47,9 +48,7 @@ USER_ERRORS = (
 # --- the verbs
 
 def index(settings: Settings, args: argparse.Namespace) -> int:
-    from indexer import index_paths  # torch and the model: only for the verbs that embed
-    from indexer.pipeline import embed_pending, start_index_workers
-    from indexer.watch import check_watchable, watch
+    from indexer.watch import check_watchable  # torch and the model: only for the verbs that embed
 
     if not args.paths and not args.reembed:
         raise ConfigError("index needs a PATH: the folders or files to index (or --reembed alone, to embed "
@@ -57,9 +56,29 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
     if args.watch:  # refused before anything is loaded or made
         if not args.paths:
             raise ConfigError("--watch needs the folders to watch")
+        if args.ray is not None:
+            raise ConfigError("--watch indexes on this machine; --ray is for one run over a library: use one or the other")
         check_watchable(args.paths, args.force_network)
-    start_index_workers()  # before the model: forked from a process holding a GPU, each costs ~47 ms
-    with Library(settings, create=True, reembed=args.reembed) as library:
+    if args.ray is None:
+        return index_with(settings, args, None)
+    from indexer.cluster import ClusterError, RayEmbedding  # Ray: only for --ray
+
+    try:
+        return index_with(settings, args, RayEmbedding(None if args.ray is True else args.ray, device=settings.device, show_progress=True))
+    except ClusterError as error:  # Ray missing or unreachable, or the run failed on it
+        print(f"clapdex: {error}", file=sys.stderr)
+        return EXIT_NOT_READY
+
+
+def index_with(settings: Settings, args: argparse.Namespace, embedding) -> int:
+    """The index verb, its options checked; ``embedding``: a ``indexer.cluster.RayEmbedding`` (it
+    connects on entering), or None to decode and embed on this machine."""
+    from indexer import index_paths
+    from indexer.pipeline import embed_pending, start_index_workers
+    from indexer.watch import watch
+
+    start_index_workers(decoders=embedding is None)  # before the model: forked from a process holding a GPU, each costs ~47 ms
+    with embedding or contextlib.nullcontext(), Library(settings, create=True, reembed=args.reembed) as library:
         if not args.paths and library.indexed is None:
             raise NoIndexError(library.where)
         if library.indexed is None or args.reembed:  # say at once which model it gets
@@ -71,9 +90,10 @@ def index(settings: Settings, args: argparse.Namespace) -> int:
                   after_run=print_index_report, show_progress=True)
             return 0
         if args.paths:
-            report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True)
+            report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True,
+                                 embedding=embedding)
         else:
-            report = embed_pending(library, checkpoint_files=args.commit_every, show_progress=True)
+            report = embed_pending(library, checkpoint_files=args.commit_every, show_progress=True, embedding=embedding)
         print_index_report(report)
         if library.kept_near_duplicates().pairs is not None:
             # Kept near duplicates stay current: the changed files are compared with the library.
@@ -476,8 +496,16 @@ EXISTING = _checked(lambda text: text if os.path.exists(text) else None, "an exi
 MODEL = _checked(lambda text: text if text in list_models() else None, f"a model ({', '.join(list_models())})")
 DEVICE = _checked(lambda text: None if device_problem(text) else text,
                   "a device: auto, cpu, cuda, cuda:N, several such as cuda:0,cuda:1, or all")
-STORE = _checked(lambda text: None if store_problem(text) else text,
-                 "a vector store: faiss, qdrant://HOST:PORT or qdrant+local:///FOLDER")
+
+
+def STORE(text: str) -> str:
+    """An argparse type: a store URL whose problem, if any, is named (a misspelt option, say)."""
+    problem = store_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a vector store: {problem}")
+    return text
+
+
 KEY_NAME = _checked(api_keys.valid_name, api_keys.NAME_RULE)
 ROLE = _checked(lambda text: text if text in api_keys.ROLES else None, f"a role ({', '.join(api_keys.ROLES)})")
 # A path that need not exist; an empty one (an unset shell variable) would name the current folder.
@@ -485,6 +513,11 @@ PATH = _checked(lambda text: text if text.strip() else None, "a path")
 EXISTING_FILE = _checked(lambda text: text if os.path.isfile(text) else None, "an existing file")
 UCS_BLOCK = _checked(lambda text: text if text.strip() and "_" not in text and os.sep not in text else None,
                      "a UCS name block (no underscore, no slash)")
+# auto (the cluster this machine is part of), HOST:PORT of the head, ray://HOST:PORT (Ray Client).
+_RAY_ADDRESS = re.compile(r"(auto|(ray://)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5}))")
+RAY_ADDRESS = _checked(
+    lambda text: text if (found := _RAY_ADDRESS.fullmatch(text)) and (text == "auto" or 0 < int(found[4]) <= 65535)
+    else None, "a Ray address: auto, HOST:PORT or ray://HOST:PORT (the PATHs go before --ray, or write --ray=ADDRESS)")
 FORMAT_NAMES = sorted(set(AUDIO_EXTENSIONS.values()))
 
 
@@ -511,7 +544,8 @@ def global_options(defaults: bool) -> argparse.ArgumentParser:
                        help="auto (default), cpu, cuda, cuda:1, ...; for msclap-2023 also several, cuda:0,cuda:1, "
                             "or all (every GPU), which share each batch")
     group.add_argument("--store", type=STORE, default=default, metavar="URL",
-                       help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER")
+                       help="vector store: faiss (default), qdrant://HOST:6333, qdrant+local:///FOLDER; a Qdrant "
+                            "URL may lay out the collection it makes: ?shards=6&replicas=2&write_consistency=2")
     group.add_argument("-v", "--verbose", action="store_true", default=False if defaults else argparse.SUPPRESS,
                        help="show clapdex's debug log (what each step does, every error's traceback)")
     return parser
@@ -543,6 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     index_verb.add_argument("--compile", action="store_true", default=None,
                             help="on a GPU, compile the audio model first (about 45 s): twice the windows/s, "
                                  "worth it for many hours of audio")
+    index_verb.add_argument("--ray", nargs="?", const=True, type=RAY_ADDRESS, metavar="ADDRESS",
+                            help="decode and embed on a Ray cluster: auto, HOST:PORT of its head or ray://HOST:PORT "
+                                 "(default: $RAY_ADDRESS, or a Ray started for the run); needs "
+                                 "pip install \"clapdex[cluster]\"")
     index_verb.add_argument("--commit-every", type=COUNT, default=500, metavar="N",
                             help="checkpoint catalog and vectors after every N files embedded (default 500)")
 

@@ -103,8 +103,7 @@ def decode_windows(paths: Iterable[str | os.PathLike], sample_rate: int, window_
     job = (sample_rate, window_seconds, hop_seconds)
     if workers <= 1 or (isinstance(paths, list) and len(paths) <= 1):
         for number, path in enumerate(paths):
-            for piece in _file_pieces(number, os.fspath(path), *job):
-                yield _joined(piece, sample_rate)
+            yield from decode_file(path, *job, number=number)
         return
     slot_samples = WINDOWS_PER_PIECE * round(window_seconds * sample_rate)
     kept = _kept_pool(workers, slot_samples)
@@ -114,6 +113,14 @@ def decode_windows(paths: Iterable[str | os.PathLike], sample_rate: int, window_
     finally:
         if pool is not kept:
             pool.close()
+
+
+def decode_file(path: str | os.PathLike, sample_rate: int, window_seconds: float, hop_seconds: float | None = None,
+                number: int = 0) -> Iterator[Piece]:
+    """The pieces of one file, decoded in this process (as ``decode_windows`` does with no workers,
+    and a Ray decoding task does, ``indexer.cluster``); each piece's audio is its own."""
+    for piece in _file_pieces(number, os.fspath(path), sample_rate, window_seconds, hop_seconds):
+        yield _joined(piece, sample_rate)
 
 
 def start_workers(workers: int | None = None) -> None:

@@ -28,6 +28,7 @@ import shlex
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -92,48 +93,66 @@ class IndexReport:
                 "removed": self.removed, "errors": len(self.errors)}
 
 
+class Embedding(Protocol):
+    """Where the decode and embed stage runs, when not in this process's decoders and model
+    (``indexer.cluster.RayEmbedding``): ``embed`` does what ``IndexRun.embed`` does, handing each
+    file back to the run's ``store_ready``, so the run stays the only writer."""
+
+    def embed(self, run: IndexRun, files: Iterable[tuple[int, str]], total: int | None = None) -> None: ...
+
+
 def index_paths(
     library: Library,
     paths: Iterable[str | os.PathLike],
     progress: Progress | None = None,
     checkpoint_files: int = CHECKPOINT_FILES,
     show_progress: bool = False,
+    embedding: Embedding | None = None,
 ) -> IndexReport:
     """Bring ``library`` (opened with ``create=True``) up to date with the audio files under
-    ``paths`` (folders or files).
+    ``paths`` (folders or files); ``embedding``: where files are decoded and embedded, if not here.
 
     Bad files are recorded with status 'error' and their reason, and the run goes on.
     Raises FileNotFoundError, before touching anything, when a path does not exist.
     """
     paths = [os.path.abspath(path) for path in paths]
     found = scan(paths)
-    start_index_workers()
-    with _IndexRun(library, progress, checkpoint_files, show_progress) as run:
-        run.embed(run.scan(found, folders=[path for path in paths if os.path.isdir(path)]))
+    start_index_workers(decoders=embedding is None)
+    with IndexRun(library, progress, checkpoint_files, show_progress) as run:
+        files = run.scan(found, folders=[path for path in paths if os.path.isdir(path)])
+        if embedding:
+            embedding.embed(run, files)
+        else:
+            run.embed(files)
         return run.finish()
 
 
 def embed_pending(library: Library, progress: Progress | None = None, checkpoint_files: int = CHECKPOINT_FILES,
-                  show_progress: bool = False) -> IndexReport:
+                  show_progress: bool = False, embedding: Embedding | None = None) -> IndexReport:
     """Embed the files the catalog holds as 'pending' (after ``clapdex doctor --fix``, or a change of model)."""
-    start_index_workers()
-    with _IndexRun(library, progress, checkpoint_files, show_progress) as run:
+    start_index_workers(decoders=embedding is None)
+    with IndexRun(library, progress, checkpoint_files, show_progress) as run:
         pending = run.pending_besides(set())
         run.tracker.start("embedding", len(pending))
-        run.embed(pending, total=len(pending))
+        if embedding:
+            embedding.embed(run, pending, total=len(pending))
+        else:
+            run.embed(pending, total=len(pending))
         return run.finish()
 
 
-def start_index_workers() -> None:
-    """Start the scan's readers and the decoders, unless running already. Call it before the
-    model loads (the index verb does): forked from a process holding a model on a GPU, each
-    of them costs about 47 ms to start, a second or more for a machine's worth."""
+def start_index_workers(decoders: bool = True) -> None:
+    """Start the scan's readers and (unless ``decoders`` is False: a run that decodes elsewhere)
+    the decoders, unless running already. Call it before the model loads (the index verb does):
+    forked from a process holding a model on a GPU, each of them costs about 47 ms to start, a
+    second or more for a machine's worth."""
     start_readers()
-    start_workers()
+    if decoders:
+        start_workers()
 
 
 @dataclasses.dataclass(eq=False)
-class _FileJob:
+class FileJob:
     """A pending file on its way through the model."""
 
     file_id: int
@@ -149,8 +168,9 @@ class _FileJob:
         return self.decoded and (self.error is not None or len(self.vectors) == len(self.windows))
 
 
-class _IndexRun:
-    """One run over a library: the only writer of its catalog and vectors while it lasts."""
+class IndexRun:
+    """One run over a library: the only writer of its catalog and vectors while it lasts, whether
+    its files are decoded and embedded here or on a Ray cluster (`indexer.cluster`)."""
 
     def __init__(self, library: Library, progress: Progress | None, checkpoint_files: int, show_progress: bool):
         self.tracker = ProgressFile(library.settings.home)
@@ -181,7 +201,7 @@ class _IndexRun:
             raise
         library.indexed = self.catalog.model()
 
-    def __enter__(self) -> _IndexRun:
+    def __enter__(self) -> IndexRun:
         return self
 
     def __exit__(self, exc_type, *exc_info) -> None:
@@ -386,6 +406,9 @@ class _IndexRun:
         self.catalog.set_metadata(record, metadata, header=record.status != INDEXED)
         self.catalog.flush()
         self.sync_payload(record)
+        if record.status == PENDING:  # its vectors were gone already: counted once embedded
+            self.notify(path, "pending")
+            return record
         self.report.moved += 1
         self.notify(path, "moved")
         return record
@@ -414,9 +437,9 @@ class _IndexRun:
         """Decode, embed and store ``files`` ((id, path) of pending files; ``total`` of them, when
         known), taking each when a decoder has room for it: an iterator still being filled by the
         scan is welcome."""
-        started: dict[int, _FileJob] = {}  # by the number decode_windows gives each file
-        waiting: collections.deque[_FileJob] = collections.deque()  # decoded, stored in this order once embedded
-        embedding: collections.deque[_FileJob] = collections.deque()  # the file of each window given to the model
+        started: dict[int, FileJob] = {}  # by the number decode_windows gives each file
+        waiting: collections.deque[FileJob] = collections.deque()  # decoded, stored in this order once embedded
+        embedding: collections.deque[FileJob] = collections.deque()  # the file of each window given to the model
 
         # The scan runs ahead of the decoders whenever this thread has nothing else to do, so a
         # library is catalogued (findable by name and metadata) at the scan's pace, not the model's.
@@ -436,7 +459,7 @@ class _IndexRun:
             number = 0
             while ahead or scan_ahead():
                 file_id, path = ahead.popleft()
-                started[number] = _FileJob(file_id, path)
+                started[number] = FileJob(file_id, path)
                 number += 1
                 yield path
 
@@ -461,7 +484,7 @@ class _IndexRun:
             _hand_back(batches.finish(), embedding)
             self.store_ready(waiting)
 
-    def store_ready(self, waiting: collections.deque[_FileJob]) -> None:
+    def store_ready(self, waiting: collections.deque[FileJob]) -> None:
         """Store the jobs at the head of ``waiting`` that are ready, together, up to each checkpoint."""
         while waiting and waiting[0].ready:
             jobs = []
@@ -473,7 +496,7 @@ class _IndexRun:
             self.tracker.advance(self.done, len(self.report.errors))
             self.counted(embedded=len(jobs))
 
-    def store_files(self, jobs: list[_FileJob]) -> None:
+    def store_files(self, jobs: list[FileJob]) -> None:
         """The windows and vectors of ``jobs`` (those decoded), in a few statements; the others' errors."""
         records = self.catalog.files_by_id(job.file_id for job in jobs)
         stored = [job for job in jobs if job.error is None]
@@ -543,7 +566,7 @@ class _Seen:
         return self.known.content_hash if self.known is not None and self.known.status != ERROR else None
 
 
-def _hand_back(vectors: Iterator[np.ndarray], embedding: collections.deque[_FileJob]) -> None:
+def _hand_back(vectors: Iterator[np.ndarray], embedding: collections.deque[FileJob]) -> None:
     """Give each vector to the file whose window it embeds (windows are embedded in order)."""
     for vector in vectors:
         embedding.popleft().vectors.append(vector)

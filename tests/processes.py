@@ -16,9 +16,9 @@ MARKER = "CLAPDEX_TEST_SESSION"
 ENDS_WITH_ITS_PARENT = ("from multiprocessing.resource_tracker import main",)
 
 
-def marked_processes(value: str) -> dict[int, str]:
-    """pid -> command line of every live process (but this one) whose environment holds MARKER=value."""
-    wanted = f"{MARKER}={value}".encode()
+def marked_processes(value: str, variable: str = MARKER) -> dict[int, str]:
+    """pid -> command line of every live process (but this one) whose environment holds variable=value."""
+    wanted = f"{variable}={value}".encode()
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
