@@ -199,8 +199,9 @@ class Library:
         self._encoder: Encoder | None = None
         self._store: VectorStore | None = None
         # A reading library (a server, the page) takes up what index runs in other processes
-        # save: it looks at the vector file at most every STORE_CHECK_SECONDS.
-        self._follows_store = not create and settings.store == "faiss"
+        # save, looking at most every STORE_CHECK_SECONDS: a new FAISS file is read again, and a
+        # library embedded again with another model (on any store) is refused.
+        self._follows_store = not create
         self._store_seen: tuple[float, tuple | None] = (0.0, None)  # when looked, what was there
         self._replaced_by: ModelIdentity | None = None  # the model another process embedded the library with since
         # What is computed from the whole catalog, by name: (the catalog's generation, the value).
@@ -321,24 +322,27 @@ class Library:
                     self._store_seen = (time.monotonic(), self._store_file())
                     self._store = open_store(self.settings, self.dim)
         elif self._follows_store and time.monotonic() - self._store_seen[0] > STORE_CHECK_SECONDS:
-            self._reopen_if_saved()
+            self._look_again()
         return self._store
 
-    def _reopen_if_saved(self) -> None:
-        # One thread opens the new file; the others go on with the store they have meanwhile.
+    def _look_again(self) -> None:
+        # One thread looks; the others go on with the store they have meanwhile.
         if not self._lock.acquire(blocking=False):
             return
         try:
             was = self._store_seen[1]
             self._store_seen = (time.monotonic(), self._store_file())
-            if self._store_seen[1] != was:
-                if self._encoder is not None:
-                    with self.reading() as catalog:
-                        indexed = catalog.model()
-                    if indexed is not None and indexed != self.identity:  # `index --reembed` in another process
-                        log.error("the library was embedded again with %s; this process has %s", indexed, self.identity)
-                        self._replaced_by = indexed
-                        raise ModelReplaced.of(self.identity, indexed)
+            saved = self._store_seen[1] != was  # a new FAISS file (never on Qdrant: no file)
+            # A FAISS library embedded again saves a new file, so its catalog is read only then;
+            # Qdrant's collection changes in place, so its catalog is read every time.
+            if self._encoder is not None and (self.settings.store != "faiss" or saved):
+                with self.reading() as catalog:
+                    indexed = catalog.model()
+                if indexed is not None and indexed != self.identity:  # `index --reembed` in another process
+                    log.error("the library was embedded again with %s; this process has %s", indexed, self.identity)
+                    self._replaced_by = indexed
+                    raise ModelReplaced.of(self.identity, indexed)
+            if saved:
                 log.info("the vector index was saved by another process; reading it again")
                 self._store = open_store(self.settings, self.dim)  # the old one is freed when unused
         finally:
@@ -346,6 +350,8 @@ class Library:
 
     def _store_file(self) -> tuple | None:
         """What identifies the saved vector file's version (saves replace it: a new inode)."""
+        if self.settings.store != "faiss":
+            return None
         try:
             found = os.stat(faiss_file(self.settings))
         except FileNotFoundError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -18,9 +19,9 @@ from sounds import build_library
 
 from encoders import load_encoder
 from search import duplicates
-from search.catalog import INDEXED, Catalog
+from search.catalog import INDEXED, Catalog, ModelIdentity, ModelMismatchError
 from search.config import load_settings
-from search.library import SHIPPED_MODEL, Library
+from search.library import SHIPPED_MODEL, STORE_CHECK_SECONDS, Library, ModelReplaced
 from search.store import open_store
 
 CLAPDEX = Path(sys.executable).with_name("clapdex")
@@ -133,6 +134,24 @@ def test_a_run_killed_after_the_change_is_finished_by_any_index_run(tmp_path, so
     assert len(vectors_by_window(home)) == 11
 
 
+def test_a_file_moved_while_waiting_is_counted_once(tmp_path, tiny_weights, new_weights):
+    library = build_library(tmp_path / "library" / "sounds")
+    home = tmp_path / "home"
+    assert clapdex(home, "--weights", str(tiny_weights), "index", str(tmp_path / "library")).returncode == 0
+    settings = load_settings(home)
+    with Library(settings, create=True, reembed=True,
+                 encoder=load_encoder("msclap-2023", weights=new_weights, device="cpu")):
+        pass
+    (library["tone"].parent / "renamed").mkdir()
+    library["tone"].rename(library["tone"].parent / "renamed" / library["tone"].name)
+
+    finished = clapdex(home, "--weights", str(new_weights), "index", str(tmp_path / "library"))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.startswith("7 indexed,") and ", 0 moved," in finished.stdout, finished.stdout
+    assert len(vectors_by_window(home)) == 11
+
+
 def test_reembed_mistakes_are_one_line(tmp_path):
     no_path = clapdex(tmp_path / "home", "index")
     assert no_path.returncode == 2 and "index needs a PATH" in no_path.stderr
@@ -172,3 +191,39 @@ def test_a_running_server_refuses_to_search_once_the_library_is_embedded_again(t
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_reading_library_on_qdrant_notices_the_library_embedded_again(tmp_path, sounds, tiny_weights,
+                                                                         new_weights):
+    # A Qdrant collection is replaced in place, with no file to watch: the reader reads the
+    # catalog's model, which `index --reembed` in another process (or on another host) changes.
+    home, url = tmp_path / "home", f"qdrant+local://{tmp_path / 'qdrant'}"
+    assert clapdex(home, "--weights", str(tiny_weights), "index", str(sounds), store=url).returncode == 0
+    settings = load_settings(home, store=url)
+    reader = Library(settings, encoder=load_encoder("msclap-2023", weights=tiny_weights, device="cpu"))
+    try:
+        reader.encoder
+        assert len(reader.store) == 11
+        time.sleep(STORE_CHECK_SECONDS + 0.1)
+        assert len(reader.store) == 11  # looked again: the same model, so the same store
+
+        newer = ModelIdentity.of(load_encoder("msclap-2023", weights=new_weights, device="cpu"))
+        with Catalog(settings.catalog_url) as catalog:
+            catalog.change_model(newer)
+            catalog.commit()
+        time.sleep(STORE_CHECK_SECONDS + 0.1)
+
+        with pytest.raises(ModelReplaced, match="restart it to search with the new model"):
+            reader.store
+        with pytest.raises(ModelReplaced):  # and from then on, without looking
+            reader.store
+    finally:
+        reader.close()
+
+
+def test_a_model_mismatch_crosses_processes_whole():
+    indexed = ModelIdentity("msclap-2023", "a" * 16, 1024, "/w/old.pth", True)
+    requested = ModelIdentity(SHIPPED_MODEL, "b" * 16, 512)
+    error = pickle.loads(pickle.dumps(ModelMismatchError(indexed, requested)))
+    assert (error.indexed, error.requested) == (indexed, requested)
+    assert str(error) == str(ModelMismatchError(indexed, requested))
