@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -103,8 +104,19 @@ def drop_test_databases() -> None:
     url = make_url(server_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as connection:
         while _made:
+            name = _made[-1]
             # FORCE ends connections a test's pool or server process still holds (PostgreSQL 13+).
-            connection.execute(f'DROP DATABASE IF EXISTS "{_made.pop()}" WITH (FORCE)')
+            # An autovacuum worker in the database belongs to no role, so a user without
+            # pg_signal_backend (.ci/run grants it) may not end it: it finishes in a moment.
+            for attempt in range(50):
+                try:
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except psycopg.errors.InsufficientPrivilege:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.2)
+            _made.pop()
 
 
 def stop_throwaway_cluster() -> None:
