@@ -11,8 +11,11 @@ stream back here, where each file is stored once all its pieces are in.
 A worker or node lost mid-run costs a retry, by Ray Data's own fault tolerance (its defaults, which
 this module keeps): a decoding task runs again, an embedding actor is started again and the batch
 it held retried. A piece that comes back twice (from a retried task) is the same piece, and a file
-is stored once. Python errors in decoding are the file's, recorded as in a local run; a decoder
-that kills its process on some file, though, is retried as a lost worker would be, without end.
+is stored once. Python errors in decoding are the file's, recorded as in a local run. A decoder
+that kills its process on some file (a crash in a native decoder) would be retried as a lost
+worker is, without end: a small actor (``_Ledger``) counts the decodings of each file that began
+and never finished, and a file whose decoding died ``CRASHES_ALLOWED`` times is recorded as an
+error, as a local run records a decoder crash, and the rest of its block goes on.
 
 Ray is an optional dependency (``clapdex[cluster]``), imported only here, and this module only
 by `index --ray`.
@@ -35,7 +38,7 @@ from tqdm import tqdm
 from encoders import load_encoder
 from encoders.audio import AudioInfo
 from encoders.batches import BatchEmbedder
-from encoders.decoding import WINDOWS_PER_PIECE, decode_file
+from encoders.decoding import WINDOWS_PER_PIECE, Piece, decode_file
 from indexer.pipeline import TEXTS_AT_ONCE, FileJob, IndexRun
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,9 @@ PIECES_AT_ONCE = 4
 DECODE_MEMORY = 256 * 2**20
 # CPU cores each embedding actor takes on a cluster without GPUs (its torch threads).
 CPU_ACTOR_CORES = 1
+# Times a file's decoding may kill its process before the file is recorded as an error: more
+# than one, since a node lost mid-file is counted too.
+CRASHES_ALLOWED = 3
 
 
 class ClusterError(Exception):
@@ -165,10 +171,14 @@ class RayEmbedding:
         blocks = max(min(len(files), 2 * self.cpus), math.ceil(len(files) / FILES_PER_BLOCK))
         listed = ray.data.from_items([{"file_id": file_id, "path": path} for file_id, path in files],
                                      override_num_blocks=blocks)
+        # On this node (the driver's): it lives and dies with the run.
+        here = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True)
+        ledger = ray.remote(_Ledger).options(num_cpus=0, scheduling_strategy=here).remote()
         decoded = listed.map_batches(
             _decode_batch, batch_size=FILES_PER_BATCH, num_cpus=1, memory=DECODE_MEMORY,
             fn_kwargs={"sample_rate": encoder.sample_rate, "window_seconds": encoder.window_seconds,
-                       "hop_seconds": run.hop})
+                       "hop_seconds": run.hop, "ledger": ledger})
         model = {"name": encoder.name, "weights": encoder.weights_path or None, "weights_id": encoder.weights_id,
                  "batch_size": encoder.batch_size, "compiled": run.library.settings.compile,
                  "device": "cuda" if self.gpus else "cpu"}
@@ -225,13 +235,43 @@ def _rows(batch: dict[str, np.ndarray]) -> Iterator[dict]:
         yield row
 
 
+class _Ledger:
+    """Ray actor: which decodings began and never finished, so that a file that kills its decoder
+    is given up rather than retried for ever. A batch is watched file by file only once it is
+    decoded again (a task retried): the first time costs one call a batch, not two a file."""
+
+    def __init__(self):
+        self.batches: collections.Counter[int] = collections.Counter()  # times begun, by first file id
+        self.unfinished: collections.Counter[int] = collections.Counter()  # begun, not finished, by file id
+
+    def begin_batch(self, first_file: int) -> bool:
+        """True if this batch was begun before: its task died, or was lost with its node."""
+        self.batches[first_file] += 1
+        return self.batches[first_file] > 1
+
+    def begin_file(self, file_id: int) -> int:
+        """How many earlier decodings of the file began and never finished."""
+        self.unfinished[file_id] += 1
+        return self.unfinished[file_id] - 1
+
+    def finish_file(self, file_id: int) -> None:
+        self.unfinished[file_id] -= 1
+
+
 def _decode_batch(batch: dict[str, np.ndarray], sample_rate: int, window_seconds: float,
-                  hop_seconds: float) -> Iterator[dict[str, np.ndarray]]:
+                  hop_seconds: float, ledger) -> Iterator[dict[str, np.ndarray]]:
     """Ray Data task: files -> their pieces, one row each (a file's last piece says how its
     reading ended), handed on every ``PIECES_AT_ONCE``, so a long recording is never whole in memory."""
+    import ray
+
     rows = []
+    watched = ray.get(ledger.begin_batch.remote(int(batch["file_id"][0])))
     for file_id, path in zip(batch["file_id"], batch["path"]):
-        for number, piece in enumerate(decode_file(str(path), sample_rate, window_seconds, hop_seconds)):
+        pieces = decode_file(str(path), sample_rate, window_seconds, hop_seconds)
+        if watched and (crashes := ray.get(ledger.begin_file.remote(int(file_id)))) >= CRASHES_ALLOWED - 1:
+            log.error("%s killed its decoder %d times; recorded as an error", path, crashes + 1)
+            pieces = [Piece(0, [], [], [], True, None, f"the decoder crashed on this file ({crashes + 1} times)")]
+        for number, piece in enumerate(pieces):
             info = piece.info
             rows.append({
                 "file_id": int(file_id), "piece": number, "done": piece.done,
@@ -246,6 +286,8 @@ def _decode_batch(batch: dict[str, np.ndarray], sample_rate: int, window_seconds
             if len(rows) == PIECES_AT_ONCE:
                 yield _columns(rows)
                 rows = []
+        if watched:
+            ray.get(ledger.finish_file.remote(int(file_id)))
     if rows:
         yield _columns(rows)
 

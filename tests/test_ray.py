@@ -21,6 +21,7 @@ import pytest
 from sounds import esc10_clips, sox_tone
 
 from processes import marked_processes
+from test_decoding import reading
 from test_kill_resume import indexed_count
 
 ray = pytest.importorskip("ray", reason='needs Ray: pip install "clapdex[cluster]"')
@@ -261,6 +262,53 @@ def test_an_embedding_actor_killed_mid_run_changes_nothing(cluster, library, ref
     assert len(seen) >= 2, f"no embedding actor took over from {killed}: {seen}"
     assert counts(subprocess.CompletedProcess(command, 0, out, err))["indexed"] == 15
     assert_same(outcome(home), reference)
+    assert healthy(home, tiny_weights)
+
+
+def test_a_file_that_kills_its_decoder_is_an_error_and_the_run_goes_on(cluster, library, reference, tiny_weights,
+                                                                     tmp_path):
+    # As a native decoder that crashes on some file: every process of the cluster that opens it
+    # dies at once. Ray retries the task without end; the run must give the file up, and only it.
+    address, marker = cluster
+    folder = tmp_path / "library"
+    folder.mkdir()
+    names = ["tone00.wav", "tone05.wav", "long.flac"]
+    for name in names:
+        shutil.copyfile(library / name, folder / name)
+    trap = sox_tone(folder / "trap.wav", 600, tone="sine 300")  # long: open for a while, however fast the machine
+    home = tmp_path / "home"
+    command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
+               "index", str(folder), "--ray", address]
+    run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    killed = set()
+    try:
+        while run.poll() is None:
+            for pid in marked_processes(marker, CLUSTER_MARKER):
+                if reading(pid, trap):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.add(pid)
+            time.sleep(0.02)
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err
+    assert len(killed) == 3, f"the decoder died {len(killed)} times on the file, not 3"
+    assert counts(subprocess.CompletedProcess(command, 0, out, err)) == {
+        "indexed": 3, "skipped": 0, "moved": 0, "removed": 0, "errors": 1}
+    got = outcome(home)
+    assert got[str(trap)][0] == "error" and not got[str(trap)][1]
+    from search.catalog import Catalog
+    from search.config import load_settings
+
+    with Catalog(load_settings(home).catalog_url) as catalog:
+        assert next(record.error for record in catalog.files() if record.path == str(trap)) == \
+            "the decoder crashed on this file (3 times)"
+    assert_same({path: got[path] for path in got if path != str(trap)},
+                {str(folder / name): reference[str(library / name)] for name in names})
     assert healthy(home, tiny_weights)
 
 
