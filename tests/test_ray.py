@@ -312,6 +312,56 @@ def test_a_file_that_kills_its_decoder_is_an_error_and_the_run_goes_on(cluster, 
     assert healthy(home, tiny_weights)
 
 
+def test_a_node_lost_mid_run_costs_a_retry_not_the_run(cluster, library, reference, tiny_weights, tmp_path):
+    # A third node joins, takes work, and is lost outright (its raylet and workers killed, as
+    # when a machine goes down); the run finishes on the other two with the same result.
+    address, marker = cluster
+    node_marker = "CLAPDEX_TEST_RAY_NODE"
+    env = {**os.environ, **ENVIRONMENT, CLUSTER_MARKER: marker, node_marker: marker}
+    log = open(tmp_path / "ray-start.log", "w+b")
+    node = subprocess.Popen(
+        [str(RAY), "start", "--address", address, *node_ports(), "--num-cpus", "1", "--object-store-memory",
+         str(100 * 2**20), "--disable-usage-stats", "--node-ip-address", "127.0.0.1", "--block"],
+        env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    home = tmp_path / "home"
+    try:
+        wait_for_nodes(address, 3, env, [node], log)
+        command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
+                   "index", str(library), "--ray", address, "--commit-every", "1"]
+        run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        lost, working = None, {}
+        try:
+            while run.poll() is None:
+                if lost is None:
+                    # Ray titles a worker's process with what it runs: this node's, once it works for the run.
+                    working = {pid: command for pid, command in marked_processes(marker, node_marker).items()
+                               if "_decode_batch" in command or EMBEDDER in command}
+                    if working:
+                        lost = indexed_count(home)
+                        for pid in marked_processes(marker, node_marker):
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
+            out, err = run.communicate(timeout=30)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+        log.close()
+    assert lost is not None, "the third node never worked for the run"
+    assert lost < 17, "the node was lost after the last file was stored"
+    assert not marked_processes(marker, node_marker)
+    assert run.returncode == 0, err
+    assert counts(subprocess.CompletedProcess(command, 0, out, err))["indexed"] == 15
+    assert_same(outcome(home), reference)
+    assert healthy(home, tiny_weights)
+
+
 def test_a_local_ray_is_started_for_the_run_and_stopped_after_it(library, reference, tiny_weights, tmp_path):
     marker = uuid.uuid4().hex
     home = tmp_path / "home"
