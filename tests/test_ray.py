@@ -169,6 +169,16 @@ def assert_same(got: dict, expected: dict) -> None:
             assert cosines.min() >= 0.9999, (path, cosines.min())
 
 
+def status_of(home: Path, path: Path) -> str | None:
+    """A file's status in the catalog, read as another process reads it while a run writes."""
+    try:
+        with sqlite3.connect(f"file:{home / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1) as connection:
+            found = connection.execute("SELECT status FROM files WHERE path = ?", (str(path),)).fetchone()
+    except sqlite3.Error:  # not created yet
+        return None
+    return found[0] if found else None
+
+
 def healthy(home: Path, weights: Path) -> bool:
     doctor = clapdex("doctor", home=home, weights=weights)
     return doctor.returncode == 0 and "catalog, vectors and disk agree" in doctor.stdout
@@ -262,6 +272,48 @@ def test_an_embedding_actor_killed_mid_run_changes_nothing(cluster, library, ref
     assert len(seen) >= 2, f"no embedding actor took over from {killed}: {seen}"
     assert counts(subprocess.CompletedProcess(command, 0, out, err))["indexed"] == 15
     assert_same(outcome(home), reference)
+    assert healthy(home, tiny_weights)
+
+
+def test_a_run_killed_mid_way_resumes_through_ray(cluster, library, reference, tiny_weights, tmp_path):
+    # kill -9 of the command (the run's one writer) once it has stored files but not its last, a
+    # long one: what it stored stays, its actors end with it, and the next run embeds the rest.
+    address, marker = cluster
+    folder = tmp_path / "library"
+    shutil.copytree(library, folder)
+    slow = sox_tone(folder / "zz-slow.wav", 600, tone="sine 300")  # listed last; 170 windows
+    home = tmp_path / "home"
+    command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
+               "index", str(folder), "--ray", address, "--commit-every", "1"]
+    run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    at = None
+    try:
+        while run.poll() is None:
+            if (stored := indexed_count(home)) >= 3 and status_of(home, slow) == "pending":
+                at = stored
+                run.kill()
+                break
+            time.sleep(0.02)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+    assert at is not None, f"the run ended before it could be killed: {run.stderr.read()}"
+    deadline = time.monotonic() + 60
+    while embedding_actors(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not embedding_actors(marker), "the killed run's embedding actors outlived it"
+
+    again = clapdex("index", folder, "--ray", address, home=home, weights=tiny_weights)
+    assert again.returncode == 0, again.stderr
+    done = counts(again)
+    assert done["skipped"] >= at and done["indexed"] + done["errors"] + done["skipped"] == 18, done
+    got = outcome(home)
+    alone = tmp_path / "alone"
+    assert clapdex("index", slow, home=alone, weights=tiny_weights).returncode == 0
+    assert_same(got, {**{str(folder / Path(path).name): value for path, value in reference.items()},
+                      **outcome(alone)})
     assert healthy(home, tiny_weights)
 
 
