@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
@@ -87,26 +88,33 @@ def index_with(settings: Settings, args: argparse.Namespace, embedding) -> int:
                 print(f"clapdex: {library.notice}", file=sys.stderr, flush=True)
         if args.watch:
             watch(library, args.paths, interval=args.interval, force_network=args.force_network,
-                  after_run=print_index_report, show_progress=True)
+                  after_run=functools.partial(print_index_report, as_json=args.json), show_progress=True)
             return 0
         if args.paths:
             report = index_paths(library, args.paths, checkpoint_files=args.commit_every, show_progress=True,
                                  embedding=embedding)
         else:
             report = embed_pending(library, checkpoint_files=args.commit_every, show_progress=True, embedding=embedding)
-        print_index_report(report)
+        print_index_report(report, as_json=args.json)
         if library.kept_near_duplicates().pairs is not None:
             # Kept near duplicates stay current: the changed files are compared with the library.
             started = time.perf_counter()
             if library.update_near_duplicates(_progress_line) != "current":
-                print(f"near duplicates brought up to date in {time.perf_counter() - started:.1f} s", flush=True)
+                print(f"near duplicates brought up to date in {time.perf_counter() - started:.1f} s", flush=True,
+                      file=sys.stderr if args.json else sys.stdout)
     if args.paths and not any(report.summary().values()):
         print(f"clapdex: no audio files under {', '.join(args.paths)} (looked for "
               f"{', '.join(sorted(AUDIO_EXTENSIONS))})", file=sys.stderr)
     return 0
 
 
-def print_index_report(report) -> None:
+def print_index_report(report, as_json: bool = False) -> None:
+    """The run's counts on one line, and each file that failed on stderr; or all of it as one JSON
+    object on one line (with --watch, a line a run)."""
+    if as_json:
+        failed = [{"path": path, "reason": reason} for path, reason in report.errors]
+        print(json.dumps({**report.summary(), "failed": failed}), flush=True)
+        return
     print(f"{report.indexed} indexed, {report.unchanged} skipped unchanged, {report.moved} moved, "
           f"{report.removed} removed, {len(report.errors)} errors", flush=True)
     for path, reason in report.errors:
@@ -402,7 +410,7 @@ def train(settings: Settings, args: argparse.Namespace) -> int:
 def keys_add(settings: Settings, args: argparse.Namespace) -> int:
     with keys_library(settings) as library:
         key = api_keys.add(library, args.name, args.role)
-    print(key)
+    print(json.dumps({"name": args.name, "role": args.role, "key": key}) if args.json else key)
     print(f"clapdex: key {args.name} ({args.role}) made; it is shown only now, store it", file=sys.stderr)
     return 0
 
@@ -424,6 +432,8 @@ def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     if not revoked:
         print(f"clapdex: no active key named {args.name}", file=sys.stderr)
         return EXIT_USAGE
+    if args.json:
+        print(json.dumps({"name": args.name, "revoked": True}))
     print(f"clapdex: key {args.name} revoked", file=sys.stderr)
     return 0
 
@@ -581,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="decode and embed on a Ray cluster: auto, HOST:PORT of its head or ray://HOST:PORT "
                                  "(default: $RAY_ADDRESS, or a Ray started for the run); needs "
                                  "pip install \"clapdex[cluster]\"")
+    index_verb.add_argument("--json", action="store_true",
+                            help='print the outcome as one JSON object: {"indexed", "unchanged", "moved", "removed", '
+                                 '"errors", "failed": [{"path", "reason"}]} (with --watch, a line a run)')
     index_verb.add_argument("--commit-every", type=COUNT, default=500, metavar="N",
                             help="checkpoint catalog and vectors after every N files embedded (default 500)")
 
@@ -652,10 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_key = verb("add", keys_add, "make a key; it is printed once, and only its hash is kept", keys_actions)
     add_key.add_argument("name", type=KEY_NAME, metavar="NAME", help="who or what the key is for (ci-bot, ana@studio)")
     add_key.add_argument("--role", type=ROLE, required=True, help="read (search) or admin (everything)")
+    add_key.add_argument("--json", action="store_true", help='print {"name", "role", "key"}')
     list_keys = verb("list", keys_list, "list the keys, revoked ones too (never the keys themselves)", keys_actions)
     list_keys.add_argument("--json", action="store_true", help="print a JSON array")
     revoke_key = verb("revoke", keys_revoke, "revoke a key at once; its name stays taken", keys_actions)
     revoke_key.add_argument("name", metavar="NAME")
+    revoke_key.add_argument("--json", action="store_true", help='print {"name", "revoked": true}')
 
     serve_verb = verb("serve", serve, "serve the HTTP API for other tools (every call needs an API key)")
     serve_verb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -40,6 +40,22 @@ def test_index_prints_a_summary_and_each_error(indexed_home):
     assert "Traceback" not in result.stderr
 
 
+def test_index_json_is_one_object_with_the_counts_and_each_failure(tmp_path, tiny_weights):
+    library = build_library(tmp_path / "sounds")
+    home = tmp_path / "home"
+
+    first = clapdex("index", str(library["tone"].parent), "--json", home=home, weights=tiny_weights)
+    again = clapdex("--json", "index", str(library["tone"].parent), home=home, weights=tiny_weights)
+
+    assert first.returncode == 0, first.stderr
+    outcome = json.loads(first.stdout)
+    assert {key: outcome[key] for key in ("indexed", "unchanged", "moved", "removed", "errors")} == {
+        "indexed": 7, "unchanged": 0, "moved": 0, "removed": 0, "errors": 3}
+    assert sorted(failed["path"] for failed in outcome["failed"]) == sorted(str(library[name]) for name in BAD)
+    assert all(failed["reason"] for failed in outcome["failed"]) and "error:" not in first.stderr
+    assert again.returncode == 0 and json.loads(again.stdout)["unchanged"] == 10, again.stderr
+
+
 def test_search_prints_json_hits(indexed_home, tiny_weights):
     home, _, _ = indexed_home
 

@@ -100,6 +100,21 @@ def test_list_json_is_an_array_of_names_roles_and_times(home):
     assert key not in json.dumps(keys) and hash_key(key) not in json.dumps(keys)
 
 
+def test_add_and_revoke_say_it_in_json_for_scripts(home):
+    made = clapdex(home, "keys", "add", "ci-bot", "--role", "admin", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["name"] == "ci-bot" and key["role"] == "admin"
+    with Library(home) as library:
+        assert authenticate(library, key["key"]) == Caller("ci-bot", "admin")
+
+    revoked = clapdex(home, "--json", "keys", "revoke", "ci-bot")
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout) == {"name": "ci-bot", "revoked": True}
+    with Library(home) as library:
+        assert authenticate(library, key["key"]) is None
+
+
 def test_the_catalog_holds_the_hash_and_nowhere_the_key(home):
     key = add(home, "ci-bot")
 
