@@ -291,15 +291,24 @@ class MiniLMSentenceEncoder:
         shapes."""
         if isinstance(self._pooled, torch.jit.ScriptModule):
             return
+        from transformers.utils import logging as transformers_logging
+
         example = self.tokenizer(["a", "a door creaks open"], padding=True, return_tensors="pt").to(self.device)
-        with warnings.catch_warnings(), torch.no_grad():
-            # Its warnings name those branches, checked above, and transformers' own deprecation
-            # of a name it calls while traced: a server's log needs none of them.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            traced = torch.jit.trace(self._pooled, (example["input_ids"], example["attention_mask"],
-                                                    example["token_type_ids"]), check_trace=False)
-        self._pooled = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        was = transformers_logging.get_verbosity()
+        # Freezing reads every attribute of the model, BertModel's ``loss_function`` too, which
+        # logs that a model with no loss has an unknown one: noise in every server's log.
+        transformers_logging.set_verbosity_error()
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                # Its warnings name those branches, checked above, and transformers' own deprecation
+                # of a name it calls while traced: a server's log needs none of them.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                traced = torch.jit.trace(self._pooled, (example["input_ids"], example["attention_mask"],
+                                                        example["token_type_ids"]), check_trace=False)
+            self._pooled = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        finally:
+            transformers_logging.set_verbosity(was)
 
     @torch.inference_mode()
     def __call__(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,6 +155,15 @@ def test_query_words_in_bfloat16_stay_where_float32_puts_them():
     cosines = (vectors[torch.float32] * vectors[torch.bfloat16]).sum(axis=1)
     assert cosines.min() > 0.999, f"{texts[cosines.argmin()]!r}: cosine {cosines.min():.5f}"
     assert query_text_dtype(torch.device("cuda")) == torch.float32  # GPUs: as before
+
+
+def test_freezing_the_graph_logs_nothing():
+    # A server freezes it in every search worker at start: nothing it says is news to a user.
+    program = ("import torch; from encoders.compact import MiniLMSentenceEncoder; "
+               "encoder = MiniLMSentenceEncoder(torch.device('cpu')); encoder.freeze_graph(); encoder(['rain'])")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_frozen_minilm_graph_embeds_as_the_model_does():
