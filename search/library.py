@@ -147,11 +147,15 @@ class ModelReplaced(RuntimeError):
     """The library was embedded again with another model (``clapdex index --reembed``) since this
     process loaded its own: its queries would be compared with vectors of another space."""
 
-    @classmethod
-    def of(cls, loaded: ModelIdentity, indexed: ModelIdentity) -> ModelReplaced:
-        # The sentence alone as its argument: a search worker's exception crosses to the server pickled.
-        return cls(f"this library was embedded again with {indexed} since this process started with {loaded}; "
-                   f"restart it to search with the new model")
+    def __init__(self, loaded: ModelIdentity, indexed: ModelIdentity):
+        self.loaded, self.indexed = loaded, indexed
+        super().__init__(f"this library was embedded again with {indexed} since this process started with {loaded}; "
+                         f"restart it to search with the new model")
+
+    def __reduce__(self):
+        # A search worker's exception crosses to the server pickled, and pickle would call
+        # __init__ with the sentence alone (as for ModelMismatchError).
+        return type(self), (self.loaded, self.indexed)
 
 
 class CatalogUnreachable(ConnectionError):
@@ -315,7 +319,7 @@ class Library:
     @property
     def store(self) -> VectorStore:
         if self._replaced_by is not None:
-            raise ModelReplaced.of(self.identity, self._replaced_by)
+            raise ModelReplaced(self.identity, self._replaced_by)
         if self._store is None:
             with self._lock:
                 if self._store is None:
@@ -341,7 +345,7 @@ class Library:
                 if indexed is not None and indexed != self.identity:  # `index --reembed` in another process
                     log.error("the library was embedded again with %s; this process has %s", indexed, self.identity)
                     self._replaced_by = indexed
-                    raise ModelReplaced.of(self.identity, indexed)
+                    raise ModelReplaced(self.identity, indexed)
             if saved:
                 log.info("the vector index was saved by another process; reading it again")
                 self._store = open_store(self.settings, self.dim)  # the old one is freed when unused

@@ -227,3 +227,6 @@ def test_a_model_mismatch_crosses_processes_whole():
     error = pickle.loads(pickle.dumps(ModelMismatchError(indexed, requested)))
     assert (error.indexed, error.requested) == (indexed, requested)
     assert str(error) == str(ModelMismatchError(indexed, requested))
+    replaced = pickle.loads(pickle.dumps(ModelReplaced(requested, indexed)))
+    assert (replaced.loaded, replaced.indexed) == (requested, indexed)
+    assert str(replaced) == str(ModelReplaced(requested, indexed))
