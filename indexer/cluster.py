@@ -171,10 +171,13 @@ class RayEmbedding:
         blocks = max(min(len(files), 2 * self.cpus), math.ceil(len(files) / FILES_PER_BLOCK))
         listed = ray.data.from_items([{"file_id": file_id, "path": path} for file_id, path in files],
                                      override_num_blocks=blocks)
-        # On this node (the driver's): it lives and dies with the run.
+        # On this node (the driver's) where it can be, so it ends with the run. Where its node is
+        # lost, Ray starts it again elsewhere and retries the calls waiting on it: its counts
+        # start again from nothing, which only lets a crashing file be tried a little longer.
         here = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=True)
-        ledger = ray.remote(_Ledger).options(num_cpus=0, scheduling_strategy=here).remote()
+        ledger = ray.remote(_Ledger).options(num_cpus=0, scheduling_strategy=here, max_restarts=-1,
+                                             max_task_retries=-1).remote()
         decoded = listed.map_batches(
             _decode_batch, batch_size=FILES_PER_BATCH, num_cpus=1, memory=DECODE_MEMORY,
             fn_kwargs={"sample_rate": encoder.sample_rate, "window_seconds": encoder.window_seconds,
