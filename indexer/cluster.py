@@ -270,10 +270,11 @@ def _decode_batch(batch: dict[str, np.ndarray], sample_rate: int, window_seconds
     rows = []
     watched = ray.get(ledger.begin_batch.remote(int(batch["file_id"][0])))
     for file_id, path in zip(batch["file_id"], batch["path"]):
-        pieces = decode_file(str(path), sample_rate, window_seconds, hop_seconds)
         if watched and (crashes := ray.get(ledger.begin_file.remote(int(file_id)))) >= CRASHES_ALLOWED - 1:
             log.error("%s killed its decoder %d times; recorded as an error", path, crashes + 1)
             pieces = [Piece(0, [], [], [], True, None, f"the decoder crashed on this file ({crashes + 1} times)")]
+        else:
+            pieces = decode_file(str(path), sample_rate, window_seconds, hop_seconds)
         for number, piece in enumerate(pieces):
             info = piece.info
             rows.append({
