@@ -35,6 +35,9 @@ CLUSTER_MARKER = "CLAPDEX_TEST_RAY_CLUSTER"
 ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "CLAPDEX_BATCH_SIZE": "2", "RAY_AUTH_MODE": "disabled",
                "RAY_USAGE_STATS_ENABLED": "0"}
 EMBEDDER = "MapBatches(_Embedder)"  # in the title Ray gives the embedding actors' processes
+# Every node of the test cluster: one CPU, a small object store, on loopback, in the foreground.
+NODE_OPTIONS = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats",
+                "--node-ip-address", "127.0.0.1", "--block"]
 
 
 def free_port() -> int:
@@ -69,8 +72,6 @@ def cluster(tmp_path_factory):
     marker = uuid.uuid4().hex
     temp = Path(f"/tmp/clapdex-ray-{marker[:8]}")  # short: Ray's sockets live under it
     env = {**os.environ, **ENVIRONMENT, CLUSTER_MARKER: marker}
-    common = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats",
-              "--node-ip-address", "127.0.0.1", "--block"]
     port = free_port()
     address = f"127.0.0.1:{port}"
     started = []
@@ -78,11 +79,11 @@ def cluster(tmp_path_factory):
     try:
         started.append(subprocess.Popen(
             [str(RAY), "start", "--head", "--port", str(port), "--ray-client-server-port", str(free_port()),
-             "--include-dashboard", "false", "--temp-dir", str(temp), *node_ports(), *common],
+             "--include-dashboard", "false", "--temp-dir", str(temp), *node_ports(), *NODE_OPTIONS],
             env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT))
         wait_for_nodes(address, 1, env, started, log)
         started.append(subprocess.Popen(
-            [str(RAY), "start", "--address", address, *node_ports(), *common],
+            [str(RAY), "start", "--address", address, *node_ports(), *NODE_OPTIONS],
             env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT))
         wait_for_nodes(address, 2, env, started, log)
         yield address, marker
@@ -138,9 +139,24 @@ def clapdex(*args, home: Path, weights: Path, env: dict | None = None, program: 
                           env={**os.environ, **ENVIRONMENT, **(env or {})}, capture_output=True, text=True, timeout=300)
 
 
-def counts(result: subprocess.CompletedProcess) -> dict[str, int]:
-    line = next(line for line in result.stdout.splitlines() if " indexed, " in line)
+def counts(stdout: str) -> dict[str, int]:
+    line = next(line for line in stdout.splitlines() if " indexed, " in line)
     return {name: int(number) for number, name in re.findall(r"(\d+) (indexed|skipped|moved|removed|errors)", line)}
+
+
+@contextlib.contextmanager
+def index_in_background(home: Path, path: Path, weights: Path, address: str, *options: str):
+    """`clapdex index PATH --ray ADDRESS`, running while the test watches it; killed if still
+    running when the test leaves."""
+    run = subprocess.Popen([str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(weights), "index",
+                            str(path), "--ray", address, *options], env={**os.environ, **ENVIRONMENT},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
 
 
 def outcome(home: Path) -> dict:
@@ -199,7 +215,7 @@ def test_a_library_indexed_through_ray_equals_a_local_run_and_a_rerun_embeds_not
     home = tmp_path / "home"
     result = clapdex("index", library, "--ray", address, home=home, weights=tiny_weights)
     assert result.returncode == 0, result.stderr
-    assert counts(result) == {"indexed": 15, "skipped": 0, "moved": 0, "removed": 0, "errors": 2}
+    assert counts(result.stdout) == {"indexed": 15, "skipped": 0, "moved": 0, "removed": 0, "errors": 2}
     assert_same(outcome(home), reference)
     assert healthy(home, tiny_weights)
 
@@ -207,7 +223,7 @@ def test_a_library_indexed_through_ray_equals_a_local_run_and_a_rerun_embeds_not
     again = clapdex("index", library, "--ray", home=home, weights=tiny_weights, env={"RAY_ADDRESS": address})
     assert again.returncode == 0, again.stderr
     # (files that could not be read are skipped too, unchanged since)
-    assert counts(again) == {"indexed": 0, "skipped": 17, "moved": 0, "removed": 0, "errors": 0}
+    assert counts(again.stdout) == {"indexed": 0, "skipped": 17, "moved": 0, "removed": 0, "errors": 0}
 
     # Incremental as a local run: a new file and a changed one are embedded, and only they.
     sox_tone(library / "new.wav", 3, tone="sine 5000")
@@ -216,7 +232,7 @@ def test_a_library_indexed_through_ray_equals_a_local_run_and_a_rerun_embeds_not
     try:
         third = clapdex("index", library, "--ray", address, home=home, weights=tiny_weights)
         assert third.returncode == 0, third.stderr
-        assert counts(third)["indexed"] == 2 and counts(third)["skipped"] == 16
+        assert counts(third.stdout)["indexed"] == 2 and counts(third.stdout)["skipped"] == 16
         local = tmp_path / "local"
         assert clapdex("index", library, home=local, weights=tiny_weights).returncode == 0
         assert_same(outcome(home), outcome(local))
@@ -234,12 +250,8 @@ def embedding_actors(marker: str) -> dict[int, str]:
 def test_an_embedding_actor_killed_mid_run_changes_nothing(cluster, library, reference, tiny_weights, tmp_path):
     address, marker = cluster
     home = tmp_path / "home"
-    command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
-               "index", str(library), "--ray", address, "--commit-every", "1"]
-    run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
     seen, killed, embedding = set(), None, 0
-    try:
+    with index_in_background(home, library, tiny_weights, address, "--commit-every", "1") as run:
         while run.poll() is None:
             actors = embedding_actors(marker)
             seen |= set(actors)
@@ -262,15 +274,11 @@ def test_an_embedding_actor_killed_mid_run_changes_nothing(cluster, library, ref
             else:
                 time.sleep(0.05)
         out, err = run.communicate()
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert killed is not None, "the run ended before its embedding actor could be killed"
     assert at < 17, "killed after the last file was stored"  # (17 with the two that cannot be read)
     assert run.returncode == 0, err
     assert len(seen) >= 2, f"no embedding actor took over from {killed}: {seen}"
-    assert counts(subprocess.CompletedProcess(command, 0, out, err))["indexed"] == 15
+    assert counts(out)["indexed"] == 15
     assert_same(outcome(home), reference)
     assert healthy(home, tiny_weights)
 
@@ -283,22 +291,14 @@ def test_a_run_killed_mid_way_resumes_through_ray(cluster, library, reference, t
     shutil.copytree(library, folder)
     slow = sox_tone(folder / "zz-slow.wav", 600, tone="sine 300")  # listed last; 170 windows
     home = tmp_path / "home"
-    command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
-               "index", str(folder), "--ray", address, "--commit-every", "1"]
-    run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
     at = None
-    try:
+    with index_in_background(home, folder, tiny_weights, address, "--commit-every", "1") as run:
         while run.poll() is None:
             if (stored := indexed_count(home)) >= 3 and status_of(home, slow) == "pending":
                 at = stored
                 run.kill()
                 break
             time.sleep(0.02)
-    finally:
-        if run.poll() is None:
-            run.kill()
-        run.wait()
     assert at is not None, f"the run ended before it could be killed: {run.stderr.read()}"
     deadline = time.monotonic() + 60
     while embedding_actors(marker) and time.monotonic() < deadline:
@@ -307,7 +307,7 @@ def test_a_run_killed_mid_way_resumes_through_ray(cluster, library, reference, t
 
     again = clapdex("index", folder, "--ray", address, home=home, weights=tiny_weights)
     assert again.returncode == 0, again.stderr
-    done = counts(again)
+    done = counts(again.stdout)
     assert done["skipped"] >= at and done["indexed"] + done["errors"] + done["skipped"] == 18, done
     got = outcome(home)
     alone = tmp_path / "alone"
@@ -329,12 +329,8 @@ def test_a_file_that_kills_its_decoder_is_an_error_and_the_run_goes_on(cluster, 
         shutil.copyfile(library / name, folder / name)
     trap = sox_tone(folder / "trap.wav", 600, tone="sine 300")  # long: open for a while, however fast the machine
     home = tmp_path / "home"
-    command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
-               "index", str(folder), "--ray", address]
-    run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
     killed = set()
-    try:
+    with index_in_background(home, folder, tiny_weights, address) as run:
         while run.poll() is None:
             for pid in marked_processes(marker, CLUSTER_MARKER):
                 if reading(pid, trap):
@@ -343,13 +339,9 @@ def test_a_file_that_kills_its_decoder_is_an_error_and_the_run_goes_on(cluster, 
                         killed.add(pid)
             time.sleep(0.02)
         out, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert run.returncode == 0, err
     assert len(killed) == 3, f"the decoder died {len(killed)} times on the file, not 3"
-    assert counts(subprocess.CompletedProcess(command, 0, out, err)) == {
+    assert counts(out) == {
         "indexed": 3, "skipped": 0, "moved": 0, "removed": 0, "errors": 1}
     got = outcome(home)
     assert got[str(trap)][0] == "error" and not got[str(trap)][1]
@@ -372,34 +364,23 @@ def test_a_node_lost_mid_run_costs_a_retry_not_the_run(cluster, library, referen
     env = {**os.environ, **ENVIRONMENT, CLUSTER_MARKER: marker, node_marker: marker}
     log = open(tmp_path / "ray-start.log", "w+b")
     node = subprocess.Popen(
-        [str(RAY), "start", "--address", address, *node_ports(), "--num-cpus", "1", "--object-store-memory",
-         str(100 * 2**20), "--disable-usage-stats", "--node-ip-address", "127.0.0.1", "--block"],
+        [str(RAY), "start", "--address", address, *node_ports(), *NODE_OPTIONS],
         env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     home = tmp_path / "home"
     try:
         wait_for_nodes(address, 3, env, [node], log)
-        command = [str(CLAPDEX), "--home", str(home), "--device", "cpu", "--weights", str(tiny_weights),
-                   "index", str(library), "--ray", address, "--commit-every", "1"]
-        run = subprocess.Popen(command, env={**os.environ, **ENVIRONMENT}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        lost, working = None, {}
-        try:
+        lost = None
+        with index_in_background(home, library, tiny_weights, address, "--commit-every", "1") as run:
             while run.poll() is None:
-                if lost is None:
-                    # Ray titles a worker's process with what it runs: this node's, once it works for the run.
-                    working = {pid: command for pid, command in marked_processes(marker, node_marker).items()
-                               if "_decode_batch" in command or EMBEDDER in command}
-                    if working:
-                        lost = indexed_count(home)
-                        for pid in marked_processes(marker, node_marker):
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(pid, signal.SIGKILL)
+                # Ray titles a worker's process with what it runs: this node's, once it works for the run.
+                if lost is None and any("_decode_batch" in title or EMBEDDER in title
+                                        for title in marked_processes(marker, node_marker).values()):
+                    lost = indexed_count(home)
+                    for pid in marked_processes(marker, node_marker):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
                 time.sleep(0.05)
             out, err = run.communicate(timeout=30)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(node.pid, signal.SIGKILL)
@@ -409,7 +390,7 @@ def test_a_node_lost_mid_run_costs_a_retry_not_the_run(cluster, library, referen
     assert lost < 17, "the node was lost after the last file was stored"
     assert not marked_processes(marker, node_marker)
     assert run.returncode == 0, err
-    assert counts(subprocess.CompletedProcess(command, 0, out, err))["indexed"] == 15
+    assert counts(out)["indexed"] == 15
     assert_same(outcome(home), reference)
     assert healthy(home, tiny_weights)
 
@@ -423,7 +404,7 @@ def test_a_local_ray_is_started_for_the_run_and_stopped_after_it(library, refere
          str(library / "tone00.wav"), str(library / "long.flac"), "--ray"],
         env={**env, **ENVIRONMENT, CLUSTER_MARKER: marker}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert counts(result)["indexed"] == 2
+    assert counts(result.stdout)["indexed"] == 2
     got = outcome(home)
     assert_same(got, {path: reference[path] for path in got})
     deadline = time.monotonic() + 30
